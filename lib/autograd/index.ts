@@ -1,0 +1,5 @@
+// kg.autograd: record ops on the tape, then call backward() on the result.
+export { record, pause, isRecording } from './tape';
+export { backward } from './backward';
+export type { BackwardOptions } from './backward';
+export type { GradNode } from './node';

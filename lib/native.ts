@@ -1,0 +1,109 @@
+// The one typed declaration of the native addon (native/napi), and its loader. Everything else in
+// lib/ goes through this file; nothing else calls `bindings` or touches the addon's names.
+import bindings from 'bindings';
+
+/** A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). */
+export interface Storage {
+  readonly numel: number;
+  readonly device: 'cpu' | 'cuda';
+  readonly disposed: boolean;
+  dispose(): void;
+  /** A copy of the contents (synchronizes with the GPU). */
+  read(): Float32Array;
+  write(data: Float32Array): void;
+  /** Copies another storage of the same size, from any device. */
+  copyFrom(src: Storage): void;
+}
+
+export interface StorageConstructor {
+  new (device: DeviceCode, numel: number): Storage;
+}
+
+export const enum DeviceCode {
+  Cpu = 0,
+  Cuda = 1,
+}
+
+export const enum BinaryOpCode {
+  Add = 0,
+  Sub = 1,
+  Mul = 2,
+  Div = 3,
+}
+
+/** [n, c, h, w, k, kh, kw, strideH, strideW, padH, padW] */
+export type ConvShapeArg = [number, number, number, number, number, number, number, number, number, number, number];
+/** [n, c, h, w, kh, kw, strideH, strideW] */
+export type PoolShapeArg = [number, number, number, number, number, number, number, number];
+/** [n, c, l]: batch norm views every input as (n, c, l), l = h*w or 1. */
+export type BnShapeArg = [number, number, number];
+
+export interface CudaDeviceInfo {
+  index: number;
+  name: string;
+  totalMemory: number;
+  major: number;
+  minor: number;
+}
+
+export interface CudaMemoryStats {
+  allocated: number;
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+  numMallocs: number;
+}
+
+/** The addon's exports. Semantics of each kernel: native/include/kg/ops.inc. */
+export interface Native {
+  Storage: StorageConstructor;
+
+  gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Storage, b: Storage, beta: number, c: Storage): void;
+  conv2dForward(shape: ConvShapeArg, x: Storage, w: Storage, bias: Storage | null, y: Storage): void;
+  conv2dBackwardData(shape: ConvShapeArg, dy: Storage, w: Storage, dx: Storage): void;
+  conv2dBackwardWeight(shape: ConvShapeArg, x: Storage, dy: Storage, dw: Storage): void;
+  conv2dBackwardBias(shape: ConvShapeArg, dy: Storage, db: Storage): void;
+  avgPool2dForward(shape: PoolShapeArg, x: Storage, y: Storage): void;
+  avgPool2dBackward(shape: PoolShapeArg, dy: Storage, dx: Storage): void;
+
+  batchNormForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveInvstd: Storage, batchVar: Storage): void;
+  batchNormForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;
+  batchNormBackwardTrain(shape: BnShapeArg, x: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
+  batchNormBackwardInfer(shape: BnShapeArg, x: Storage, dy: Storage, gamma: Storage, mean: Storage, variance: Storage, eps: number, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
+
+  binary(op: BinaryOpCode, shape: number[], aStrides: number[], bStrides: number[], a: Storage, b: Storage, out: Storage): void;
+  fill(out: Storage, value: number): void;
+  copy(x: Storage, out: Storage): void;
+  axpby(alpha: number, x: Storage, beta: number, y: Storage): void;
+  reluForward(x: Storage, y: Storage): void;
+  reluBackward(x: Storage, dy: Storage, dx: Storage): void;
+  reduceSum(outer: number, r: number, inner: number, scale: number, x: Storage, y: Storage): void;
+  softmaxXentForward(n: number, k: number, logits: Storage, labels: Storage, loss: Storage): void;
+  softmaxXentBackward(n: number, k: number, logits: Storage, labels: Storage, dloss: Storage, dlogits: Storage): void;
+  argmaxRows(n: number, k: number, x: Storage, out: Storage): void;
+  sgdUpdate(lr: number, momentum: number, weightDecay: number, param: Storage, grad: Storage, velocity: Storage | null): void;
+
+  builtWithCuda(): boolean;
+  cudaDevices(): CudaDeviceInfo[];
+  cudaMemoryStats(): CudaMemoryStats;
+  cudaEmptyCache(): void;
+  cudaSynchronize(): void;
+  cpuThreads(): number;
+  setCpuThreads(n: number): void;
+}
+
+function load(): Native {
+  try {
+    return bindings('kernelgrad') as Native;
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new Error(
+      `kernelgrad: the native addon could not be loaded (${why}).\n` +
+        'Build it with `npm rebuild kernelgrad` (or `npm run build:native` in a checkout); ' +
+        'that needs cmake and a C++17 compiler, and nvcc for the CUDA kernels.',
+    );
+  }
+}
+
+/** The loaded addon. */
+export const native: Native = load();

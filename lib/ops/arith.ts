@@ -1,0 +1,196 @@
+// Elementwise arithmetic with NumPy broadcasting, and the reductions that undo broadcasting in
+// the gradients.
+import { recordOp } from '../autograd/tape';
+import { BinaryOpCode, native } from '../native';
+import { broadcastShapes, broadcastStrides, formatShape, normalizeAxes, numelOf, sameShape, Shape } from '../shape';
+import { Tensor } from '../tensor';
+import { checkSameDevice, checkTensor } from './check';
+import { scalar } from './creation';
+
+export type Operand = Tensor | number;
+
+const opNames = ['add', 'sub', 'mul', 'div'] as const;
+
+function operand(x: Operand, like: Tensor, op: string, name: string): Tensor {
+  return typeof x === 'number' ? scalar(x, like.device) : checkTensor(x, op, name);
+}
+
+/** out = a (op) b, broadcast, without recording. */
+function binaryRaw(op: BinaryOpCode, a: Tensor, b: Tensor): Tensor {
+  const name = opNames[op];
+  checkSameDevice(name, { a, b });
+  const shape = broadcastShapes(a.shape, b.shape, name);
+  const out = Tensor.empty(shape, a.device);
+  native.binary(op, shape, broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape), a.storage, b.storage, out.storage);
+  return out;
+}
+
+/** Sums `g` down to `shape` over the dimensions that broadcasting expanded. */
+export function sumTo(g: Tensor, shape: Shape): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const offset = g.ndim - shape.length;
+  const axes: number[] = [];
+  g.shape.forEach((d, i) => {
+    if (i < offset || (shape[i - offset] === 1 && d !== 1)) axes.push(i);
+  });
+  return reshape(sum(g, axes), shape);
+}
+
+function lhs(a: Tensor | number, b: Tensor | number, op: string): Tensor {
+  if (a instanceof Tensor) return checkTensor(a, op, 'a');
+  if (b instanceof Tensor) return b;
+  throw new TypeError(`${op}: at least one operand must be a Tensor`);
+}
+
+export function add(a: Operand, b: Operand): Tensor {
+  const like = lhs(a, b, 'add');
+  const ta = operand(a, like, 'add', 'a');
+  const tb = operand(b, like, 'add', 'b');
+  return recordOp('add', binaryRaw(BinaryOpCode.Add, ta, tb), [ta, tb], (g) => [sumTo(g, ta.shape), sumTo(g, tb.shape)]);
+}
+
+export function sub(a: Operand, b: Operand): Tensor {
+  const like = lhs(a, b, 'sub');
+  const ta = operand(a, like, 'sub', 'a');
+  const tb = operand(b, like, 'sub', 'b');
+  return recordOp('sub', binaryRaw(BinaryOpCode.Sub, ta, tb), [ta, tb], (g) => [sumTo(g, ta.shape), scale(sumTo(g, tb.shape), -1)]);
+}
+
+export function mul(a: Operand, b: Operand): Tensor {
+  const like = lhs(a, b, 'mul');
+  const ta = operand(a, like, 'mul', 'a');
+  const tb = operand(b, like, 'mul', 'b');
+  return recordOp('mul', binaryRaw(BinaryOpCode.Mul, ta, tb), [ta, tb], (g) => [
+    ta.tracksGrad ? sumTo(binaryRaw(BinaryOpCode.Mul, g, tb), ta.shape) : null,
+    tb.tracksGrad ? sumTo(binaryRaw(BinaryOpCode.Mul, g, ta), tb.shape) : null,
+  ]);
+}
+
+export function div(a: Operand, b: Operand): Tensor {
+  const like = lhs(a, b, 'div');
+  const ta = operand(a, like, 'div', 'a');
+  const tb = operand(b, like, 'div', 'b');
+  const out = binaryRaw(BinaryOpCode.Div, ta, tb);
+  return recordOp('div', out, [ta, tb], (g) => [
+    ta.tracksGrad ? sumTo(binaryRaw(BinaryOpCode.Div, g, tb), ta.shape) : null,
+    // d(a/b)/db = -(a/b)/b
+    tb.tracksGrad ? scale(sumTo(binaryRaw(BinaryOpCode.Div, binaryRaw(BinaryOpCode.Mul, g, out), tb), tb.shape), -1) : null,
+  ]);
+}
+
+/** alpha * x. */
+export function scale(x: Tensor, alpha: number): Tensor {
+  checkTensor(x, 'scale', 'x');
+  const out = Tensor.empty(x.shape, x.device);
+  native.axpby(alpha, x.storage, 0, out.storage);
+  return recordOp('scale', out, [x], (g) => [scale(g, alpha)]);
+}
+
+export function neg(x: Tensor): Tensor {
+  return scale(x, -1);
+}
+
+/** Reshape without copying (the result shares memory); one dimension may be -1. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  checkTensor(x, 'reshape', 'x');
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= -1)) {
+    throw new TypeError(`reshape: shape must be an array of integers (one may be -1), got ${JSON.stringify(shape)}`);
+  }
+  const target = [...shape];
+  const unknown = target.indexOf(-1);
+  if (unknown !== target.lastIndexOf(-1)) throw new RangeError('reshape: only one dimension can be -1');
+  if (unknown >= 0) {
+    const rest = numelOf(target.filter((d) => d !== -1));
+    if (rest === 0 || x.numel % rest !== 0) {
+      throw new RangeError(`reshape: cannot reshape ${formatShape(x.shape)} into ${formatShape(shape)}`);
+    }
+    target[unknown] = x.numel / rest;
+  }
+  if (numelOf(target) !== x.numel) {
+    throw new RangeError(`reshape: cannot reshape ${formatShape(x.shape)} (${x.numel} elements) into ${formatShape(shape)}`);
+  }
+  if (sameShape(target, x.shape)) return x;
+  const inputShape = x.shape;
+  return recordOp('reshape', x.view(target), [x], (g) => [reshape(g, inputShape)]);
+}
+
+/** (N, ...) -> (N, rest). */
+export function flatten(x: Tensor): Tensor {
+  checkTensor(x, 'flatten', 'x');
+  if (x.ndim < 1) throw new RangeError('flatten: needs at least one dimension');
+  return reshape(x, [x.shape[0], x.ndim === 1 ? 1 : -1]);
+}
+
+export interface ReduceOptions {
+  keepDims?: boolean;
+}
+
+/** Sums over `axes` with scale applied, by contiguous groups of axes, in a fixed order. */
+function reduceRaw(x: Tensor, axes: number[], scaleBy: number): Tensor {
+  let current = x;
+  let shape = [...x.shape];
+  // Reduce from the last group to the first so earlier axis indices stay valid.
+  const groups: Array<[number, number]> = [];
+  for (const a of axes) {
+    const last = groups[groups.length - 1];
+    if (last && last[1] === a) last[1] = a + 1;
+    else groups.push([a, a + 1]);
+  }
+  if (groups.length === 0) {
+    const out = Tensor.empty(shape, x.device);
+    native.axpby(scaleBy, x.storage, 0, out.storage);
+    return out;
+  }
+  for (let gi = groups.length - 1; gi >= 0; gi--) {
+    const [from, to] = groups[gi];
+    const outer = numelOf(shape.slice(0, from));
+    const r = numelOf(shape.slice(from, to));
+    const inner = numelOf(shape.slice(to));
+    const nextShape = [...shape.slice(0, from), ...shape.slice(to)];
+    const out = Tensor.empty(nextShape, x.device);
+    native.reduceSum(outer, r, inner, gi === 0 ? scaleBy : 1, current.storage, out.storage);
+    if (current !== x) current.dispose();
+    current = out;
+    shape = nextShape;
+  }
+  return current;
+}
+
+function reduction(op: 'sum' | 'mean', x: Tensor, axes: number | readonly number[] | undefined, options: ReduceOptions): Tensor {
+  checkTensor(x, op, 'x');
+  const list = axes === undefined ? x.shape.map((_, i) => i) : normalizeAxes(axes, x.ndim, op);
+  const count = numelOf(list.map((a) => x.shape[a]));
+  if (op === 'mean' && count === 0) throw new RangeError(`mean: no elements to average in ${formatShape(x.shape)}`);
+  const reduced = reduceRaw(x, list, op === 'mean' ? 1 / count : 1);
+  const keptShape = x.shape.map((d, i) => (list.includes(i) ? 1 : d));
+  const out = options.keepDims ? reduced.view(keptShape) : reduced;
+  const inputShape = x.shape;
+  return recordOp(op, out, [x], (g) => {
+    const spread = broadcastTo(reshape(g, keptShape), inputShape);
+    return [op === 'mean' ? scale(spread, 1 / count) : spread];
+  });
+}
+
+/** Sum over all elements (shape []), or over the given axes. */
+export function sum(x: Tensor, axes?: number | readonly number[], options: ReduceOptions = {}): Tensor {
+  return reduction('sum', x, axes, options);
+}
+
+/** Mean over all elements (shape []), or over the given axes. */
+export function mean(x: Tensor, axes?: number | readonly number[], options: ReduceOptions = {}): Tensor {
+  return reduction('mean', x, axes, options);
+}
+
+/** A copy of x expanded to a broadcast-compatible shape. */
+export function broadcastTo(x: Tensor, shape: Shape): Tensor {
+  const target = broadcastShapes(x.shape, shape, 'broadcastTo');
+  if (!sameShape(target, shape)) {
+    throw new RangeError(`broadcastTo: cannot broadcast ${formatShape(x.shape)} to ${formatShape(shape)}`);
+  }
+  const zero = scalar(0, x.device);
+  const out = Tensor.empty(target, x.device);
+  native.binary(BinaryOpCode.Add, target, broadcastStrides(x.shape, target), target.map(() => 0), x.storage, zero.storage, out.storage);
+  zero.dispose();
+  const inputShape = x.shape;
+  return recordOp('broadcastTo', out, [x], (g) => [sumTo(g, inputShape)]);
+}

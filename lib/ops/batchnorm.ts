@@ -1,0 +1,127 @@
+// Batch normalization (Ioffe & Szegedy, 2015) as an op with its own fused kernels: per-channel
+// statistics over the batch (and the spatial positions of 4-D input), normalization, scale and
+// shift in one forward pass, and the closed-form gradient in one backward pass.
+import { isRecording, recordOp } from '../autograd/tape';
+import { BnShapeArg, native } from '../native';
+import { formatShape } from '../shape';
+import { Tensor } from '../tensor';
+import { checkFinite, checkSameDevice, checkTensor } from './check';
+
+const ACCEPTED = 'dense (batch, features) or 2-D convolution (batch, channels, height, width) input';
+
+/** Every input seen as (n, c, l): l = h*w for 4-D input and 1 for 2-D input. */
+function bnShape(x: Tensor, op: string): BnShapeArg {
+  if (x.ndim === 2) return [x.shape[0], x.shape[1], 1];
+  if (x.ndim === 4) return [x.shape[0], x.shape[1], x.shape[2] * x.shape[3]];
+  throw new RangeError(`${op}: expected ${ACCEPTED}, got ${x.ndim}-D shape ${formatShape(x.shape)}`);
+}
+
+function checkPerChannel(t: Tensor | undefined | null, c: number, x: Tensor, op: string, name: string): Tensor {
+  checkTensor(t, op, name);
+  const v = t as Tensor;
+  if (v.ndim !== 1 || v.shape[0] !== c) {
+    throw new RangeError(`${op}: ${name} must have shape [${c}] for x ${formatShape(x.shape)} (${c} channels), got ${formatShape(v.shape)}`);
+  }
+  return v;
+}
+
+export interface BatchNormOptions {
+  /** Normalize with the batch's statistics (true) or with runningMean/runningVar (false). */
+  training: boolean;
+  /** Per-channel moving statistics; updated in place in training, read in inference. */
+  runningMean?: Tensor | null;
+  runningVar?: Tensor | null;
+  /** running = momentum * running + (1 - momentum) * batch. Default 0.9, the tutorial's. */
+  momentum?: number;
+  /** Added to the variance before the square root. Default 1e-5. */
+  eps?: number;
+}
+
+/**
+ * y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel.
+ *
+ * Training normalizes with the batch's mean and biased variance and, when running statistics are
+ * given, updates them in place with the tutorial's convention (biased variance, momentum 0.9).
+ * Inference normalizes with the running statistics and changes nothing.
+ */
+export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: BatchNormOptions): Tensor {
+  const op = 'batchNorm';
+  checkTensor(x, op, 'x');
+  if (options === null || typeof options !== 'object' || typeof options.training !== 'boolean') {
+    throw new TypeError(`${op}: options.training must be true or false`);
+  }
+  const shape = bnShape(x, op);
+  const [n, c, l] = shape;
+  checkPerChannel(gamma, c, x, op, 'gamma');
+  checkPerChannel(beta, c, x, op, 'beta');
+  const momentum = checkFinite(options.momentum ?? 0.9, op, 'momentum');
+  if (momentum < 0 || momentum > 1) throw new RangeError(`${op}: momentum must be in [0, 1], got ${momentum}`);
+  const eps = checkFinite(options.eps ?? 1e-5, op, 'eps');
+  if (eps < 0) throw new RangeError(`${op}: eps must be >= 0, got ${eps}`);
+  const runningMean = options.runningMean ?? null;
+  const runningVar = options.runningVar ?? null;
+  if ((runningMean === null) !== (runningVar === null)) {
+    throw new TypeError(`${op}: give both runningMean and runningVar, or neither`);
+  }
+  if (runningMean) checkPerChannel(runningMean, c, x, op, 'runningMean');
+  if (runningVar) checkPerChannel(runningVar, c, x, op, 'runningVar');
+  checkSameDevice(op, { x, gamma, beta, runningMean, runningVar });
+
+  if (!options.training) {
+    if (!runningMean || !runningVar) {
+      throw new TypeError(`${op}: inference (training: false) needs runningMean and runningVar`);
+    }
+    return batchNormInference(x, gamma, beta, runningMean, runningVar, eps, shape);
+  }
+  if (n * l < 2) {
+    throw new RangeError(
+      `${op}: training needs more than one value per channel to compute a variance, got x ${formatShape(x.shape)}; ` +
+        'use a larger batch, or inference mode',
+    );
+  }
+  const y = Tensor.empty(x.shape, x.device);
+  const saveMean = Tensor.empty([c], x.device);
+  const saveInvstd = Tensor.empty([c], x.device);
+  const batchVar = Tensor.empty([c], x.device);
+  native.batchNormForwardTrain(shape, x.storage, gamma.storage, beta.storage, eps, y.storage, saveMean.storage, saveInvstd.storage, batchVar.storage);
+  if (runningMean && runningVar) {
+    native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storage);
+    native.axpby(1 - momentum, batchVar.storage, momentum, runningVar.storage);
+  }
+  batchVar.dispose();
+  return recordOp(op, y, [x, gamma, beta], (g) => {
+    const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
+    const dgamma = Tensor.empty([c], x.device);
+    const dbeta = Tensor.empty([c], x.device);
+    native.batchNormBackwardTrain(shape, x.storage, g.storage, gamma.storage, saveMean.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
+    return [dx, dgamma, dbeta];
+  });
+}
+
+function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, eps: number, shape: BnShapeArg): Tensor {
+  const y = Tensor.empty(x.shape, x.device);
+  native.batchNormForwardInfer(shape, x.storage, gamma.storage, beta.storage, mean.storage, variance.storage, eps, y.storage);
+  // The statistics are constants here, so the gradient is the affine map's. Snapshot them: the
+  // running tensors may be updated in place before backward runs.
+  if (!isRecording() || !(x.tracksGrad || gamma.tracksGrad || beta.tracksGrad)) return y;
+  const c = shape[1];
+  const savedMean = Tensor.empty([c], x.device);
+  const savedVar = Tensor.empty([c], x.device);
+  savedMean.storage.copyFrom(mean.storage);
+  savedVar.storage.copyFrom(variance.storage);
+  return recordOp('batchNorm', y, [x, gamma, beta], (g) => {
+    const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
+    const dgamma = Tensor.empty([c], x.device);
+    const dbeta = Tensor.empty([c], x.device);
+    native.batchNormBackwardInfer(shape, x.storage, g.storage, gamma.storage, savedMean.storage, savedVar.storage, eps, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
+    return [dx, dgamma, dbeta];
+  });
+}
+
+/**
+ * The tutorial's pure_batch_norm: normalize with the batch's own statistics, no moving averages.
+ * Accepts 2-D (batch, features) and 4-D (batch, channels, h, w) input.
+ */
+export function pureBatchNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): Tensor {
+  return batchNorm(x, gamma, beta, { training: true, eps });
+}

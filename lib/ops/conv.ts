@@ -1,0 +1,98 @@
+// 2-D convolution and average pooling, NCHW, with their gradients.
+import { recordOp } from '../autograd/tape';
+import { ConvShapeArg, native, PoolShapeArg } from '../native';
+import { formatShape } from '../shape';
+import { Tensor } from '../tensor';
+import { checkNdim, checkPositiveInt, checkSameDevice, checkTensor } from './check';
+
+type Pair = number | readonly [number, number];
+
+function pair(v: Pair | undefined, fallback: number, op: string, name: string, min: number): [number, number] {
+  const p = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) && typeof v !== 'number') throw new TypeError(`${op}: ${name} must be a number or [h, w]`);
+  if (p.length !== 2) throw new TypeError(`${op}: ${name} must be a number or [h, w]`);
+  return [checkPositiveInt(p[0], op, name, min), checkPositiveInt(p[1], op, name, min)];
+}
+
+export interface Conv2dOptions {
+  stride?: Pair;
+  padding?: Pair;
+}
+
+/** Cross-correlation of x (n, c, h, w) with w (k, c, kh, kw), plus bias (k). */
+export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
+  const op = 'conv2d';
+  checkTensor(x, op, 'x');
+  checkTensor(w, op, 'weight');
+  if (bias !== undefined && bias !== null) checkTensor(bias, op, 'bias');
+  checkNdim(x, [4], op, 'x', '4-D (n, c, h, w)');
+  checkNdim(w, [4], op, 'weight', '4-D (out, in, kh, kw)');
+  checkSameDevice(op, { x, weight: w, bias });
+  const [sh, sw] = pair(options.stride, 1, op, 'stride', 1);
+  const [ph, pw] = pair(options.padding, 0, op, 'padding', 0);
+  const [n, c, h, wd] = x.shape;
+  const [k, wc, kh, kw] = w.shape;
+  if (wc !== c) {
+    throw new RangeError(`${op}: x ${formatShape(x.shape)} has ${c} channels, weight ${formatShape(w.shape)} expects ${wc}`);
+  }
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== k)) {
+    throw new RangeError(`${op}: bias must have shape [${k}], got ${formatShape(bias.shape)}`);
+  }
+  if (h + 2 * ph < kh || wd + 2 * pw < kw) {
+    throw new RangeError(`${op}: kernel ${kh}x${kw} is larger than the padded input ${h + 2 * ph}x${wd + 2 * pw} (x ${formatShape(x.shape)})`);
+  }
+  const oh = Math.floor((h + 2 * ph - kh) / sh) + 1;
+  const ow = Math.floor((wd + 2 * pw - kw) / sw) + 1;
+  const shape: ConvShapeArg = [n, c, h, wd, k, kh, kw, sh, sw, ph, pw];
+  const y = Tensor.empty([n, k, oh, ow], x.device);
+  native.conv2dForward(shape, x.storage, w.storage, bias ? bias.storage : null, y.storage);
+  const inputs = bias ? [x, w, bias] : [x, w];
+  return recordOp(op, y, inputs, (g) => {
+    let dx: Tensor | null = null;
+    let dw: Tensor | null = null;
+    if (x.tracksGrad) {
+      dx = Tensor.empty(x.shape, x.device);
+      native.conv2dBackwardData(shape, g.storage, w.storage, dx.storage);
+    }
+    if (w.tracksGrad) {
+      dw = Tensor.empty(w.shape, w.device);
+      native.conv2dBackwardWeight(shape, x.storage, g.storage, dw.storage);
+    }
+    if (!bias) return [dx, dw];
+    const db = Tensor.empty([k], g.device);
+    native.conv2dBackwardBias(shape, g.storage, db.storage);
+    return [dx, dw, db];
+  });
+}
+
+export interface AvgPool2dOptions {
+  kernelSize: Pair;
+  /** Defaults to kernelSize (non-overlapping windows). */
+  stride?: Pair;
+}
+
+/** Average over kernelSize windows of x (n, c, h, w), no padding; the output size rounds down. */
+export function avgPool2d(x: Tensor, options: AvgPool2dOptions): Tensor {
+  const op = 'avgPool2d';
+  checkTensor(x, op, 'x');
+  checkNdim(x, [4], op, 'x', '4-D (n, c, h, w)');
+  if (options === null || typeof options !== 'object' || options.kernelSize === undefined) {
+    throw new TypeError(`${op}: options.kernelSize is required`);
+  }
+  const [kh, kw] = pair(options.kernelSize, 1, op, 'kernelSize', 1);
+  const [sh, sw] = options.stride === undefined ? [kh, kw] : pair(options.stride, 1, op, 'stride', 1);
+  const [n, c, h, w] = x.shape;
+  if (h < kh || w < kw) {
+    throw new RangeError(`${op}: window ${kh}x${kw} is larger than the input ${formatShape(x.shape)}`);
+  }
+  const oh = Math.floor((h - kh) / sh) + 1;
+  const ow = Math.floor((w - kw) / sw) + 1;
+  const shape: PoolShapeArg = [n, c, h, w, kh, kw, sh, sw];
+  const y = Tensor.empty([n, c, oh, ow], x.device);
+  native.avgPool2dForward(shape, x.storage, y.storage);
+  return recordOp(op, y, [x], (g) => {
+    const dx = Tensor.empty(x.shape, x.device);
+    native.avgPool2dBackward(shape, g.storage, dx.storage);
+    return [dx];
+  });
+}

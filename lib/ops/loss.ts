@@ -1,0 +1,77 @@
+// Softmax cross-entropy from logits and class indices, and argmax for predictions.
+import { recordOp } from '../autograd/tape';
+import { native } from '../native';
+import { formatShape } from '../shape';
+import { Tensor } from '../tensor';
+import { mean, sum } from './arith';
+import { checkNdim, checkSameDevice, checkTensor } from './check';
+import { tensor } from './creation';
+
+export type Labels = Tensor | Int32Array | Float32Array | readonly number[];
+export type Reduction = 'none' | 'sum' | 'mean';
+
+/** Labels as a tensor of class indices on `device`, each checked to be an integer in [0, k). */
+function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor {
+  const op = 'softmaxCrossEntropy';
+  let values: ArrayLike<number>;
+  let t: Tensor | null = null;
+  if (labels instanceof Tensor) {
+    checkTensor(labels, op, 'labels');
+    checkSameDevice(op, { logits: like, labels });
+    if (labels.ndim !== 1) throw new RangeError(`${op}: labels must be 1-D class indices, got shape ${formatShape(labels.shape)}`);
+    values = labels.toArray();
+    t = labels;
+  } else if (labels instanceof Int32Array || labels instanceof Float32Array || Array.isArray(labels)) {
+    values = labels;
+  } else {
+    throw new TypeError(`${op}: labels must be a Tensor, Int32Array or array of class indices`);
+  }
+  if (values.length !== n) {
+    throw new RangeError(`${op}: ${values.length} labels for ${n} rows of logits ${formatShape(like.shape)}`);
+  }
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isInteger(v) || v < 0 || v >= k) {
+      throw new RangeError(`${op}: label ${i} is ${v}, expected an integer class index in [0, ${k})`);
+    }
+  }
+  return t ?? tensor(Float32Array.from(values), [n], { device: like.device });
+}
+
+/**
+ * -log softmax(logits)[label] per row, computed stably (log-sum-exp with the row maximum
+ * subtracted). reduction 'none' (default) gives the per-example vector, as in the tutorial, whose
+ * backward() sums it; 'sum' and 'mean' give a scalar.
+ */
+export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options: { reduction?: Reduction } = {}): Tensor {
+  const op = 'softmaxCrossEntropy';
+  checkTensor(logits, op, 'logits');
+  checkNdim(logits, [2], op, 'logits', '2-D (batch, classes)');
+  const reduction = options.reduction ?? 'none';
+  if (!['none', 'sum', 'mean'].includes(reduction)) {
+    throw new TypeError(`${op}: reduction must be 'none', 'sum' or 'mean', got ${String(reduction)}`);
+  }
+  const [n, k] = logits.shape;
+  if (k < 1) throw new RangeError(`${op}: logits need at least one class, got ${formatShape(logits.shape)}`);
+  const y = labelTensor(labels, n, k, logits);
+  const loss = Tensor.empty([n], logits.device);
+  native.softmaxXentForward(n, k, logits.storage, y.storage, loss.storage);
+  const perExample = recordOp(op, loss, [logits], (g) => {
+    const dlogits = Tensor.empty(logits.shape, logits.device);
+    native.softmaxXentBackward(n, k, logits.storage, y.storage, g.storage, dlogits.storage);
+    return [dlogits];
+  });
+  if (reduction === 'none') return perExample;
+  return reduction === 'sum' ? sum(perExample) : mean(perExample);
+}
+
+/** Index of the largest value in each row of a 2-D tensor (the first one on ties), as floats. */
+export function argmax(x: Tensor): Tensor {
+  checkTensor(x, 'argmax', 'x');
+  checkNdim(x, [2], 'argmax', 'x', '2-D (rows, columns)');
+  const [n, k] = x.shape;
+  if (k < 1) throw new RangeError(`argmax: rows are empty in ${formatShape(x.shape)}`);
+  const out = Tensor.empty([n], x.device);
+  native.argmaxRows(n, k, x.storage, out.storage);
+  return out;
+}

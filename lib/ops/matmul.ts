@@ -1,0 +1,69 @@
+// Matrix products on the GEMM kernel: matmul and the dense layer's linear.
+import { recordOp } from '../autograd/tape';
+import { BinaryOpCode, native } from '../native';
+import { formatShape } from '../shape';
+import { Tensor } from '../tensor';
+import { checkNdim, checkSameDevice, checkTensor } from './check';
+
+/** op(a) @ op(b), where op transposes when asked; a and b are 2-D. */
+function gemm(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  const m = transA ? a.shape[1] : a.shape[0];
+  const k = transA ? a.shape[0] : a.shape[1];
+  const n = transB ? b.shape[0] : b.shape[1];
+  const out = Tensor.empty([m, n], a.device);
+  native.gemm(transA, transB, m, n, k, 1, a.storage, b.storage, 0, out.storage);
+  return out;
+}
+
+/** (m, k) @ (k, n) -> (m, n). */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  checkTensor(a, 'matmul', 'a');
+  checkTensor(b, 'matmul', 'b');
+  checkNdim(a, [2], 'matmul', 'a');
+  checkNdim(b, [2], 'matmul', 'b');
+  checkSameDevice('matmul', { a, b });
+  if (a.shape[1] !== b.shape[0]) {
+    throw new RangeError(`matmul: inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)}`);
+  }
+  return recordOp('matmul', gemm(a, b, false, false), [a, b], (g) => [
+    a.tracksGrad ? gemm(g, b, false, true) : null, // dA = g @ bᵀ
+    b.tracksGrad ? gemm(a, g, true, false) : null, // dB = aᵀ @ g
+  ]);
+}
+
+/** The dense layer: x (n, in) times weight (out, in) transposed, plus bias (out). PyTorch's layout. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  checkTensor(x, 'linear', 'x');
+  checkTensor(weight, 'linear', 'weight');
+  checkNdim(x, [2], 'linear', 'x', '2-D (batch, features)');
+  checkNdim(weight, [2], 'linear', 'weight', '2-D (out, in)');
+  if (bias !== undefined && bias !== null) checkTensor(bias, 'linear', 'bias');
+  checkSameDevice('linear', { x, weight, bias });
+  const [n, inFeatures] = x.shape;
+  const [outFeatures, wIn] = weight.shape;
+  if (wIn !== inFeatures) {
+    throw new RangeError(`linear: x ${formatShape(x.shape)} has ${inFeatures} features, weight ${formatShape(weight.shape)} expects ${wIn}`);
+  }
+  if (bias && (bias.ndim !== 1 || bias.shape[0] !== outFeatures)) {
+    throw new RangeError(`linear: bias must have shape [${outFeatures}], got ${formatShape(bias.shape)}`);
+  }
+  const y = Tensor.empty([n, outFeatures], x.device);
+  native.gemm(false, true, n, outFeatures, inFeatures, 1, x.storage, weight.storage, 0, y.storage);
+  if (bias) {
+    // In place: y[i, j] += bias[j] (each element is read and written by the same iteration).
+    native.binary(BinaryOpCode.Add, [n, outFeatures], [outFeatures, 1], [0, 1], y.storage, bias.storage, y.storage);
+  }
+  const inputs = bias ? [x, weight, bias] : [x, weight];
+  return recordOp('linear', y, inputs, (g) => {
+    const grads: Array<Tensor | null> = [
+      x.tracksGrad ? gemm(g, weight, false, false) : null, // dx = g @ W
+      weight.tracksGrad ? gemm(g, x, true, false) : null, // dW = gᵀ @ x
+    ];
+    if (bias) {
+      const db = Tensor.empty([outFeatures], g.device);
+      native.reduceSum(1, n, outFeatures, 1, g.storage, db.storage);
+      grads.push(db);
+    }
+    return grads;
+  });
+}

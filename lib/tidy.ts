@@ -1,0 +1,49 @@
+// kg.tidy(fn): frees every tensor created inside fn when fn returns, except what it returns and the
+// tensors that must outlive a step (parameters, their gradients, buffers marked with keep()).
+// Training loops wrap each step in it so that GPU memory is returned at once instead of whenever
+// the garbage collector runs.
+import { Tensor } from './tensor';
+
+const scopes: Tensor[][] = [];
+
+/** @internal Called by the Tensor constructor. */
+export function trackCreated(t: Tensor): void {
+  if (scopes.length > 0) scopes[scopes.length - 1].push(t);
+}
+
+function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): void {
+  if (value === null || typeof value !== 'object' || depth > 4) return;
+  if (value instanceof Tensor) {
+    into.add(value);
+    return;
+  }
+  const items = Array.isArray(value) ? value : Object.values(value as object);
+  for (const v of items) collectTensors(v, into, depth + 1);
+}
+
+export function tidy<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError('tidy(fn): fn must be a function');
+  const created: Tensor[] = [];
+  scopes.push(created);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    for (const t of created) if (!t.isPersistent) t.dispose();
+    throw e;
+  } finally {
+    scopes.pop();
+  }
+  if (result instanceof Promise) throw new TypeError('tidy(fn): fn must be synchronous');
+  const keep = new Set<Tensor>();
+  collectTensors(result, keep);
+  const outer = scopes[scopes.length - 1];
+  for (const t of created) {
+    if (keep.has(t) || t.isPersistent) {
+      if (outer) outer.push(t);  // the enclosing scope owns what escapes this one
+    } else {
+      t.dispose();
+    }
+  }
+  return result;
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+// Builds the native addon with cmake-js. Runs as the package's `install` script, so it checks the
+// toolchain first: a missing cmake or C++ compiler gets one clear sentence instead of a wall of
+// CMake output. Node-API headers come from the node-api-headers npm package (see "binary" in
+// package.json), so nothing is downloaded here.
+'use strict';
+const { spawnSync } = require('child_process');
+const path = require('path');
+
+function has(cmd, args = ['--version']) {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+const missing = [];
+if (!has('cmake')) missing.push('cmake (>= 3.18), e.g. `apt-get install cmake`');
+const cxx = process.env.CXX || 'c++';
+if (!has(cxx) && !has('g++') && !has('clang++')) missing.push('a C++17 compiler, e.g. `apt-get install g++`');
+if (missing.length) {
+  console.error('kernelgrad: cannot build the native addon; please install:\n  - ' + missing.join('\n  - '));
+  process.exit(1);
+}
+
+const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+const args = [cmakeJs, 'compile', '--directory', path.resolve(__dirname, '..')];
+if (process.env.KG_DEBUG_BUILD) args.push('--debug');
+const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: process.env });
+if (r.status !== 0) {
+  console.error('kernelgrad: the native build failed (see the CMake output above).');
+  process.exit(r.status || 1);
+}

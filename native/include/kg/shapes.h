@@ -1,0 +1,44 @@
+// Plain shape descriptions shared by the CPU and CUDA kernels. No Node-API here: the kernels
+// know nothing about JavaScript, so they can be tested and timed on their own (native/dev).
+#pragma once
+#include <cstdint>
+
+namespace kg {
+
+// A 2-D convolution of x (n, c, h, w) with w (k, c, kh, kw) into y (n, k, oh, ow), cross-correlation
+// as in every framework: y[n,k,i,j] = b[k] + sum_{c,p,q} x[n,c,i*sh+p-ph, j*sw+q-pw] * w[k,c,p,q].
+struct ConvShape {
+  int64_t n, c, h, w;     // input
+  int64_t k, kh, kw;      // filters
+  int64_t sh, sw, ph, pw; // stride and zero padding
+  int64_t oh, ow;         // output, (h + 2ph - kh) / sh + 1
+};
+
+// Average pooling without padding: y[n,c,i,j] = mean of the kh x kw window at (i*sh, j*sw).
+struct PoolShape {
+  int64_t n, c, h, w;
+  int64_t kh, kw, sh, sw;
+  int64_t oh, ow;
+};
+
+// Batch norm sees every input as (n, c, l): l = h*w for 4-D input and 1 for 2-D input.
+// Statistics are per channel c over the n*l values.
+struct BnShape {
+  int64_t n, c, l;
+};
+
+// Up to this many dimensions take part in a broadcasting elementwise op.
+constexpr int kMaxDims = 6;
+
+// out[i] = a[i . astride] (op) b[i . bstride] over the multi-index i of `shape`; a stride of 0
+// broadcasts that operand along the dimension.
+struct BroadcastShape {
+  int ndim;
+  int64_t shape[kMaxDims];
+  int64_t astride[kMaxDims];
+  int64_t bstride[kMaxDims];
+};
+
+enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
+
+}  // namespace kg

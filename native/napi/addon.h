@@ -1,0 +1,17 @@
+// Per-environment state of the addon (worker threads each get their own), instead of globals.
+#pragma once
+#include <napi.h>
+
+namespace kg {
+
+struct AddonData {
+  Napi::FunctionReference storage_ctor;
+};
+
+// Each file of bindings adds its functions to the module's exports.
+void register_linalg(Napi::Env env, Napi::Object exports);
+void register_batchnorm(Napi::Env env, Napi::Object exports);
+void register_elementwise(Napi::Env env, Napi::Object exports);
+void register_runtime(Napi::Env env, Napi::Object exports);
+
+}  // namespace kg

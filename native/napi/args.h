@@ -1,0 +1,140 @@
+// Defensive unpacking of a binding's arguments. Every op binding starts with `Args a(info, "name", n)`
+// and reads its arguments through it: a wrong count, a wrong type, a disposed storage, a storage too
+// small for the shapes or storages on different devices throw a JS TypeError/RangeError that names
+// the op, never a crash. The TypeScript layer checks shapes first with friendlier messages; these
+// checks are the last line that keeps bad calls away from the kernels.
+#pragma once
+#include <napi.h>
+
+#include <cmath>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "storage.h"
+
+namespace kg {
+
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* op, size_t count) : info_(info), op_(op) {
+    if (info.Length() != count) {
+      throw Napi::TypeError::New(env(), prefix() + "expected " + std::to_string(count) + " arguments, got " +
+                                            std::to_string(info.Length()));
+    }
+  }
+
+  Napi::Env env() const { return info_.Env(); }
+
+  Storage& storage(size_t i, const char* name) const {
+    if (!Storage::is(env(), info_[i])) {
+      throw Napi::TypeError::New(env(), prefix() + name + " must be a Storage");
+    }
+    Storage* s = Storage::Unwrap(info_[i].As<Napi::Object>());
+    if (s->disposed()) throw Napi::Error::New(env(), prefix() + name + " was disposed");
+    return *s;
+  }
+  // null or undefined gives nullptr.
+  Storage* optional_storage(size_t i, const char* name) const {
+    if (info_[i].IsNull() || info_[i].IsUndefined()) return nullptr;
+    return &storage(i, name);
+  }
+
+  int64_t i64(size_t i, const char* name, int64_t min = 0) const {
+    if (!info_[i].IsNumber()) throw Napi::TypeError::New(env(), prefix() + name + " must be a number");
+    double v = info_[i].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(v) || v != std::floor(v) || v < static_cast<double>(min) || v > 9.0e15) {
+      throw Napi::RangeError::New(env(), prefix() + name + " must be an integer >= " + std::to_string(min) +
+                                             ", got " + std::to_string(v));
+    }
+    return static_cast<int64_t>(v);
+  }
+  float f32(size_t i, const char* name) const {
+    if (!info_[i].IsNumber()) throw Napi::TypeError::New(env(), prefix() + name + " must be a number");
+    double v = info_[i].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(v)) throw Napi::RangeError::New(env(), prefix() + name + " must be finite");
+    return static_cast<float>(v);
+  }
+  // An array of exactly `len` non-negative integers (a shape description).
+  std::vector<int64_t> ints(size_t i, const char* name, size_t len) const {
+    if (!info_[i].IsArray()) throw Napi::TypeError::New(env(), prefix() + name + " must be an array");
+    auto arr = info_[i].As<Napi::Array>();
+    if (arr.Length() != len) {
+      throw Napi::RangeError::New(env(), prefix() + name + " must have " + std::to_string(len) + " entries");
+    }
+    std::vector<int64_t> out(len);
+    for (uint32_t j = 0; j < len; ++j) {
+      Napi::Value v = arr.Get(j);
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
+      if (!std::isfinite(d) || d != std::floor(d) || d < 0 || d > 9.0e15) {
+        throw Napi::RangeError::New(env(), prefix() + name + "[" + std::to_string(j) +
+                                               "] must be a non-negative integer");
+      }
+      out[j] = static_cast<int64_t>(d);
+    }
+    return out;
+  }
+  bool boolean(size_t i, const char* name) const {
+    if (!info_[i].IsBoolean()) throw Napi::TypeError::New(env(), prefix() + name + " must be a boolean");
+    return info_[i].As<Napi::Boolean>().Value();
+  }
+
+  // The storage must hold exactly `numel` elements for the shapes given.
+  void expect_numel(const Storage& s, int64_t numel, const char* name) const {
+    if (s.numel() != numel) {
+      throw Napi::RangeError::New(env(), prefix() + name + " has " + std::to_string(s.numel()) +
+                                             " elements, the shapes need " + std::to_string(numel));
+    }
+  }
+
+  // All storages on one device; returns it.
+  Device same_device(std::initializer_list<const Storage*> all) const {
+    const Storage* first = nullptr;
+    for (const Storage* s : all) {
+      if (!s) continue;
+      if (!first) first = s;
+      else if (s->device() != first->device()) {
+        throw Napi::Error::New(env(), prefix() + "operands are on different devices (" +
+                                          device_name(first->device()) + " and " + device_name(s->device()) +
+                                          "); move them with .to(device) first");
+      }
+    }
+    return first ? first->device() : Device::Cpu;
+  }
+
+  std::string prefix() const { return std::string("kernelgrad.") + op_ + ": "; }
+
+ private:
+  const Napi::CallbackInfo& info_;
+  const char* op_;
+};
+
+// Runs a kernel on the device of its operands, turning C++ exceptions (CUDA errors, out of memory)
+// into JS errors that name the op. In a build without CUDA no storage can live on the GPU.
+#if KG_WITH_CUDA
+#define KG_RUN(args, device, call)                                                   \
+  do {                                                                               \
+    try {                                                                            \
+      if ((device) == ::kg::Device::Cuda) ::kg::cuda::call;                          \
+      else ::kg::cpu::call;                                                          \
+    } catch (const Napi::Error&) {                                                   \
+      throw;                                                                         \
+    } catch (const std::exception& e) {                                              \
+      throw Napi::Error::New((args).env(), (args).prefix() + e.what());              \
+    }                                                                                \
+  } while (0)
+#else
+#define KG_RUN(args, device, call)                                                   \
+  do {                                                                               \
+    (void)(device);                                                                  \
+    try {                                                                            \
+      ::kg::cpu::call;                                                               \
+    } catch (const Napi::Error&) {                                                   \
+      throw;                                                                         \
+    } catch (const std::exception& e) {                                              \
+      throw Napi::Error::New((args).env(), (args).prefix() + e.what());              \
+    }                                                                                \
+  } while (0)
+#endif
+
+}  // namespace kg

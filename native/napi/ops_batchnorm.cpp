@@ -1,0 +1,115 @@
+// Bindings of the batch-norm kernels. Every input is described as (n, c, l); see kg/shapes.h.
+#include "addon.h"
+#include "args.h"
+#include "kg/ops.h"
+
+namespace kg {
+namespace {
+
+BnShape bn_shape(const Args& a, size_t i) {
+  auto v = a.ints(i, "shape", 3);
+  return BnShape{v[0], v[1], v[2]};
+}
+
+// batchNormForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveInvstd, batchVar)
+Napi::Value forward_train(const Napi::CallbackInfo& info) {
+  Args a(info, "batchNormForwardTrain", 9);
+  BnShape s = bn_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta");
+  float eps = a.f32(4, "eps");
+  Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &invstd = a.storage(7, "saveInvstd"),
+          &var = a.storage(8, "batchVar");
+  int64_t numel = s.n * s.c * s.l;
+  a.expect_numel(x, numel, "x");
+  a.expect_numel(y, numel, "y");
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
+                          {&invstd, "saveInvstd"}, {&var, "batchVar"}}) {
+    a.expect_numel(*st, s.c, name);
+  }
+  Device d = a.same_device({&x, &gamma, &beta, &y, &mean, &invstd, &var});
+  KG_RUN(a, d,
+         batchnorm_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
+                                 mean.data("saveMean"), invstd.data("saveInvstd"), var.data("batchVar")));
+  return info.Env().Undefined();
+}
+
+// batchNormForwardInfer(shape, x, gamma, beta, mean, var, eps, y)
+Napi::Value forward_infer(const Napi::CallbackInfo& info) {
+  Args a(info, "batchNormForwardInfer", 8);
+  BnShape s = bn_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta"),
+          &mean = a.storage(4, "mean"), &var = a.storage(5, "var");
+  float eps = a.f32(6, "eps");
+  Storage& y = a.storage(7, "y");
+  int64_t numel = s.n * s.c * s.l;
+  a.expect_numel(x, numel, "x");
+  a.expect_numel(y, numel, "y");
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "mean"}, {&var, "var"}}) {
+    a.expect_numel(*st, s.c, name);
+  }
+  Device d = a.same_device({&x, &gamma, &beta, &mean, &var, &y});
+  KG_RUN(a, d,
+         batchnorm_forward_infer(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), mean.data("mean"),
+                                 var.data("var"), eps, y.data("y")));
+  return info.Env().Undefined();
+}
+
+// batchNormBackwardTrain(shape, x, dy, gamma, saveMean, saveInvstd, dx | null, dgamma, dbeta)
+Napi::Value backward_train(const Napi::CallbackInfo& info) {
+  Args a(info, "batchNormBackwardTrain", 9);
+  BnShape s = bn_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &gamma = a.storage(3, "gamma"),
+          &mean = a.storage(4, "saveMean"), &invstd = a.storage(5, "saveInvstd");
+  Storage* dx = a.optional_storage(6, "dx");
+  Storage &dgamma = a.storage(7, "dgamma"), &dbeta = a.storage(8, "dbeta");
+  int64_t numel = s.n * s.c * s.l;
+  a.expect_numel(x, numel, "x");
+  a.expect_numel(dy, numel, "dy");
+  if (dx) a.expect_numel(*dx, numel, "dx");
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&mean, "saveMean"}, {&invstd, "saveInvstd"},
+                          {&dgamma, "dgamma"}, {&dbeta, "dbeta"}}) {
+    a.expect_numel(*st, s.c, name);
+  }
+  Device d = a.same_device({&x, &dy, &gamma, &mean, &invstd, dx, &dgamma, &dbeta});
+  KG_RUN(a, d,
+         batchnorm_backward_train(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), mean.data("saveMean"),
+                                  invstd.data("saveInvstd"), dx ? dx->data("dx") : nullptr,
+                                  dgamma.data("dgamma"), dbeta.data("dbeta")));
+  return info.Env().Undefined();
+}
+
+// batchNormBackwardInfer(shape, x, dy, gamma, mean, var, eps, dx | null, dgamma, dbeta)
+Napi::Value backward_infer(const Napi::CallbackInfo& info) {
+  Args a(info, "batchNormBackwardInfer", 10);
+  BnShape s = bn_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &gamma = a.storage(3, "gamma"),
+          &mean = a.storage(4, "mean"), &var = a.storage(5, "var");
+  float eps = a.f32(6, "eps");
+  Storage* dx = a.optional_storage(7, "dx");
+  Storage &dgamma = a.storage(8, "dgamma"), &dbeta = a.storage(9, "dbeta");
+  int64_t numel = s.n * s.c * s.l;
+  a.expect_numel(x, numel, "x");
+  a.expect_numel(dy, numel, "dy");
+  if (dx) a.expect_numel(*dx, numel, "dx");
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&mean, "mean"}, {&var, "var"}, {&dgamma, "dgamma"},
+                          {&dbeta, "dbeta"}}) {
+    a.expect_numel(*st, s.c, name);
+  }
+  Device d = a.same_device({&x, &dy, &gamma, &mean, &var, dx, &dgamma, &dbeta});
+  KG_RUN(a, d,
+         batchnorm_backward_infer(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), mean.data("mean"),
+                                  var.data("var"), eps, dx ? dx->data("dx") : nullptr, dgamma.data("dgamma"),
+                                  dbeta.data("dbeta")));
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void register_batchnorm(Napi::Env env, Napi::Object exports) {
+  exports.Set("batchNormForwardTrain", Napi::Function::New<forward_train>(env, "batchNormForwardTrain"));
+  exports.Set("batchNormForwardInfer", Napi::Function::New<forward_infer>(env, "batchNormForwardInfer"));
+  exports.Set("batchNormBackwardTrain", Napi::Function::New<backward_train>(env, "batchNormBackwardTrain"));
+  exports.Set("batchNormBackwardInfer", Napi::Function::New<backward_infer>(env, "batchNormBackwardInfer"));
+}
+
+}  // namespace kg

@@ -1,0 +1,151 @@
+// Bindings of GEMM, convolution and pooling.
+#include <string>
+
+#include "addon.h"
+#include "args.h"
+#include "kg/ops.h"
+
+namespace kg {
+namespace {
+
+// gemm(transA, transB, m, n, k, alpha, A, B, beta, C)
+Napi::Value gemm(const Napi::CallbackInfo& info) {
+  Args a(info, "gemm", 10);
+  bool ta = a.boolean(0, "transA"), tb = a.boolean(1, "transB");
+  int64_t m = a.i64(2, "m"), n = a.i64(3, "n"), k = a.i64(4, "k");
+  float alpha = a.f32(5, "alpha");
+  Storage &A = a.storage(6, "A"), &B = a.storage(7, "B");
+  float beta = a.f32(8, "beta");
+  Storage& C = a.storage(9, "C");
+  a.expect_numel(A, m * k, "A");
+  a.expect_numel(B, k * n, "B");
+  a.expect_numel(C, m * n, "C");
+  Device d = a.same_device({&A, &B, &C});
+  KG_RUN(a, d, gemm(ta, tb, m, n, k, alpha, A.data("A"), B.data("B"), beta, C.data("C")));
+  return info.Env().Undefined();
+}
+
+// [n, c, h, w, k, kh, kw, sh, sw, ph, pw] -> ConvShape with the output size.
+ConvShape conv_shape(const Args& a, size_t i) {
+  auto v = a.ints(i, "shape", 11);
+  ConvShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], 0, 0};
+  if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "kernel size and stride must be at least 1");
+  }
+  if (s.h + 2 * s.ph < s.kh || s.w + 2 * s.pw < s.kw) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "the kernel is larger than the padded input");
+  }
+  s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
+  s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
+  return s;
+}
+int64_t x_numel(const ConvShape& s) { return s.n * s.c * s.h * s.w; }
+int64_t w_numel(const ConvShape& s) { return s.k * s.c * s.kh * s.kw; }
+int64_t y_numel(const ConvShape& s) { return s.n * s.k * s.oh * s.ow; }
+
+// conv2dForward(shape, x, w, bias | null, y)
+Napi::Value conv2d_forward(const Napi::CallbackInfo& info) {
+  Args a(info, "conv2dForward", 5);
+  ConvShape s = conv_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &w = a.storage(2, "w");
+  Storage* b = a.optional_storage(3, "bias");
+  Storage& y = a.storage(4, "y");
+  a.expect_numel(x, x_numel(s), "x");
+  a.expect_numel(w, w_numel(s), "w");
+  if (b) a.expect_numel(*b, s.k, "bias");
+  a.expect_numel(y, y_numel(s), "y");
+  Device d = a.same_device({&x, &w, b, &y});
+  KG_RUN(a, d, conv2d_forward(s, x.data("x"), w.data("w"), b ? b->data("bias") : nullptr, y.data("y")));
+  return info.Env().Undefined();
+}
+
+// conv2dBackwardData(shape, dy, w, dx)
+Napi::Value conv2d_backward_data(const Napi::CallbackInfo& info) {
+  Args a(info, "conv2dBackwardData", 4);
+  ConvShape s = conv_shape(a, 0);
+  Storage &dy = a.storage(1, "dy"), &w = a.storage(2, "w"), &dx = a.storage(3, "dx");
+  a.expect_numel(dy, y_numel(s), "dy");
+  a.expect_numel(w, w_numel(s), "w");
+  a.expect_numel(dx, x_numel(s), "dx");
+  Device d = a.same_device({&dy, &w, &dx});
+  KG_RUN(a, d, conv2d_backward_data(s, dy.data("dy"), w.data("w"), dx.data("dx")));
+  return info.Env().Undefined();
+}
+
+// conv2dBackwardWeight(shape, x, dy, dw)
+Napi::Value conv2d_backward_weight(const Napi::CallbackInfo& info) {
+  Args a(info, "conv2dBackwardWeight", 4);
+  ConvShape s = conv_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &dw = a.storage(3, "dw");
+  a.expect_numel(x, x_numel(s), "x");
+  a.expect_numel(dy, y_numel(s), "dy");
+  a.expect_numel(dw, w_numel(s), "dw");
+  Device d = a.same_device({&x, &dy, &dw});
+  KG_RUN(a, d, conv2d_backward_weight(s, x.data("x"), dy.data("dy"), dw.data("dw")));
+  return info.Env().Undefined();
+}
+
+// conv2dBackwardBias(shape, dy, db)
+Napi::Value conv2d_backward_bias(const Napi::CallbackInfo& info) {
+  Args a(info, "conv2dBackwardBias", 3);
+  ConvShape s = conv_shape(a, 0);
+  Storage &dy = a.storage(1, "dy"), &db = a.storage(2, "db");
+  a.expect_numel(dy, y_numel(s), "dy");
+  a.expect_numel(db, s.k, "db");
+  Device d = a.same_device({&dy, &db});
+  KG_RUN(a, d, conv2d_backward_bias(s, dy.data("dy"), db.data("db")));
+  return info.Env().Undefined();
+}
+
+// [n, c, h, w, kh, kw, sh, sw] -> PoolShape with the output size.
+PoolShape pool_shape(const Args& a, size_t i) {
+  auto v = a.ints(i, "shape", 8);
+  PoolShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], 0, 0};
+  if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "kernel size and stride must be at least 1");
+  }
+  if (s.h < s.kh || s.w < s.kw) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "the pooling window is larger than the input");
+  }
+  s.oh = (s.h - s.kh) / s.sh + 1;
+  s.ow = (s.w - s.kw) / s.sw + 1;
+  return s;
+}
+
+// avgPool2dForward(shape, x, y)
+Napi::Value avgpool2d_forward(const Napi::CallbackInfo& info) {
+  Args a(info, "avgPool2dForward", 3);
+  PoolShape s = pool_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &y = a.storage(2, "y");
+  a.expect_numel(x, s.n * s.c * s.h * s.w, "x");
+  a.expect_numel(y, s.n * s.c * s.oh * s.ow, "y");
+  Device d = a.same_device({&x, &y});
+  KG_RUN(a, d, avgpool2d_forward(s, x.data("x"), y.data("y")));
+  return info.Env().Undefined();
+}
+
+// avgPool2dBackward(shape, dy, dx)
+Napi::Value avgpool2d_backward(const Napi::CallbackInfo& info) {
+  Args a(info, "avgPool2dBackward", 3);
+  PoolShape s = pool_shape(a, 0);
+  Storage &dy = a.storage(1, "dy"), &dx = a.storage(2, "dx");
+  a.expect_numel(dy, s.n * s.c * s.oh * s.ow, "dy");
+  a.expect_numel(dx, s.n * s.c * s.h * s.w, "dx");
+  Device d = a.same_device({&dy, &dx});
+  KG_RUN(a, d, avgpool2d_backward(s, dy.data("dy"), dx.data("dx")));
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void register_linalg(Napi::Env env, Napi::Object exports) {
+  exports.Set("gemm", Napi::Function::New<gemm>(env, "gemm"));
+  exports.Set("conv2dForward", Napi::Function::New<conv2d_forward>(env, "conv2dForward"));
+  exports.Set("conv2dBackwardData", Napi::Function::New<conv2d_backward_data>(env, "conv2dBackwardData"));
+  exports.Set("conv2dBackwardWeight", Napi::Function::New<conv2d_backward_weight>(env, "conv2dBackwardWeight"));
+  exports.Set("conv2dBackwardBias", Napi::Function::New<conv2d_backward_bias>(env, "conv2dBackwardBias"));
+  exports.Set("avgPool2dForward", Napi::Function::New<avgpool2d_forward>(env, "avgPool2dForward"));
+  exports.Set("avgPool2dBackward", Napi::Function::New<avgpool2d_backward>(env, "avgPool2dBackward"));
+}
+
+}  // namespace kg

@@ -1,0 +1,109 @@
+// Bindings that describe and manage the machine: CUDA devices and memory, CPU threads.
+#include <thread>
+
+#include "addon.h"
+#include "args.h"
+#if KG_WITH_CUDA
+#include "kg/cuda_runtime.h"
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace kg {
+namespace {
+
+Napi::Value built_with_cuda(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), KG_WITH_CUDA != 0);
+}
+
+// cudaDevices(): [{ index, name, totalMemory, major, minor }]; empty without a driver or GPU.
+Napi::Value cuda_devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto out = Napi::Array::New(env);
+#if KG_WITH_CUDA
+  uint32_t i = 0;
+  for (const auto& d : cuda::devices()) {
+    auto o = Napi::Object::New(env);
+    o.Set("index", d.index);
+    o.Set("name", d.name);
+    o.Set("totalMemory", static_cast<double>(d.total_memory));
+    o.Set("major", d.major);
+    o.Set("minor", d.minor);
+    out.Set(i++, o);
+  }
+#endif
+  return out;
+}
+
+Napi::Value cuda_memory_stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = Napi::Object::New(env);
+#if KG_WITH_CUDA
+  auto s = cuda::memory_stats();
+  o.Set("allocated", static_cast<double>(s.allocated));
+  o.Set("reserved", static_cast<double>(s.reserved));
+  o.Set("peakAllocated", static_cast<double>(s.peak_allocated));
+  o.Set("peakReserved", static_cast<double>(s.peak_reserved));
+  o.Set("numMallocs", static_cast<double>(s.num_mallocs));
+#else
+  for (const char* k : {"allocated", "reserved", "peakAllocated", "peakReserved", "numMallocs"}) o.Set(k, 0);
+#endif
+  return o;
+}
+
+Napi::Value cuda_empty_cache(const Napi::CallbackInfo& info) {
+#if KG_WITH_CUDA
+  try {
+    cuda::empty_cache();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("kernelgrad.cudaEmptyCache: ") + e.what());
+  }
+#endif
+  return info.Env().Undefined();
+}
+
+Napi::Value cuda_synchronize(const Napi::CallbackInfo& info) {
+#if KG_WITH_CUDA
+  try {
+    cuda::synchronize();
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("kernelgrad.cudaSynchronize: ") + e.what());
+  }
+#endif
+  return info.Env().Undefined();
+}
+
+// The number of threads the CPU kernels use.
+Napi::Value cpu_threads(const Napi::CallbackInfo& info) {
+#ifdef _OPENMP
+  return Napi::Number::New(info.Env(), omp_get_max_threads());
+#else
+  return Napi::Number::New(info.Env(), 1);
+#endif
+}
+
+Napi::Value set_cpu_threads(const Napi::CallbackInfo& info) {
+  Args a(info, "setCpuThreads", 1);
+  int64_t n = a.i64(0, "threads", 1);
+#ifdef _OPENMP
+  omp_set_num_threads(static_cast<int>(n));
+#else
+  (void)n;
+#endif
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void register_runtime(Napi::Env env, Napi::Object exports) {
+  exports.Set("builtWithCuda", Napi::Function::New<built_with_cuda>(env, "builtWithCuda"));
+  exports.Set("cudaDevices", Napi::Function::New<cuda_devices>(env, "cudaDevices"));
+  exports.Set("cudaMemoryStats", Napi::Function::New<cuda_memory_stats>(env, "cudaMemoryStats"));
+  exports.Set("cudaEmptyCache", Napi::Function::New<cuda_empty_cache>(env, "cudaEmptyCache"));
+  exports.Set("cudaSynchronize", Napi::Function::New<cuda_synchronize>(env, "cudaSynchronize"));
+  exports.Set("cpuThreads", Napi::Function::New<cpu_threads>(env, "cpuThreads"));
+  exports.Set("setCpuThreads", Napi::Function::New<set_cpu_threads>(env, "setCpuThreads"));
+}
+
+}  // namespace kg
