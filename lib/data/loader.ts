@@ -1,0 +1,147 @@
+// DataLoader: mini-batches of an in-memory dataset as tensors on a device, with seeded shuffling.
+import { defaultDevice, Device } from '../device';
+import { tensor } from '../ops/creation';
+import type { Tensor } from '../tensor';
+import type { MnistSplit } from './mnist';
+import { BatchPlan, epochBatches, numBatches } from './sampler';
+
+/** Examples held in host memory: `count` inputs of `sampleShape`, back to back, and their labels. */
+export interface ArrayDataset {
+  inputs: Float32Array;
+  /** Class indices, one per example. */
+  labels: ArrayLike<number>;
+  count: number;
+  /** Shape of one input, e.g. [1, 28, 28]. */
+  sampleShape: number[];
+}
+
+/** An MNIST split as a dataset of (1, rows, cols) images. */
+export function mnistDataset(split: MnistSplit): ArrayDataset {
+  return { inputs: split.images, labels: split.labels, count: split.count, sampleShape: [1, split.rows, split.cols] };
+}
+
+/** The first `n` examples of a dataset (no copy). */
+export function subset(ds: ArrayDataset, n: number): ArrayDataset {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`subset: n must be a positive integer, got ${n}`);
+  const count = Math.min(n, ds.count);
+  const size = ds.sampleShape.reduce((a, b) => a * b, 1);
+  const labels = ds.labels as ArrayLike<number> & { subarray?: (a: number, b: number) => ArrayLike<number> };
+  return {
+    inputs: ds.inputs.subarray(0, count * size),
+    labels: typeof labels.subarray === 'function' ? labels.subarray(0, count) : Array.from({ length: count }, (_, i) => ds.labels[i]),
+    count,
+    sampleShape: ds.sampleShape,
+  };
+}
+
+export interface DataLoaderOptions {
+  /** Examples per batch (default 64, the tutorial's). */
+  batchSize?: number;
+  /** Reshuffle the examples every epoch (default false). */
+  shuffle?: boolean;
+  /** Seed of the shuffling; epoch e uses a permutation derived from (seed, e). Default 0. */
+  seed?: number;
+  /**
+   * Drop the last batch when it is smaller than batchSize (default false: it is kept). Training
+   * with batch norm cannot use a batch of ONE example (a variance needs two values), so drop it
+   * when `count % batchSize === 1`; the training loop does this for you.
+   */
+  dropLast?: boolean;
+  /** Where the batch tensors are made (default: `kg.defaultDevice()`, cuda when a GPU is present). */
+  device?: Device;
+  /** Use only the first `limit` examples. */
+  limit?: number;
+}
+
+/** One mini-batch. The consumer owns `x` and `y` and should dispose them (or use kg.tidy). */
+export interface Batch {
+  /** Inputs (B, ...sampleShape), e.g. (B, 1, 28, 28). */
+  x: Tensor;
+  /** Class indices (B) as floats. */
+  y: Tensor;
+  /** The same labels in host memory (handy for accuracy without a device read). */
+  labels: Float32Array;
+  /** Positions of the examples in the dataset. */
+  indices: Int32Array;
+}
+
+/**
+ * Iterates a dataset in mini-batches. `for (const b of loader)` runs one epoch and advances the
+ * loader's epoch counter, so each pass is shuffled differently; `loader.batches(e)` gives epoch
+ * `e` explicitly (the same batches every time for the same seed and e).
+ */
+export class DataLoader implements Iterable<Batch> {
+  readonly dataset: ArrayDataset;
+  readonly batchSize: number;
+  readonly shuffle: boolean;
+  readonly seed: number;
+  readonly dropLast: boolean;
+  readonly device: Device;
+  /** The epoch that the next `for ... of` will run. */
+  epoch = 0;
+  private readonly sampleSize: number;
+
+  constructor(dataset: ArrayDataset, options: DataLoaderOptions = {}) {
+    const batchSize = options.batchSize ?? 64;
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${batchSize}`);
+    }
+    const seed = options.seed ?? 0;
+    if (!Number.isInteger(seed)) throw new RangeError(`DataLoader: seed must be an integer, got ${seed}`);
+    this.dataset = options.limit === undefined ? dataset : subset(dataset, options.limit);
+    this.sampleSize = this.dataset.sampleShape.reduce((a, b) => a * b, 1);
+    if (this.dataset.inputs.length < this.dataset.count * this.sampleSize || this.dataset.labels.length < this.dataset.count) {
+      throw new RangeError(`DataLoader: the dataset holds fewer values than ${this.dataset.count} examples of shape [${this.dataset.sampleShape.join(', ')}]`);
+    }
+    this.batchSize = batchSize;
+    this.shuffle = options.shuffle ?? false;
+    this.seed = seed;
+    this.dropLast = options.dropLast ?? false;
+    this.device = options.device ?? defaultDevice();
+  }
+
+  /** Number of examples. */
+  get size(): number {
+    return this.dataset.count;
+  }
+
+  /** Number of batches per epoch. */
+  get length(): number {
+    return numBatches(this.plan());
+  }
+
+  private plan(): BatchPlan {
+    return { count: this.dataset.count, batchSize: this.batchSize, shuffle: this.shuffle, seed: this.seed, dropLast: this.dropLast };
+  }
+
+  /** The example indices of each batch of `epoch`. */
+  batchIndices(epoch = 0): Int32Array[] {
+    return epochBatches(this.plan(), epoch);
+  }
+
+  /** The batches of `epoch`, made one at a time as tensors on the loader's device. */
+  *batches(epoch = 0): Generator<Batch> {
+    for (const indices of this.batchIndices(epoch)) yield this.gather(indices);
+  }
+
+  /** One batch made of the given example indices. */
+  gather(indices: Int32Array): Batch {
+    const { inputs, labels: allLabels, sampleShape } = this.dataset;
+    const size = this.sampleSize;
+    const b = indices.length;
+    const xs = new Float32Array(b * size);
+    const labels = new Float32Array(b);
+    for (let i = 0; i < b; i++) {
+      const k = indices[i];
+      xs.set(inputs.subarray(k * size, (k + 1) * size), i * size);
+      labels[i] = allLabels[k];
+    }
+    const x = tensor(xs, [b, ...sampleShape], { device: this.device });
+    const y = tensor(labels, [b], { device: this.device });
+    return { x, y, labels, indices };
+  }
+
+  [Symbol.iterator](): Iterator<Batch> {
+    return this.batches(this.epoch++);
+  }
+}

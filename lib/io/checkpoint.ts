@@ -1,0 +1,40 @@
+// Model checkpoints as safetensors files: the state dict (parameters and running statistics, by
+// their dotted names, PyTorch layouts) plus string metadata (architecture, epoch, ...).
+import type { Device } from '../device';
+import type { Module } from '../nn/module';
+import { tensor } from '../ops/creation';
+import type { Tensor } from '../tensor';
+import { readSafetensors, writeSafetensors } from './safetensors';
+
+/** Writes `model.stateDict()` and `metadata` to `file` atomically (temp file, fsync, rename). */
+export function saveCheckpoint(file: string, model: Module, metadata: Record<string, string> = {}): void {
+  writeSafetensors(file, model.stateDict(), { format: 'pt', framework: 'kernelgrad', ...metadata });
+}
+
+export interface LoadedCheckpoint {
+  /** Tensors by name, on the requested device. The caller owns them (dispose after loading). */
+  stateDict: Record<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
+/** Reads a safetensors checkpoint into tensors on `device` (default: `kg.defaultDevice()`). */
+export function loadCheckpoint(file: string, options: { device?: Device } = {}): LoadedCheckpoint {
+  const { tensors, metadata } = readSafetensors(file);
+  const stateDict: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(tensors)) stateDict[name] = tensor(t.data, t.shape, { device: options.device });
+  return { stateDict, metadata };
+}
+
+/** Loads a checkpoint file into `model` (values copied in place; keys and shapes must match). */
+export function loadCheckpointInto(file: string, model: Module): Record<string, string> {
+  const first = model.parameters()[0] ?? model.namedBuffers()[0]?.[1];
+  const { stateDict, metadata } = loadCheckpoint(file, { device: first?.device });
+  try {
+    model.loadStateDict(stateDict);
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  } finally {
+    for (const t of Object.values(stateDict)) t.dispose();
+  }
+  return metadata;
+}

@@ -1,0 +1,212 @@
+// The safetensors format (https://github.com/huggingface/safetensors), float32 tensors only:
+//
+//   [8 bytes: header length N, little-endian u64]
+//   [N bytes: JSON header, padded with spaces so that 8 + N is a multiple of 8]
+//   [raw little-endian data of all tensors, back to back]
+//
+// The header maps each tensor name to {dtype: 'F32', shape, data_offsets: [begin, end]} (offsets
+// relative to the start of the data) and may hold `__metadata__`: an object of string values.
+// Files written here load with `safetensors.torch.load_file` in Python.
+import * as fs from 'fs';
+import * as os from 'os';
+import { writeFileAtomic } from './atomic';
+
+/** A float32 array with its shape, in host memory. */
+export interface TensorData {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Anything that can give its values as float32 (a kernelgrad Tensor qualifies). */
+export interface TensorLike {
+  readonly shape: readonly number[];
+  toArray(): Float32Array;
+}
+
+export interface SafetensorsContents {
+  /** Tensors by name, in the order of their data in the file. */
+  tensors: Record<string, TensorData>;
+  /** The `__metadata__` entry ({} when absent). */
+  metadata: Record<string, string>;
+}
+
+const METADATA_KEY = '__metadata__';
+/** Upper bound on the header size, as in the reference implementation. */
+const MAX_HEADER = 100_000_000;
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+function isTensorData(t: TensorData | TensorLike): t is TensorData {
+  return (t as TensorData).data instanceof Float32Array;
+}
+
+function product(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function toLittleEndianBytes(a: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const out = new Uint8Array(a.length * 4);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < a.length; i++) view.setFloat32(i * 4, a[i], true);
+  return out;
+}
+
+function fromLittleEndianBytes(bytes: Uint8Array): Float32Array {
+  const out = new Float32Array(bytes.byteLength / 4);
+  if (LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer).set(bytes); // copy: the source may be unaligned
+  } else {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(i * 4, true);
+  }
+  return out;
+}
+
+/**
+ * Serializes tensors (in the given key order) and optional string metadata into one buffer list
+ * (header first). Concatenate it, or pass it to `writeFileAtomic`.
+ */
+export function encodeSafetensorsParts(
+  tensors: Record<string, TensorData | TensorLike>,
+  metadata: Record<string, string> = {},
+): Uint8Array[] {
+  const header: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new Error(`safetensors: metadata value for '${k}' must be a string`);
+  }
+  if (Object.keys(metadata).length > 0) header[METADATA_KEY] = metadata;
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    if (name === METADATA_KEY) throw new Error(`safetensors: '${METADATA_KEY}' is reserved and cannot name a tensor`);
+    const shape = [...t.shape];
+    const data = isTensorData(t) ? t.data : t.toArray();
+    if (data.length !== product(shape)) {
+      throw new Error(`safetensors: tensor '${name}' has ${data.length} values but shape [${shape.join(', ')}]`);
+    }
+    const bytes = toLittleEndianBytes(data);
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes.byteLength] };
+    offset += bytes.byteLength;
+    parts.push(bytes);
+  }
+  let json = JSON.stringify(header);
+  let headerBytes = Buffer.from(json, 'utf8');
+  const pad = (8 - ((8 + headerBytes.length) % 8)) % 8;
+  if (pad > 0) {
+    json += ' '.repeat(pad);
+    headerBytes = Buffer.from(json, 'utf8');
+  }
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(headerBytes.length));
+  return [len, headerBytes, ...parts];
+}
+
+/** Serializes tensors and metadata into one Buffer. */
+export function encodeSafetensors(
+  tensors: Record<string, TensorData | TensorLike>,
+  metadata: Record<string, string> = {},
+): Buffer {
+  return Buffer.concat(encodeSafetensorsParts(tensors, metadata));
+}
+
+/**
+ * Parses a safetensors buffer, validating the header, dtypes (F32 only), shapes against byte sizes,
+ * and that the tensors tile the data section exactly (no gaps, overlaps or trailing bytes).
+ * `source` names the file in error messages.
+ */
+export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): SafetensorsContents {
+  const fail = (what: string): never => {
+    throw new Error(`${source}: invalid safetensors file: ${what}`);
+  };
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (b.length < 8) fail(`${b.length} bytes, too short for the 8-byte header length`);
+  const n64 = b.readBigUInt64LE(0);
+  if (n64 > BigInt(MAX_HEADER)) fail(`header length ${n64} is larger than the limit of ${MAX_HEADER} bytes`);
+  const n = Number(n64);
+  if (8 + n > b.length) fail(`header length ${n} runs past the end of the file (${b.length} bytes)`);
+  const text = b.subarray(8, 8 + n).toString('utf8');
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (e) {
+    fail(`header is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+  const entries = header as Record<string, unknown>;
+
+  const metadata: Record<string, string> = {};
+  const meta = entries[METADATA_KEY];
+  if (meta !== undefined) {
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) fail(`${METADATA_KEY} is not an object`);
+    for (const [k, v] of Object.entries(meta as Record<string, unknown>)) {
+      if (typeof v !== 'string') fail(`${METADATA_KEY}.${k} is not a string`);
+      metadata[k] = v as string;
+    }
+  }
+
+  const dataStart = 8 + n;
+  const dataLength = b.length - dataStart;
+  const items: Array<{ name: string; shape: number[]; begin: number; end: number }> = [];
+  for (const [name, value] of Object.entries(entries)) {
+    if (name === METADATA_KEY) continue;
+    if (typeof value !== 'object' || value === null) fail(`entry '${name}' is not an object`);
+    const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (info.dtype !== 'F32') {
+      fail(`tensor '${name}' has dtype ${JSON.stringify(info.dtype)}; only F32 is supported`);
+    }
+    const shape = info.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
+    }
+    const offs = info.data_offsets;
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}`);
+    }
+    const [begin, end] = offs as [number, number];
+    if (end < begin) fail(`tensor '${name}' has data_offsets [${begin}, ${end}] with end before begin`);
+    const want = product(shape as number[]) * 4;
+    if (end - begin !== want) {
+      fail(`tensor '${name}' of shape [${(shape as number[]).join(', ')}] needs ${want} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`);
+    }
+    if (end > dataLength) {
+      fail(`tensor '${name}' data_offsets [${begin}, ${end}] run past the end of the data (${dataLength} bytes; file truncated?)`);
+    }
+    items.push({ name, shape: shape as number[], begin, end });
+  }
+  items.sort((x, y) => x.begin - y.begin || x.end - y.end);
+  let pos = 0;
+  for (const it of items) {
+    if (it.begin !== pos) {
+      fail(it.begin < pos ? `tensor '${it.name}' overlaps the previous tensor` : `gap in the data before tensor '${it.name}' (bytes ${pos}..${it.begin})`);
+    }
+    pos = it.end;
+  }
+  if (pos !== dataLength) fail(`${dataLength - pos} trailing bytes after the last tensor`);
+
+  const tensors: Record<string, TensorData> = {};
+  for (const it of items) {
+    tensors[it.name] = { shape: it.shape, data: fromLittleEndianBytes(b.subarray(dataStart + it.begin, dataStart + it.end)) };
+  }
+  return { tensors, metadata };
+}
+
+/** Writes a safetensors file atomically (temp file + fsync + rename). */
+export function writeSafetensors(
+  file: string,
+  tensors: Record<string, TensorData | TensorLike>,
+  metadata: Record<string, string> = {},
+): void {
+  writeFileAtomic(file, encodeSafetensorsParts(tensors, metadata));
+}
+
+/** Reads and validates a safetensors file. */
+export function readSafetensors(file: string): SafetensorsContents {
+  let buf: Buffer;
+  try {
+    buf = fs.readFileSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot read (${code ?? (e as Error).message})`);
+  }
+  return decodeSafetensors(buf, file);
+}

@@ -1,0 +1,3 @@
+// kg.models: ready-made networks.
+export { bnCnn, batchNormParameters, BN_CNN_ARCHITECTURE, BN_CNN_SUMMARY } from './bn-cnn';
+export type { BnCnnOptions } from './bn-cnn';

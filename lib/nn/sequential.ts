@@ -1,0 +1,53 @@
+// A chain of modules applied in order.
+import type { Tensor } from '../tensor';
+import { Module } from './module';
+
+/**
+ * Applies its modules one after the other. `new Sequential(a, b, c)` names the children '0', '1',
+ * '2' (state dict keys '0.weight', ...), like PyTorch's nn.Sequential; `new Sequential({ conv1: a,
+ * bn1: b })` or `new Sequential([['conv1', a], ['bn1', b]])` uses the given names, like
+ * nn.Sequential(OrderedDict(...)).
+ */
+export class Sequential extends Module {
+  constructor(...modules: Module[]);
+  constructor(named: Record<string, Module> | Array<[string, Module]>);
+  constructor(...args: unknown[]) {
+    super();
+    let entries: Array<[string, Module]>;
+    if (args.length === 1 && Array.isArray(args[0])) {
+      entries = args[0] as Array<[string, Module]>;
+    } else if (args.length === 1 && !(args[0] instanceof Module) && typeof args[0] === 'object' && args[0] !== null) {
+      entries = Object.entries(args[0] as Record<string, Module>);
+    } else {
+      entries = args.map((m, i) => [String(i), m as Module]);
+    }
+    for (const [name, m] of entries) {
+      if (!(m instanceof Module)) throw new TypeError(`Sequential: '${name}' is not a Module`);
+      this.registerModule(name, m);
+    }
+  }
+
+  /** Number of modules. */
+  get length(): number {
+    return this.children().length;
+  }
+
+  /** The module at position `i` or with name `name`. */
+  at(i: number | string): Module {
+    const kids = this.children();
+    const found = typeof i === 'number' ? kids[i] : kids.find(([n]) => n === i);
+    if (found === undefined) throw new RangeError(`Sequential: no module ${JSON.stringify(i)}`);
+    return found[1];
+  }
+
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (const [, m] of this.children()) h = m.forward(h);
+    return h;
+  }
+
+  override toString(): string {
+    const lines = this.children().map(([n, m]) => `  (${n}): ${String(m)}`);
+    return `Sequential(\n${lines.join('\n')}\n)`;
+  }
+}

@@ -1,0 +1,3 @@
+// kg.optim: optimizers.
+export { SGD } from './sgd';
+export type { SGDOptions } from './sgd';

@@ -1,0 +1,7 @@
+// kg.train: the training loop, evaluation, metrics and plots.
+export { fit, trainStep } from './loop';
+export type { FitOptions, StepResult } from './loop';
+export { evaluateAccuracy } from './evaluate';
+export { MovingAverage, AccuracyCounter, formatEpochLine } from './metrics';
+export type { EpochMetrics, RunMetrics } from './metrics';
+export { trainingPlotSpec, renderSvg, svgToPng, writeTrainingPlot } from './plot';

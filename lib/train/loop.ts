@@ -1,0 +1,153 @@
+// The training loop of the tutorial: per batch, forward in training mode under autograd.record,
+// softmax cross-entropy summed over the batch, backward, SGD step; per epoch, the moving-average
+// loss and the train and test accuracy in inference mode.
+import * as cliProgress from 'cli-progress';
+import { backward } from '../autograd/backward';
+import { record } from '../autograd/tape';
+import type { DataLoader } from '../data/loader';
+import type { Module } from '../nn/module';
+import { Labels, softmaxCrossEntropy } from '../ops/loss';
+import type { SGD } from '../optim/sgd';
+import type { Tensor } from '../tensor';
+import { tidy } from '../tidy';
+import { evaluateAccuracy } from './evaluate';
+import { EpochMetrics, formatEpochLine, MovingAverage } from './metrics';
+
+export interface FitOptions {
+  optimizer: SGD;
+  /** Shuffled training batches; epoch e of the run uses `train.batches(startEpoch + e)`. */
+  train: DataLoader;
+  /** Test set, for Test_acc (inference mode). */
+  test: DataLoader;
+  /** Training set for Train_acc; default `train` (its epoch 0). An unshuffled loader is cheaper. */
+  trainEval?: DataLoader;
+  /** Number of epochs (default 10, the tutorial's). */
+  epochs?: number;
+  /** Index of the first epoch (for resumed runs; default 0). */
+  startEpoch?: number;
+  /**
+   * How the per-example losses are combined before backward (default 'sum': the tutorial's
+   * backward of the per-example vector, which its learning rate of 0.001 is tuned for).
+   */
+  lossReduction?: 'sum' | 'mean';
+  /** Show a progress bar on stderr (default: only when stderr is a TTY). */
+  progress?: boolean;
+  /** Where the epoch line goes (default console.log). */
+  log?: (line: string) => void;
+  /** Called after each epoch with its metrics (e.g. to write a checkpoint); may be async. */
+  onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
+}
+
+/** The result of one training step. */
+export interface StepResult {
+  /** Mean loss per example of the batch. */
+  meanLoss: number;
+}
+
+/**
+ * One SGD step on a batch: forward in training mode (recorded), loss, backward, update. Every
+ * temporary tensor is freed before returning; the parameters' gradients are dropped first.
+ */
+export function trainStep(
+  model: Module,
+  optimizer: SGD,
+  x: Tensor,
+  y: Labels,
+  lossReduction: 'sum' | 'mean' = 'sum',
+): StepResult {
+  const n = x.shape[0];
+  const total = tidy(() => {
+    optimizer.zeroGrad();
+    const loss = record(() => softmaxCrossEntropy(model.forward(x), y, { reduction: lossReduction }));
+    backward(loss);
+    optimizer.step();
+    return loss.item();
+  });
+  return { meanLoss: lossReduction === 'sum' ? total / n : total };
+}
+
+function formatRate(r: number): string {
+  return r >= 100 ? r.toFixed(0) : r.toPrecision(3);
+}
+
+/**
+ * Trains `model` for `epochs` epochs and returns one EpochMetrics per epoch. Prints the tutorial's
+ * line `Epoch 0. Loss: ..., Train_acc ..., Test_acc ...` after each epoch.
+ */
+export async function fit(model: Module, options: FitOptions): Promise<EpochMetrics[]> {
+  const epochs = options.epochs ?? 10;
+  const startEpoch = options.startEpoch ?? 0;
+  const reduction = options.lossReduction ?? 'sum';
+  const log = options.log ?? ((line: string) => console.log(line));
+  const showProgress = options.progress ?? Boolean(process.stderr.isTTY);
+  const trainEval = options.trainEval ?? options.train;
+  const device = options.train.device;
+  const results: EpochMetrics[] = [];
+  // The tutorial restarts the moving average at each epoch's first batch (i == 0).
+  const movingLoss = new MovingAverage(0.99);
+
+  for (let e = startEpoch; e < startEpoch + epochs; e++) {
+    model.train();
+    movingLoss.reset();
+    const total = options.train.length;
+    const bar = showProgress
+      ? new cliProgress.SingleBar(
+          {
+            stream: process.stderr,
+            format: `Epoch ${e} [{bar}] {value}/{total} batches | loss {loss} | {rate} img/s | ETA {eta_formatted}`,
+            hideCursor: true,
+            clearOnComplete: true,
+            etaBuffer: 50,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
+    bar?.start(total, 0, { loss: '-', rate: '-' });
+
+    const t0 = process.hrtime.bigint();
+    let images = 0;
+    let i = 0;
+    try {
+      for (const batch of options.train.batches(e)) {
+        try {
+          // Batch norm cannot train on a single example (its variance is undefined): a last
+          // partial batch of size 1 is skipped. (The CLI avoids it with dropLast.)
+          if (batch.x.shape[0] < 2) continue;
+          const { meanLoss } = trainStep(model, options.optimizer, batch.x, batch.y, reduction);
+          if (!Number.isFinite(meanLoss)) {
+            throw new Error(`the loss became ${meanLoss} at epoch ${e}, batch ${i}: lower the learning rate`);
+          }
+          movingLoss.update(meanLoss);
+          images += batch.x.shape[0];
+        } finally {
+          batch.x.dispose();
+          batch.y.dispose();
+        }
+        i++;
+        if (bar) {
+          const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+          bar.update(i, { loss: movingLoss.value.toFixed(4), rate: formatRate(images / Math.max(secs, 1e-9)) });
+        }
+      }
+    } finally {
+      bar?.stop();
+    }
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+
+    const testAccuracy = evaluateAccuracy(model, options.test);
+    const trainAccuracy = evaluateAccuracy(model, trainEval);
+    const m: EpochMetrics = {
+      epoch: e,
+      loss: movingLoss.value,
+      trainAccuracy,
+      testAccuracy,
+      seconds,
+      imagesPerSecond: images / seconds,
+      device,
+    };
+    results.push(m);
+    log(formatEpochLine(m));
+    if (options.onEpoch) await options.onEpoch(m);
+  }
+  return results;
+}

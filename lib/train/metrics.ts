@@ -1,0 +1,80 @@
+// Bookkeeping for training runs: the tutorial's moving-average loss, accuracy counting, and the
+// per-epoch record written to metrics.json.
+
+/** One epoch's results, as written to metrics.json. */
+export interface EpochMetrics {
+  /** 0-based, like the tutorial's `Epoch 0.` line. */
+  epoch: number;
+  /** Moving average (0.99 / 0.01) of the per-batch mean loss at the end of the epoch. */
+  loss: number;
+  /** Accuracy on the training set, evaluated in inference mode after the epoch. */
+  trainAccuracy: number;
+  /** Accuracy on the test set, in inference mode. */
+  testAccuracy: number;
+  /** Wall-clock seconds of the epoch's training pass (evaluation excluded). */
+  seconds: number;
+  /** Training images per second over the epoch's training pass. */
+  imagesPerSecond: number;
+  device: string;
+}
+
+/** Everything about a run: its configuration and one record per finished epoch. */
+export interface RunMetrics {
+  model: string;
+  device: string;
+  batchSize: number;
+  learningRate: number;
+  momentum: number;
+  seed: number;
+  trainSize: number;
+  testSize: number;
+  epochs: EpochMetrics[];
+}
+
+/**
+ * The tutorial's loss smoothing: the first value is taken as is, then
+ * `value = 0.99 * value + 0.01 * x`. (`decay` sets the 0.99.)
+ */
+export class MovingAverage {
+  private current: number | null = null;
+  constructor(readonly decay = 0.99) {}
+
+  update(x: number): number {
+    this.current = this.current === null ? x : this.decay * this.current + (1 - this.decay) * x;
+    return this.current;
+  }
+
+  /** The current average (NaN before the first update). */
+  get value(): number {
+    return this.current ?? NaN;
+  }
+
+  reset(): void {
+    this.current = null;
+  }
+}
+
+/** Counts correct predictions. */
+export class AccuracyCounter {
+  correct = 0;
+  total = 0;
+
+  /** Adds a batch of predicted and true class indices. */
+  update(predicted: ArrayLike<number>, labels: ArrayLike<number>): void {
+    if (predicted.length !== labels.length) {
+      throw new Error(`AccuracyCounter: ${predicted.length} predictions for ${labels.length} labels`);
+    }
+    for (let i = 0; i < predicted.length; i++) if (predicted[i] === labels[i]) this.correct++;
+    this.total += labels.length;
+  }
+
+  /** correct / total (NaN when empty). */
+  get value(): number {
+    return this.total === 0 ? NaN : this.correct / this.total;
+  }
+}
+
+/** The tutorial's epoch line: `Epoch 0. Loss: 0.0604..., Train_acc 0.988..., Test_acc 0.988...`. */
+export function formatEpochLine(m: Pick<EpochMetrics, 'epoch' | 'loss' | 'trainAccuracy' | 'testAccuracy'>): string {
+  return `Epoch ${m.epoch}. Loss: ${m.loss}, Train_acc ${m.trainAccuracy}, Test_acc ${m.testAccuracy}`;
+}
