@@ -1,0 +1,225 @@
+// Batch normalization over x seen as (n, c, l): statistics per channel c over the m = n * l
+// values, l = h * w for images and l = 1 for (n, c) matrices.
+//
+// Accuracy, the point of this library:
+// - mean and variance are two passes over the data, accumulated in double: first the mean, then
+//   sum (x - mean)^2 around that double mean. Never E[x^2] - E[x]^2, which cancels catastrophically
+//   when |mean| >> std. The variance is a sum of squares, so it is never negative, and a constant
+//   channel gets exactly its value as mean (m * v is exact in double) and exactly zero variance.
+// - x - mean is formed in float with the saved float mean, so a constant channel normalizes to
+//   exactly 0 and the output is exactly beta, and forward is exactly the map that backward (which
+//   only gets the float mean) differentiates. The output's mean is then off by the float mean's
+//   rounding error, at most half an ulp of the mean: below the resolution of the data itself.
+// - invstd = float(1 / sqrt(double(var) + double(eps))) with var the float variance, the same
+//   expression in every kernel: a single rounding, and inference with running statistics equal
+//   to the batch's reproduces training's output bit for bit. (eps = 0 with a constant channel
+//   gives an infinite invstd; callers use eps > 0.)
+//
+// Determinism: the work items (channel x sample chunk, or row chunks when l == 1) depend only on
+// the shape; each item sums in double in a fixed order and items are combined in a fixed order.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "accumulate.h"
+#include "kg/ops.h"
+#include "parallel.h"
+
+namespace kg::cpu {
+namespace {
+
+// Elements per statistics work item, and channels per item for (n, c) inputs.
+constexpr int64_t kStatsChunk = 16384;
+constexpr int64_t kChannelBlock = 1024;
+
+float inv_std(float var, float eps) { return float(1.0 / std::sqrt(double(var) + double(eps))); }
+
+// out[k * c + ch] = the sum over channel ch's elements of K per-element terms, in double.
+//   run(offset, len, ch, double t[K]):  t = the terms' sums over x[offset, offset + len), all in
+//                                       channel ch (used when l > 1: contiguous runs)
+//   row(offset, acc, c0, len):          acc[k * c + j] += the terms of x[offset + j] for
+//                                       c0 <= j < c0 + len (used when l == 1: a slice of one
+//                                       row of the (n, c) matrix)
+template <int K, class Run, class Row>
+void channel_sums(const BnShape& s, double* out, Run&& run, Row&& row) {
+  const int64_t c = s.c;
+  std::fill(out, out + K * c, 0.0);
+  if (s.n * s.c * s.l == 0) return;
+  const bool parallel = s.n * s.c * s.l >= 2 * kStatsChunk;
+  if (s.l > 1) {
+    const int64_t per_item = std::clamp<int64_t>(kStatsChunk / s.l, 1, s.n);  // samples
+    const int64_t chunks = ceil_div(s.n, per_item);
+    std::vector<double> partial(c * chunks * K, 0.0);
+    parallel_for(c * chunks, parallel, [&](int64_t item) {
+      const int64_t ch = item / chunks, first = item % chunks * per_item;
+      double* acc = &partial[size_t(item * K)];
+      for (int64_t i = first; i < std::min(s.n, first + per_item); ++i) {
+        double t[K];
+        run((i * c + ch) * s.l, s.l, ch, t);
+        for (int k = 0; k < K; ++k) acc[k] += t[k];
+      }
+    });
+    for (int64_t ch = 0; ch < c; ++ch) {
+      for (int k = 0; k < K; ++k) {
+        double total = 0.0;
+        for (int64_t ck = 0; ck < chunks; ++ck) total += partial[size_t((ch * chunks + ck) * K + k)];
+        out[k * c + ch] = total;
+      }
+    }
+  } else {
+    // Items: (chunk of rows) x (block of channels). Each row chunk has its own c-wide partial
+    // sums; at most 64 chunks (and at most one per 8 rows) keep those small next to x.
+    const int64_t chunks = std::clamp<int64_t>(s.n * c / kStatsChunk, 1, std::max<int64_t>(1, std::min<int64_t>(64, s.n / 8)));
+    const int64_t per_chunk = ceil_div(s.n, chunks);
+    const int64_t block = std::min<int64_t>(c, kChannelBlock), blocks = ceil_div(c, block);
+    std::vector<double> partial(chunks * K * c, 0.0);
+    parallel_for(chunks * blocks, parallel, [&](int64_t item) {
+      const int64_t ck = item / blocks, c0 = item % blocks * block, len = std::min(block, c - c0);
+      double* acc = &partial[size_t(ck * K * c)];
+      for (int64_t i = ck * per_chunk; i < std::min(s.n, (ck + 1) * per_chunk); ++i) row(i * c, acc, c0, len);
+    });
+    for (int64_t ck = 0; ck < chunks; ++ck) {
+      for (int64_t j = 0; j < K * c; ++j) out[j] += partial[size_t(ck * K * c + j)];
+    }
+  }
+}
+
+// Calls run(offset, len, ch) over contiguous runs of one channel (l > 1), or row(offset) over
+// rows of c channels (l == 1), in parallel chunks: the elementwise passes.
+template <class Run, class Row>
+void for_each_block(const BnShape& s, Run&& run, Row&& row) {
+  if (s.n * s.c * s.l == 0) return;
+  if (s.l > 1) {
+    parallel_range(s.n * s.c, std::max<int64_t>(1, kElementwiseGrain / s.l), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) run(r * s.l, s.l, r % s.c);
+    });
+  } else {
+    parallel_range(s.n, std::max<int64_t>(1, kElementwiseGrain / s.c), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) row(r * s.c);
+    });
+  }
+}
+
+// y = (x - mean[ch]) * scale[ch] + shift[ch]
+void affine(const BnShape& s, const float* x, const float* mean, const float* scale, const float* shift,
+            float* y) {
+  for_each_block(
+      s,
+      [&](int64_t off, int64_t len, int64_t ch) {
+        const float m = mean[ch], k = scale[ch], b = shift[ch];
+        for (int64_t i = off; i < off + len; ++i) y[i] = (x[i] - m) * k + b;
+      },
+      [&](int64_t off) {
+        for (int64_t j = 0; j < s.c; ++j) y[off + j] = (x[off + j] - mean[j]) * scale[j] + shift[j];
+      });
+}
+
+// Per channel: sdy = sum dy and sdyx = sum dy * (x - mean), the sums both backward forms need.
+void grad_sums(const BnShape& s, const float* x, const float* dy, const float* mean, std::vector<double>& sdy,
+               std::vector<double>& sdyx) {
+  const std::vector<double> mean_d(mean, mean + s.c);
+  std::vector<double> out(2 * s.c);
+  channel_sums<2>(
+      s, out.data(),
+      [&](int64_t off, int64_t len, int64_t ch, double* t) {
+        sum_grad_terms(x + off, dy + off, len, mean_d[ch], &t[0], &t[1]);
+      },
+      [&](int64_t off, double* acc, int64_t c0, int64_t len) {
+        add_row_grad_terms(acc + c0, acc + s.c + c0, x + off + c0, dy + off + c0, mean_d.data() + c0, len);
+      });
+  sdy.assign(out.begin(), out.begin() + s.c);
+  sdyx.assign(out.begin() + s.c, out.end());
+}
+
+}  // namespace
+
+void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                             float* y, float* save_mean, float* save_invstd, float* batch_var) {
+  const int64_t c = s.c, m = s.n * s.l;
+  if (c == 0) return;
+  if (m == 0) {  // no data: report zero mean and variance rather than 0/0
+    for (int64_t ch = 0; ch < c; ++ch) {
+      save_mean[ch] = batch_var[ch] = 0.0f;
+      save_invstd[ch] = inv_std(0.0f, eps);
+    }
+    return;
+  }
+  std::vector<double> mean(c), sq(c);
+  channel_sums<1>(
+      s, mean.data(), [&](int64_t off, int64_t len, int64_t, double* t) { t[0] = sum(x + off, len); },
+      [&](int64_t off, double* acc, int64_t c0, int64_t len) { add_row(acc + c0, x + off + c0, len); });
+  for (double& v : mean) v /= double(m);
+  channel_sums<1>(
+      s, sq.data(),
+      [&](int64_t off, int64_t len, int64_t ch, double* t) { t[0] = sum_squared_deviation(x + off, len, mean[ch]); },
+      [&](int64_t off, double* acc, int64_t c0, int64_t len) {
+        add_row_squared_deviation(acc + c0, x + off + c0, mean.data() + c0, len);
+      });
+
+  std::vector<float> scale(c);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    save_mean[ch] = float(mean[ch]);
+    batch_var[ch] = float(sq[ch] / double(m));
+    save_invstd[ch] = inv_std(batch_var[ch], eps);
+    scale[ch] = gamma[ch] * save_invstd[ch];
+  }
+  affine(s, x, save_mean, scale.data(), beta, y);
+}
+
+void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                             const float* mean, const float* var, float eps, float* y) {
+  std::vector<float> scale(s.c);
+  for (int64_t ch = 0; ch < s.c; ++ch) scale[ch] = gamma[ch] * inv_std(var[ch], eps);
+  affine(s, x, mean, scale.data(), beta, y);
+}
+
+// dx = gamma * invstd * (dy - sum(dy) / m - xhat * sum(dy * xhat) / m), xhat = (x - mean) * invstd,
+// evaluated per element as k * ((dy - a) - (x - mean) * b) with per-channel constants
+// k = gamma * invstd, a = sum(dy) / m, b = invstd^2 * sum(dy * (x - mean)) / m.
+void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
+                              float* dbeta) {
+  const int64_t c = s.c, m = s.n * s.l;
+  std::vector<double> sdy, sdyx;
+  grad_sums(s, x, dy, save_mean, sdy, sdyx);
+  std::vector<float> k(c), a(c), b(c);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const double invstd = save_invstd[ch];
+    dbeta[ch] = float(sdy[ch]);
+    dgamma[ch] = float(sdyx[ch] * invstd);
+    k[ch] = float(double(gamma[ch]) * invstd);
+    a[ch] = m ? float(sdy[ch] / double(m)) : 0.0f;
+    b[ch] = m ? float(invstd * invstd * sdyx[ch] / double(m)) : 0.0f;
+  }
+  if (!dx) return;
+  for_each_block(
+      s,
+      [&](int64_t off, int64_t len, int64_t ch) {
+        const float mu = save_mean[ch], kk = k[ch], aa = a[ch], bb = b[ch];
+        for (int64_t i = off; i < off + len; ++i) dx[i] = kk * ((dy[i] - aa) - (x[i] - mu) * bb);
+      },
+      [&](int64_t off) {
+        for (int64_t j = 0; j < c; ++j) {
+          dx[off + j] = k[j] * ((dy[off + j] - a[j]) - (x[off + j] - save_mean[j]) * b[j]);
+        }
+      });
+}
+
+// The statistics are constants here: dx = dy * gamma * invstd, dgamma = sum dy * xhat, dbeta = sum dy.
+void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* mean, const float* var, float eps, float* dx, float* dgamma,
+                              float* dbeta) {
+  const int64_t c = s.c;
+  std::vector<double> sdy, sdyx;
+  grad_sums(s, x, dy, mean, sdy, sdyx);
+  std::vector<float> scale(c), zero(c, 0.0f);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float invstd = inv_std(var[ch], eps);
+    dbeta[ch] = float(sdy[ch]);
+    dgamma[ch] = float(sdyx[ch] * double(invstd));
+    scale[ch] = gamma[ch] * invstd;
+  }
+  if (dx) affine(s, dy, zero.data(), scale.data(), zero.data(), dx);
+}
+
+}  // namespace kg::cpu

@@ -1,0 +1,222 @@
+// 2-D convolution as GEMM over the column matrix of im2col.h (rows p = (ci, ki, kj), CKK of them;
+// columns q = (sample, oy, ox) over the whole batch, Q = n * oh * ow of them):
+//   forward          y  (K x Q)   = W (K x CKK)  * col (CKK x Q)       one GEMM, B packed from x
+//   backward data    dcol          = W^T         * dy (K x Q)          in column chunks, then col2im
+//   backward weight  dW (K x CKK) = dy (K x Q)   * col^T (Q x CKK)     one GEMM, k runs over Q
+// "dy (K x Q)" is dy seen across the batch: element (k, q) lives at dy[sample, k, pixel].
+// Treating the batch as one wide matrix keeps the GEMMs large even for small images, and needs
+// no column buffer except in backward data.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "accumulate.h"
+#include "gemm_driver.h"
+#include "gemm_pack.h"
+#include "im2col.h"
+#include "kg/ops.h"
+
+namespace kg::cpu {
+namespace {
+
+int64_t taps(const ConvShape& s) { return s.c * s.kh * s.kw; }  // CKK
+int64_t pixels(const ConvShape& s) { return s.oh * s.ow; }
+
+// out[t] = offset in dy (or y) of column q0 + t's pixel in output channel 0, for t < len.
+void output_offsets(const ConvShape& s, int64_t q0, int64_t len, int64_t* out) {
+  const int64_t P = pixels(s);
+  int64_t sample = q0 / P, pix = q0 % P;
+  for (int64_t t = 0; t < len; ++t) {
+    out[t] = sample * s.k * P + pix;
+    if (++pix == P) {
+      pix = 0;
+      ++sample;
+    }
+  }
+}
+
+// Fast path of im2col. When the window of output column q lies wholly inside the image (touches
+// no padding -- every column, when there is none), col(p, q) = x[tap[p] + off(q)]: an outer sum of
+// offsets, which packs like a plain strided matrix instead of going through im2col's run-by-run
+// bounds handling.
+std::vector<int64_t> tap_offsets(const ConvShape& s) {
+  std::vector<int64_t> tap;
+  tap.reserve(size_t(s.c * s.kh * s.kw));
+  for (int64_t ci = 0; ci < s.c; ++ci)
+    for (int64_t ki = 0; ki < s.kh; ++ki)
+      for (int64_t kj = 0; kj < s.kw; ++kj) tap.push_back((ci * s.h + ki) * s.w + kj);
+  return tap;
+}
+
+// off[t] = the x offset of column q0 + t's window corner, for t < len; false if any of these
+// windows reaches into the padding.
+bool interior_offsets(const ConvShape& s, int64_t q0, int64_t len, int64_t* off) {
+  bool inside = true;
+  for_each_output_run(s, column_at(s, q0), len, [&](int64_t t, int64_t sample, int64_t oy, int64_t ox0, int64_t ox1) {
+    const int64_t iy = oy * s.sh - s.ph, ix0 = ox0 * s.sw - s.pw, ix_last = (ox1 - 1) * s.sw - s.pw;
+    inside = inside && iy >= 0 && iy + s.kh <= s.h && ix0 >= 0 && ix_last + s.kw <= s.w;
+    const int64_t corner = (sample * s.c * s.h + iy) * s.w + ix0;
+    for (int64_t i = 0; i < ox1 - ox0; ++i) off[t + i] = corner + i * s.sw;
+  });
+  return inside;
+}
+
+void zero_columns(float* dst, int64_t kc, int64_t cols) {
+  for (int64_t p = 0; p < kc && cols < kNR; ++p) std::fill(dst + p * kNR + cols, dst + (p + 1) * kNR, 0.0f);
+}
+
+// Tiles of y (K x Q) scattered to y[sample, k, pixel], plus the bias on the first k block.
+struct OutputStore {
+  const ConvShape& s;
+  float* y;
+  const float* bias;
+  void operator()(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first) const {
+    const int64_t P = pixels(s);
+    int64_t sample = j0 / P, pix = j0 % P;
+    for (int c = 0; c < cols;) {  // runs of columns within one sample
+      const int run = int(std::min<int64_t>(cols - c, P - pix));
+      for (int r = 0; r < rows; ++r) {
+        float* out = y + (sample * s.k + i0 + r) * P + pix;
+        const float* a = acc + r * kNR + c;
+        if (first) {
+          const float b = bias ? bias[i0 + r] : 0.0f;
+          for (int t = 0; t < run; ++t) out[t] = a[t] + b;
+        } else {
+          for (int t = 0; t < run; ++t) out[t] += a[t];
+        }
+      }
+      c += run;
+      pix = 0;
+      ++sample;
+    }
+  }
+};
+
+// Columns of dy per backward-data chunk: wide enough for efficient GEMM tiles, small enough that
+// the CKK x width column buffer stays in cache (and bounded in memory).
+constexpr int64_t kTargetChunkColumns = 256;
+constexpr int64_t kMaxColumnBufferFloats = int64_t(1) << 20;
+
+}  // namespace
+
+void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
+  const int64_t K = s.k, CKK = taps(s), Q = s.n * pixels(s);
+  if (K == 0 || Q == 0) return;
+  if (CKK == 0) {  // no input channels: the output is the bias
+    parallel_for(s.n * K, true, [&](int64_t nk) {
+      std::fill(y + nk * pixels(s), y + (nk + 1) * pixels(s), bias ? bias[nk % K] : 0.0f);
+    });
+    return;
+  }
+  const std::vector<int64_t> tap = tap_offsets(s);
+  run_gemm(
+      K, Q, CKK, true,
+      [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {
+        pack_panels<kMR>(dst, w + i0 * CKK + p0, CKK, 1, rows, kc);
+      },
+      [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col
+        for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
+          int64_t off[kNR];
+          if (interior_offsets(s, j0 + c0, n, off)) {
+            pack_panel_gather<kNR>(panel, x, off, n, tap.data() + p0, kc);
+          } else {
+            im2col(s, x, p0, kc, j0 + c0, n, panel, kNR, 1);
+            zero_columns(panel, kc, n);
+          }
+        });
+      },
+      OutputStore{s, y, bias});
+}
+
+void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
+  const int64_t K = s.k, CKK = taps(s), P = pixels(s);
+  const int64_t image = s.c * s.h * s.w;
+  if (s.n == 0 || image == 0) return;
+  if (K == 0 || P == 0 || CKK == 0) {
+    std::fill(dx, dx + s.n * image, 0.0f);
+    return;
+  }
+  // Tasks are groups of whole samples, so each task owns its part of dx; a task walks its
+  // columns in chunks of at most `width`. Both depend on the shape only, which fixes the order
+  // in which col2im adds into each element of dx.
+  const int64_t group = std::clamp<int64_t>(kTargetChunkColumns / P, 1, s.n);
+  const int64_t tasks = ceil_div(s.n, group);
+  const int64_t width = std::max<int64_t>(kNR, std::min(group * P, kMaxColumnBufferFloats / CKK));
+  // Parallel over tasks when there are enough of them, else inside each GEMM and col2im.
+  const bool across_tasks = tasks >= 2 * available_threads();
+
+  parallel_for_dynamic(tasks, across_tasks, [&](int64_t task) {
+    const int64_t s0 = task * group, s1 = std::min(s.n, s0 + group);
+    std::fill(dx + s0 * image, dx + s1 * image, 0.0f);
+    float* dcol = scratch(Scratch::Columns, size_t(CKK * width));
+    for (int64_t q0 = s0 * P; q0 < s1 * P; q0 += width) {
+      const int64_t len = std::min(width, s1 * P - q0);
+      run_gemm(
+          CKK, len, K, !across_tasks,
+          [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {  // W^T
+            pack_panels<kMR>(dst, w + p0 * CKK + i0, 1, CKK, rows, kc);
+          },
+          [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // dy columns
+            int64_t poff[kKC];
+            for (int64_t p = 0; p < kc; ++p) poff[p] = (p0 + p) * P;
+            for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
+              int64_t roff[kNR];
+              output_offsets(s, q0 + j0 + c0, n, roff);
+              pack_panel_gather<kNR>(panel, dy, roff, n, poff, kc);
+            });
+          },
+          DenseStore{dcol, len, 1.0f, 0.0f});
+      // col2im by input channel: channels own disjoint parts of dx, so they may run in parallel.
+      const int64_t kk = s.kh * s.kw;
+      parallel_for(s.c, !across_tasks, [&](int64_t ci) {
+        col2im_add(s, dcol + ci * kk * len, ci * kk, kk, q0, len, len, 1, dx);
+      });
+    }
+  });
+}
+
+void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
+  const int64_t K = s.k, CKK = taps(s), Q = s.n * pixels(s);
+  if (K == 0 || CKK == 0) return;
+  if (Q == 0) {
+    std::fill(dw, dw + K * CKK, 0.0f);
+    return;
+  }
+  const int64_t P = pixels(s);
+  const std::vector<int64_t> tap = tap_offsets(s);
+  run_gemm(
+      K, CKK, Q, true,
+      [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {  // dy, k runs over columns q
+        int64_t poff[kKC];
+        output_offsets(s, p0, kc, poff);
+        for_each_panel<kMR>(dst, rows, kc, [&](float* panel, int64_t r0, int64_t n) {
+          int64_t roff[kMR];
+          for (int64_t r = 0; r < n; ++r) roff[r] = (i0 + r0 + r) * P;
+          pack_panel_gather<kMR>(panel, dy, roff, n, poff, kc);
+        });
+      },
+      [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col^T: taps are columns
+        int64_t off[kKC];
+        const bool interior = interior_offsets(s, p0, kc, off);
+        for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
+          if (interior) {
+            pack_panel_gather<kNR>(panel, x, tap.data() + j0 + c0, n, off, kc);
+          } else {
+            im2col(s, x, j0 + c0, n, p0, kc, panel, 1, kNR);
+            zero_columns(panel, kc, n);
+          }
+        });
+      },
+      DenseStore{dw, CKK, 1.0f, 0.0f});
+}
+
+void conv2d_backward_bias(const ConvShape& s, const float* dy, float* db) {
+  const int64_t P = pixels(s);
+  parallel_for(s.k, s.n * s.k * P >= kElementwiseGrain, [&](int64_t k) {
+    double total = 0.0;
+    for (int64_t n = 0; n < s.n; ++n) total += sum(dy + (n * s.k + k) * P, P);
+    db[k] = float(total);
+  });
+}
+
+}  // namespace kg::cpu

@@ -1,0 +1,158 @@
+// The blocked, packed, multi-threaded GEMM loop nest (the BLIS scheme), shared by plain GEMM and
+// the convolutions, which feed it from their own layouts instead of materialized matrices.
+//
+// Threads: C is cut into a grid of (row range x column range) parts, one per thread, and each
+// thread runs the whole blocked loop nest on its part with its own packed panels. So a call is
+// one fork and one join with no barrier in between: when the OS preempts a thread (Node and
+// other processes share the cores), the others wait for it once, at the join, rather than at
+// every k block. The price is packing operands more than once (A once per column range, B once
+// per row range); the grid is chosen to keep that cheap.
+//
+// One part, serially:
+//   for each column block j0 (kNC):
+//     for each k block p0 (kKC, equal blocks):      pack the B panel, kc x nc
+//       for each row block i0 (kMC):                pack the A block, mc x kc
+//         for each B micro-panel, A micro-panel:    micro-kernel -> store
+//
+// The caller supplies three callables:
+//   pack_a(float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc)
+//       rows i0 .. i0 + rows - 1 of A's k block as ceil(rows / kMR) micro-panels (see gemm_pack.h);
+//   pack_b(float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols)
+//       columns j0 .. j0 + cols - 1 of B's k block as ceil(cols / kNR) micro-panels;
+//   store(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first)
+//       acc[r * kNR + c] holds the tile's sum over one k block; `first` marks the first k block
+//       (where C's old contents are replaced, or scaled by beta) -- later blocks are added.
+//
+// Deterministic: the k blocking depends on k alone, and each C element is produced by the same
+// micro-kernel operations whichever thread computes its tile, so the grid (which does depend on
+// the thread count) never changes a result.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "gemm_kernel.h"
+#include "parallel.h"
+#include "scratch.h"
+
+namespace kg::cpu {
+
+// Below this many flops a second thread costs more than it saves.
+constexpr double kGemmParallelFlops = 4.0e5;
+
+namespace gemm_detail {
+
+// The k blocking: equal blocks (500 -> 250 + 250 rather than 256 + 244), a function of k only.
+inline int64_t k_block(int64_t k) { return ceil_div(k, ceil_div(k, kKC)); }
+
+// The grid of parts for `threads` threads: rows x cols = threads (or fewer when C has fewer
+// micro-panels), minimizing the extra packing (the A panels are packed once per column range and
+// the B panels once per row range).
+struct Grid {
+  int64_t rows, cols;
+};
+inline Grid choose_grid(int threads, int64_t m_panels, int64_t n_panels, int64_t m, int64_t n) {
+  Grid best{1, 1};
+  double best_cost = -1;
+  for (int64_t r = 1; r <= threads; ++r) {
+    if (threads % r != 0) continue;
+    const int64_t c = threads / r;
+    if (r > m_panels || c > n_panels) continue;
+    const double cost = double(m) * double(c) + double(n) * double(r);
+    if (best_cost < 0 || cost < best_cost) {
+      best = {r, c};
+      best_cost = cost;
+    }
+  }
+  if (best_cost < 0) {  // too few panels to give every thread a part: split the longer side only
+    return m_panels >= n_panels ? Grid{std::min<int64_t>(threads, m_panels), 1}
+                                : Grid{1, std::min<int64_t>(threads, n_panels)};
+  }
+  return best;
+}
+
+// The loop nest on the micro-panel ranges [ip0, ip1) x [jp0, jp1) of C, on the calling thread.
+template <class PackA, class PackB, class Store>
+void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int64_t ip1, int64_t jp0, int64_t jp1,
+              const PackA& pack_a, const PackB& pack_b, const Store& store) {
+  const int64_t kc_max = k_block(k);
+  const int64_t nc_panels = std::min(jp1 - jp0, kNC / kNR), mc_panels = std::min(ip1 - ip0, kMC / kMR);
+  float* apack = scratch(Scratch::PackA, size_t(mc_panels * kMR * kc_max));
+  alignas(64) float acc[kMR * kNR];
+  const auto tile = [&](const float* a, const float* b, int64_t kc, int64_t ip, int64_t jp, bool first) {
+    gemm_micro_kernel(kc, a, b, acc);
+    store(acc, ip * kMR, jp * kNR, int(std::min<int64_t>(kMR, m - ip * kMR)), int(std::min<int64_t>(kNR, n - jp * kNR)),
+          first);
+  };
+  if (ip1 - ip0 <= kMC / kMR) {
+    // The part's rows fit one A block (a convolution's output channels, a batch of 64): pack it
+    // once per k block, and each B micro-panel right before the A panels sweep it, so that B
+    // goes from the source straight into L1 instead of through a large packed block.
+    float* bpanel = scratch(Scratch::PackB, size_t(kNR * kc_max));
+    for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
+      const int64_t kc = std::min(kc_max, k - p0);
+      pack_a(apack, ip0 * kMR, std::min(m, ip1 * kMR) - ip0 * kMR, p0, kc);
+      for (int64_t jp = jp0; jp < jp1; ++jp) {
+        pack_b(bpanel, p0, kc, jp * kNR, std::min<int64_t>(kNR, n - jp * kNR));
+        for (int64_t ip = ip0; ip < ip1; ++ip) tile(apack + (ip - ip0) * kMR * kc, bpanel, kc, ip, jp, p0 == 0);
+      }
+    }
+    return;
+  }
+  float* bpack = scratch(Scratch::PackB, size_t(nc_panels * kNR * kc_max));
+  for (int64_t jb = jp0; jb < jp1; jb += nc_panels) {
+    const int64_t jb_end = std::min(jp1, jb + nc_panels);
+    for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
+      const int64_t kc = std::min(kc_max, k - p0);
+      pack_b(bpack, p0, kc, jb * kNR, std::min(n, jb_end * kNR) - jb * kNR);
+      for (int64_t ib = ip0; ib < ip1; ib += mc_panels) {
+        const int64_t ib_end = std::min(ip1, ib + mc_panels);
+        pack_a(apack, ib * kMR, std::min(m, ib_end * kMR) - ib * kMR, p0, kc);
+        for (int64_t jp = jb; jp < jb_end; ++jp) {
+          for (int64_t ip = ib; ip < ib_end; ++ip) {
+            tile(apack + (ip - ib) * kMR * kc, bpack + (jp - jb) * kc * kNR, kc, ip, jp, p0 == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace gemm_detail
+
+template <class PackA, class PackB, class Store>
+void run_gemm(int64_t m, int64_t n, int64_t k, bool allow_parallel, const PackA& pack_a, const PackB& pack_b,
+              const Store& store) {
+  if (m <= 0 || n <= 0 || k <= 0) return;
+  const int64_t m_panels = ceil_div(m, kMR), n_panels = ceil_div(n, kNR);
+  const int threads =
+      allow_parallel && 2.0 * double(m) * double(n) * double(k) >= kGemmParallelFlops ? available_threads() : 1;
+  const gemm_detail::Grid grid = gemm_detail::choose_grid(threads, m_panels, n_panels, m, n);
+  parallel_for(grid.rows * grid.cols, true, [&](int64_t part) {
+    const int64_t r = part / grid.cols, c = part % grid.cols;
+    gemm_detail::run_part(m, n, k, r * m_panels / grid.rows, (r + 1) * m_panels / grid.rows,
+                          c * n_panels / grid.cols, (c + 1) * n_panels / grid.cols, pack_a, pack_b, store);
+  });
+}
+
+// Writes tiles into a row-major C (leading dimension ldc): C = alpha*AB + beta*C, where
+// beta == 0 ignores C's old contents (even NaN).
+struct DenseStore {
+  float* c;
+  int64_t ldc;
+  float alpha, beta;
+  void operator()(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first) const {
+    for (int r = 0; r < rows; ++r) {
+      float* out = c + (i0 + r) * ldc + j0;
+      const float* a = acc + r * kNR;
+      if (!first) {
+        for (int j = 0; j < cols; ++j) out[j] += alpha * a[j];
+      } else if (beta == 0.0f) {
+        for (int j = 0; j < cols; ++j) out[j] = alpha * a[j];
+      } else {
+        for (int j = 0; j < cols; ++j) out[j] = alpha * a[j] + beta * out[j];
+      }
+    }
+  }
+};
+
+}  // namespace kg::cpu

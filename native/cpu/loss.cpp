@@ -1,0 +1,59 @@
+// Softmax cross-entropy over the rows of (n, k) logits, with labels given as float class indices.
+// Stable: exponentials are taken of x - max(row) <= 0 and accumulated in double, so logits of any
+// magnitude (1e4 and beyond) give finite losses.
+#include <algorithm>
+#include <cmath>
+
+#include "kg/ops.h"
+#include "parallel.h"
+
+namespace kg::cpu {
+namespace {
+
+struct RowStats {
+  float max;
+  double sum_exp;  // sum exp(x - max)
+};
+
+RowStats row_stats(const float* row, int64_t k) {
+  float mx = row[0];
+  for (int64_t j = 1; j < k; ++j) mx = std::max(mx, row[j]);
+  double total = 0.0;
+  for (int64_t j = 0; j < k; ++j) total += std::exp(double(row[j]) - double(mx));
+  return {mx, total};
+}
+
+template <class F>
+void for_rows(int64_t n, int64_t k, F&& f) {
+  parallel_range(n, std::max<int64_t>(1, kElementwiseGrain / 8 / std::max<int64_t>(k, 1)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t i = begin; i < end; ++i) f(i);
+                 });
+}
+
+}  // namespace
+
+void softmax_xent_forward(int64_t n, int64_t k, const float* logits, const float* labels, float* loss) {
+  for_rows(n, k, [&](int64_t i) {
+    const float* row = logits + i * k;
+    const RowStats st = row_stats(row, k);
+    const int64_t label = int64_t(labels[i]);
+    loss[i] = float(std::log(st.sum_exp) + (double(st.max) - double(row[label])));
+  });
+}
+
+void softmax_xent_backward(int64_t n, int64_t k, const float* logits, const float* labels, const float* dloss,
+                           float* dlogits) {
+  for_rows(n, k, [&](int64_t i) {
+    const float* row = logits + i * k;
+    const RowStats st = row_stats(row, k);
+    const int64_t label = int64_t(labels[i]);
+    const double g = dloss[i], inv_sum = 1.0 / st.sum_exp;
+    for (int64_t j = 0; j < k; ++j) {
+      const double p = std::exp(double(row[j]) - double(st.max)) * inv_sum;
+      dlogits[i * k + j] = float((p - (j == label ? 1.0 : 0.0)) * g);
+    }
+  });
+}
+
+}  // namespace kg::cpu

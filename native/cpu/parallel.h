@@ -1,0 +1,84 @@
+// OpenMP helpers shared by the CPU kernels.
+//
+// Determinism rule: wherever a split of the work affects rounding (the partial sums of a
+// reduction, later combined in a fixed order), its boundaries depend only on the problem's shape,
+// never on the number of threads. Threads only decide *who* computes what, so every output comes
+// out of the same sequence of floating-point operations for 1 thread or 16.
+//
+// An exception thrown by the work (bad_alloc) must not escape an OpenMP region (that would
+// terminate the process): the loops below catch it and rethrow the first one after the join.
+//
+// Everything here also compiles without OpenMP (then it runs on the calling thread).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <exception>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace kg::cpu {
+
+// Threads a parallel region started here would get: 1 inside an enclosing region (nested
+// parallelism is off, so an inner region runs serially anyway).
+inline int available_threads() {
+#ifdef _OPENMP
+  return omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+namespace detail {
+// Runs f(i), keeping the first exception for `error` instead of letting it leave the region.
+template <class F>
+void run_guarded(F& f, int64_t i, std::exception_ptr& error) {
+  try {
+    f(i);
+  } catch (...) {
+#ifdef _OPENMP
+#pragma omp critical(kg_cpu_parallel_error)
+#endif
+    if (!error) error = std::current_exception();
+  }
+}
+}  // namespace detail
+
+// Calls f(i) for every i in [0, count); in parallel when `parallel` and count > 1. Contiguous
+// ranges of i go to each thread (schedule(static)), which keeps per-thread caches warm.
+template <class F>
+void parallel_for(int64_t count, [[maybe_unused]] bool parallel, F&& f) {
+  std::exception_ptr error;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (parallel && count > 1)
+#endif
+  for (int64_t i = 0; i < count; ++i) detail::run_guarded(f, i, error);
+  if (error) std::rethrow_exception(error);
+}
+
+// The same with dynamic scheduling, for pieces of uneven cost.
+template <class F>
+void parallel_for_dynamic(int64_t count, [[maybe_unused]] bool parallel, F&& f) {
+  std::exception_ptr error;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) if (parallel && count > 1)
+#endif
+  for (int64_t i = 0; i < count; ++i) detail::run_guarded(f, i, error);
+  if (error) std::rethrow_exception(error);
+}
+
+// Elementwise work below this many elements is not worth waking a second thread for.
+constexpr int64_t kElementwiseGrain = 32768;
+
+// Splits [0, n) into chunks of `grain` elements (the last one shorter) and calls
+// f(begin, end) for each, in parallel when there are several.
+template <class F>
+void parallel_range(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  const int64_t chunks = ceil_div(n, grain);
+  parallel_for(chunks, chunks > 1, [&](int64_t c) { f(c * grain, std::min(n, (c + 1) * grain)); });
+}
+
+}  // namespace kg::cpu

@@ -1,0 +1,77 @@
+// Average pooling without padding; windows may overlap (stride < kernel) or leave gaps.
+// Both directions work plane by plane (one (sample, channel) image), in parallel over planes.
+#include <algorithm>
+
+#include "kg/ops.h"
+#include "parallel.h"
+
+namespace kg::cpu {
+namespace {
+
+// Calls f(first_plane, last_plane) over the n * c image planes, in parallel chunks of planes.
+template <class F>
+void for_plane_chunks(const PoolShape& s, F&& f) {
+  const int64_t plane = std::max<int64_t>(1, s.h * s.w);
+  parallel_range(s.n * s.c, std::max<int64_t>(1, kElementwiseGrain / plane), f);
+}
+
+// One plane forward: window sums in row-major tap order, accumulated a whole output row at a time.
+// (The shape is taken by value so that its fields live in registers, not behind a reference.)
+void forward_plane(const PoolShape s, const float* in, float* out, float inv_area) {
+  for (int64_t i = 0; i < s.oh; ++i) {
+    float* o = out + i * s.ow;
+    std::fill(o, o + s.ow, 0.0f);
+    for (int64_t a = 0; a < s.kh; ++a) {
+      const float* row = in + (i * s.sh + a) * s.w;
+      for (int64_t b = 0; b < s.kw; ++b) {
+        for (int64_t j = 0; j < s.ow; ++j) o[j] += row[j * s.sw + b];
+      }
+    }
+    for (int64_t j = 0; j < s.ow; ++j) o[j] *= inv_area;
+  }
+}
+
+// One plane backward: dx[window] (+)= dy / area, output by output. With overlapping windows the
+// terms accumulate onto a zeroed plane in a fixed order; otherwise each element is written at
+// most once and only the gaps that no window covers need zeros.
+template <bool kOverlap>
+void backward_plane(const PoolShape s, const float* g, float* out, float inv_area, bool gaps) {
+  if (kOverlap || gaps) std::fill(out, out + s.h * s.w, 0.0f);
+  for (int64_t i = 0; i < s.oh; ++i) {
+    for (int64_t a = 0; a < s.kh; ++a) {
+      float* row = out + (i * s.sh + a) * s.w;
+      for (int64_t j = 0; j < s.ow; ++j) {
+        const float v = g[i * s.ow + j] * inv_area;
+        for (int64_t b = 0; b < s.kw; ++b) {
+          if (kOverlap) row[j * s.sw + b] += v;
+          else row[j * s.sw + b] = v;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void avgpool2d_forward(const PoolShape& s, const float* x, float* y) {
+  const float inv_area = 1.0f / float(s.kh * s.kw);
+  for_plane_chunks(s, [&](int64_t first, int64_t last) {
+    for (int64_t pl = first; pl < last; ++pl) forward_plane(s, x + pl * s.h * s.w, y + pl * s.oh * s.ow, inv_area);
+  });
+}
+
+void avgpool2d_backward(const PoolShape& s, const float* dy, float* dx) {
+  const float inv_area = 1.0f / float(s.kh * s.kw);
+  const bool overlap = s.sh < s.kh || s.sw < s.kw;
+  const bool gaps = s.sh > s.kh || s.sw > s.kw || (s.oh - 1) * s.sh + s.kh < s.h || (s.ow - 1) * s.sw + s.kw < s.w;
+  for_plane_chunks(s, [&](int64_t first, int64_t last) {
+    for (int64_t pl = first; pl < last; ++pl) {
+      const float* g = dy + pl * s.oh * s.ow;
+      float* out = dx + pl * s.h * s.w;
+      if (overlap) backward_plane<true>(s, g, out, inv_area, gaps);
+      else backward_plane<false>(s, g, out, inv_area, gaps);
+    }
+  });
+}
+
+}  // namespace kg::cpu

@@ -1,0 +1,83 @@
+// Convolution forward and the three backward parts against float64 references (the backward
+// references are the transposes of the forward map, written independently as loops).
+import { native } from '../../lib/native';
+import {
+  ConvGeometry, Rng, conv2dBackwardBiasRef, conv2dBackwardDataRef, conv2dBackwardWeightRef, conv2dForwardRef,
+  convArg, convOut, disposeAll, empty, expectClose, store,
+} from './reference';
+
+afterEach(disposeAll);
+
+function tol(terms: number) {
+  return { rtol: 2e-6 * Math.sqrt(terms + 1), atol: 1e-6 };
+}
+
+function checkAll(g: ConvGeometry, rng: Rng, withBias = true): void {
+  const { oh, ow } = convOut(g);
+  const taps = g.c * g.kh * g.kw;
+  const x = rng.array(g.n * g.c * g.h * g.w);
+  const w = rng.array(g.k * taps);
+  const b = rng.array(g.k);
+  const dy = rng.array(g.n * g.k * oh * ow);
+  const label = JSON.stringify(g);
+
+  const y = empty(dy.length);
+  native.conv2dForward(convArg(g), store(x), store(w), withBias ? store(b) : null, y);
+  const yRef = conv2dForwardRef(g, x, w, withBias ? b : null);
+  expectClose(y.read(), yRef.value, { ...tol(taps), scale: yRef.scale }, `forward ${label}`);
+
+  const dx = empty(x.length);
+  native.conv2dBackwardData(convArg(g), store(dy), store(w), dx);
+  const dxRef = conv2dBackwardDataRef(g, dy, w);
+  expectClose(dx.read(), dxRef.value, { ...tol(g.k * g.kh * g.kw), scale: dxRef.scale }, `backward data ${label}`);
+
+  const dw = empty(w.length);
+  native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw);
+  const dwRef = conv2dBackwardWeightRef(g, x, dy);
+  expectClose(dw.read(), dwRef.value, { ...tol(g.n * oh * ow), scale: dwRef.scale }, `backward weight ${label}`);
+
+  const db = empty(g.k);
+  native.conv2dBackwardBias(convArg(g), store(dy), db);
+  const dbRef = conv2dBackwardBiasRef(g, dy);
+  expectClose(db.read(), dbRef.value, { rtol: 1e-6, atol: 1e-6, scale: dbRef.scale }, `backward bias ${label}`);
+}
+
+const base = { sh: 1, sw: 1, ph: 0, pw: 0 };
+
+describe('conv2d', () => {
+  test('1x1 kernel, single pixel, single channel', () => {
+    checkAll({ n: 1, c: 1, h: 1, w: 1, k: 1, kh: 1, kw: 1, ...base }, new Rng(1));
+    checkAll({ n: 3, c: 2, h: 4, w: 5, k: 7, kh: 1, kw: 1, ...base }, new Rng(2), false);
+  });
+
+  test('stride 2 with padding 1 and 2, odd kernels', () => {
+    const rng = new Rng(3);
+    checkAll({ n: 2, c: 3, h: 9, w: 7, k: 5, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
+    checkAll({ n: 3, c: 2, h: 8, w: 11, k: 4, kh: 5, kw: 3, sh: 2, sw: 1, ph: 2, pw: 1 }, rng);
+    checkAll({ n: 1, c: 5, h: 13, w: 13, k: 7, kh: 5, kw: 5, sh: 2, sw: 2, ph: 2, pw: 2 }, rng, false);
+    checkAll({ n: 2, c: 1, h: 6, w: 6, k: 3, kh: 3, kw: 1, sh: 3, sw: 2, ph: 0, pw: 2 }, rng);
+  });
+
+  test('padding larger than the image reach (rows and columns entirely in the padding)', () => {
+    checkAll({ n: 2, c: 2, h: 3, w: 2, k: 3, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 2 }, new Rng(4));
+  });
+
+  test('random geometries', () => {
+    const rng = new Rng(5);
+    for (let t = 0; t < 10; t++) {
+      const kh = rng.int(1, 5);
+      const kw = rng.int(1, 5);
+      const ph = rng.int(0, 2);
+      const pw = rng.int(0, 2);
+      const h = rng.int(Math.max(1, kh - 2 * ph), 12);
+      const w = rng.int(Math.max(1, kw - 2 * pw), 12);
+      checkAll({ n: rng.int(1, 4), c: rng.int(1, 4), h, w, k: rng.int(1, 9), kh, kw, sh: rng.int(1, 3), sw: rng.int(1, 3), ph, pw }, rng, rng.next() < 0.7);
+    }
+  });
+
+  test('the tutorial network shapes (small batches), crossing GEMM tiles and chunks', () => {
+    const rng = new Rng(6);
+    checkAll({ n: 8, c: 1, h: 28, w: 28, k: 20, kh: 3, kw: 3, ...base }, rng);
+    checkAll({ n: 4, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, ...base }, rng);
+  });
+});

@@ -1,0 +1,124 @@
+// Results must not depend on the number of CPU threads: every kernel, on shapes large enough to
+// take its parallel paths, gives bitwise identical outputs with 1 and with 2 (and 3) threads.
+import { BinaryOpCode, native, Storage } from '../../lib/native';
+import { Rng, bitwiseEqual, convArg, convOut, disposeAll, empty, store, withThreads } from './reference';
+
+afterEach(disposeAll);
+
+/** Runs `kernel` (which writes into fresh outputs it returns) at each thread count and compares. */
+function expectSameForAnyThreads(label: string, kernel: () => Storage[]): void {
+  const results = [1, 2, 3].map((t) => withThreads(t, () => kernel().map((s) => s.read())));
+  for (let t = 1; t < results.length; t++) {
+    results[t].forEach((out, i) => {
+      if (!bitwiseEqual(results[0][i], out)) throw new Error(`${label}: output ${i} differs between 1 and ${t + 1} threads`);
+    });
+  }
+}
+
+const rng = new Rng(42);
+
+describe('thread-count independence', () => {
+  test('setCpuThreads takes effect', () => {
+    expect(withThreads(1, () => native.cpuThreads())).toBe(1);
+    expect(withThreads(3, () => native.cpuThreads())).toBe(3);
+  });
+
+  test('gemm', () => {
+    const [m, n, k] = [150, 230, 700];
+    const A = store(rng.array(m * k));
+    const B = store(rng.array(k * n));
+    expectSameForAnyThreads('gemm', () => {
+      const C = empty(m * n);
+      native.gemm(false, true, m, n, k, 1, A, B, 0, C);
+      return [C];
+    });
+  });
+
+  test('conv2d, all parts (tutorial layer 2 at batch 16, and a padded strided layer)', () => {
+    for (const g of [
+      { n: 16, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, sh: 1, sw: 1, ph: 0, pw: 0 },
+      { n: 3, c: 3, h: 30, w: 30, k: 8, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
+    ]) {
+      const { oh, ow } = convOut(g);
+      const x = store(rng.array(g.n * g.c * g.h * g.w));
+      const w = store(rng.array(g.k * g.c * g.kh * g.kw));
+      const b = store(rng.array(g.k));
+      const dy = store(rng.array(g.n * g.k * oh * ow));
+      expectSameForAnyThreads(`conv2d ${JSON.stringify(g)}`, () => {
+        const y = empty(dy.numel);
+        const dx = empty(x.numel);
+        const dw = empty(w.numel);
+        const db = empty(g.k);
+        native.conv2dForward(convArg(g), x, w, b, y);
+        native.conv2dBackwardData(convArg(g), dy, w, dx);
+        native.conv2dBackwardWeight(convArg(g), x, dy, dw);
+        native.conv2dBackwardBias(convArg(g), dy, db);
+        return [y, dx, dw, db];
+      });
+    }
+  });
+
+  test('avgpool2d', () => {
+    const arg: [number, number, number, number, number, number, number, number] = [16, 20, 26, 26, 3, 3, 2, 2];
+    const x = store(rng.array(16 * 20 * 26 * 26));
+    const dy = store(rng.array(16 * 20 * 12 * 12));
+    expectSameForAnyThreads('avgpool2d', () => {
+      const y = empty(dy.numel);
+      const dx = empty(x.numel);
+      native.avgPool2dForward(arg, x, y);
+      native.avgPool2dBackward(arg, dy, dx);
+      return [y, dx];
+    });
+  });
+
+  test.each([
+    [64, 20, 676],
+    [8192, 33, 1],
+  ])('batch norm (%i, %i, %i)', (n, c, l) => {
+    const x = store(rng.array(n * c * l, 5, 9));
+    const dy = store(rng.array(n * c * l));
+    const gamma = store(rng.array(c));
+    const beta = store(rng.array(c));
+    const variance = store(rng.array(c, 0.5, 2));
+    expectSameForAnyThreads(`batch norm ${[n, c, l]}`, () => {
+      const outs = [n * c * l, c, c, c, n * c * l, c, c, n * c * l, n * c * l, c, c].map((k) => empty(k));
+      const [y, mean, invstd, bvar, dx, dgamma, dbeta, yInfer, dxInfer, dgammaInfer, dbetaInfer] = outs;
+      native.batchNormForwardTrain([n, c, l], x, gamma, beta, 1e-5, y, mean, invstd, bvar);
+      native.batchNormBackwardTrain([n, c, l], x, dy, gamma, mean, invstd, dx, dgamma, dbeta);
+      native.batchNormForwardInfer([n, c, l], x, gamma, beta, mean, variance, 1e-5, yInfer);
+      native.batchNormBackwardInfer([n, c, l], x, dy, gamma, mean, variance, 1e-5, dxInfer, dgammaInfer, dbetaInfer);
+      return outs;
+    });
+  });
+
+  test('elementwise, reductions, loss, argmax, sgd', () => {
+    const big = 7 * 42857;
+    const a = store(rng.array(big));
+    const b = store(rng.array(big));
+    const logits = store(rng.array(20000 * 10, -5, 5));
+    const labels = store(Float32Array.from({ length: 20000 }, (_, i) => i % 10));
+    const dloss = store(rng.array(20000));
+    const param0 = rng.array(big);
+    expectSameForAnyThreads('elementwise', () => {
+      const sum = empty(big);
+      const full = empty(1);
+      const cols = empty(7);
+      const rows = empty(big / 7);
+      const loss = empty(20000);
+      const dlogits = empty(200000);
+      const argmax = empty(20000);
+      const p = store(param0);
+      const velocity = store(param0);
+      native.binary(BinaryOpCode.Mul, [big / 7, 7], [7, 1], [0, 1], a, b, sum);
+      native.reduceSum(1, big, 1, 1 / big, a, full);
+      native.reduceSum(1, big / 7, 7, 1, a, cols);
+      native.reduceSum(big / 7, 7, 1, 1, a, rows);
+      native.softmaxXentForward(20000, 10, logits, labels, loss);
+      native.softmaxXentBackward(20000, 10, logits, labels, dloss, dlogits);
+      native.argmaxRows(20000, 10, logits, argmax);
+      native.axpby(0.5, a, 0.25, p);
+      native.sgdUpdate(0.1, 0.9, 1e-4, p, b, velocity);
+      return [sum, full, cols, rows, loss, dlogits, argmax, p, velocity];
+    });
+  });
+});

@@ -1,0 +1,67 @@
+// GEMM against a float64 reference: every transpose combination, alpha/beta, odd and degenerate
+// sizes, and sizes that cross the kernel's register and cache blocking (6 x 16 tiles, k blocks of 256).
+import { native } from '../../lib/native';
+import { Rng, disposeAll, empty, expectClose, gemmRef, store } from './reference';
+
+afterEach(disposeAll);
+
+function check(rng: Rng, transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, beta: number): void {
+  const A = rng.array(m * k);
+  const B = rng.array(k * n);
+  const C0 = rng.array(m * n);
+  // beta == 0 must ignore C entirely, even NaN garbage.
+  const C = beta === 0 ? empty(m * n, NaN) : store(C0);
+  native.gemm(transA, transB, m, n, k, alpha, store(A), store(B), beta, C);
+  const ref = gemmRef(transA, transB, m, n, k, alpha, A, B, beta, C0);
+  expectClose(C.read(), ref.value, { rtol: 2e-6 * Math.sqrt(k + 1), atol: 1e-6, scale: ref.scale },
+    `gemm(${transA}, ${transB}, m=${m}, n=${n}, k=${k}, alpha=${alpha}, beta=${beta})`);
+}
+
+describe('gemm', () => {
+  const combos: Array<[boolean, boolean]> = [[false, false], [false, true], [true, false], [true, true]];
+
+  test.each(combos)('transA=%s transB=%s on odd sizes with alpha and beta', (ta, tb) => {
+    const rng = new Rng(ta ? (tb ? 1 : 2) : tb ? 3 : 4);
+    for (const [m, n, k] of [[1, 1, 1], [3, 7, 13], [7, 33, 5], [13, 17, 1], [6, 16, 256], [7, 17, 257], [33, 3, 300]]) {
+      check(rng, ta, tb, m, n, k, 1, 0);
+      check(rng, ta, tb, m, n, k, -0.75, 0.5);
+    }
+  });
+
+  test.each(combos)('transA=%s transB=%s on blocking-crossing sizes', (ta, tb) => {
+    const rng = new Rng(17);
+    check(rng, ta, tb, 101, 130, 530, 1, 0); // several k blocks, partial tiles
+    check(rng, ta, tb, 200, 35, 64, 2, -1); // several row blocks (kMC = 96)
+  });
+
+  test('random shapes', () => {
+    const rng = new Rng(99);
+    for (let t = 0; t < 12; t++) {
+      const m = rng.pick([1, 2, 5, 6, 7, 12, 13, 31, 64]);
+      const n = rng.pick([1, 3, 15, 16, 17, 33, 50]);
+      const k = rng.pick([1, 2, 9, 16, 33, 100]);
+      check(rng, rng.next() < 0.5, rng.next() < 0.5, m, n, k, rng.uniform(-2, 2), rng.pick([0, 1, 0.3]));
+    }
+  });
+
+  test('the tutorial network shapes', () => {
+    const rng = new Rng(5);
+    check(rng, false, false, 64, 128, 800, 1, 0); // fc forward
+    check(rng, true, false, 800, 128, 64, 1, 0); // weight gradient
+    check(rng, false, true, 64, 800, 128, 1, 0); // input gradient
+  });
+
+  test('k = 0 scales C by beta; beta = 0 then gives zeros', () => {
+    const C = store([1, 2, 3, 4, 5, 6]);
+    native.gemm(false, false, 2, 3, 0, 1, empty(0), empty(0), 2, C);
+    expect(Array.from(C.read())).toEqual([2, 4, 6, 8, 10, 12]);
+    const D = empty(6, NaN);
+    native.gemm(false, false, 2, 3, 0, 1, empty(0), empty(0), 0, D);
+    expect(Array.from(D.read())).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  test('m = 0 or n = 0 is a no-op', () => {
+    native.gemm(false, false, 0, 5, 3, 1, empty(0), store(new Float32Array(15)), 0, empty(0));
+    native.gemm(true, true, 4, 0, 3, 1, store(new Float32Array(12)), empty(0), 0, empty(0));
+  });
+});
