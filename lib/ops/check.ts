@@ -1,6 +1,6 @@
 // Argument checks shared by the ops: every public op validates its inputs here before the native
 // layer sees them, so errors name the op and the shapes in the user's terms.
-import { formatShape, Shape } from '../shape';
+import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 
 export function checkTensor(t: unknown, op: string, name: string): Tensor {
@@ -43,8 +43,4 @@ export function checkFinite(v: unknown, op: string, name: string): number {
     throw new TypeError(`${op}: ${name} must be a finite number, got ${String(v)}`);
   }
   return v;
-}
-
-export function shapeOf(t: Tensor): Shape {
-  return t.shape;
 }
