@@ -1,5 +1,6 @@
 #include "storage.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -16,6 +17,20 @@ const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
 namespace {
 constexpr size_t kAlign = 64;  // one cache line, and a full AVX-512 vector
 
+// Host blocks are aligned by hand over malloc rather than with aligned_alloc: glibc before 2.38
+// often fails to reuse memalign'd blocks after free (its bug 14581), and a training loop that
+// allocates and frees the same sizes every step then grows its heap by a whole step's worth of
+// memory each step. The malloc'd pointer is kept just below the aligned one.
+float* host_alloc(size_t bytes) {
+  void* raw = std::malloc(bytes + kAlign + sizeof(void*));
+  if (!raw) throw std::runtime_error("out of host memory allocating " + std::to_string(bytes) + " bytes");
+  uintptr_t aligned = (reinterpret_cast<uintptr_t>(raw) + sizeof(void*) + kAlign - 1) & ~uintptr_t(kAlign - 1);
+  reinterpret_cast<void**>(aligned)[-1] = raw;
+  return reinterpret_cast<float*>(aligned);
+}
+
+void host_free(float* p) { std::free(reinterpret_cast<void**>(p)[-1]); }
+
 float* allocate(Device device, int64_t numel) {
   if (numel == 0) return nullptr;
   size_t bytes = static_cast<size_t>(numel) * sizeof(float);
@@ -26,10 +41,7 @@ float* allocate(Device device, int64_t numel) {
     throw std::runtime_error("kernelgrad was built without CUDA (nvcc was not found at install time)");
 #endif
   }
-  size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  void* p = std::aligned_alloc(kAlign, rounded);
-  if (!p) throw std::runtime_error("out of host memory allocating " + std::to_string(bytes) + " bytes");
-  return static_cast<float*>(p);
+  return host_alloc(bytes);
 }
 }  // namespace
 
@@ -82,7 +94,7 @@ void Storage::free_memory() {
       cuda::release(data_);
 #endif
     } else {
-      std::free(data_);
+      host_free(data_);
     }
     data_ = nullptr;
   }
