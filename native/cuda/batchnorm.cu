@@ -1,0 +1,762 @@
+// Batch normalization over x viewed as (n, c, l): statistics per channel c over n * l values.
+//
+// Every op here is memory-bound and follows the same two-pass shape:
+//  1. a statistics pass: the (channel, split) pairs are spread over blocks; each block reduces
+//     its share of one channel (or of BX channels, below) and writes one partial result to
+//     scratch memory: a Welford (count, mean, M2) for the forward pass, (sum dy, sum dy*(x-mean))
+//     for the backward pass;
+//  2. an elementwise pass with the same blocking: each block first merges the partials of its
+//     channel, always in split order, into that channel's coefficients (the block of split 0
+//     also writes the per-channel outputs: saved mean/invstd/variance or dgamma/dbeta), then
+//     normalizes (or back-propagates through) its share.
+// Because every block of a channel merges the same partials in the same order, all of them see
+// bitwise the same statistics, and results are identical from run to run: no atomics anywhere.
+// Inference forward is pass 2 alone, with the given running statistics.
+//
+// Two layouts, because coalescing needs different blockings:
+//  - planar (l > 1, 4-D input): a channel is n rows of l contiguous values, rows c*l apart. A
+//    block walks a contiguous range of the channel's n*l values (float4s when l % 4 == 0), so a
+//    warp reads consecutive addresses. The row/column position is carried incrementally (a
+//    block-wide step is a fixed number of rows plus a fixed number of values), so the loops do no
+//    integer division.
+//  - rows (l == 1, 2-D input (n, c)): a channel is a column with stride c. A block covers BX
+//    adjacent channels x BY rows: lanes run along c, so a warp reads contiguous memory; the BY
+//    row-partials of each channel are merged in a shared-memory tree. BX shrinks for narrow
+//    inputs (c = 10 uses BX = 16) so that a warp still covers whole rows.
+// Grids are 1-D and loop over their items, so there is no limit on n, c or l.
+//
+// Numerics of the forward statistics:
+//  - per thread, values come in batches of 4 or 16 whose exact-order mean and M2 are merged
+//    into the thread's running Welford state with Chan's formula (one division per batch);
+//    threads merge by warp shuffles, warps in shared memory, splits in the elementwise pass;
+//  - values are shifted by the channel's first value before anything else. In fp32 a running
+//    mean near 1e4 can only move in steps of 1e-3, which is 1% of a standard deviation of 0.1;
+//    shifted values are of the order of the spread, so the mean and M2 keep full relative
+//    precision and the final mean (shift + mean of the shifted values) is rounded only once;
+//  - a constant channel gives shifted values of exactly 0: mean exactly the constant, variance
+//    exactly 0, y exactly beta. M2 only ever adds non-negative terms, so the variance is never
+//    negative (it is clamped at 0 anyway);
+//  - invstd = float(1 / sqrt(double(var) + double(eps))), as on the CPU (not rsqrtf): one
+//    rounding, the same bits as the CPU backend for the same variance.
+#include <cmath>
+
+#include "common.cuh"
+
+namespace kg::cuda {
+namespace detail {
+namespace {
+
+constexpr int kThreads = 256;
+// Splits of a channel: enough blocks for about two waves, never fewer than 4 units per thread,
+// at most kMaxUnitsPerThread units per thread while the splits stay below kMaxSplits (every
+// block merges all partials of its channel), and at most 2^24 values per partial (float counts
+// stay exact).
+constexpr int64_t kMinUnitsPerThread = 4;
+constexpr int64_t kMaxUnitsPerThread = 256;
+constexpr int64_t kMaxSplits = 1024;
+constexpr int64_t kMaxPartialCount = int64_t{1} << 24;
+
+// Result of the forward statistics pass for one (channel, split): Welford state of x - shift.
+struct StatPartial {
+  float shift, mean, m2, count;
+};
+// Result of the backward statistics pass for one (channel, split).
+struct GradPartial {
+  float sum_dy, sum_dy_xc;  // sum of dy, sum of dy * (x - mean)
+};
+
+enum class Mode { ForwardTrain, ForwardInfer, BackwardTrain, BackwardInfer };
+
+// Everything the elementwise pass may read or write; each mode uses its own subset.
+struct BnArgs {
+  const float* x;
+  const float* dy;
+  float* out;  // y, or dx (null when dx is not wanted)
+  const float* gamma;
+  const float* beta;
+  const float* mean;    // BackwardTrain: saved mean; *Infer: running mean
+  const float* invstd;  // BackwardTrain: saved invstd
+  const float* var;     // *Infer: running variance
+  float eps;
+  double count;  // n * l, values per channel
+  const StatPartial* stat;
+  const GradPartial* grad;
+  int64_t splits;  // partials per channel (the same for both passes)
+  float* save_mean;
+  float* save_invstd;
+  float* batch_var;
+  float* dgamma;
+  float* dbeta;
+};
+
+// The elementwise formulas, with the channel's coefficients k[0..3]:
+//   forward:        y  = (x - mean) * (gamma * invstd) + beta                k = mean, gamma*invstd, beta
+//   backward train: dx = gamma*invstd * (dy - mean(dy) - (x - mean) * invstd * mean(dy*xhat))
+//                                                     k = mean, gamma*invstd, mean(dy), invstd*mean(dy*xhat)
+//   backward infer: dx = dy * (gamma * invstd)                               k = -, gamma*invstd
+// Subtracting the mean first (not x * scale + shift) keeps precision when |mean| >> std.
+template <Mode M>
+__device__ __forceinline__ float bn_element(float x, float dy, const float* k) {
+  if constexpr (M == Mode::ForwardTrain || M == Mode::ForwardInfer) {
+    return (x - k[0]) * k[1] + k[2];
+  } else if constexpr (M == Mode::BackwardTrain) {
+    return k[1] * (dy - k[2] - (x - k[0]) * k[3]);
+  } else {
+    return dy * k[1];
+  }
+}
+template <Mode M>
+__host__ __device__ constexpr bool reads_x() {
+  return M != Mode::BackwardInfer;
+}
+template <Mode M>
+__host__ __device__ constexpr bool reads_dy() {
+  return M == Mode::BackwardTrain || M == Mode::BackwardInfer;
+}
+
+// invstd exactly as the CPU backend computes it: float(1 / sqrt(double(var) + double(eps))), one
+// rounding. Per channel, so the double math costs nothing, and GPU and CPU agree to the bit here,
+// and inference with running statistics equal to the batch's reproduces training's output.
+__device__ __forceinline__ float inv_std(float var, float eps) {
+  return static_cast<float>(1.0 / sqrt(static_cast<double>(var) + static_cast<double>(eps)));
+}
+
+// Turns a channel's merged statistics into its coefficients; `writer` (the channel's split-0
+// block, one thread) also writes the per-channel outputs. The backward coefficients are formed in
+// double from the fp32 sums, as on the CPU.
+template <Mode M>
+__device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch, bool writer, float shift,
+                                                     const Welford& w, float sum_dy, float sum_dy_xc, float* k) {
+  const float g = a.gamma ? a.gamma[ch] : 1.0f;
+  if constexpr (M == Mode::ForwardTrain) {
+    const float mean = shift + w.mean;
+    const float var = fmaxf(w.m2 / w.count, 0.0f);  // biased: divided by n * l
+    const float invstd = inv_std(var, a.eps);
+    k[0] = mean;
+    k[1] = g * invstd;
+    k[2] = a.beta ? a.beta[ch] : 0.0f;
+    k[3] = 0.0f;
+    if (writer) {
+      a.save_mean[ch] = mean;
+      a.save_invstd[ch] = invstd;
+      if (a.batch_var) a.batch_var[ch] = var;
+    }
+  } else if constexpr (M == Mode::ForwardInfer) {
+    k[0] = a.mean[ch];
+    k[1] = g * inv_std(a.var[ch], a.eps);
+    k[2] = a.beta ? a.beta[ch] : 0.0f;
+    k[3] = 0.0f;
+  } else {
+    const double invstd = M == Mode::BackwardTrain ? a.invstd[ch] : inv_std(a.var[ch], a.eps);
+    const double m = a.count;
+    k[0] = a.mean[ch];
+    k[1] = static_cast<float>(g * invstd);
+    k[2] = static_cast<float>(sum_dy / m);
+    k[3] = static_cast<float>(invstd * invstd * sum_dy_xc / m);
+    if (writer) {
+      a.dgamma[ch] = static_cast<float>(sum_dy_xc * invstd);  // sum of dy * xhat
+      a.dbeta[ch] = sum_dy;
+    }
+  }
+}
+
+__device__ __forceinline__ Welford to_welford(const StatPartial& p) {
+  Welford w;
+  w.mean = p.mean;
+  w.m2 = p.m2;
+  w.count = p.count;
+  return w;
+}
+
+// =============================================================================================
+// Planar layout (l > 1)
+
+// A channel's values in units of VW floats: unit u is row u / row_units, position u % row_units,
+// at element offset (row * c + ch) * l + position * VW.
+struct Planar {
+  int64_t l, row_stride;  // row_stride = c * l
+  int64_t channels, units, row_units;
+  int64_t splits, chunk;  // chunk: units per split
+  // A step of kThreads units: step_units more positions and step_rows more rows, i.e. step_offset
+  // more elements; if the position then passes the row's end, wrap back and add wrap_offset.
+  int64_t step_units, step_offset, wrap_offset;
+};
+
+template <int VW>
+struct Cursor {
+  int64_t u, pos, offset;
+
+  __device__ __forceinline__ Cursor(const Planar& p, int64_t ch, int64_t unit) : u(unit) {
+    const int64_t row = unit / p.row_units;  // one division per thread and item
+    pos = unit - row * p.row_units;
+    offset = row * p.row_stride + ch * p.l + pos * VW;
+  }
+  __device__ __forceinline__ void advance(const Planar& p) {
+    u += kThreads;
+    pos += p.step_units;
+    offset += p.step_offset;
+    if (pos >= p.row_units) {
+      pos -= p.row_units;
+      offset += p.wrap_offset;
+    }
+  }
+};
+
+template <int VW>
+__global__ void __launch_bounds__(kThreads)
+    planar_stats_kernel(const Planar p, const float* __restrict__ x, StatPartial* __restrict__ out) {
+  __shared__ Welford smem[kThreads / kWarp];
+  for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
+    const int64_t ch = item / p.splits, s = item - ch * p.splits;
+    const int64_t end = min(p.units, (s + 1) * p.chunk);
+    const float shift = x[ch * p.l];  // the channel's first value
+    Welford w;
+    Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
+    // Four units per round, all loads issued before the arithmetic.
+    while (cur.u + 3 * kThreads < end) {
+      Pack<VW> v[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        v[r] = load_pack<VW>(x + cur.offset);
+        cur.advance(p);
+      }
+      float d[4 * VW];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+#pragma unroll
+        for (int e = 0; e < VW; ++e) d[r * VW + e] = v[r].v[e] - shift;
+      }
+      welford_add_batch<4 * VW>(w, d);
+    }
+    for (; cur.u < end; cur.advance(p)) {
+      const Pack<VW> v = load_pack<VW>(x + cur.offset);
+      float d[VW];
+#pragma unroll
+      for (int e = 0; e < VW; ++e) d[e] = v.v[e] - shift;
+      if constexpr (VW == 1) welford_add(w, d[0]);
+      else welford_add_batch<VW>(w, d);
+    }
+    w = block_welford<kThreads>(w, smem);
+    if (threadIdx.x == 0) out[item] = StatPartial{shift, w.mean, w.m2, w.count};
+  }
+}
+
+template <int VW>
+__global__ void __launch_bounds__(kThreads)
+    planar_grad_stats_kernel(const Planar p, const float* __restrict__ x, const float* __restrict__ dy,
+                             const float* __restrict__ mean, GradPartial* __restrict__ out) {
+  __shared__ float smem[kThreads / kWarp];
+  for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
+    const int64_t ch = item / p.splits, s = item - ch * p.splits;
+    const int64_t end = min(p.units, (s + 1) * p.chunk);
+    const float mu = mean[ch];
+    float sum_dy = 0.0f, sum_dy_xc = 0.0f;
+    Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
+    while (cur.u + 3 * kThreads < end) {
+      Pack<VW> xv[4], gv[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        xv[r] = load_pack<VW>(x + cur.offset);
+        gv[r] = load_pack<VW>(dy + cur.offset);
+        cur.advance(p);
+      }
+      float g[4 * VW], gx[4 * VW];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+#pragma unroll
+        for (int e = 0; e < VW; ++e) {
+          g[r * VW + e] = gv[r].v[e];
+          gx[r * VW + e] = gv[r].v[e] * (xv[r].v[e] - mu);
+        }
+      }
+      sum_dy += pairwise_sum<4 * VW>(g);
+      sum_dy_xc += pairwise_sum<4 * VW>(gx);
+    }
+    for (; cur.u < end; cur.advance(p)) {
+      const Pack<VW> xv = load_pack<VW>(x + cur.offset), gv = load_pack<VW>(dy + cur.offset);
+#pragma unroll
+      for (int e = 0; e < VW; ++e) {
+        sum_dy += gv.v[e];
+        sum_dy_xc += gv.v[e] * (xv.v[e] - mu);
+      }
+    }
+    sum_dy = block_sum<kThreads>(sum_dy, smem);
+    sum_dy_xc = block_sum<kThreads>(sum_dy_xc, smem);
+    if (threadIdx.x == 0) out[item] = GradPartial{sum_dy, sum_dy_xc};
+  }
+}
+
+template <int VW, Mode M>
+__global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, const BnArgs a) {
+  __shared__ float coef[4];
+  for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
+    const int64_t ch = item / p.splits, s = item - ch * p.splits;
+    if (!a.out && s != 0) continue;  // no dx wanted: only the blocks writing dgamma/dbeta work
+
+    // Warp 0 merges the channel's partials: lane j takes splits j, j + 32, ..., then a fixed
+    // shuffle tree.
+    if (threadIdx.x < kWarp) {
+      const int lane = threadIdx.x;
+      Welford w;
+      float shift = 0.0f, sum_dy = 0.0f, sum_dy_xc = 0.0f;
+      if constexpr (M == Mode::ForwardTrain) {
+        for (int64_t j = lane; j < a.splits; j += kWarp) w = welford_merge(w, to_welford(a.stat[ch * a.splits + j]));
+        w = warp_welford(w);
+        shift = a.stat[ch * a.splits].shift;
+      } else if constexpr (M == Mode::BackwardTrain || M == Mode::BackwardInfer) {
+        for (int64_t j = lane; j < a.splits; j += kWarp) {
+          const GradPartial g = a.grad[ch * a.splits + j];
+          sum_dy += g.sum_dy;
+          sum_dy_xc += g.sum_dy_xc;
+        }
+        sum_dy = warp_sum(sum_dy);
+        sum_dy_xc = warp_sum(sum_dy_xc);
+      }
+      if (lane == 0) channel_coefficients<M>(a, ch, s == 0, shift, w, sum_dy, sum_dy_xc, coef);
+    }
+    __syncthreads();
+    const float k[4] = {coef[0], coef[1], coef[2], coef[3]};
+    __syncthreads();  // coef is rewritten by the next item
+
+    if (!a.out) continue;
+    const int64_t end = min(p.units, (s + 1) * p.chunk);
+    Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
+    while (cur.u + 3 * kThreads < end) {
+      int64_t off[4];
+      Pack<VW> xv[4] = {}, gv[4] = {};
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        off[r] = cur.offset;
+        if constexpr (reads_x<M>()) xv[r] = load_pack<VW>(a.x + off[r]);
+        if constexpr (reads_dy<M>()) gv[r] = load_pack<VW>(a.dy + off[r]);
+        cur.advance(p);
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        Pack<VW> o;
+#pragma unroll
+        for (int e = 0; e < VW; ++e) o.v[e] = bn_element<M>(xv[r].v[e], gv[r].v[e], k);
+        store_pack<VW>(a.out + off[r], o);
+      }
+    }
+    for (; cur.u < end; cur.advance(p)) {
+      Pack<VW> xv = {}, gv = {}, o;
+      if constexpr (reads_x<M>()) xv = load_pack<VW>(a.x + cur.offset);
+      if constexpr (reads_dy<M>()) gv = load_pack<VW>(a.dy + cur.offset);
+#pragma unroll
+      for (int e = 0; e < VW; ++e) o.v[e] = bn_element<M>(xv.v[e], gv.v[e], k);
+      store_pack<VW>(a.out + cur.offset, o);
+    }
+  }
+}
+
+// =============================================================================================
+// Rows layout (l == 1): x is (n, c), channel ch is column ch.
+
+struct Rows {
+  int64_t n, c;
+  int bx_log2;  // BX = 1 << bx_log2 channels per block, BY = kThreads / BX rows
+  int64_t groups, splits, chunk;  // chunk: rows per split
+};
+
+struct RowsThread {
+  int tx, ty, bx, by;
+  __device__ __forceinline__ explicit RowsThread(int bx_log2)
+      : tx(threadIdx.x & ((1 << bx_log2) - 1)),
+        ty(threadIdx.x >> bx_log2),
+        bx(1 << bx_log2),
+        by(kThreads >> bx_log2) {}
+};
+
+struct MergeWelford {
+  __device__ __forceinline__ Welford operator()(const Welford& a, const Welford& b) const { return welford_merge(a, b); }
+};
+struct MergeSums {
+  __device__ __forceinline__ float2 operator()(const float2& a, const float2& b) const {
+    return make_float2(a.x + b.x, a.y + b.y);
+  }
+};
+
+// Merges the BY values of each column (ty = 0..BY-1, fixed tree) and returns the column's
+// result to every thread of the column. `smem` has kThreads entries; ends with a barrier after
+// which smem may be reused.
+template <class T, class Merge>
+__device__ __forceinline__ T column_merge(T v, T* smem, const RowsThread& t, Merge merge) {
+  smem[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = t.by / 2; half > 0; half /= 2) {
+    if (t.ty < half) smem[threadIdx.x] = merge(smem[threadIdx.x], smem[threadIdx.x + half * t.bx]);
+    __syncthreads();
+  }
+  const T result = smem[t.tx];
+  __syncthreads();
+  return result;
+}
+
+__global__ void __launch_bounds__(kThreads)
+    rows_stats_kernel(const Rows p, const float* __restrict__ x, StatPartial* __restrict__ out) {
+  __shared__ Welford smem[kThreads];
+  const RowsThread t(p.bx_log2);
+  for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
+    const int64_t g = item / p.splits, s = item - g * p.splits;
+    const int64_t ch = g * t.bx + t.tx;
+    const int64_t end = min(p.n, (s + 1) * p.chunk);
+    const bool valid = ch < p.c;
+    const float shift = valid ? x[ch] : 0.0f;  // the channel's first value (row 0)
+    Welford w;
+    if (valid) {
+      int64_t i = s * p.chunk + t.ty;
+      for (; i + 3 * t.by < end; i += 4 * t.by) {
+        float d[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) d[r] = x[(i + r * t.by) * p.c + ch];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) d[r] -= shift;
+        welford_add_batch<4>(w, d);
+      }
+      for (; i < end; i += t.by) welford_add(w, x[i * p.c + ch] - shift);
+    }
+    w = column_merge(w, smem, t, MergeWelford{});
+    if (t.ty == 0 && valid) out[ch * p.splits + s] = StatPartial{shift, w.mean, w.m2, w.count};
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    rows_grad_stats_kernel(const Rows p, const float* __restrict__ x, const float* __restrict__ dy,
+                           const float* __restrict__ mean, GradPartial* __restrict__ out) {
+  __shared__ float2 smem[kThreads];
+  const RowsThread t(p.bx_log2);
+  for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
+    const int64_t g = item / p.splits, s = item - g * p.splits;
+    const int64_t ch = g * t.bx + t.tx;
+    const int64_t end = min(p.n, (s + 1) * p.chunk);
+    const bool valid = ch < p.c;
+    float2 sums = make_float2(0.0f, 0.0f);
+    if (valid) {
+      const float mu = mean[ch];
+      int64_t i = s * p.chunk + t.ty;
+      for (; i + 3 * t.by < end; i += 4 * t.by) {
+        float xv[4], gv[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          xv[r] = x[(i + r * t.by) * p.c + ch];
+          gv[r] = dy[(i + r * t.by) * p.c + ch];
+        }
+        float gx[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) gx[r] = gv[r] * (xv[r] - mu);
+        sums.x += pairwise_sum<4>(gv);
+        sums.y += pairwise_sum<4>(gx);
+      }
+      for (; i < end; i += t.by) {
+        const float gv = dy[i * p.c + ch];
+        sums.x += gv;
+        sums.y += gv * (x[i * p.c + ch] - mu);
+      }
+    }
+    sums = column_merge(sums, smem, t, MergeSums{});
+    if (t.ty == 0 && valid) out[ch * p.splits + s] = GradPartial{sums.x, sums.y};
+  }
+}
+
+template <Mode M>
+__global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, const BnArgs a) {
+  __shared__ Welford wsmem[kThreads];
+  __shared__ float2 gsmem[kThreads];
+  __shared__ float coef[32][4];
+  const RowsThread t(p.bx_log2);
+  for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
+    const int64_t g = item / p.splits, s = item - g * p.splits;
+    if (!a.out && s != 0) continue;  // no dx wanted: only the blocks writing dgamma/dbeta work
+    const int64_t ch = g * t.bx + t.tx;
+    const bool valid = ch < p.c;
+
+    // The channel's partials: thread (tx, ty) merges splits ty, ty + BY, ..., then the column
+    // tree; the same order in every block of the channel.
+    Welford w;
+    float2 sums = make_float2(0.0f, 0.0f);
+    float shift = 0.0f;
+    if constexpr (M == Mode::ForwardTrain) {
+      if (valid) {
+        for (int64_t j = t.ty; j < a.splits; j += t.by) w = welford_merge(w, to_welford(a.stat[ch * a.splits + j]));
+        shift = a.stat[ch * a.splits].shift;
+      }
+      w = column_merge(w, wsmem, t, MergeWelford{});
+    } else if constexpr (M == Mode::BackwardTrain || M == Mode::BackwardInfer) {
+      if (valid) {
+        for (int64_t j = t.ty; j < a.splits; j += t.by) {
+          const GradPartial gp = a.grad[ch * a.splits + j];
+          sums.x += gp.sum_dy;
+          sums.y += gp.sum_dy_xc;
+        }
+      }
+      sums = column_merge(sums, gsmem, t, MergeSums{});
+    }
+    if (t.ty == 0 && valid) channel_coefficients<M>(a, ch, s == 0, shift, w, sums.x, sums.y, coef[t.tx]);
+    __syncthreads();
+    float k[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (valid) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) k[e] = coef[t.tx][e];
+    }
+    __syncthreads();  // coef is rewritten by the next item
+
+    if (!a.out || !valid) continue;
+    const int64_t end = min(p.n, (s + 1) * p.chunk);
+    int64_t i = s * p.chunk + t.ty;
+    for (; i + 3 * t.by < end; i += 4 * t.by) {
+      float xv[4] = {}, gv[4] = {};
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t at = (i + r * t.by) * p.c + ch;
+        if constexpr (reads_x<M>()) xv[r] = a.x[at];
+        if constexpr (reads_dy<M>()) gv[r] = a.dy[at];
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a.out[(i + r * t.by) * p.c + ch] = bn_element<M>(xv[r], gv[r], k);
+    }
+    for (; i < end; i += t.by) {
+      const int64_t at = i * p.c + ch;
+      const float xv = reads_x<M>() ? a.x[at] : 0.0f, gv = reads_dy<M>() ? a.dy[at] : 0.0f;
+      a.out[at] = bn_element<M>(xv, gv, k);
+    }
+  }
+}
+
+// =============================================================================================
+// Planning and launching
+
+int64_t target_blocks() { return static_cast<int64_t>(sm_count()) * 16; }  // ~2 waves of 8 blocks
+
+// Splits of `work` units (values or float4s of one channel, or of one column group) handled by
+// blocks of kThreads threads, for `items` channels or groups, at most `per_partial` per split.
+int64_t choose_splits(int64_t work, int64_t items, int64_t per_partial) {
+  int64_t splits = ceil_div<int64_t>(target_blocks(), items);                               // fill the GPU
+  splits = std::min(splits, std::max<int64_t>(1, work / (kThreads * kMinUnitsPerThread)));  // real work each
+  splits = std::max(splits, ceil_div<int64_t>(work, kThreads * kMaxUnitsPerThread));       // short sequences
+  splits = std::min(splits, kMaxSplits);
+  splits = std::max(splits, ceil_div<int64_t>(work, per_partial));  // exact float counts, always
+  return std::max<int64_t>(1, splits);
+}
+
+Planar plan_planar(const BnShape& s, int vw) {
+  Planar p{};
+  p.l = s.l;
+  p.row_stride = s.c * s.l;
+  p.channels = s.c;
+  p.row_units = s.l / vw;
+  p.units = s.n * p.row_units;
+  p.splits = choose_splits(p.units, s.c, kMaxPartialCount / vw);
+  p.chunk = ceil_div<int64_t>(p.units, p.splits);
+  p.splits = ceil_div<int64_t>(p.units, p.chunk);  // every split non-empty
+  const int64_t step_rows = kThreads / p.row_units;
+  p.step_units = kThreads % p.row_units;
+  p.step_offset = step_rows * p.row_stride + p.step_units * vw;
+  p.wrap_offset = p.row_stride - p.l;
+  return p;
+}
+
+Rows plan_rows(const BnShape& s) {
+  Rows p{};
+  p.n = s.n;
+  p.c = s.c;
+  p.bx_log2 = 0;
+  while (p.bx_log2 < 5 && (int64_t{1} << p.bx_log2) < s.c) ++p.bx_log2;
+  const int64_t by = kThreads >> p.bx_log2;
+  p.groups = ceil_div<int64_t>(s.c, int64_t{1} << p.bx_log2);
+  // choose_splits counts values per block of kThreads threads: a column group of n rows holds
+  // n * BX of them. A partial's count is its number of rows, at most 2^24.
+  const int64_t bx = kThreads / by;
+  p.splits = choose_splits(s.n * bx, p.groups, kMaxPartialCount * bx);
+  p.chunk = ceil_div<int64_t>(s.n, p.splits);
+  p.splits = ceil_div<int64_t>(s.n, p.chunk);
+  return p;
+}
+
+// Float4 access when every array of the pass is 16-byte aligned and rows are whole float4s.
+bool planar_vec(const BnShape& s, std::initializer_list<const void*> ptrs) {
+  if (s.l % 4 != 0) return false;
+  for (const void* q : ptrs) {
+    if (q && !aligned16(q)) return false;
+  }
+  return true;
+}
+
+template <class Sizes>
+void stats_pass(const BnShape& s, bool vec, const float* x, StatPartial* out, const Planar& pl, const Rows& rw,
+                const Sizes& sizes) {
+  if (s.l > 1) {
+    const unsigned grid = grid_exact(pl.channels * pl.splits);
+    if (vec) planar_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, out);
+    else planar_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, out);
+  } else {
+    rows_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, out);
+  }
+  check_launch("launch of batch-norm statistics kernel", sizes);
+}
+
+template <class Sizes>
+void grad_stats_pass(const BnShape& s, bool vec, const float* x, const float* dy, const float* mean,
+                     GradPartial* out, const Planar& pl, const Rows& rw, const Sizes& sizes) {
+  if (s.l > 1) {
+    const unsigned grid = grid_exact(pl.channels * pl.splits);
+    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, out);
+    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, out);
+  } else {
+    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, out);
+  }
+  check_launch("launch of batch-norm gradient statistics kernel", sizes);
+}
+
+template <Mode M, class Sizes>
+void apply_pass(const BnShape& s, bool vec, const BnArgs& a, const Planar& pl, const Rows& rw, const Sizes& sizes) {
+  if (s.l > 1) {
+    const unsigned grid = grid_exact(pl.channels * pl.splits);
+    if (vec) planar_apply_kernel<4, M><<<grid, kThreads, 0, stream()>>>(pl, a);
+    else planar_apply_kernel<1, M><<<grid, kThreads, 0, stream()>>>(pl, a);
+  } else {
+    rows_apply_kernel<M><<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, a);
+  }
+  check_launch("launch of batch-norm elementwise kernel", sizes);
+}
+
+// Plans for both layouts; only the one matching s.l is used.
+struct Plan {
+  Planar planar{};
+  Rows rows{};
+  int64_t splits = 1;
+};
+Plan make_plan(const BnShape& s, bool vec) {
+  Plan plan;
+  if (s.l > 1) {
+    plan.planar = plan_planar(s, vec ? 4 : 1);
+    plan.splits = plan.planar.splits;
+  } else {
+    plan.rows = plan_rows(s);
+    plan.splits = plan.rows.splits;
+  }
+  return plan;
+}
+
+auto bn_sizes(const char* op, const BnShape& s) {
+  return [op, &s] { return describe(op, " (n, c, l) = (", s.n, ", ", s.c, ", ", s.l, ")"); };
+}
+
+}  // namespace
+}  // namespace detail
+
+void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                             float* y, float* save_mean, float* save_invstd, float* batch_var) {
+  using namespace detail;
+  const auto sizes = bn_sizes("batchnorm_forward_train", s);
+  if (s.c <= 0) return;
+  if (s.n <= 0 || s.l <= 0) {  // no values: report a zero mean and variance
+    fill(s.c, 0.0f, save_mean);
+    fill(s.c, static_cast<float>(1.0 / std::sqrt(static_cast<double>(eps))), save_invstd);
+    if (batch_var) fill(s.c, 0.0f, batch_var);
+    return;
+  }
+  const bool vec = planar_vec(s, {x, y});
+  const Plan plan = make_plan(s, vec);
+  Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(StatPartial));
+  stats_pass(s, vec, x, partials.as<StatPartial>(), plan.planar, plan.rows, sizes);
+
+  BnArgs a{};
+  a.x = x;
+  a.out = y;
+  a.gamma = gamma;
+  a.beta = beta;
+  a.eps = eps;
+  a.count = static_cast<double>(s.n * s.l);
+  a.stat = partials.as<StatPartial>();
+  a.splits = plan.splits;
+  a.save_mean = save_mean;
+  a.save_invstd = save_invstd;
+  a.batch_var = batch_var;
+  apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
+}
+
+void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                             const float* mean, const float* var, float eps, float* y) {
+  using namespace detail;
+  const auto sizes = bn_sizes("batchnorm_forward_infer", s);
+  if (s.c <= 0 || s.n <= 0 || s.l <= 0) return;
+  const bool vec = planar_vec(s, {x, y});
+  const Plan plan = make_plan(s, vec);
+  BnArgs a{};
+  a.x = x;
+  a.out = y;
+  a.gamma = gamma;
+  a.beta = beta;
+  a.mean = mean;
+  a.var = var;
+  a.eps = eps;
+  a.count = static_cast<double>(s.n * s.l);
+  a.splits = plan.splits;
+  apply_pass<Mode::ForwardInfer>(s, vec, a, plan.planar, plan.rows, sizes);
+}
+
+void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
+                              float* dbeta) {
+  using namespace detail;
+  const auto sizes = bn_sizes("batchnorm_backward_train", s);
+  if (s.c <= 0) return;
+  if (s.n <= 0 || s.l <= 0) {
+    fill(s.c, 0.0f, dgamma);
+    fill(s.c, 0.0f, dbeta);
+    return;
+  }
+  const bool vec = planar_vec(s, {x, dy, dx});
+  const Plan plan = make_plan(s, vec);
+  Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
+  grad_stats_pass(s, vec, x, dy, save_mean, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
+
+  BnArgs a{};
+  a.x = x;
+  a.dy = dy;
+  a.out = dx;
+  a.gamma = gamma;
+  a.mean = save_mean;
+  a.invstd = save_invstd;
+  a.count = static_cast<double>(s.n * s.l);
+  a.grad = partials.as<GradPartial>();
+  a.splits = plan.splits;
+  a.dgamma = dgamma;
+  a.dbeta = dbeta;
+  apply_pass<Mode::BackwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
+}
+
+void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* mean, const float* var, float eps, float* dx, float* dgamma,
+                              float* dbeta) {
+  using namespace detail;
+  const auto sizes = bn_sizes("batchnorm_backward_infer", s);
+  if (s.c <= 0) return;
+  if (s.n <= 0 || s.l <= 0) {
+    fill(s.c, 0.0f, dgamma);
+    fill(s.c, 0.0f, dbeta);
+    return;
+  }
+  const bool vec = planar_vec(s, {x, dy, dx});
+  const Plan plan = make_plan(s, vec);
+  Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
+  grad_stats_pass(s, vec, x, dy, mean, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
+
+  BnArgs a{};
+  a.x = x;
+  a.dy = dy;
+  a.out = dx;
+  a.gamma = gamma;
+  a.mean = mean;
+  a.var = var;
+  a.eps = eps;
+  a.count = static_cast<double>(s.n * s.l);
+  a.grad = partials.as<GradPartial>();
+  a.splits = plan.splits;
+  a.dgamma = dgamma;
+  a.dbeta = dbeta;
+  apply_pass<Mode::BackwardInfer>(s, vec, a, plan.planar, plan.rows, sizes);
+}
+
+}  // namespace kg::cuda

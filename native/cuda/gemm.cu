@@ -1,0 +1,414 @@
+// Single-precision GEMM: C = alpha * op(A) * op(B) + beta * C, every transpose combination, any
+// sizes, optionally batched with strides (the convolutions use that).
+//
+// The classic register-tiled design:
+//  - a block computes a BM x BN tile of C, looping over k in slices of BK;
+//  - each slice of A and B is read from global memory once per block (float4 loads when the
+//    layout allows), and stored in shared memory "k-major", smem[kk][row], whatever the
+//    transposes: then the inner loop reads, for each kk, a column of A and a row of B as float4s;
+//  - each thread accumulates a TM x TN tile of C in registers: per kk it loads TM + TN floats
+//    from shared memory for TM * TN FMAs, which is what makes the kernel compute-bound;
+//  - shared memory is double-buffered and the next slice is prefetched into registers while the
+//    current one is multiplied, so there is one barrier per slice and global loads overlap math.
+//
+// A thread's TM x TN tile is not contiguous: it is (TM/4) x (TN/4) sub-tiles of 4 x 4, spaced
+// 4 * threads-per-row apart. That way a warp's float4 reads of a shared-memory row cover
+// consecutive addresses (no bank conflicts) and its float4 stores of C rows are coalesced.
+//
+// Two tile shapes: 128 x 128 (8 x 8 per thread) when there are enough tiles to fill the GPU, and
+// 64 x 64 (4 x 4 per thread) for small problems. When even that leaves most of the GPU idle and
+// k is long (a convolution's weight gradient reduces over batch * pixels), the k range is split
+// over several blocks that write partial tiles to scratch memory; a second kernel adds them in
+// split order. That keeps the result deterministic: no atomics, a fixed summation order.
+#include "common.cuh"
+
+namespace kg::cuda {
+namespace detail {
+namespace {
+
+template <int BM_, int BN_, int BK_, int TM_, int TN_>
+struct Tile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
+  static constexpr int kThreadsM = BM / TM;  // thread rows of the block
+  static constexpr int kThreadsN = BN / TN;  // thread columns
+  static constexpr int kThreads = kThreadsM * kThreadsN;
+  // Shared rows padded by 4 floats: rows stay 16-byte aligned for float4 access, and the
+  // transposing stores of the two halves of a slice land in different banks.
+  static constexpr int kPad = 4;
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "threads own whole 4 x 4 sub-tiles");
+};
+using LargeTile = Tile<128, 128, 8, 8, 8>;  // 256 threads
+using SmallTile = Tile<64, 64, 16, 4, 4>;   // 256 threads
+
+struct Params {
+  int64_t m, n, k;
+  const float* a;
+  int64_t lda, stride_a;
+  const float* b;
+  int64_t ldb, stride_b;
+  float* c;
+  int64_t ldc, stride_c;
+  float alpha, beta;
+  int64_t batch, tiles_m, tiles_n;
+  int64_t k_per_split;  // a multiple of BK
+  // Split-K: raw sums of split z go to partial + (z * batch + b) * m * n (leading dimension n);
+  // null when the k range is not split.
+  float* partial;
+  bool vec_a, vec_b, vec_c;  // float4 access allowed (16-byte aligned, leading dims % 4 == 0)
+};
+
+// One BK-deep slice of an operand: loaded from global memory into registers, later stored into
+// shared memory as smem[kk][r]. ROWS is the tile's extent along m (for A) or n (for B).
+// kKMajor: element (kk, r) is at src[kk * ld + r] (contiguous along r: A transposed, B not);
+// otherwise at src[r * ld + kk] (contiguous along k), and the store transposes it.
+// Each thread owns kLoads runs of 4 contiguous floats per slice; it keeps a pointer to each and
+// how many of the run's 4 r's exist, so the loop does no 64-bit index arithmetic.
+template <int ROWS, int BK, int THREADS, bool kKMajor>
+struct SliceLoader {
+  static constexpr int kLoads = ROWS * BK / (4 * THREADS);  // float4s per thread
+  static_assert(kLoads >= 1 && kLoads * 4 * THREADS == ROWS * BK, "the slice splits evenly");
+  const float* ptr[kLoads];
+  int rows_valid[kLoads];  // kKMajor: 0..4 valid r's in the run; otherwise 0 or 1 (its row)
+  float4 regs[kLoads];
+
+  // Position of run l inside the slice.
+  static __device__ __forceinline__ int run_k(int l) {
+    const int f = threadIdx.x + l * THREADS;
+    return kKMajor ? f / (ROWS / 4) : (f % (BK / 4)) * 4;
+  }
+  // How many of 4 consecutive positions exist when `left` positions remain.
+  template <typename Int>
+  static __device__ __forceinline__ int clamp4(Int left) {
+    return left <= 0 ? 0 : (left >= 4 ? 4 : static_cast<int>(left));
+  }
+  static __device__ __forceinline__ int run_r(int l) {
+    const int f = threadIdx.x + l * THREADS;
+    return kKMajor ? (f % (ROWS / 4)) * 4 : f / (BK / 4);
+  }
+
+  // rows: the operand's extent along r; r0: the tile's first r; k0: the first k of the block.
+  __device__ __forceinline__ void init(const float* src, int64_t ld, int64_t rows, int64_t r0, int64_t k0) {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      const int64_t gr = r0 + run_r(l), gk = k0 + run_k(l);
+      ptr[l] = kKMajor ? src + gk * ld + gr : src + gr * ld + gk;
+      const int64_t left = rows - gr;
+      rows_valid[l] = kKMajor ? clamp4(left) : (left > 0 ? 1 : 0);
+    }
+  }
+
+  // Loads the next slice and advances. k_left = (end of the block's k range) - (slice's first k);
+  // the host keeps a block's k range below 2^31. Missing elements load as 0: they only ever
+  // meet other zeros (k) or feed outputs that are never stored (m, n).
+  __device__ __forceinline__ void load(int64_t ld, int k_left, bool vec) {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      const int kl = k_left - run_k(l);  // k's left from this run's first k
+      int valid;                              // contiguous valid floats at ptr[l], 0..4
+      if constexpr (kKMajor) {
+        valid = kl > 0 ? rows_valid[l] : 0;
+      } else {
+        valid = rows_valid[l] ? clamp4(kl) : 0;
+      }
+      if (vec && valid == 4) {
+        regs[l] = __ldg(reinterpret_cast<const float4*>(ptr[l]));
+      } else {
+        float v[4];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[e] = e < valid ? __ldg(ptr[l] + e) : 0.0f;
+        regs[l] = make_float4(v[0], v[1], v[2], v[3]);
+      }
+      ptr[l] += kKMajor ? BK * ld : BK;
+    }
+  }
+
+  __device__ __forceinline__ void store(float (*smem)[ROWS + 4]) const {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      const int kk = run_k(l), rr = run_r(l);
+      if constexpr (kKMajor) {
+        *reinterpret_cast<float4*>(&smem[kk][rr]) = regs[l];
+      } else {
+        smem[kk + 0][rr] = regs[l].x;
+        smem[kk + 1][rr] = regs[l].y;
+        smem[kk + 2][rr] = regs[l].z;
+        smem[kk + 3][rr] = regs[l].w;
+      }
+    }
+  }
+};
+
+// Writes 4 consecutive outputs (fewer at the right edge): C = alpha * acc + beta * C, where
+// beta == 0 never reads C (it may hold NaNs from an uninitialized buffer).
+__device__ __forceinline__ void write_c(float* dst, float a0, float a1, float a2, float a3, int64_t valid,
+                                        bool vec, float alpha, float beta) {
+  float v[4] = {alpha * a0, alpha * a1, alpha * a2, alpha * a3};
+  if (vec && valid >= 4) {
+    if (beta != 0.0f) {
+      const float4 old = *reinterpret_cast<const float4*>(dst);
+      v[0] += beta * old.x;
+      v[1] += beta * old.y;
+      v[2] += beta * old.z;
+      v[3] += beta * old.w;
+    }
+    *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    if (e < valid) dst[e] = beta != 0.0f ? v[e] + beta * dst[e] : v[e];
+  }
+}
+
+template <class T, bool kTransA, bool kTransB>
+__global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
+  constexpr int BM = T::BM, BN = T::BN, BK = T::BK, TM = T::TM, TN = T::TN;
+  constexpr int TY = T::kThreadsM, TX = T::kThreadsN, PAD = T::kPad;
+  __shared__ __align__(16) float As[2][BK][BM + PAD];
+  __shared__ __align__(16) float Bs[2][BK][BN + PAD];
+
+  // This block's tile. Batch-major; inside a batch, tiles go in groups of kGroupM tile rows,
+  // column by column, so the blocks resident together reuse the same A rows and B columns
+  // from L2 instead of sweeping all of B for every row of tiles.
+  constexpr int64_t kGroupM = 8;
+  const int64_t tiles = p.tiles_m * p.tiles_n;
+  const int64_t batch = static_cast<int64_t>(blockIdx.x) / tiles;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) - batch * tiles;
+  const int64_t group = t / (kGroupM * p.tiles_n);
+  const int64_t first_m = group * kGroupM;
+  const int64_t group_rows = min(p.tiles_m - first_m, kGroupM);
+  const int64_t in_group = t - group * kGroupM * p.tiles_n;
+  const int64_t m0 = (first_m + in_group % group_rows) * BM;
+  const int64_t n0 = (in_group / group_rows) * BN;
+
+  const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.k_per_split;
+  const int64_t kend = min(p.k, kbeg + p.k_per_split);
+  const float* A = p.a + batch * p.stride_a;
+  const float* B = p.b + batch * p.stride_b;
+
+  SliceLoader<BM, BK, T::kThreads, kTransA> load_a;   // A transposed is stored k x m
+  SliceLoader<BN, BK, T::kThreads, !kTransB> load_b;  // B not transposed is stored k x n
+  const int ty = threadIdx.x / TX, tx = threadIdx.x % TX;
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+  }
+
+  const int slices = static_cast<int>(ceil_div<int64_t>(kend - kbeg, BK));
+  int k_left = static_cast<int>(kend - kbeg);
+  load_a.init(A, p.lda, p.m, m0, kbeg);
+  load_b.init(B, p.ldb, p.n, n0, kbeg);
+  load_a.load(p.lda, k_left, p.vec_a);
+  load_b.load(p.ldb, k_left, p.vec_b);
+  load_a.store(As[0]);
+  load_b.store(Bs[0]);
+  __syncthreads();
+
+  for (int s = 0; s < slices; ++s) {
+    const int cur = s & 1;
+    const bool more = s + 1 < slices;
+    if (more) {  // prefetch the next slice; its latency hides behind the FMAs below
+      k_left -= BK;
+      load_a.load(p.lda, k_left, p.vec_a);
+      load_b.load(p.ldb, k_left, p.vec_b);
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float af[TM], bf[TN];
+#pragma unroll
+      for (int i = 0; i < TM / 4; ++i) {
+        const float4 v = *reinterpret_cast<const float4*>(&As[cur][kk][i * 4 * TY + ty * 4]);
+        af[4 * i + 0] = v.x;
+        af[4 * i + 1] = v.y;
+        af[4 * i + 2] = v.z;
+        af[4 * i + 3] = v.w;
+      }
+#pragma unroll
+      for (int j = 0; j < TN / 4; ++j) {
+        const float4 v = *reinterpret_cast<const float4*>(&Bs[cur][kk][j * 4 * TX + tx * 4]);
+        bf[4 * j + 0] = v.x;
+        bf[4 * j + 1] = v.y;
+        bf[4 * j + 2] = v.z;
+        bf[4 * j + 3] = v.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i) {
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
+      }
+    }
+    // The other buffer was last read in iteration s - 1, and everyone passed the barrier at its
+    // end since, so it is free; this iteration's buffer is only overwritten after the barrier.
+    if (more) {
+      load_a.store(As[cur ^ 1]);
+      load_b.store(Bs[cur ^ 1]);
+    }
+    __syncthreads();
+  }
+
+  // Epilogue: the 4 x 4 sub-tiles, row by row, 4 consecutive columns at a time.
+  // Split-K blocks write raw sums to their partial tile (leading dimension n) instead of C.
+  float* out;
+  int64_t ldo;
+  float alpha = p.alpha, beta = p.beta;
+  bool vec = p.vec_c;
+  if (p.partial) {
+    out = p.partial + (static_cast<int64_t>(blockIdx.y) * p.batch + batch) * p.m * p.n;
+    ldo = p.n;
+    alpha = 1.0f;
+    beta = 0.0f;
+    vec = p.n % 4 == 0;
+  } else {
+    out = p.c + batch * p.stride_c;
+    ldo = p.ldc;
+  }
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int64_t row = m0 + (i / 4) * 4 * TY + ty * 4 + (i % 4);
+    if (row >= p.m) continue;
+    float* out_row = out + row * ldo;
+#pragma unroll
+    for (int j = 0; j < TN / 4; ++j) {
+      const int64_t col = n0 + j * 4 * TX + tx * 4;
+      if (col >= p.n) continue;
+      write_c(out_row + col, acc[i][4 * j], acc[i][4 * j + 1], acc[i][4 * j + 2], acc[i][4 * j + 3], p.n - col, vec,
+              alpha, beta);
+    }
+  }
+}
+
+// Split-K, second step: C = alpha * (sum of the splits' partial tiles, in split order) + beta * C.
+__global__ void splitk_reduce_kernel(const Params p, int64_t splits) {
+  const int64_t mn = p.m * p.n, total = p.batch * mn;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float sum = 0.0f;
+    for (int64_t z = 0; z < splits; ++z) sum += p.partial[z * total + idx];
+    const int64_t b = idx / mn, rem = idx - b * mn, row = rem / p.n, col = rem - row * p.n;
+    float* dst = p.c + b * p.stride_c + row * p.ldc + col;
+    const float v = p.alpha * sum;
+    *dst = p.beta != 0.0f ? v + p.beta * *dst : v;
+  }
+}
+
+// k == 0: op(A) * op(B) is the zero matrix, so C = beta * C (zeros when beta == 0).
+__global__ void scale_c_kernel(const Params p) {
+  const int64_t mn = p.m * p.n, total = p.batch * mn;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = idx / mn, rem = idx - b * mn, row = rem / p.n, col = rem - row * p.n;
+    float* dst = p.c + b * p.stride_c + row * p.ldc + col;
+    *dst = p.beta != 0.0f ? p.beta * *dst : 0.0f;
+  }
+}
+
+template <class T, bool kTransA, bool kTransB>
+void launch_sgemm(dim3 grid, const Params& p) {
+  sgemm_kernel<T, kTransA, kTransB><<<grid, T::kThreads, 0, stream()>>>(p);
+}
+
+template <class T, class Sizes>
+void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
+  p.tiles_m = ceil_div<int64_t>(g.m, T::BM);
+  p.tiles_n = ceil_div<int64_t>(g.n, T::BN);
+  const int64_t tiles = p.tiles_m * p.tiles_n * g.batch;
+  if (tiles > (int64_t{1} << 31) - 1) {
+    throw CudaError("gemm: too many output tiles for one launch [" + sizes() + "]");
+  }
+
+  // Split k when the tiles alone would leave most multiprocessors idle. Each split keeps at
+  // least kMinSplitK of k, and the partial tiles stay under 256 MiB of scratch. A block's k range
+  // must also stay below 2^31 (the kernel counts it in 32 bits), which only a gigantic k hits.
+  constexpr int64_t kMinSplitK = 256, kMaxSplits = 64, kMaxPartialFloats = int64_t{1} << 26;
+  constexpr int64_t kMaxBlockK = int64_t{1} << 30;
+  const int64_t sms = sm_count(), outputs = g.batch * g.m * g.n;
+  int64_t splits = 1;
+  if (tiles < 2 * sms && g.k >= 2 * kMinSplitK) {
+    splits = std::min({ceil_div<int64_t>(2 * sms, tiles), g.k / kMinSplitK, kMaxSplits});
+    splits = std::max<int64_t>(1, std::min(splits, kMaxPartialFloats / std::max<int64_t>(outputs, 1)));
+  }
+  splits = std::max(splits, ceil_div<int64_t>(g.k, kMaxBlockK));
+  if (splits > 65535) throw CudaError("gemm: k is too large [" + sizes() + "]");
+  p.k_per_split = ceil_div<int64_t>(ceil_div<int64_t>(g.k, splits), T::BK) * T::BK;
+  splits = ceil_div<int64_t>(g.k, p.k_per_split);  // every split is non-empty
+  Scratch partial(splits > 1 ? static_cast<size_t>(splits * outputs) * sizeof(float) : 0);
+  p.partial = partial.as<float>();
+
+  const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(splits));
+  if (!g.trans_a && !g.trans_b) launch_sgemm<T, false, false>(grid, p);
+  else if (!g.trans_a && g.trans_b) launch_sgemm<T, false, true>(grid, p);
+  else if (g.trans_a && !g.trans_b) launch_sgemm<T, true, false>(grid, p);
+  else launch_sgemm<T, true, true>(grid, p);
+  check_launch("launch of sgemm_kernel", sizes);
+
+  if (splits > 1) {
+    splitk_reduce_kernel<<<grid_for(outputs, 256), 256, 0, stream()>>>(p, splits);
+    check_launch("launch of splitk_reduce_kernel", sizes);
+  }
+}
+
+}  // namespace
+
+void gemm_batched(const GemmBatch& g) {
+  auto sizes = [&] {
+    return describe("gemm m=", g.m, " n=", g.n, " k=", g.k, " batch=", g.batch, " transA=", g.trans_a,
+                    " transB=", g.trans_b);
+  };
+  if (g.m <= 0 || g.n <= 0 || g.batch <= 0) return;
+
+  Params p{};
+  p.m = g.m;
+  p.n = g.n;
+  p.k = g.k;
+  p.a = g.a;
+  p.lda = g.lda;
+  p.stride_a = g.stride_a;
+  p.b = g.b;
+  p.ldb = g.ldb;
+  p.stride_b = g.stride_b;
+  p.c = g.c;
+  p.ldc = g.ldc;
+  p.stride_c = g.stride_c;
+  p.alpha = g.alpha;
+  p.beta = g.beta;
+  p.batch = g.batch;
+  p.vec_a = aligned16(g.a) && g.lda % 4 == 0 && g.stride_a % 4 == 0;
+  p.vec_b = aligned16(g.b) && g.ldb % 4 == 0 && g.stride_b % 4 == 0;
+  p.vec_c = aligned16(g.c) && g.ldc % 4 == 0 && g.stride_c % 4 == 0;
+
+  if (g.k <= 0) {
+    scale_c_kernel<<<grid_for(g.batch * g.m * g.n, 256), 256, 0, stream()>>>(p);
+    check_launch("launch of scale_c_kernel", sizes);
+    return;
+  }
+  // The large tile only when it still gives at least one block per multiprocessor.
+  const int64_t large_tiles = ceil_div<int64_t>(g.m, LargeTile::BM) * ceil_div<int64_t>(g.n, LargeTile::BN) * g.batch;
+  if (large_tiles >= sm_count()) run_tiled<LargeTile>(g, p, sizes);
+  else run_tiled<SmallTile>(g, p, sizes);
+}
+
+}  // namespace detail
+
+void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* A, const float* B,
+          float beta, float* C) {
+  detail::GemmBatch g;
+  g.trans_a = transA;
+  g.trans_b = transB;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.alpha = alpha;
+  g.beta = beta;
+  g.a = A;
+  g.lda = transA ? m : k;
+  g.b = B;
+  g.ldb = transB ? k : n;
+  g.c = C;
+  g.ldc = n;
+  detail::gemm_batched(g);
+}
+
+}  // namespace kg::cuda

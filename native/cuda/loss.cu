@@ -1,0 +1,215 @@
+// Softmax cross-entropy (forward and backward) and row-wise argmax, over rows of an (n, k) matrix.
+//
+// A row is handled by a group of threads: a warp for the usual class counts, a whole block when
+// rows are long (k > 1024), so that a batch of 64 rows of 50,000 classes still spreads over the
+// GPU. The group's reductions are fixed trees (shuffles, then shared memory), so results are
+// deterministic.
+//
+// Stability: loss = log(sum_j exp(x_j - max)) + max - x_label. exp never overflows, and the
+// largest term is exactly 1, so the sum is at least 1 and the log is well-defined.
+#include <cfloat>
+
+#include "common.cuh"
+
+namespace kg::cuda {
+namespace detail {
+namespace {
+
+constexpr int kThreads = 256;
+
+// Reductions over a group of kGroup threads (32: a warp; kThreads: the block). `smem` has room
+// for kThreads / 32 floats; the block versions end with a barrier.
+template <int kGroup>
+__device__ __forceinline__ float group_max(float v, float* smem) {
+  if constexpr (kGroup == kWarp) {
+    return warp_max(v);
+  } else {
+    static_assert(kGroup == kThreads, "a warp or the whole block");
+    v = warp_max(v);
+    if (threadIdx.x % kWarp == 0) smem[threadIdx.x / kWarp] = v;
+    __syncthreads();
+    float m = smem[0];
+#pragma unroll
+    for (int w = 1; w < kThreads / kWarp; ++w) m = fmaxf(m, smem[w]);
+    __syncthreads();
+    return m;
+  }
+}
+
+template <int kGroup>
+__device__ __forceinline__ float group_sum(float v, float* smem) {
+  if constexpr (kGroup == kWarp) {
+    return warp_sum(v);
+  } else {
+    return block_sum<kThreads>(v, smem);
+  }
+}
+
+// Row max and sum of exp(x - max) of one row, valid in every thread of the group.
+template <int kGroup>
+__device__ __forceinline__ void row_softmax_stats(const float* row, int64_t k, int lane, float* smem, float& max_out,
+                                                  float& sum_out) {
+  float m = -INFINITY;
+  for (int64_t j = lane; j < k; j += kGroup) m = fmaxf(m, row[j]);
+  m = group_max<kGroup>(m, smem);
+  float s = 0.0f;
+  for (int64_t j = lane; j < k; j += kGroup) s += expf(row[j] - m);
+  sum_out = group_sum<kGroup>(s, smem);
+  max_out = m;
+}
+
+// Rows are distributed over groups: group index = block * groups_per_block + group in block.
+// The loop bound is the same for all threads of a group (and of a block when kGroup is the
+// block), so every thread reaches every barrier.
+template <int kGroup>
+__global__ void __launch_bounds__(kThreads)
+    softmax_xent_forward_kernel(int64_t n, int64_t k, const float* __restrict__ logits,
+                                const float* __restrict__ labels, float* __restrict__ loss) {
+  __shared__ float smem[kThreads / kWarp];
+  constexpr int kGroups = kThreads / kGroup;
+  const int lane = threadIdx.x % kGroup;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kGroups + threadIdx.x / kGroup; i < n;
+       i += static_cast<int64_t>(gridDim.x) * kGroups) {
+    const float* row = logits + i * k;
+    float m, s;
+    row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
+    if (lane == 0) {
+      const int64_t label = static_cast<int64_t>(labels[i]);  // validated by the caller
+      loss[i] = (logf(s) + m) - row[label];
+    }
+  }
+}
+
+template <int kGroup>
+__global__ void __launch_bounds__(kThreads)
+    softmax_xent_backward_kernel(int64_t n, int64_t k, const float* __restrict__ logits,
+                                 const float* __restrict__ labels, const float* __restrict__ dloss,
+                                 float* __restrict__ dlogits) {
+  __shared__ float smem[kThreads / kWarp];
+  constexpr int kGroups = kThreads / kGroup;
+  const int lane = threadIdx.x % kGroup;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kGroups + threadIdx.x / kGroup; i < n;
+       i += static_cast<int64_t>(gridDim.x) * kGroups) {
+    const float* row = logits + i * k;
+    float m, s;
+    row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
+    const int64_t label = static_cast<int64_t>(labels[i]);
+    const float d = dloss[i];
+    float* out = dlogits + i * k;
+    for (int64_t j = lane; j < k; j += kGroup) {
+      const float p = expf(row[j] - m) / s;
+      out[j] = (p - (j == label ? 1.0f : 0.0f)) * d;
+    }
+  }
+}
+
+// (value, index) pairs ordered by value, ties to the smaller index: the first maximum.
+__device__ __forceinline__ void take_better(float& v, int64_t& idx, float ov, int64_t oidx) {
+  if (ov > v || (ov == v && oidx < idx)) {
+    v = ov;
+    idx = oidx;
+  }
+}
+
+template <int kGroup>
+__global__ void __launch_bounds__(kThreads)
+    argmax_rows_kernel(int64_t n, int64_t k, const float* __restrict__ x, float* __restrict__ out) {
+  __shared__ float sv[kThreads / kWarp];
+  __shared__ int64_t si[kThreads / kWarp];
+  constexpr int kGroups = kThreads / kGroup;
+  const int lane = threadIdx.x % kGroup;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * kGroups + threadIdx.x / kGroup; i < n;
+       i += static_cast<int64_t>(gridDim.x) * kGroups) {
+    const float* row = x + i * k;
+    // Start from the thread's first element (not -inf): a row of -inf still has an argmax.
+    float v = -INFINITY;
+    int64_t idx = INT64_MAX;
+    if (lane < k) {
+      v = row[lane];
+      idx = lane;
+    }
+    for (int64_t j = lane + kGroup; j < k; j += kGroup) {
+      if (row[j] > v) {  // strict: keeps this thread's first maximum
+        v = row[j];
+        idx = j;
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_down_sync(kFullMask, v, o);
+      const int64_t oi = __shfl_down_sync(kFullMask, idx, o);
+      take_better(v, idx, ov, oi);
+    }
+    if constexpr (kGroup == kThreads) {
+      if (threadIdx.x % kWarp == 0) {
+        sv[threadIdx.x / kWarp] = v;
+        si[threadIdx.x / kWarp] = idx;
+      }
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        for (int w = 1; w < kThreads / kWarp; ++w) take_better(v, idx, sv[w], si[w]);
+      }
+      __syncthreads();
+    }
+    if (lane == 0) out[i] = static_cast<float>(idx);
+  }
+}
+
+// A warp per row up to 1024 classes (32 values per lane), a block per row beyond.
+constexpr int64_t kWarpRowLimit = 1024;
+
+template <template <int> class Launch, class... Args>
+void by_row_length(int64_t n, int64_t k, Args... args) {
+  if (k <= kWarpRowLimit) {
+    Launch<kWarp>::run(grid_exact(ceil_div<int64_t>(n, kThreads / kWarp)), n, k, args...);
+  } else {
+    Launch<kThreads>::run(grid_exact(n), n, k, args...);
+  }
+}
+
+template <int G>
+struct ForwardLaunch {
+  static void run(unsigned grid, int64_t n, int64_t k, const float* logits, const float* labels, float* loss) {
+    softmax_xent_forward_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, logits, labels, loss);
+  }
+};
+template <int G>
+struct BackwardLaunch {
+  static void run(unsigned grid, int64_t n, int64_t k, const float* logits, const float* labels, const float* dloss,
+                  float* dlogits) {
+    softmax_xent_backward_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, logits, labels, dloss, dlogits);
+  }
+};
+template <int G>
+struct ArgmaxLaunch {
+  static void run(unsigned grid, int64_t n, int64_t k, const float* x, float* out) {
+    argmax_rows_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, x, out);
+  }
+};
+
+}  // namespace
+}  // namespace detail
+
+void softmax_xent_forward(int64_t n, int64_t k, const float* logits, const float* labels, float* loss) {
+  using namespace detail;
+  if (n <= 0 || k <= 0) return;
+  by_row_length<ForwardLaunch>(n, k, logits, labels, loss);
+  check_launch("launch of softmax_xent_forward_kernel", [&] { return describe("softmax_xent n=", n, " k=", k); });
+}
+
+void softmax_xent_backward(int64_t n, int64_t k, const float* logits, const float* labels, const float* dloss,
+                           float* dlogits) {
+  using namespace detail;
+  if (n <= 0 || k <= 0) return;
+  by_row_length<BackwardLaunch>(n, k, logits, labels, dloss, dlogits);
+  check_launch("launch of softmax_xent_backward_kernel", [&] { return describe("softmax_xent n=", n, " k=", k); });
+}
+
+void argmax_rows(int64_t n, int64_t k, const float* x, float* out) {
+  using namespace detail;
+  if (n <= 0 || k <= 0) return;
+  by_row_length<ArgmaxLaunch>(n, k, x, out);
+  check_launch("launch of argmax_rows_kernel", [&] { return describe("argmax_rows n=", n, " k=", k); });
+}
+
+}  // namespace kg::cuda

@@ -1,0 +1,134 @@
+// Devices, the library's stream, copies and error reporting.
+//
+// One stream for everything: kernels and copies are queued on it and run in order, so no op
+// ever waits for the GPU except a device-to-host copy (its caller is about to read the bytes)
+// and an explicit synchronize(). The stream is non-blocking with respect to the legacy default
+// stream, so other CUDA code in the process (another addon) cannot serialize against us.
+#include <atomic>
+#include <mutex>
+
+#include "common.cuh"
+
+namespace kg::cuda {
+
+namespace detail {
+
+namespace {
+
+// Errors after which the CUDA context is unusable until the process exits.
+bool is_sticky(cudaError_t err) {
+  switch (err) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::mutex g_stream_mutex;
+std::atomic<cudaStream_t> g_stream{nullptr};
+std::atomic<int> g_sm_count{0};
+
+}  // namespace
+
+void fail(cudaError_t err, const char* what, const std::string& sizes) {
+  (void)cudaGetLastError();  // reset the recoverable error so the next check does not see it
+  std::string msg = std::string("CUDA error: ") + what + " failed: " + cudaGetErrorName(err) + ": " +
+                    cudaGetErrorString(err);
+  if (!sizes.empty()) msg += " [" + sizes + "]";
+  if (is_sticky(err)) {
+    msg += ". The GPU context is now unusable (an earlier kernel faulted); restart the process";
+  }
+  throw CudaError(msg);
+}
+
+// Created lazily (the addon also loads on machines without a GPU) and never destroyed: at
+// process exit the driver may already be gone, and destroying it then would only fail.
+cudaStream_t stream() {
+  cudaStream_t s = g_stream.load(std::memory_order_acquire);
+  if (s) return s;
+  std::lock_guard<std::mutex> lock(g_stream_mutex);
+  s = g_stream.load(std::memory_order_relaxed);
+  if (!s) {
+    KG_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "creating the library's stream");
+    g_stream.store(s, std::memory_order_release);
+  }
+  return s;
+}
+
+int sm_count() {
+  int n = g_sm_count.load(std::memory_order_relaxed);
+  if (n > 0) return n;
+  int device = 0;
+  KG_CUDA_CHECK(cudaGetDevice(&device), "querying the current device");
+  KG_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "device ", device);
+  n = std::max(n, 1);
+  g_sm_count.store(n, std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace detail
+
+std::vector<DeviceInfo> devices() {
+  std::vector<DeviceInfo> out;
+  try {
+    int count = 0;
+    // No driver, no GPU, a driver too old for this runtime: all mean "no CUDA devices here".
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return out;
+    }
+    for (int i = 0; i < count; ++i) {
+      cudaDeviceProp prop;
+      if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
+        (void)cudaGetLastError();
+        continue;
+      }
+      out.push_back(DeviceInfo{i, prop.name, prop.totalGlobalMem, prop.major, prop.minor});
+    }
+  } catch (...) {
+    // bad_alloc building the list: still never throw from here
+  }
+  return out;
+}
+
+void copy_h2d(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  // From pageable memory the driver stages the bytes before returning, so the caller may reuse
+  // `src` at once; the copy itself is ordered after the kernels already queued.
+  KG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, detail::stream()),
+                "host to device, ", bytes, " bytes");
+}
+
+void copy_d2h(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  cudaStream_t s = detail::stream();
+  KG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s), "device to host, ", bytes,
+                " bytes");
+  // The caller reads `dst` next. This is also where a fault in any earlier kernel is reported.
+  KG_CUDA_CHECK(cudaStreamSynchronize(s), "waiting for a device to host copy of ", bytes, " bytes");
+}
+
+void copy_d2d(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0 || dst == src) return;
+  KG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, detail::stream()),
+                "device to device, ", bytes, " bytes");
+}
+
+void synchronize() { KG_CUDA_CHECK(cudaStreamSynchronize(detail::stream()), "the library's stream"); }
+
+// ops.inc: copy n floats, device to device.
+void copy(int64_t n, const float* x, float* out) {
+  if (n <= 0) return;
+  copy_d2d(out, x, static_cast<size_t>(n) * sizeof(float));
+}
+
+}  // namespace kg::cuda

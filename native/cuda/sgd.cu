@@ -1,0 +1,64 @@
+// SGD with momentum and L2 weight decay, in place, one fused elementwise pass:
+//   g = grad + weight_decay * param;  velocity = momentum * velocity + g;  param -= lr * velocity
+// (without a velocity buffer: param -= lr * g). One kernel reads each array once and writes the
+// updated ones once, instead of three separate axpby passes.
+#include "common.cuh"
+
+namespace kg::cuda {
+namespace detail {
+namespace {
+
+template <bool kMomentum>
+struct SgdStep {
+  float lr, momentum, weight_decay;
+  float* param;
+  const float* grad;
+  float* velocity;  // unused (null) without momentum
+
+  __device__ __forceinline__ void update(float& p, float g, float& v) const {
+    g += weight_decay * p;
+    if (kMomentum) {
+      v = momentum * v + g;
+      p -= lr * v;
+    } else {
+      p -= lr * g;
+    }
+  }
+  __device__ __forceinline__ void vec4(int64_t i) const {
+    float4 p = ld4(param + i);
+    const float4 g = ld4(grad + i);
+    float4 v = kMomentum ? ld4(velocity + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+    update(p.x, g.x, v.x);
+    update(p.y, g.y, v.y);
+    update(p.z, g.z, v.z);
+    update(p.w, g.w, v.w);
+    st4(param + i, p);
+    if (kMomentum) st4(velocity + i, v);
+  }
+  __device__ __forceinline__ void one(int64_t i) const {
+    float p = param[i], v = kMomentum ? velocity[i] : 0.0f;
+    update(p, grad[i], v);
+    param[i] = p;
+    if (kMomentum) velocity[i] = v;
+  }
+};
+
+}  // namespace
+}  // namespace detail
+
+void sgd_update(int64_t n, float lr, float momentum, float weight_decay, float* param, const float* grad,
+                float* velocity) {
+  using namespace detail;
+  auto sizes = [&] { return describe("sgd_update n=", n); };
+  const bool vec = aligned16(param) && aligned16(grad) && (!velocity || aligned16(velocity));
+  // The velocity buffer is kept up to date whenever there is one, even with momentum == 0.
+  if (velocity) {
+    run_map(n, vec, SgdStep<true>{lr, momentum, weight_decay, param, grad, velocity}, "launch of map_kernel<sgd>",
+            sizes);
+  } else {
+    run_map(n, vec, SgdStep<false>{lr, momentum, weight_decay, param, grad, nullptr}, "launch of map_kernel<sgd>",
+            sizes);
+  }
+}
+
+}  // namespace kg::cuda

@@ -1,0 +1,924 @@
+// Standalone correctness checks and timings of every kg::cuda op, against plain double-precision
+// references written here. Not part of the addon (CMake compiles native/cuda/*.cu only).
+//
+// Build and run on a GPU machine, from the repository root:
+//   make -C native/dev/cuda && native/dev/cuda/build/check_ops [--quick]
+// or directly (one line):
+//   nvcc -std=c++17 -O3 -arch=sm_90 -lineinfo -Inative/include -DKG_WITH_CUDA=1
+//        native/dev/cuda/check_ops.cu native/cuda/*.cu -o check_ops && ./check_ops
+// --quick skips the timings (use it under compute-sanitizer).
+//
+// For each op: random shapes including odd and degenerate sizes, the first mismatches printed as
+// in llm.c's validate_result (|got - ref| <= atol + rtol * |ref|, plus a term proportional to the
+// sum of absolute values of the terms for long reductions), and a second run whose output must be
+// bitwise identical (determinism). Then batch-norm robustness cases, the caching allocator, and
+// timings (GB/s for batch norm, GFLOP/s for GEMM) with CUDA events on the library's stream.
+// Exit status: 0 when every check passed.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common.cuh"  // native/cuda: the library's stream, for timing with events
+#include "kg/cuda_runtime.h"
+#include "kg/ops.h"
+
+namespace cu = kg::cuda;
+using kg::BinaryOp;
+using kg::BnShape;
+using kg::BroadcastShape;
+using kg::ConvShape;
+using kg::PoolShape;
+using Vec = std::vector<float>;
+using DVec = std::vector<double>;
+
+// ---------------------------------------------------------------------------------------------
+// Plumbing
+
+static int g_checks = 0, g_failures = 0;
+
+class DevBuf {
+ public:
+  DevBuf() = default;
+  explicit DevBuf(size_t n) : n_(n), p_(static_cast<float*>(cu::alloc(n * sizeof(float)))) {}
+  explicit DevBuf(const Vec& h) : DevBuf(h.size()) { upload(h); }
+  ~DevBuf() { cu::release(p_); }
+  DevBuf(DevBuf&& o) noexcept : n_(o.n_), p_(o.p_) { o.p_ = nullptr; o.n_ = 0; }
+  DevBuf& operator=(DevBuf&& o) noexcept {
+    std::swap(n_, o.n_);
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+
+  float* get() const { return p_; }
+  size_t size() const { return n_; }
+  void upload(const Vec& h) { cu::copy_h2d(p_, h.data(), h.size() * sizeof(float)); }
+  Vec download() const {
+    Vec h(n_);
+    cu::copy_d2h(h.data(), p_, n_ * sizeof(float));
+    return h;
+  }
+  // Garbage the output first, so a kernel that skips elements is caught.
+  void poison() { upload(Vec(n_, std::nanf(""))); }
+
+ private:
+  size_t n_ = 0;
+  float* p_ = nullptr;
+};
+
+static std::mt19937_64 g_rng(12345);
+
+static Vec randn(size_t n, double mean = 0.0, double std = 1.0) {
+  std::normal_distribution<double> d(mean, std);
+  Vec v(n);
+  for (auto& x : v) x = static_cast<float>(d(g_rng));
+  return v;
+}
+static Vec uniform(size_t n, double lo, double hi) {
+  std::uniform_real_distribution<double> d(lo, hi);
+  Vec v(n);
+  for (auto& x : v) x = static_cast<float>(d(g_rng));
+  return v;
+}
+static int64_t rand_int(int64_t lo, int64_t hi) {  // inclusive
+  return std::uniform_int_distribution<int64_t>(lo, hi)(g_rng);
+}
+static DVec to_double(const Vec& v) { return DVec(v.begin(), v.end()); }
+// Quick uniform(-1, 1) data for the big timing tensors (the distribution does not matter there).
+static Vec fast_uniform(size_t n) {
+  Vec v(n);
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  for (auto& x : v) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    x = static_cast<float>(static_cast<int32_t>(state >> 32)) * (1.0f / 2147483648.0f);
+  }
+  return v;
+}
+
+// |got - ref| <= atol + rtol * |ref| + abs_factor * absref (absref: sum of |terms|, may be empty).
+static bool validate(const std::string& what, const Vec& got, const DVec& ref, double atol, double rtol,
+                     const DVec& absref = {}, double abs_factor = 0.0) {
+  ++g_checks;
+  size_t bad = 0;
+  double worst = 0.0;
+  if (got.size() != ref.size()) {
+    std::printf("FAIL %s: %zu values, expected %zu\n", what.c_str(), got.size(), ref.size());
+    ++g_failures;
+    return false;
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    const double tol = atol + rtol * std::fabs(ref[i]) + (absref.empty() ? 0.0 : abs_factor * absref[i]);
+    if (!(err <= tol)) {  // NaN fails too
+      if (bad < 5) {
+        std::printf("  %s: mismatch at %zu: got %.9g, want %.9g (error %.3g, tolerance %.3g)\n", what.c_str(), i,
+                    got[i], ref[i], err, tol);
+      }
+      ++bad;
+    }
+    if (std::isfinite(err)) worst = std::max(worst, err / (tol > 0 ? tol : 1.0));
+  }
+  if (bad) {
+    std::printf("FAIL %s: %zu of %zu values out of tolerance\n", what.c_str(), bad, got.size());
+    ++g_failures;
+  } else {
+    std::printf("ok   %s (worst error %.2f of tolerance)\n", what.c_str(), worst);
+  }
+  return bad == 0;
+}
+
+static bool check(bool cond, const std::string& what) {
+  ++g_checks;
+  std::printf("%s %s\n", cond ? "ok  " : "FAIL", what.c_str());
+  if (!cond) ++g_failures;
+  return cond;
+}
+
+static bool same_bits(const Vec& a, const Vec& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+static void check_deterministic(const std::string& what, const Vec& first, const Vec& second) {
+  check(same_bits(first, second), what + ": second run bitwise identical");
+}
+
+static std::string shape_str(std::initializer_list<int64_t> dims) {
+  std::string s = "(";
+  bool firstdim = true;
+  for (int64_t d : dims) {
+    s += (firstdim ? "" : ",") + std::to_string(d);
+    firstdim = false;
+  }
+  return s + ")";
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM
+
+static void gemm_ref(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const Vec& A, const Vec& B,
+                     double beta, const Vec& C0, DVec& C, DVec& absC) {
+  C.assign(m * n, 0.0);
+  absC.assign(m * n, 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0.0, a = 0.0;
+      for (int64_t p = 0; p < k; ++p) {
+        const double av = ta ? A[p * m + i] : A[i * k + p];
+        const double bv = tb ? B[j * k + p] : B[p * n + j];
+        s += av * bv;
+        a += std::fabs(av * bv);
+      }
+      const double c0 = beta != 0.0 ? beta * C0[i * n + j] : 0.0;
+      C[i * n + j] = alpha * s + c0;
+      absC[i * n + j] = std::fabs(alpha) * a + std::fabs(c0);
+    }
+  }
+}
+
+static void test_gemm() {
+  std::printf("\n== gemm\n");
+  struct Case {
+    int64_t m, n, k;
+  };
+  std::vector<Case> cases = {{1, 1, 1},      {3, 5, 7},     {17, 33, 65},   {128, 128, 8},  {129, 257, 63},
+                             {64, 1, 5000},  {1000, 3, 2},  {250, 300, 1037}, {20, 25, 36864}, {2, 2, 0},
+                             {300, 260, 260}};
+  for (int r = 0; r < 3; ++r) cases.push_back({rand_int(1, 300), rand_int(1, 300), rand_int(1, 700)});
+  for (const Case& c : cases) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      for (int ab = 0; ab < 2; ++ab) {
+        const float alpha = ab ? 0.5f : 1.0f, beta = ab ? -2.0f : 0.0f;
+        const Vec A = randn(c.m * c.k), B = randn(c.k * c.n), C0 = randn(c.m * c.n);
+        DVec ref, absref;
+        gemm_ref(ta, tb, c.m, c.n, c.k, alpha, A, B, beta, C0, ref, absref);
+        DevBuf dA(A), dB(B), dC(c.m * c.n), dC2(c.m * c.n);
+        if (beta == 0.0f) {
+          dC.poison();  // beta == 0 must ignore C, NaNs included
+          dC2.poison();
+        } else {
+          dC.upload(C0);
+          dC2.upload(C0);
+        }
+        cu::gemm(ta, tb, c.m, c.n, c.k, alpha, dA.get(), dB.get(), beta, dC.get());
+        cu::gemm(ta, tb, c.m, c.n, c.k, alpha, dA.get(), dB.get(), beta, dC2.get());
+        const std::string name = "gemm " + std::string(ta ? "T" : "N") + (tb ? "T" : "N") +
+                                 shape_str({c.m, c.n, c.k}) + (beta != 0.0f ? " alpha=0.5 beta=-2" : "");
+        const Vec got = dC.download();
+        validate(name, got, ref, 1e-6, 1e-5, absref, 2e-6);
+        check_deterministic(name, got, dC2.download());
+      }
+    }
+  }
+  // Misaligned operands (offset by one float) take the scalar load paths.
+  {
+    const int64_t m = 67, n = 45, k = 93;
+    const Vec A = randn(m * k + 1), B = randn(k * n + 1);
+    DevBuf dA(A), dB(B), dC(m * n + 1);
+    const Vec Ao(A.begin() + 1, A.end()), Bo(B.begin() + 1, B.end());
+    DVec ref, absref;
+    gemm_ref(false, false, m, n, k, 1.0, Ao, Bo, 0.0, Vec(m * n), ref, absref);
+    cu::gemm(false, false, m, n, k, 1.0f, dA.get() + 1, dB.get() + 1, 0.0f, dC.get() + 1);
+    Vec got = dC.download();
+    got.erase(got.begin());
+    validate("gemm NN misaligned pointers (67,45,93)", got, ref, 1e-6, 1e-5, absref, 2e-6);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution and pooling
+
+static ConvShape conv_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw,
+                            int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  ConvShape s{n, c, h, w, k, kh, kw, sh, sw, ph, pw, 0, 0};
+  s.oh = (h + 2 * ph - kh) / sh + 1;
+  s.ow = (w + 2 * pw - kw) / sw + 1;
+  return s;
+}
+
+static void test_conv() {
+  std::printf("\n== conv2d\n");
+  std::vector<ConvShape> cases = {
+      conv_shape(2, 3, 7, 9, 4, 3, 3, 1, 1, 1, 1),      conv_shape(2, 3, 8, 8, 5, 2, 2, 2, 2, 0, 0),
+      conv_shape(3, 5, 11, 13, 6, 5, 5, 2, 3, 2, 1),    conv_shape(4, 7, 6, 5, 3, 1, 1, 1, 1, 0, 0),  // 1x1 fast path
+      conv_shape(2, 4, 9, 9, 3, 1, 1, 2, 2, 0, 0),      conv_shape(1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0),
+      conv_shape(16, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0),  // the tutorial's conv2 (split-K weight gradient)
+      conv_shape(8, 1, 28, 28, 20, 3, 3, 1, 1, 0, 0),    conv_shape(2, 3, 5, 5, 2, 5, 5, 1, 1, 2, 2),
+  };
+  for (int r = 0; r < 3; ++r) {
+    const int64_t kh = rand_int(1, 4), kw = rand_int(1, 4);
+    cases.push_back(conv_shape(rand_int(1, 5), rand_int(1, 6), rand_int(kh, 15), rand_int(kw, 15), rand_int(1, 7), kh,
+                               kw, rand_int(1, 3), rand_int(1, 3), rand_int(0, 2), rand_int(0, 2)));
+  }
+  for (const ConvShape& s : cases) {
+    const std::string tag = "x" + shape_str({s.n, s.c, s.h, s.w}) + " w" + shape_str({s.k, s.c, s.kh, s.kw}) +
+                            " s" + shape_str({s.sh, s.sw}) + " p" + shape_str({s.ph, s.pw});
+    const int64_t xn = s.n * s.c * s.h * s.w, wn = s.k * s.c * s.kh * s.kw, yn = s.n * s.k * s.oh * s.ow;
+    const Vec x = randn(xn), w = randn(wn), b = randn(s.k), dy = randn(yn);
+    // References: direct loops over the definition.
+    DVec y(yn), yabs(yn), dx(xn, 0.0), dxabs(xn, 0.0), dw(wn, 0.0), dwabs(wn, 0.0), db(s.k, 0.0), dbabs(s.k, 0.0);
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t o = 0; o < s.k; ++o)
+        for (int64_t oi = 0; oi < s.oh; ++oi)
+          for (int64_t oj = 0; oj < s.ow; ++oj) {
+            const int64_t yi = ((i * s.k + o) * s.oh + oi) * s.ow + oj;
+            double acc = b[o], aacc = std::fabs(b[o]);
+            const double g = dy[yi];
+            db[o] += g;
+            dbabs[o] += std::fabs(g);
+            for (int64_t ch = 0; ch < s.c; ++ch)
+              for (int64_t p = 0; p < s.kh; ++p)
+                for (int64_t q = 0; q < s.kw; ++q) {
+                  const int64_t ih = oi * s.sh + p - s.ph, iw = oj * s.sw + q - s.pw;
+                  if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+                  const int64_t xi = ((i * s.c + ch) * s.h + ih) * s.w + iw, wi = ((o * s.c + ch) * s.kh + p) * s.kw + q;
+                  acc += double(x[xi]) * w[wi];
+                  aacc += std::fabs(double(x[xi]) * w[wi]);
+                  dx[xi] += g * w[wi];
+                  dxabs[xi] += std::fabs(g * w[wi]);
+                  dw[wi] += g * x[xi];
+                  dwabs[wi] += std::fabs(g * x[xi]);
+                }
+            y[yi] = acc;
+            yabs[yi] = aacc;
+          }
+    DevBuf dX(x), dW(w), dB(b), dDY(dy);
+    for (int with_bias = 0; with_bias < 2; ++with_bias) {
+      DevBuf dY(yn), dY2(yn);
+      dY.poison();
+      cu::conv2d_forward(s, dX.get(), dW.get(), with_bias ? dB.get() : nullptr, dY.get());
+      cu::conv2d_forward(s, dX.get(), dW.get(), with_bias ? dB.get() : nullptr, dY2.get());
+      DVec ref = y, refabs = yabs;
+      if (!with_bias) {
+        for (int64_t i = 0; i < yn; ++i) {
+          const int64_t o = (i / (s.oh * s.ow)) % s.k;
+          ref[i] -= b[o];
+          refabs[i] -= std::fabs(b[o]);
+        }
+      }
+      const Vec got = dY.download();
+      validate("conv2d_forward " + tag + (with_bias ? " +bias" : ""), got, ref, 1e-6, 1e-5, refabs, 2e-6);
+      check_deterministic("conv2d_forward " + tag, got, dY2.download());
+    }
+    {
+      DevBuf dDX(xn), dDX2(xn);
+      dDX.poison();
+      cu::conv2d_backward_data(s, dDY.get(), dW.get(), dDX.get());
+      cu::conv2d_backward_data(s, dDY.get(), dW.get(), dDX2.get());
+      const Vec got = dDX.download();
+      validate("conv2d_backward_data " + tag, got, dx, 1e-6, 1e-5, dxabs, 2e-6);
+      check_deterministic("conv2d_backward_data " + tag, got, dDX2.download());
+    }
+    {
+      DevBuf dDW(wn), dDW2(wn);
+      dDW.poison();
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW.get());
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW2.get());
+      const Vec got = dDW.download();
+      validate("conv2d_backward_weight " + tag, got, dw, 1e-6, 1e-5, dwabs, 2e-6);
+      check_deterministic("conv2d_backward_weight " + tag, got, dDW2.download());
+    }
+    {
+      DevBuf dDB(s.k), dDB2(s.k);
+      dDB.poison();
+      cu::conv2d_backward_bias(s, dDY.get(), dDB.get());
+      cu::conv2d_backward_bias(s, dDY.get(), dDB2.get());
+      const Vec got = dDB.download();
+      validate("conv2d_backward_bias " + tag, got, db, 1e-6, 1e-5, dbabs, 2e-6);
+      check_deterministic("conv2d_backward_bias " + tag, got, dDB2.download());
+    }
+  }
+}
+
+static PoolShape pool_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t sh,
+                            int64_t sw) {
+  return PoolShape{n, c, h, w, kh, kw, sh, sw, (h - kh) / sh + 1, (w - kw) / sw + 1};
+}
+
+static void test_pool() {
+  std::printf("\n== avgpool2d\n");
+  std::vector<PoolShape> cases = {pool_shape(2, 3, 8, 8, 2, 2, 2, 2), pool_shape(2, 3, 9, 7, 3, 3, 2, 2),
+                                  pool_shape(1, 2, 6, 6, 3, 3, 1, 1), pool_shape(2, 2, 10, 9, 2, 2, 3, 3),
+                                  pool_shape(3, 5, 13, 11, 4, 2, 3, 1), pool_shape(1, 1, 1, 1, 1, 1, 1, 1)};
+  for (const PoolShape& s : cases) {
+    const std::string tag = "x" + shape_str({s.n, s.c, s.h, s.w}) + " k" + shape_str({s.kh, s.kw}) + " s" +
+                            shape_str({s.sh, s.sw});
+    const int64_t xn = s.n * s.c * s.h * s.w, yn = s.n * s.c * s.oh * s.ow;
+    const Vec x = randn(xn), dy = randn(yn);
+    DVec y(yn, 0.0), dx(xn, 0.0);
+    const double area = double(s.kh * s.kw);
+    for (int64_t nc = 0; nc < s.n * s.c; ++nc)
+      for (int64_t oi = 0; oi < s.oh; ++oi)
+        for (int64_t oj = 0; oj < s.ow; ++oj) {
+          const int64_t yi = (nc * s.oh + oi) * s.ow + oj;
+          for (int64_t p = 0; p < s.kh; ++p)
+            for (int64_t q = 0; q < s.kw; ++q) {
+              const int64_t xi = (nc * s.h + oi * s.sh + p) * s.w + oj * s.sw + q;
+              y[yi] += x[xi] / area;
+              dx[xi] += dy[yi] / area;
+            }
+        }
+    DevBuf dX(x), dDY(dy), dY(yn), dY2(yn), dDX(xn), dDX2(xn);
+    dY.poison();
+    dDX.poison();
+    cu::avgpool2d_forward(s, dX.get(), dY.get());
+    cu::avgpool2d_forward(s, dX.get(), dY2.get());
+    cu::avgpool2d_backward(s, dDY.get(), dDX.get());
+    cu::avgpool2d_backward(s, dDY.get(), dDX2.get());
+    const Vec gy = dY.download(), gdx = dDX.download();
+    validate("avgpool2d_forward " + tag, gy, y, 1e-6, 1e-5);
+    validate("avgpool2d_backward " + tag, gdx, dx, 1e-6, 1e-5);
+    check_deterministic("avgpool2d_forward " + tag, gy, dY2.download());
+    check_deterministic("avgpool2d_backward " + tag, gdx, dDX2.download());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch norm
+
+struct BnRef {
+  DVec mean, var, invstd, y, dx, dgamma, dbeta, dx_infer, dgamma_infer, dbeta_infer, y_infer;
+};
+
+static int64_t idx(const BnShape& s, int64_t i, int64_t ch, int64_t j) { return (i * s.c + ch) * s.l + j; }
+
+// The backward-train terms use `save_mean`/`save_invstd` when given: backward differentiates the
+// map forward actually computed, whose statistics are the saved fp32 ones (with |mean| >> std the
+// fp32 mean's rounding is a visible fraction of the spread).
+static BnRef bn_ref(const BnShape& s, const Vec& x, const Vec& gamma, const Vec& beta, const Vec& dy, double eps,
+                    const Vec& rmean, const Vec& rvar, const Vec* save_mean = nullptr,
+                    const Vec* save_invstd = nullptr) {
+  BnRef r;
+  const int64_t m = s.n * s.l;
+  r.mean.assign(s.c, 0.0);
+  r.var.assign(s.c, 0.0);
+  r.invstd.assign(s.c, 0.0);
+  r.dgamma.assign(s.c, 0.0);
+  r.dbeta.assign(s.c, 0.0);
+  r.dgamma_infer.assign(s.c, 0.0);
+  r.dbeta_infer.assign(s.c, 0.0);
+  const size_t total = x.size();
+  r.y.assign(total, 0.0);
+  r.dx.assign(total, 0.0);
+  r.dx_infer.assign(total, 0.0);
+  r.y_infer.assign(total, 0.0);
+  for (int64_t ch = 0; ch < s.c; ++ch) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = 0; j < s.l; ++j) sum += x[idx(s, i, ch, j)];
+    const double mean = sum / m;
+    double sq = 0.0;
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = 0; j < s.l; ++j) sq += (x[idx(s, i, ch, j)] - mean) * (x[idx(s, i, ch, j)] - mean);
+    const double var = sq / m, invstd = 1.0 / std::sqrt(var + eps);
+    r.mean[ch] = mean;
+    r.var[ch] = var;
+    r.invstd[ch] = invstd;
+    const double bmean = save_mean ? (*save_mean)[ch] : mean, binv = save_invstd ? (*save_invstd)[ch] : invstd;
+    double sdy = 0.0, sdyx = 0.0, sdyx_inf = 0.0;
+    const double rinv = 1.0 / std::sqrt(double(rvar[ch]) + eps);
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = 0; j < s.l; ++j) {
+        const int64_t k = idx(s, i, ch, j);
+        r.y[k] = (x[k] - mean) * invstd * gamma[ch] + beta[ch];
+        r.y_infer[k] = (x[k] - rmean[ch]) * rinv * gamma[ch] + beta[ch];
+        sdy += dy[k];
+        sdyx += dy[k] * (x[k] - bmean) * binv;
+        sdyx_inf += dy[k] * (x[k] - rmean[ch]) * rinv;
+      }
+    r.dbeta[ch] = sdy;
+    r.dgamma[ch] = sdyx;
+    r.dbeta_infer[ch] = sdy;
+    r.dgamma_infer[ch] = sdyx_inf;
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = 0; j < s.l; ++j) {
+        const int64_t k = idx(s, i, ch, j);
+        const double xhat = (x[k] - bmean) * binv;
+        r.dx[k] = gamma[ch] * binv * (dy[k] - sdy / m - xhat * sdyx / m);
+        r.dx_infer[k] = dy[k] * gamma[ch] * rinv;
+      }
+  }
+  return r;
+}
+
+static DVec abs_scale(const DVec& v) {  // one tolerance scale for a whole tensor: its largest |value|
+  double mx = 0.0;
+  for (double x : v) mx = std::max(mx, std::fabs(x));
+  return DVec(v.size(), mx);
+}
+
+static void test_bn_shape(const BnShape& s, const Vec& x, const std::string& what) {
+  const std::string tag = what + " (n,c,l)=" + shape_str({s.n, s.c, s.l});
+  const size_t total = x.size();
+  const float eps = 1e-5f;
+  const Vec gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c), dy = randn(total);
+  const Vec rmean = randn(s.c), rvar = uniform(s.c, 0.5, 2.0);
+  const BnRef r = bn_ref(s, x, gamma, beta, dy, eps, rmean, rvar);
+  DevBuf dX(x), dG(gamma), dB(beta), dDY(dy), dRM(rmean), dRV(rvar);
+
+  // Forward, training.
+  DevBuf y(total), mean(s.c), invstd(s.c), var(s.c), y2(total), mean2(s.c), invstd2(s.c), var2(s.c);
+  y.poison();
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), invstd.get(), var.get());
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y2.get(), mean2.get(), invstd2.get(), var2.get());
+  const Vec gy = y.download(), gmean = mean.download(), ginv = invstd.download(), gvar = var.download();
+  const BnRef rb = bn_ref(s, x, gamma, beta, dy, eps, rmean, rvar, &gmean, &ginv);  // backward terms
+  DVec stddev(s.c);
+  for (int64_t ch = 0; ch < s.c; ++ch) stddev[ch] = std::sqrt(r.var[ch]);
+  validate("bn forward_train mean " + tag, gmean, r.mean, 0.0, 1e-6, stddev, 1e-6);
+  validate("bn forward_train var " + tag, gvar, r.var, 1e-9, 1e-5);
+  validate("bn forward_train invstd " + tag, ginv, r.invstd, 0.0, 1e-5);
+  // y against the exact map with the saved fp32 mean: any fp32 mean is off by up to half an ulp
+  // of |mean|, which is a visible fraction of the spread when |mean| >> std; the mean itself is
+  // checked above.
+  DVec yref(total);
+  for (int64_t i = 0; i < s.n; ++i)
+    for (int64_t ch = 0; ch < s.c; ++ch)
+      for (int64_t j = 0; j < s.l; ++j) {
+        const int64_t k = idx(s, i, ch, j);
+        yref[k] = (double(x[k]) - double(gmean[ch])) * r.invstd[ch] * gamma[ch] + beta[ch];
+      }
+  validate("bn forward_train y " + tag, gy, yref, 1e-5, 1e-5);
+  check_deterministic("bn forward_train " + tag, gy, y2.download());
+  check(same_bits(gmean, mean2.download()) && same_bits(gvar, var2.download()) && same_bits(ginv, invstd2.download()),
+        "bn forward_train statistics " + tag + ": second run bitwise identical");
+
+  // Backward, training (with the saved statistics of the forward pass).
+  DevBuf dx(total), dgamma(s.c), dbeta(s.c), dx2(total), dgamma2(s.c), dbeta2(s.c);
+  dx.poison();
+  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), invstd.get(), dx.get(), dgamma.get(),
+                               dbeta.get());
+  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), invstd.get(), dx2.get(), dgamma2.get(),
+                               dbeta2.get());
+  const Vec gdx = dx.download(), gdg = dgamma.download(), gdb = dbeta.download();
+  validate("bn backward_train dx " + tag, gdx, rb.dx, 0.0, 1e-4, abs_scale(rb.dx), 1e-5);
+  validate("bn backward_train dgamma " + tag, gdg, rb.dgamma, 0.0, 1e-4, abs_scale(rb.dgamma), 1e-5);
+  validate("bn backward_train dbeta " + tag, gdb, rb.dbeta, 0.0, 1e-4, abs_scale(rb.dbeta), 1e-5);
+  check_deterministic("bn backward_train dx " + tag, gdx, dx2.download());
+  check(same_bits(gdg, dgamma2.download()) && same_bits(gdb, dbeta2.download()),
+        "bn backward_train dgamma/dbeta " + tag + ": second run bitwise identical");
+  // dx not wanted: the parameter gradients alone, identical to the run with dx.
+  DevBuf dgamma3(s.c), dbeta3(s.c);
+  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), invstd.get(), nullptr, dgamma3.get(),
+                               dbeta3.get());
+  check(same_bits(gdg, dgamma3.download()) && same_bits(gdb, dbeta3.download()),
+        "bn backward_train without dx " + tag + ": same dgamma/dbeta");
+
+  // Inference forward and backward, with separate running statistics.
+  DevBuf yi(total), dxi(total), dgi(s.c), dbi(s.c);
+  yi.poison();
+  dxi.poison();
+  cu::batchnorm_forward_infer(s, dX.get(), dG.get(), dB.get(), dRM.get(), dRV.get(), eps, yi.get());
+  cu::batchnorm_backward_infer(s, dX.get(), dDY.get(), dG.get(), dRM.get(), dRV.get(), eps, dxi.get(), dgi.get(),
+                               dbi.get());
+  validate("bn forward_infer y " + tag, yi.download(), r.y_infer, 1e-5, 1e-5);
+  validate("bn backward_infer dx " + tag, dxi.download(), r.dx_infer, 1e-6, 1e-5);
+  validate("bn backward_infer dgamma " + tag, dgi.download(), r.dgamma_infer, 0.0, 1e-4, abs_scale(r.dgamma_infer),
+           1e-5);
+  validate("bn backward_infer dbeta " + tag, dbi.download(), r.dbeta_infer, 0.0, 1e-4, abs_scale(r.dbeta_infer), 1e-5);
+}
+
+// Channels with |mean| >> std, constant channels: the cases E[x^2] - E[x]^2 gets wrong.
+static void test_bn_robust(const BnShape& s) {
+  const std::string tag = "(n,c,l)=" + shape_str({s.n, s.c, s.l});
+  const size_t total = s.n * s.c * s.l;
+  Vec x = randn(total);
+  std::normal_distribution<double> noise(0.0, 0.1);
+  for (int64_t i = 0; i < s.n; ++i)
+    for (int64_t j = 0; j < s.l; ++j) {
+      x[(i * s.c + 0) * s.l + j] = static_cast<float>(1e4 + noise(g_rng));  // mean 1e4, spread 0.1
+      x[(i * s.c + 1) * s.l + j] = 3.7f;                                    // constant
+      x[(i * s.c + 2) * s.l + j] = static_cast<float>(-2e3 + noise(g_rng) * 1e-2);
+    }
+  const Vec gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c);
+  const float eps = 1e-5f;
+  DevBuf dX(x), dG(gamma), dB(beta), y(total), mean(s.c), invstd(s.c), var(s.c);
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), invstd.get(), var.get());
+  const Vec gy = y.download(), gmean = mean.download(), gvar = var.download(), ginv = invstd.download();
+  const BnRef r = bn_ref(s, x, gamma, beta, Vec(total, 0.0f), eps, Vec(s.c, 0.0f), Vec(s.c, 1.0f));
+
+  bool finite = true, nonneg = true;
+  for (float v : gy) finite = finite && std::isfinite(v);
+  for (float v : gvar) nonneg = nonneg && v >= 0.0f;
+  check(finite, "bn robust " + tag + ": every output finite");
+  check(nonneg, "bn robust " + tag + ": every variance >= 0");
+  // Constant channel: exactly its value as mean, exactly zero variance, exactly beta as output.
+  bool exact = gmean[1] == 3.7f && gvar[1] == 0.0f;
+  for (int64_t i = 0; i < s.n; ++i)
+    for (int64_t j = 0; j < s.l; ++j) exact = exact && gy[(i * s.c + 1) * s.l + j] == beta[1];
+  check(exact, "bn robust " + tag + ": constant channel gives mean == value, var == 0, y == beta exactly");
+  // |mean| >> std: the mean within one fp32 ulp of the exact one, the variance to 1e-5.
+  for (int ch : {0, 2}) {
+    const double ulp = std::nextafter(std::fabs(float(r.mean[ch])), INFINITY) - std::fabs(float(r.mean[ch]));
+    check(std::fabs(gmean[ch] - r.mean[ch]) <= ulp,
+          "bn robust " + tag + " channel " + std::to_string(ch) + ": mean within 1 ulp (got " +
+              std::to_string(gmean[ch]) + ", exact " + std::to_string(r.mean[ch]) + ")");
+    check(std::fabs(gvar[ch] - r.var[ch]) <= 1e-5 * r.var[ch],
+          "bn robust " + tag + " channel " + std::to_string(ch) + ": variance to 1e-5 (got " +
+              std::to_string(gvar[ch]) + ", exact " + std::to_string(r.var[ch]) + ")");
+    // y against the exact map with the saved fp32 mean (x - mean is then exact in fp32), and
+    // normalized: mean ~ beta, std ~ gamma.
+    DVec ref;
+    Vec got;
+    double sum = 0.0, sq = 0.0;
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = 0; j < s.l; ++j) {
+        const int64_t k = (i * s.c + ch) * s.l + j;
+        ref.push_back((double(x[k]) - double(gmean[ch])) * r.invstd[ch] * gamma[ch] + beta[ch]);
+        got.push_back(gy[k]);
+        sum += gy[k];
+        sq += (gy[k] - beta[ch]) * (gy[k] - beta[ch]);
+      }
+    validate("bn robust y " + tag + " channel " + std::to_string(ch), got, ref, 1e-5, 1e-5);
+    // Normalized: the output's mean is beta, shifted by what the fp32 mean's rounding leaves
+    // ((exact - fp32 mean) * invstd * gamma: ulp(2000) is 12% of a spread of 1e-3), and its
+    // standard deviation gamma * sqrt(var / (var + eps)) (eps counts when var is 1e-6).
+    const double m = sum / got.size(), sd = std::sqrt(std::max(0.0, sq / got.size() - (m - beta[ch]) * (m - beta[ch])));
+    const double want_m = beta[ch] + (r.mean[ch] - gmean[ch]) * r.invstd[ch] * gamma[ch];
+    const double want_sd = gamma[ch] * std::sqrt(r.var[ch] / (r.var[ch] + eps));
+    check(std::fabs(m - want_m) < 1e-3 * gamma[ch] && std::fabs(sd - want_sd) < 1e-2 * want_sd,
+          "bn robust " + tag + " channel " + std::to_string(ch) + ": output has the expected mean and std");
+  }
+}
+
+static void test_batchnorm() {
+  std::printf("\n== batch norm\n");
+  std::vector<BnShape> shapes = {{64, 20, 26 * 26}, {64, 50, 9 * 9}, {64, 128, 1},  {7, 3, 5},     {5, 1, 1},
+                                 {3, 10, 1},        {1000, 3, 1},    {2, 70000, 1}, {2, 70000, 4}, {2, 3, 100003},
+                                 {33, 7, 36},       {4, 5, 2}};
+  for (int r = 0; r < 3; ++r) shapes.push_back({rand_int(2, 40), rand_int(1, 40), rand_int(1, 300)});
+  for (const BnShape& s : shapes) test_bn_shape(s, randn(s.n * s.c * s.l, 0.5, 2.0), "random");
+  test_bn_shape({16, 4, 64}, randn(16 * 4 * 64, 3.0, 1e-3), "small spread");
+  for (const BnShape& s : std::vector<BnShape>{{64, 3, 49}, {1000, 3, 1}, {8, 3, 1024}, {2, 3, 3}}) test_bn_robust(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise, reductions, loss, SGD
+
+static BroadcastShape make_broadcast(const std::vector<int64_t>& out, const std::vector<int64_t>& as,
+                                     const std::vector<int64_t>& bs) {
+  // as, bs: the operands' shapes right-aligned with out, size-1 dims broadcast.
+  BroadcastShape s{};
+  s.ndim = static_cast<int>(out.size());
+  int64_t ast = 1, bst = 1;
+  for (int d = s.ndim - 1; d >= 0; --d) {
+    s.shape[d] = out[d];
+    s.astride[d] = as[d] == 1 ? 0 : ast;
+    s.bstride[d] = bs[d] == 1 ? 0 : bst;
+    ast *= as[d];
+    bst *= bs[d];
+  }
+  return s;
+}
+
+static void test_elementwise() {
+  std::printf("\n== elementwise\n");
+  struct Case {
+    std::vector<int64_t> out, a, b;
+  };
+  std::vector<Case> cases = {
+      {{3, 4, 5}, {3, 4, 5}, {3, 4, 5}},  {{64, 10}, {64, 10}, {1, 10}},  {{64, 10}, {64, 1}, {64, 10}},
+      {{7}, {1}, {7}},                    {{7}, {7}, {1}},                {{1}, {1}, {1}},
+      {{2, 4, 3, 6, 5}, {2, 1, 3, 1, 5}, {1, 4, 1, 6, 1}},
+      {{2, 3, 2, 3, 2, 3}, {2, 1, 2, 1, 2, 1}, {1, 3, 1, 3, 1, 3}},
+      {{1001}, {1001}, {1001}},           {{5, 1, 7}, {5, 1, 7}, {1, 1, 7}}, {{0, 3}, {0, 3}, {1, 3}},
+  };
+  for (const Case& c : cases) {
+    int64_t n = 1, na = 1, nb = 1;
+    for (size_t d = 0; d < c.out.size(); ++d) {
+      n *= c.out[d];
+      na *= c.a[d];
+      nb *= c.b[d];
+    }
+    const BroadcastShape s = make_broadcast(c.out, c.a, c.b);
+    const Vec a = randn(na), b = uniform(nb, 0.5, 2.0);
+    DevBuf dA(a), dB(b);
+    for (int op = 0; op < 4; ++op) {
+      DVec ref(n);
+      for (int64_t i = 0; i < n; ++i) {
+        int64_t rest = i, ao = 0, bo = 0;
+        for (int d = s.ndim - 1; d >= 0; --d) {
+          const int64_t coord = rest % s.shape[d];
+          rest /= s.shape[d];
+          ao += coord * s.astride[d];
+          bo += coord * s.bstride[d];
+        }
+        const double x = a[ao], y = b[bo];
+        ref[i] = op == 0 ? double(float(x + y)) : op == 1 ? double(float(x - y)) : op == 2 ? double(float(x * y))
+                                                                                            : double(float(x / y));
+      }
+      DevBuf out(n), out2(n);
+      out.poison();
+      cu::binary(static_cast<BinaryOp>(op), s, dA.get(), dB.get(), out.get());
+      cu::binary(static_cast<BinaryOp>(op), s, dA.get(), dB.get(), out2.get());
+      std::string shp = "(";
+      for (size_t d = 0; d < c.out.size(); ++d) shp += (d ? "," : "") + std::to_string(c.out[d]);
+      const std::string name = std::string("binary ") + "+-*/"[op] + " " + shp + ")";
+      const Vec got = out.download();
+      validate(name, got, ref, 0.0, 0.0);  // elementwise IEEE ops: exactly the fp32 result
+      check_deterministic(name, got, out2.download());
+    }
+  }
+  for (int64_t n : {1, 3, 1024, 1000003}) {
+    const Vec x = randn(n), y = randn(n);
+    DevBuf dX(x), dY(y), out(n);
+    cu::fill(n, 2.5f, out.get());
+    validate("fill n=" + std::to_string(n), out.download(), DVec(n, 2.5), 0.0, 0.0);
+    cu::copy(n, dX.get(), out.get());
+    validate("copy n=" + std::to_string(n), out.download(), to_double(x), 0.0, 0.0);
+    DVec ref(n);
+    for (int64_t i = 0; i < n; ++i) ref[i] = 0.5 * x[i] - 2.0 * y[i];
+    cu::axpby(n, 0.5f, dX.get(), -2.0f, dY.get());
+    validate("axpby n=" + std::to_string(n), dY.download(), ref, 1e-6, 1e-6);
+    out.poison();
+    for (int64_t i = 0; i < n; ++i) ref[i] = 3.0 * x[i];
+    cu::axpby(n, 3.0f, dX.get(), 0.0f, out.get());  // beta == 0 ignores NaNs in y
+    validate("axpby beta=0 n=" + std::to_string(n), out.download(), ref, 1e-6, 1e-6);
+    for (int64_t i = 0; i < n; ++i) ref[i] = x[i] > 0 ? x[i] : 0.0;
+    cu::relu_forward(n, dX.get(), out.get());
+    validate("relu_forward n=" + std::to_string(n), out.download(), ref, 0.0, 0.0);
+    dY.upload(y);
+    for (int64_t i = 0; i < n; ++i) ref[i] = x[i] > 0 ? y[i] : 0.0;
+    cu::relu_backward(n, dX.get(), dY.get(), out.get());
+    validate("relu_backward n=" + std::to_string(n), out.download(), ref, 0.0, 0.0);
+  }
+}
+
+static void test_reduce() {
+  std::printf("\n== reduce_sum\n");
+  struct Case {
+    int64_t outer, r, inner;
+  };
+  std::vector<Case> cases = {{1, 10000000, 1}, {1000, 37, 1},  {1, 1000, 1000}, {13, 100000, 3}, {7, 5, 1},
+                             {3, 1, 4},        {1, 3000000, 2}, {64, 128, 1},    {1, 64, 128},    {5, 0, 3},
+                             {2, 17, 33},      {100000, 3, 1},  {3, 200003, 1}};
+  for (int r = 0; r < 3; ++r) cases.push_back({rand_int(1, 50), rand_int(1, 5000), rand_int(1, 70)});
+  for (const Case& c : cases) {
+    const Vec x = randn(c.outer * c.r * c.inner, 0.3, 1.0);
+    DVec ref(c.outer * c.inner, 0.0), absref(c.outer * c.inner, 0.0);
+    const double scale = 0.5;
+    for (int64_t o = 0; o < c.outer; ++o)
+      for (int64_t r = 0; r < c.r; ++r)
+        for (int64_t i = 0; i < c.inner; ++i) {
+          const double v = x[(o * c.r + r) * c.inner + i];
+          ref[o * c.inner + i] += scale * v;
+          absref[o * c.inner + i] += scale * std::fabs(v);
+        }
+    DevBuf dX(x), y(c.outer * c.inner), y2(c.outer * c.inner);
+    y.poison();
+    cu::reduce_sum(c.outer, c.r, c.inner, float(scale), dX.get(), y.get());
+    cu::reduce_sum(c.outer, c.r, c.inner, float(scale), dX.get(), y2.get());
+    const std::string name = "reduce_sum (outer,r,inner)=" + shape_str({c.outer, c.r, c.inner});
+    const Vec got = y.download();
+    validate(name, got, ref, 1e-6, 1e-5, absref, 1e-6);
+    check_deterministic(name, got, y2.download());
+  }
+}
+
+static void test_loss() {
+  std::printf("\n== softmax cross-entropy, argmax\n");
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 10}, {5, 3000}, {1, 1}, {33, 1025}, {1000, 7}}) {
+    Vec logits = randn(n * k, 0.0, 3.0), labels(n), dloss = randn(n);
+    for (int64_t i = 0; i < n; ++i) labels[i] = float(rand_int(0, k - 1));
+    if (k > 3) logits[3] = logits[1] = 100.0f;  // a tie in row 0: argmax must say 1
+    DVec loss(n), dl(n * k), am(n);
+    for (int64_t i = 0; i < n; ++i) {
+      double mx = -INFINITY;
+      int64_t best = 0;
+      for (int64_t j = 0; j < k; ++j) {
+        if (logits[i * k + j] > mx) {
+          mx = logits[i * k + j];
+          best = j;
+        }
+      }
+      double s = 0.0;
+      for (int64_t j = 0; j < k; ++j) s += std::exp(logits[i * k + j] - mx);
+      const int64_t lab = int64_t(labels[i]);
+      loss[i] = std::log(s) + mx - logits[i * k + lab];
+      for (int64_t j = 0; j < k; ++j) dl[i * k + j] = (std::exp(logits[i * k + j] - mx) / s - (j == lab)) * dloss[i];
+      am[i] = double(best);
+    }
+    DevBuf dL(logits), dLab(labels), dDL(dloss), out(n), out2(n), g(n * k), g2(n * k), a(n);
+    cu::softmax_xent_forward(n, k, dL.get(), dLab.get(), out.get());
+    cu::softmax_xent_forward(n, k, dL.get(), dLab.get(), out2.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), g.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), g2.get());
+    cu::argmax_rows(n, k, dL.get(), a.get());
+    const std::string tag = "(n,k)=" + shape_str({n, k});
+    const Vec gl = out.download(), gg = g.download();
+    validate("softmax_xent_forward " + tag, gl, loss, 1e-5, 1e-5);
+    validate("softmax_xent_backward " + tag, gg, dl, 1e-6, 1e-5);
+    validate("argmax_rows " + tag, a.download(), am, 0.0, 0.0);
+    check_deterministic("softmax_xent_forward " + tag, gl, out2.download());
+    check_deterministic("softmax_xent_backward " + tag, gg, g2.download());
+  }
+}
+
+static void test_sgd() {
+  std::printf("\n== sgd_update\n");
+  for (int64_t n : {1, 7, 4096, 100001}) {
+    for (int with_momentum = 0; with_momentum < 2; ++with_momentum) {
+      const Vec p = randn(n), g = randn(n), v = randn(n);
+      const float lr = 0.01f, mom = with_momentum ? 0.9f : 0.0f, wd = 1e-4f;
+      DVec pref(n), vref(n);
+      for (int64_t i = 0; i < n; ++i) {
+        const double gg = double(g[i]) + wd * double(p[i]);
+        if (with_momentum) {
+          vref[i] = mom * double(v[i]) + gg;
+          pref[i] = p[i] - lr * vref[i];
+        } else {
+          pref[i] = p[i] - lr * gg;
+        }
+      }
+      DevBuf dP(p), dG(g), dV(v);
+      cu::sgd_update(n, lr, mom, wd, dP.get(), dG.get(), with_momentum ? dV.get() : nullptr);
+      const std::string tag = "n=" + std::to_string(n) + (with_momentum ? " momentum" : "");
+      validate("sgd_update param " + tag, dP.download(), pref, 1e-6, 1e-6);
+      if (with_momentum) validate("sgd_update velocity " + tag, dV.download(), vref, 1e-6, 1e-6);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocator and errors
+
+static void test_allocator() {
+  std::printf("\n== caching allocator\n");
+  const std::vector<size_t> sizes = {4, 1000, 5000, 1 << 20, 777777, 3 << 20, 512, 513};
+  auto cycle = [&] {
+    std::vector<void*> ptrs;
+    for (size_t b : sizes) ptrs.push_back(cu::alloc(b));
+    for (void* p : ptrs) cu::release(p);
+  };
+  cycle();  // warm-up: the pool now holds one block of each class
+  const cu::MemoryStats before = cu::memory_stats();
+  for (int i = 0; i < 1000; ++i) cycle();
+  const cu::MemoryStats after = cu::memory_stats();
+  check(after.reserved == before.reserved && after.num_mallocs == before.num_mallocs &&
+            after.allocated == before.allocated,
+        "allocator: 1000 alloc/release cycles make no cudaMalloc and keep reserved flat (" +
+            std::to_string(after.reserved) + " bytes, " + std::to_string(after.num_mallocs) + " mallocs)");
+  {
+    DevBuf a(1000);
+    check(cu::memory_stats().allocated >= before.allocated + 4000, "allocator: allocated counts live blocks");
+  }
+  cu::empty_cache();
+  check(cu::memory_stats().reserved == cu::memory_stats().allocated, "allocator: empty_cache returns every free block");
+
+  bool threw = false;
+  std::string msg;
+  try {
+    void* p = cu::alloc(size_t{1} << 50);  // 1 PiB
+    cu::release(p);
+  } catch (const cu::CudaError& e) {
+    threw = true;
+    msg = e.what();
+  }
+  std::printf("     out-of-memory message: %s\n", msg.c_str());
+  check(threw && msg.find("out of memory") != std::string::npos && msg.find("1125899906842624") != std::string::npos,
+        "allocator: a 1 PiB request throws CudaError naming the request");
+  DevBuf after_oom(Vec{1.0f, 2.0f, 3.0f});
+  cu::relu_forward(3, after_oom.get(), after_oom.get());
+  const Vec v = after_oom.download();
+  check(v[0] == 1.0f && v[2] == 3.0f, "allocator: the GPU is usable after an out-of-memory error");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timings
+
+static float time_ms(const std::function<void()>& f, int iters) {
+  cudaStream_t s = cu::detail::stream();
+  f();  // warm-up (and scratch memory into the cache)
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  cudaEventRecord(start, s);
+  for (int i = 0; i < iters; ++i) f();
+  cudaEventRecord(stop, s);
+  cudaEventSynchronize(stop);
+  float ms = 0.0f;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms / iters;
+}
+
+static void bench() {
+  std::printf("\n== timings (CUDA events on the library's stream)\n");
+  for (const BnShape& s : std::vector<BnShape>{{64, 20, 26 * 26}, {64, 50, 9 * 9}, {64, 128, 1},
+                                               {32, 256, 56 * 56}, {256, 64, 112 * 112}}) {
+    const size_t total = s.n * s.c * s.l;
+    DevBuf x(fast_uniform(total)), dy(fast_uniform(total)), y(total), dx(total), g(uniform(s.c, 0.5, 1.5)),
+        b(randn(s.c));
+    DevBuf mean(s.c), invstd(s.c), var(s.c), dg(s.c), db(s.c);
+    const float fwd = time_ms([&] {
+      cu::batchnorm_forward_train(s, x.get(), g.get(), b.get(), 1e-5f, y.get(), mean.get(), invstd.get(), var.get());
+    }, 20);
+    const float bwd = time_ms([&] {
+      cu::batchnorm_backward_train(s, x.get(), dy.get(), g.get(), mean.get(), invstd.get(), dx.get(), dg.get(),
+                                   db.get());
+    }, 20);
+    const double bytes = double(total) * sizeof(float);
+    // "Effective" bandwidth as cuDNN/PyTorch benchmarks count it: forward reads x and writes y,
+    // backward reads x and dy and writes dx (our kernels read x once more for the statistics).
+    std::printf("bn %-22s forward %8.3f ms %7.1f GB/s   backward %8.3f ms %7.1f GB/s\n",
+                shape_str({s.n, s.c, s.l}).c_str(), fwd, 2 * bytes / fwd / 1e6, bwd, 3 * bytes / bwd / 1e6);
+  }
+  for (int t = 0; t < 4; ++t) {
+    const int64_t n = 4096;
+    DevBuf A(fast_uniform(n * n)), B(fast_uniform(n * n)), C(n * n);
+    const bool ta = t & 1, tb = t & 2;
+    const float ms = time_ms([&] { cu::gemm(ta, tb, n, n, n, 1.0f, A.get(), B.get(), 0.0f, C.get()); }, 10);
+    std::printf("gemm %s%s 4096^3  %8.3f ms %8.1f GFLOP/s\n", ta ? "T" : "N", tb ? "T" : "N", ms,
+                2.0 * n * n * n / ms / 1e6);
+  }
+  {
+    const ConvShape s = conv_shape(64, 20, 26, 26, 50, 5, 5, 1, 1, 0, 0);
+    DevBuf x(randn(64 * 20 * 26 * 26)), w(randn(50 * 20 * 25)), y(64 * 50 * s.oh * s.ow), dw(50 * 20 * 25);
+    const float f = time_ms([&] { cu::conv2d_forward(s, x.get(), w.get(), nullptr, y.get()); }, 20);
+    const float bw = time_ms([&] { cu::conv2d_backward_weight(s, x.get(), y.get(), dw.get()); }, 20);
+    std::printf("conv2d x(64,20,26,26) w(50,20,5,5): forward %.3f ms, backward weight %.3f ms\n", f, bw);
+  }
+}
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const auto devs = cu::devices();
+  if (devs.empty()) {
+    std::printf("no CUDA device: nothing to check\n");
+    return 0;
+  }
+  std::printf("device 0: %s, %.1f GiB, compute capability %d.%d\n", devs[0].name.c_str(),
+              devs[0].total_memory / 1073741824.0, devs[0].major, devs[0].minor);
+  try {
+    test_gemm();
+    test_conv();
+    test_pool();
+    test_batchnorm();
+    test_elementwise();
+    test_reduce();
+    test_loss();
+    test_sgd();
+#ifndef KG_EMU_GUARD  // the emulation's bounds-checking build replaces the caching allocator
+    test_allocator();
+#endif
+    if (!quick) bench();
+  } catch (const std::exception& e) {
+    std::printf("FAIL: exception: %s\n", e.what());
+    return 2;
+  }
+  const cu::MemoryStats m = cu::memory_stats();
+  std::printf("\nmemory: %zu bytes allocated at exit, %zu reserved, peak %zu, %zu cudaMalloc calls\n", m.allocated,
+              m.reserved, m.peak_reserved, m.num_mallocs);
+  std::printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
+  return g_failures ? 1 : 0;
+}

@@ -1,0 +1,164 @@
+// A CPU stand-in for <cuda_runtime.h>, enough to run kernelgrad's kernels without a GPU (see
+// emu.cpp and ../Makefile's `emu` target). The kernels are compiled as plain C++: each block runs
+// its threads as cooperative coroutines that switch at __syncthreads and warp shuffles, shared
+// memory is a function-static array (blocks run one at a time), device memory is host memory.
+// Slow, but it executes the real index arithmetic, bounds and barriers, which is what a review
+// without a GPU cannot.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __restrict__ __restrict
+
+struct dim3 {
+  unsigned int x, y, z;
+  constexpr dim3(unsigned int x_ = 1, unsigned int y_ = 1, unsigned int z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct uint3 {
+  unsigned int x, y, z;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(8) float2 {
+  float x, y;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+
+namespace emu {
+extern uint3 thread_idx, block_idx;
+extern dim3 block_dim, grid_dim;
+void sync_block();
+// Exchanges one 8-byte value per lane over the calling thread's warp; returns lane `src`'s.
+uint64_t exchange(uint64_t mine, int src, unsigned mask);
+int lane();
+}  // namespace emu
+
+#define threadIdx (::emu::thread_idx)
+#define blockIdx (::emu::block_idx)
+#define blockDim (::emu::block_dim)
+#define gridDim (::emu::grid_dim)
+
+inline void __syncthreads() { emu::sync_block(); }
+
+template <typename T>
+inline T emu_shuffle(T v, int src, unsigned mask) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "shuffle of a small trivial type");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  bits = emu::exchange(bits, src, mask);
+  T r;
+  std::memcpy(&r, &bits, sizeof(T));
+  return r;
+}
+template <typename T>
+inline T __shfl_xor_sync(unsigned mask, T v, int o) {
+  return emu_shuffle(v, emu::lane() ^ o, mask);
+}
+template <typename T>
+inline T __shfl_down_sync(unsigned mask, T v, int d) {
+  const int src = emu::lane() + d;
+  return emu_shuffle(v, src < 32 ? src : emu::lane(), mask);
+}
+
+template <typename T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+inline unsigned int __umulhi(unsigned int a, unsigned int b) {
+  return static_cast<unsigned int>((static_cast<uint64_t>(a) * b) >> 32);
+}
+// CUDA's device min/max overloads, for one type at a time.
+template <typename T>
+inline T min(T a, T b) {
+  return a < b ? a : b;
+}
+template <typename T>
+inline T max(T a, T b) {
+  return a < b ? b : a;
+}
+
+// ---- the runtime API, as far as kernelgrad uses it
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorNoDevice = 100,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchFailure = 719,
+  cudaErrorHardwareStackError = 714,
+  cudaErrorIllegalInstruction = 715,
+  cudaErrorMisalignedAddress = 716,
+  cudaErrorInvalidAddressSpace = 717,
+  cudaErrorInvalidPc = 718,
+  cudaErrorAssert = 710,
+  cudaErrorECCUncorrectable = 214,
+};
+using cudaError = cudaError_t;
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3
+};
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+constexpr unsigned cudaStreamNonBlocking = 1;
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
+struct CUevent_st;
+using cudaEvent_t = CUevent_st*;
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  int major, minor;
+};
+
+const char* cudaGetErrorName(cudaError_t e);
+const char* cudaGetErrorString(cudaError_t e);
+cudaError_t cudaGetLastError();
+cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device);
+cudaError_t cudaGetDevice(int* d);
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int device);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaDeviceSynchronize();
+cudaError_t cudaMalloc(void** p, size_t bytes);
+cudaError_t cudaFree(void* p);
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s);
+cudaError_t cudaEventCreate(cudaEvent_t* e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+
+namespace emu {
+// Runs body() once per thread of every block. Returns cudaErrorInvalidConfiguration (and runs
+// nothing) for a configuration a GPU would reject.
+cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
+
+// What `kernel<<<grid, block, smem, stream>>>(args...)` becomes (see translate.py).
+template <typename... P, typename... A>
+void launch(dim3 grid, dim3 block, void (*kernel)(P...), A&&... args) {
+  std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+  run_grid(grid, block, [&] { std::apply(kernel, params); });
+}
+}  // namespace emu

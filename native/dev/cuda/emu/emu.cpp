@@ -1,0 +1,362 @@
+// The CPU emulation of the CUDA runtime and execution model declared in cuda_runtime.h.
+//
+// Blocks run one after another; the threads of a block are coroutines (a dozen instructions of
+// x86-64 assembly switch stacks: ucontext's swapcontext makes a system call per switch, far too
+// slow for kernels that shuffle millions of times). A thread runs
+// until it reaches __syncthreads (all threads of the block must arrive), a warp shuffle (all 32
+// lanes of its warp must arrive, with a full mask) or its end; the scheduler then releases
+// whichever barrier is complete, and reports a deadlock (a barrier some threads never reach)
+// instead of hanging. EMU_ORDER=forward|reverse|random picks the order in which threads run
+// between barriers: a missing __syncthreads shows up as results that change with the order.
+//
+// Device memory: every cudaMalloc is placed right before a PROT_NONE page, so a kernel reading
+// or writing past the end of a buffer faults at once (the handler names the address). EMU_SMS
+// sets the multiprocessor count the kernels plan for (default 132, an H100).
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+// switch_stack(&save, next): saves the callee-saved registers on the current stack, stores the
+// stack pointer in *save, continues on `next` (a pointer saved the same way, or a fresh stack).
+extern "C" void emu_switch_stack(void** save, void* next);
+asm(R"(
+  .text
+  .globl emu_switch_stack
+  .type emu_switch_stack,@function
+emu_switch_stack:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch_stack,.-emu_switch_stack
+)");
+
+namespace emu {
+
+uint3 thread_idx{0, 0, 0}, block_idx{0, 0, 0};
+dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
+
+namespace {
+
+cudaError_t g_last_error = cudaSuccess;
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "emu: %s (block %u,%u,%u thread %u,%u,%u)\n", msg.c_str(), block_idx.x, block_idx.y,
+               block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z);
+  std::abort();
+}
+
+enum class Wait { None, Block, Warp, Done };
+
+struct Thread {
+  void* sp = nullptr;  // saved stack pointer while switched out
+  Wait wait = Wait::None;
+  uint3 idx{0, 0, 0};
+  int linear = 0;
+};
+
+constexpr size_t kStack = 256 * 1024;
+
+struct BlockRun {
+  std::vector<Thread> threads;
+  std::vector<char> stacks;
+  void* scheduler = nullptr;
+  Thread* current = nullptr;
+  const std::function<void()>* body = nullptr;
+  // Warp exchange slots: value per lane, and who has read in the current round.
+  std::vector<uint64_t> slots;
+  std::vector<int> src_of;
+} g_run;
+
+// A fresh thread starts here (entered by the `ret` of emu_switch_stack) and never returns.
+[[noreturn]] void entry() {
+  (*g_run.body)();
+  Thread* t = g_run.current;
+  t->wait = Wait::Done;
+  void* dead = nullptr;
+  emu_switch_stack(&dead, g_run.scheduler);
+  std::abort();
+}
+
+void yield(Wait w) {
+  Thread* t = g_run.current;
+  t->wait = w;
+  emu_switch_stack(&t->sp, g_run.scheduler);
+}
+
+// A stack that emu_switch_stack can "return" into: six zero registers, then entry's address,
+// then a fake return address, with the alignment a called function expects.
+void* fresh_stack(char* base, size_t size) {
+  uintptr_t top = (reinterpret_cast<uintptr_t>(base) + size) & ~uintptr_t{15};
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;                                   // entry's return address (never used)
+  *--sp = reinterpret_cast<void*>(&entry);           // popped by ret
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;       // rbp, rbx, r12..r15
+  return sp;
+}
+
+std::vector<int> run_order(int n) {
+  static const char* order = std::getenv("EMU_ORDER");
+  static std::mt19937 rng(1234);
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i;
+  if (order && std::string(order) == "reverse") std::reverse(v.begin(), v.end());
+  if (order && std::string(order) == "random") std::shuffle(v.begin(), v.end(), rng);
+  return v;
+}
+
+void run_block(const dim3& block) {
+  const int n = static_cast<int>(block.x * block.y * block.z);
+  g_run.threads.assign(n, Thread{});
+  if (g_run.stacks.size() < n * kStack) g_run.stacks.resize(n * kStack);
+  g_run.slots.assign(n, 0);
+  for (int i = 0; i < n; ++i) {
+    Thread& t = g_run.threads[i];
+    t.linear = i;
+    t.idx = uint3{i % block.x, (i / block.x) % block.y, i / (block.x * block.y)};
+    t.sp = fresh_stack(g_run.stacks.data() + i * kStack, kStack);
+  }
+  const int warps = (n + 31) / 32;
+  for (;;) {
+    for (int i : run_order(n)) {
+      Thread& t = g_run.threads[i];
+      if (t.wait != Wait::None) continue;
+      g_run.current = &t;
+      thread_idx = t.idx;
+      emu_switch_stack(&g_run.scheduler, t.sp);
+    }
+    // Everyone is blocked or done: release the complete barriers.
+    int done = 0, at_block = 0;
+    for (const Thread& t : g_run.threads) {
+      done += t.wait == Wait::Done;
+      at_block += t.wait == Wait::Block;
+    }
+    if (done == n) break;
+    bool released = false;
+    if (at_block > 0) {
+      if (at_block + done != n) {
+        // Some threads wait at a warp barrier while others wait at __syncthreads: keep going
+        // with the warps below; if nothing is released that is a deadlock.
+      } else if (done > 0) {
+        die("__syncthreads reached after some threads of the block exited");
+      } else {
+        for (Thread& t : g_run.threads) t.wait = Wait::None;
+        released = true;
+      }
+    }
+    for (int w = 0; w < warps; ++w) {
+      int at_warp = 0, lanes = 0, exited = 0;
+      for (int l = w * 32; l < std::min(n, w * 32 + 32); ++l) {
+        ++lanes;
+        at_warp += g_run.threads[l].wait == Wait::Warp;
+        exited += g_run.threads[l].wait == Wait::Done;
+      }
+      if (at_warp == 0) continue;
+      if (at_warp + exited == lanes && exited > 0) die("warp shuffle with exited lanes (full mask)");
+      if (at_warp == lanes && lanes == 32) {
+        for (int l = w * 32; l < w * 32 + 32; ++l) g_run.threads[l].wait = Wait::None;
+        released = true;
+      }
+    }
+    if (!released) die("deadlock: threads wait at barriers that can never complete");
+  }
+}
+
+// Guarded device memory: the buffer ends right before an inaccessible page.
+struct Mapping {
+  void* base;
+  size_t length;
+};
+std::map<void*, Mapping> g_mappings;
+std::mutex g_mem_mutex;
+constexpr size_t kPage = 4096;
+size_t g_total = size_t{80} << 30;  // a pretend 80 GiB device
+size_t g_used = 0;
+
+void on_segv(int, siginfo_t* info, void*) {
+  char msg[200];
+  const int len = std::snprintf(msg, sizeof msg,
+                                "emu: invalid memory access at %p (past the end of a device buffer?) in block "
+                                "%u thread %u\n",
+                                info->si_addr, block_idx.x, thread_idx.x);
+  if (write(2, msg, len) < 0) {
+  }
+  _exit(3);
+}
+
+struct Init {
+  Init() {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    static std::vector<char> alt(1 << 16);
+    stack_t ss{};
+    ss.ss_sp = alt.data();
+    ss.ss_size = alt.size();
+    sigaltstack(&ss, nullptr);
+    sigaction(SIGSEGV, &sa, nullptr);
+    sigaction(SIGBUS, &sa, nullptr);
+  }
+} g_init;
+
+}  // namespace
+
+void sync_block() { yield(Wait::Block); }
+
+int lane() { return g_run.current->linear % 32; }
+
+uint64_t exchange(uint64_t mine, int src, unsigned mask) {
+  if (mask != 0xffffffffu) die("partial-mask shuffles are not emulated");
+  const int me = g_run.current->linear, base = me - me % 32;
+  g_run.slots[me] = mine;
+  yield(Wait::Warp);  // every lane has written
+  const uint64_t r = g_run.slots[base + src];
+  yield(Wait::Warp);  // every lane has read: the slots may be reused
+  return r;
+}
+
+cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+  const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
+      grid.y > 65535 || grid.z > 65535 || block.z > 64) {
+    g_last_error = cudaErrorInvalidConfiguration;
+    return g_last_error;
+  }
+  grid_dim = grid;
+  block_dim = block;
+  g_run.body = &body;
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        block_idx = uint3{x, y, z};
+        run_block(block);
+      }
+  return cudaSuccess;
+}
+
+}  // namespace emu
+
+// ---- runtime API
+
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    default: return "cudaError(emulated)";
+  }
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    default: return cudaGetErrorName(e);
+  }
+}
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = emu::g_last_error;
+  emu::g_last_error = cudaSuccess;
+  return e;
+}
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+  std::snprintf(p->name, sizeof p->name, "CPU emulation");
+  p->totalGlobalMem = emu::g_total;
+  p->major = 9;
+  p->minor = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) {
+  const char* sms = std::getenv("EMU_SMS");
+  *v = sms ? std::atoi(sms) : 132;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  static char dummy;
+  *s = reinterpret_cast<cudaStream_t>(&dummy);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaMalloc(void** p, size_t bytes) {
+  std::lock_guard<std::mutex> lock(emu::g_mem_mutex);
+  if (bytes > emu::g_total - emu::g_used) {
+    emu::g_last_error = cudaErrorMemoryAllocation;
+    return cudaErrorMemoryAllocation;
+  }
+  const size_t rounded = (bytes + 15) / 16 * 16;  // float4 alignment is all the kernels need
+  const size_t pages = (rounded + emu::kPage - 1) / emu::kPage;
+  const size_t length = (pages + 1) * emu::kPage;
+  void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) {
+    emu::g_last_error = cudaErrorMemoryAllocation;
+    return cudaErrorMemoryAllocation;
+  }
+  char* guard = static_cast<char*>(base) + pages * emu::kPage;
+  mprotect(guard, emu::kPage, PROT_NONE);
+  void* ptr = guard - rounded;
+  std::memset(ptr, 0xff, rounded);  // NaN garbage, like fresh device memory may hold
+  emu::g_mappings[ptr] = emu::Mapping{base, length};
+  emu::g_used += bytes;
+  *p = ptr;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  std::lock_guard<std::mutex> lock(emu::g_mem_mutex);
+  auto it = emu::g_mappings.find(p);
+  if (it == emu::g_mappings.end()) return cudaErrorInvalidValue;
+  emu::g_used -= std::min(emu::g_used, it->second.length - emu::kPage);
+  munmap(it->second.base, it->second.length);
+  emu::g_mappings.erase(it);
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
+  *free_bytes = emu::g_total - emu::g_used;
+  *total_bytes = emu::g_total;
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+  std::memmove(dst, src, bytes);
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = nullptr;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
+  *ms = 1.0f;
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }

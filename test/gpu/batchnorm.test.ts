@@ -1,0 +1,136 @@
+// Batch norm on the GPU: the hard inputs (|mean| >> std, constant channels), more channels than a
+// grid dimension allows (C > 65,535), and bitwise determinism of forward and backward.
+import * as kg from '../../lib';
+import { bitwiseEqual, describeGpu, expectSameOnDevices, input, mismatch, normal, numel, runOn, uniform } from './helpers';
+
+const F = kg.nn.functional;
+
+/** Forward in training mode on `device`; the batch statistics come back through running
+ * statistics updated with momentum 0 (running = batch, copied exactly). */
+function trainForward(device: kg.Device, x: Float32Array, shape: number[], gamma: Float32Array, beta: Float32Array) {
+  const c = shape[1];
+  const runningMean = kg.zeros([c], { device });
+  const runningVar = kg.ones([c], { device });
+  const y = F.batchNorm(kg.tensor(x, shape, { device }), kg.tensor(gamma, [c], { device }), kg.tensor(beta, [c], { device }), {
+    training: true, runningMean, runningVar, momentum: 0,
+  });
+  return { y: y.toArray(), mean: runningMean.toArray(), variance: runningVar.toArray() };
+}
+
+function ulp(v: number): number {
+  const f = Math.fround(Math.abs(v));
+  const buf = new Float32Array([f]);
+  const bits = new Uint32Array(buf.buffer);
+  bits[0] += 1;
+  return buf[0] - f;
+}
+
+describeGpu('GPU batch norm: robustness', () => {
+  // Channel 0: mean 1e4, spread 0.1. Channel 1: constant. Channel 2: mean -2e3, spread 1e-3.
+  // Channel 3: ordinary data.
+  function hardData(shape: number[]): Float32Array {
+    const [n, c] = shape;
+    const l = numel(shape) / (n * c);
+    const x = normal(numel(shape), 101);
+    const noise = normal(numel(shape), 102);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < l; j++) {
+        x[(i * c + 0) * l + j] = 1e4 + 0.1 * noise[i * l + j];
+        x[(i * c + 1) * l + j] = 3.7;
+        x[(i * c + 2) * l + j] = -2e3 + 1e-3 * noise[(i * l + j + 7) % noise.length];
+      }
+    }
+    return x;
+  }
+
+  test.each([[[64, 4, 7, 7]], [[1000, 4]], [[8, 4, 32, 32]], [[2, 4, 3, 1]]])('x %j', (shape) => {
+    const c = shape[1];
+    const x = hardData(shape);
+    const gamma = uniform(c, 103, 0.5, 1.5);
+    const beta = normal(c, 104);
+    const gpu = trainForward('cuda', x, shape, gamma, beta);
+    const cpu = trainForward('cpu', x, shape, gamma, beta);
+    const l = numel(shape) / (shape[0] * c);
+
+    expect(gpu.y.every(Number.isFinite)).toBe(true);
+    expect(gpu.variance.every((v) => v >= 0)).toBe(true);
+    // The constant channel: exactly its value as mean, exactly zero variance, exactly beta.
+    expect(gpu.mean[1]).toBe(Math.fround(3.7));
+    expect(gpu.variance[1]).toBe(0);
+    for (let i = 0; i < shape[0]; i++) {
+      for (let j = 0; j < l; j++) expect(gpu.y[(i * c + 1) * l + j]).toBe(Math.fround(beta[1]));
+    }
+    for (let ch = 0; ch < c; ch++) {
+      // Statistics: the mean within one fp32 ulp of the CPU's (double-accumulated, rounded once)
+      // plus 1e-6 of the spread (fp32 accumulators: for a mean near zero that is many of its own
+      // ulps, and still far below anything the output can show), the variance to 1e-5.
+      const std = Math.sqrt(cpu.variance[ch]);
+      expect(Math.abs(gpu.mean[ch] - cpu.mean[ch])).toBeLessThanOrEqual(ulp(cpu.mean[ch]) + 1e-6 * std);
+      expect(mismatch([gpu.variance[ch]], [cpu.variance[ch]], 1e-5, 1e-12)).toBeNull();
+      // Output: equal to 1e-5, except for what a one-ulp difference of the fp32 means explains
+      // (ulp(1e4) is 1% of a standard deviation of 0.1): |dmean| * gamma / std.
+      const invstd = 1 / Math.sqrt(cpu.variance[ch] + 1e-5);
+      const explained = Math.abs(gpu.mean[ch] - cpu.mean[ch]) * invstd * Math.abs(gamma[ch]);
+      const got: number[] = [];
+      const want: number[] = [];
+      let sum = 0;
+      let sq = 0;
+      for (let i = 0; i < shape[0]; i++) {
+        for (let j = 0; j < l; j++) {
+          const k = (i * c + ch) * l + j;
+          got.push(gpu.y[k]);
+          want.push(cpu.y[k]);
+          sum += gpu.y[k];
+          sq += (gpu.y[k] - beta[ch]) ** 2;
+        }
+      }
+      expect(mismatch(got, want, 1e-5, 1e-5 + explained * 1.01)).toBeNull();
+      if (ch !== 1) {
+        // Normalized: the output's mean is beta, shifted by what the fp32 mean's rounding leaves
+        // ((exact - fp32 mean) * invstd * gamma: ulp(2000) is 12% of a spread of 1e-3), and its
+        // standard deviation gamma * sqrt(var / (var + eps)) (channel 2's variance is below eps).
+        let exact = 0;
+        for (let i = 0; i < shape[0]; i++) for (let j = 0; j < l; j++) exact += x[(i * c + ch) * l + j];
+        exact /= got.length;
+        const m = sum / got.length;
+        const wantMean = beta[ch] + (exact - gpu.mean[ch]) * invstd * gamma[ch];
+        const wantSd = gamma[ch] * Math.sqrt(cpu.variance[ch] / (cpu.variance[ch] + 1e-5));
+        expect(Math.abs(m - wantMean)).toBeLessThan(1e-3 * gamma[ch]);
+        expect(Math.abs(Math.sqrt(Math.max(0, sq / got.length - (m - beta[ch]) ** 2)) - wantSd)).toBeLessThan(1e-2 * wantSd);
+      }
+    }
+  });
+
+  test('gradients on the hard data match the CPU', () => {
+    const shape = [16, 4, 5, 5];
+    expectSameOnDevices(
+      [{ shape, values: hardData(shape) }, input([4], 105, { low: 0.5, high: 1.5 }), input([4], 106)],
+      ([t, g, b]) => F.pureBatchNorm(t, g, b).mul(F.pureBatchNorm(t, g, b)),
+      // The squared output makes dx depend on y itself, whose fp32 rounding near |mean| >> std is
+      // the mean's rounding; allow 1e-3 there.
+      1e-3,
+      1e-3,
+    );
+  });
+});
+
+describeGpu('GPU batch norm: more than 65,535 channels', () => {
+  test.each([[[4, 70000]], [[2, 70000, 2, 2]], [[3, 66000, 1, 3]]])('x %j forward and backward', (shape) => {
+    const c = shape[1];
+    expectSameOnDevices([input(shape, 111), input([c], 112, { low: 0.5, high: 1.5 }), input([c], 113)], ([t, g, b]) =>
+      F.pureBatchNorm(t, g, b),
+    );
+  });
+});
+
+describeGpu('GPU batch norm: determinism', () => {
+  test.each([[[64, 20, 26, 26]], [[64, 128]], [[16, 50, 9, 9]], [[100000, 3]]])('x %j: two runs are bitwise equal', (shape) => {
+    const c = shape[1];
+    const inputs = [input(shape, 121), input([c], 122, { low: 0.5, high: 1.5 }), input([c], 123)];
+    const fn = ([t, g, b]: kg.Tensor[]) => F.pureBatchNorm(t, g, b);
+    const a = runOn('cuda', inputs, fn);
+    const b = runOn('cuda', inputs, fn);
+    expect(bitwiseEqual(a.out, b.out)).toBe(true);
+    a.grads.forEach((g, i) => expect(bitwiseEqual(g as Float32Array, b.grads[i] as Float32Array)).toBe(true));
+  });
+});
