@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # kernelgrad against PyTorch (cuDNN, cuBLAS) on one GPU machine, side by side, with ratios.
 #
-#   source .device/enter.sh          # node and node_modules in place, python3 with torch
+#   (node on the PATH, node_modules in place and the addon built with CUDA; python3 with torch)
 #   bash bench/gpu.sh [--quick] [--only PATTERN] [--out DIR]
 #
 # Runs `npm run bench -- --device cuda --json DIR/kernelgrad-cuda.json`, then
 # `python3 bench/reference/torch_ref.py --json DIR/torch-cuda.json`, then merges both with
-# bench/compare.ts into DIR/gpu-table.md and prints it. DIR defaults to /tmp/kernelgrad-bench ($OUT when set,
-# as on the lent device machines, so the files come back). Each side's log is kept beside its JSON.
+# bench/compare.ts into DIR/gpu-table.md and prints it. DIR defaults to /tmp/kernelgrad-bench.
+# Each side's log is kept beside its JSON.
 # A side that fails still lets the other one and the table run; the exit status is then non-zero.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-out="${OUT:-/tmp/kernelgrad-bench}"
+out="/tmp/kernelgrad-bench"
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
