@@ -1,6 +1,6 @@
 // Portable SIMD building blocks: GCC/Clang vector extensions plus run-time dispatch.
 //
-// The addon is built for baseline x86-64 (no -march=native: one build must run on any x86-64
+// The addon is built for baseline x86-64 (no host-specific -march: one build must run on any x86-64
 // machine). Hot loops are marked KG_MULTIVERSION, which makes GCC compile them twice, for
 // x86-64-v3 (AVX2 + FMA) and for the baseline, and pick the clone once at load time through an
 // ifunc resolver. (The GEMM micro-kernel, whose two versions need different code, uses GCC's
