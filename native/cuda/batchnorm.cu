@@ -696,42 +696,16 @@ void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamm
   apply_pass<Mode::ForwardInfer>(s, vec, a, plan.planar, plan.rows, sizes);
 }
 
-void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
-                              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
-                              float* dbeta) {
-  using namespace detail;
-  const auto sizes = bn_sizes("batchnorm_backward_train", s);
-  if (s.c <= 0) return;
-  if (s.n <= 0 || s.l <= 0) {
-    fill(s.c, 0.0f, dgamma);
-    fill(s.c, 0.0f, dbeta);
-    return;
-  }
-  const bool vec = planar_vec(s, {x, dy, dx});
-  const Plan plan = make_plan(s, vec);
-  Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
-  grad_stats_pass(s, vec, x, dy, save_mean, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
+namespace detail {
 
-  BnArgs a{};
-  a.x = x;
-  a.dy = dy;
-  a.out = dx;
-  a.gamma = gamma;
-  a.mean = save_mean;
-  a.invstd = save_invstd;
-  a.count = static_cast<double>(s.n * s.l);
-  a.grad = partials.as<GradPartial>();
-  a.splits = plan.splits;
-  a.dgamma = dgamma;
-  a.dbeta = dbeta;
-  apply_pass<Mode::BackwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
-}
-
-void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
-                              const float* mean, const float* var, float eps, float* dx, float* dgamma,
-                              float* dbeta) {
-  using namespace detail;
-  const auto sizes = bn_sizes("batchnorm_backward_infer", s);
+// Both backward forms: one reduction of Σdy and Σdy·(x−μ) per channel, then the elementwise pass
+// that writes dx and finishes dgamma and dbeta. Training takes the saved invstd; inference forms
+// it from the running variance and eps.
+template <Mode M>
+void backward(const char* op, const BnShape& s, const float* x, const float* dy, const float* gamma,
+              const float* mean, const float* invstd, const float* var, float eps, float* dx, float* dgamma,
+              float* dbeta) {
+  const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {
     fill(s.c, 0.0f, dgamma);
@@ -749,6 +723,7 @@ void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy,
   a.out = dx;
   a.gamma = gamma;
   a.mean = mean;
+  a.invstd = invstd;
   a.var = var;
   a.eps = eps;
   a.count = static_cast<double>(s.n * s.l);
@@ -756,7 +731,23 @@ void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy,
   a.splits = plan.splits;
   a.dgamma = dgamma;
   a.dbeta = dbeta;
-  apply_pass<Mode::BackwardInfer>(s, vec, a, plan.planar, plan.rows, sizes);
+  apply_pass<M>(s, vec, a, plan.planar, plan.rows, sizes);
+}
+
+}  // namespace detail
+
+void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
+                              float* dbeta) {
+  detail::backward<detail::Mode::BackwardTrain>("batchnorm_backward_train", s, x, dy, gamma, save_mean,
+                                                save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
+}
+
+void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* mean, const float* var, float eps, float* dx, float* dgamma,
+                              float* dbeta) {
+  detail::backward<detail::Mode::BackwardInfer>("batchnorm_backward_infer", s, x, dy, gamma, mean, nullptr,
+                                                var, eps, dx, dgamma, dbeta);
 }
 
 }  // namespace kg::cuda
