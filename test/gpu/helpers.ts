@@ -3,6 +3,8 @@
 // the CUDA kernels against the CPU engine.
 import * as kg from '../../lib';
 import { Random } from '../../lib/random';
+import { closeTo, maxAbs } from '../helpers/gradcheck';
+import { numel } from '../helpers/reference';
 
 export const gpu = kg.devices().find((d) => d.type === 'cuda');
 
@@ -28,15 +30,8 @@ export function uniform(n: number, seed: number, low: number, high: number): Flo
   return new Random(seed).fillUniform(new Float32Array(n), low, high);
 }
 
-export function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-export function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
+export { bitwiseEqual } from '../native/reference';
+export { maxAbs, numel };
 
 /**
  * null when |got - want| <= atol + rtol * |want| everywhere, else a description of the first
@@ -44,20 +39,8 @@ export function maxAbs(a: ArrayLike<number>): number {
  * the precision of the tensor's scale rather than to their own tiny magnitude.
  */
 export function mismatch(got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol = rtol * maxAbs(want)): string | null {
-  if (got.length !== want.length) return `length ${got.length} != ${want.length}`;
-  const bad: string[] = [];
-  let count = 0;
-  for (let i = 0; i < got.length; i++) {
-    if (!(Math.abs(got[i] - want[i]) <= atol + rtol * Math.abs(want[i]))) {
-      count++;
-      if (bad.length < 5) bad.push(`[${i}] got ${got[i]}, want ${want[i]}`);
-    }
-  }
-  return count === 0 ? null : `${count} of ${got.length} out of tolerance (rtol ${rtol}, atol ${atol.toPrecision(3)}): ${bad.join('; ')}`;
-}
-
-export function bitwiseEqual(a: Float32Array, b: Float32Array): boolean {
-  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+  const bad = closeTo(got, want, rtol, atol);
+  return bad === null ? null : `${bad} (rtol ${rtol}, atol ${atol.toPrecision(3)})`;
 }
 
 export interface Input {

@@ -3,7 +3,7 @@
 
 export type Shape = number[];
 
-export function numel(shape: Shape): number {
+export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
