@@ -10,6 +10,8 @@ import { trackCreated } from './tidy';
 /** A storage shared by the tensors that view it (a tensor and its reshapes). */
 class SharedStorage {
   private refs = 1;
+  /** Bumped by every public in-place write, so facts checked about the values can be invalidated. */
+  version = 0;
   constructor(readonly storage: Storage) {}
   retain(): this {
     this.refs++;
@@ -60,6 +62,15 @@ export class Tensor {
 
   get disposed(): boolean {
     return this.shared === null;
+  }
+
+  /**
+   * @internal Counts the in-place writes made through copy_() to this tensor's memory (shared with
+   * its reshapes), like PyTorch's version counter: a cached check of the values is valid while the
+   * version it saw is current.
+   */
+  get version(): number {
+    return this.sharedStorage().version;
   }
 
   /** True for tensors that called attachGrad(): backward() accumulates into their `grad`. */
@@ -140,6 +151,7 @@ export class Tensor {
       throw new RangeError(`copy_: shapes differ (${formatShape(src.shape)} into ${formatShape(this.shape)})`);
     }
     this.storage.copyFrom(src.storage);
+    this.sharedStorage().version++;
     return this;
   }
 

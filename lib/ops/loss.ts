@@ -10,32 +10,50 @@ import { tensor } from './creation';
 export type Labels = Tensor | Int32Array | Float32Array | readonly number[];
 export type Reduction = 'none' | 'sum' | 'mean';
 
-/** Labels as a tensor of class indices on `device`, each checked to be an integer in [0, k). */
-function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor {
+/**
+ * Label tensors already checked, with the tensor's version at the check and the largest label
+ * plus one. Reading labels back for the check synchronizes with the GPU, so each tensor is
+ * checked once (until copy_() writes to it) rather than at every step.
+ */
+const checkedLabels = new WeakMap<Tensor, { version: number; bound: number }>();
+
+function checkLabelValues(values: ArrayLike<number>, n: number, k: number, like: Tensor): number {
   const op = 'softmaxCrossEntropy';
-  let values: ArrayLike<number>;
-  let t: Tensor | null = null;
-  if (labels instanceof Tensor) {
-    checkTensor(labels, op, 'labels');
-    checkSameDevice(op, { logits: like, labels });
-    if (labels.ndim !== 1) throw new RangeError(`${op}: labels must be 1-D class indices, got shape ${formatShape(labels.shape)}`);
-    values = labels.toArray();
-    t = labels;
-  } else if (labels instanceof Int32Array || labels instanceof Float32Array || Array.isArray(labels)) {
-    values = labels;
-  } else {
-    throw new TypeError(`${op}: labels must be a Tensor, Int32Array or array of class indices`);
-  }
   if (values.length !== n) {
     throw new RangeError(`${op}: ${values.length} labels for ${n} rows of logits ${formatShape(like.shape)}`);
   }
+  let bound = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (!Number.isInteger(v) || v < 0 || v >= k) {
       throw new RangeError(`${op}: label ${i} is ${v}, expected an integer class index in [0, ${k})`);
     }
+    bound = Math.max(bound, v + 1);
   }
-  return t ?? tensor(Float32Array.from(values), [n], { device: like.device });
+  return bound;
+}
+
+/** Labels as a tensor of class indices on `device`, each checked to be an integer in [0, k). */
+function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor {
+  const op = 'softmaxCrossEntropy';
+  if (labels instanceof Tensor) {
+    checkTensor(labels, op, 'labels');
+    checkSameDevice(op, { logits: like, labels });
+    if (labels.ndim !== 1) throw new RangeError(`${op}: labels must be 1-D class indices, got shape ${formatShape(labels.shape)}`);
+    if (labels.shape[0] !== n) {
+      throw new RangeError(`${op}: ${labels.shape[0]} labels for ${n} rows of logits ${formatShape(like.shape)}`);
+    }
+    const known = checkedLabels.get(labels);
+    if (known === undefined || known.version !== labels.version || known.bound > k) {
+      checkedLabels.set(labels, { version: labels.version, bound: checkLabelValues(labels.toArray(), n, k, like) });
+    }
+    return labels;
+  }
+  if (labels instanceof Int32Array || labels instanceof Float32Array || Array.isArray(labels)) {
+    checkLabelValues(labels, n, k, like);
+    return tensor(Float32Array.from(labels), [n], { device: like.device });
+  }
+  throw new TypeError(`${op}: labels must be a Tensor, Int32Array or array of class indices`);
 }
 
 /**

@@ -149,3 +149,17 @@ describe('bad input', () => {
     expect(() => d.read()).toThrow(/disposed/);
   });
 });
+
+describe('label checks', () => {
+  test('a label tensor is checked again after copy_ writes to it', () => {
+    const F = kg.nn.functional;
+    const logits = kg.randn([3, 4], { seed: 1 });
+    const labels = kg.tensor([0, 3, 1]);
+    expect(F.softmaxCrossEntropy(logits, labels).shape).toEqual([3]);
+    labels.copy_(kg.tensor([0, 4, 1]));
+    expect(() => F.softmaxCrossEntropy(logits, labels)).toThrow(/label 1 is 4/);
+    labels.reshape([3, 1]).copy_(kg.tensor([2, 2, 2], [3, 1])); // through a view that shares the memory
+    expect(F.softmaxCrossEntropy(logits, labels).shape).toEqual([3]);
+    expect(() => F.softmaxCrossEntropy(kg.randn([3, 2], { seed: 2 }), labels)).toThrow(/label 0 is 2/);
+  });
+});
