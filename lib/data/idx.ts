@@ -5,6 +5,7 @@
 // fails throws an Error that names the file and what is wrong.
 import * as fs from 'fs';
 import * as zlib from 'zlib';
+import { formatShape } from '../shape';
 
 /** The contents of an IDX file: its dimensions and the raw unsigned bytes (row-major). */
 export interface IdxArray {
@@ -84,7 +85,7 @@ export function parseIdx(input: Uint8Array, source = '<buffer>', expect: IdxExpe
     if (expect.shape.length !== ndim) fail(`expected ${expect.shape.length} dimensions, found ${ndim}`);
     expect.shape.forEach((d, i) => {
       if (d !== null && d !== shape[i]) {
-        fail(`dimension ${i} is ${shape[i]}, expected ${d} (shape [${shape.join(', ')}])`);
+        fail(`dimension ${i} is ${shape[i]}, expected ${d} (shape ${formatShape(shape)})`);
       }
     });
   }
@@ -92,10 +93,10 @@ export function parseIdx(input: Uint8Array, source = '<buffer>', expect: IdxExpe
   const count = shape.reduce((a, b) => a * b, 1);
   const expected = headerBytes + count;
   if (buf.length < expected) {
-    fail(`truncated: ${buf.length} bytes, but the header's shape [${shape.join(', ')}] needs ${expected}`);
+    fail(`truncated: ${buf.length} bytes, but the header's shape ${formatShape(shape)} needs ${expected}`);
   }
   if (buf.length > expected) {
-    fail(`${buf.length - expected} unexpected trailing bytes: the header's shape [${shape.join(', ')}] needs exactly ${expected}, the file has ${buf.length}`);
+    fail(`${buf.length - expected} unexpected trailing bytes: the header's shape ${formatShape(shape)} needs exactly ${expected}, the file has ${buf.length}`);
   }
   // Copy into a fresh array so the result does not pin a larger decompression buffer.
   const data = new Uint8Array(count);
@@ -118,7 +119,7 @@ export function readIdx(file: string, expect: IdxExpect = {}): IdxArray {
 /** Builds an IDX file of unsigned bytes (used by tests and tools). */
 export function encodeIdx(shape: number[], data: Uint8Array): Buffer {
   const count = shape.reduce((a, b) => a * b, 1);
-  if (count !== data.length) throw new Error(`encodeIdx: shape [${shape.join(', ')}] needs ${count} values, got ${data.length}`);
+  if (count !== data.length) throw new Error(`encodeIdx: shape ${formatShape(shape)} needs ${count} values, got ${data.length}`);
   const header = Buffer.alloc(4 + 4 * shape.length);
   header[2] = UBYTE;
   header[3] = shape.length;

@@ -4,6 +4,7 @@ import { tensor } from '../ops/creation';
 import type { Tensor } from '../tensor';
 import type { MnistSplit } from './mnist';
 import { BatchPlan, epochBatches, numBatches } from './sampler';
+import { formatShape } from '../shape';
 
 /** Examples held in host memory: `count` inputs of `sampleShape`, back to back, and their labels. */
 export interface ArrayDataset {
@@ -91,7 +92,7 @@ export class DataLoader implements Iterable<Batch> {
     this.dataset = options.limit === undefined ? dataset : subset(dataset, options.limit);
     this.sampleSize = this.dataset.sampleShape.reduce((a, b) => a * b, 1);
     if (this.dataset.inputs.length < this.dataset.count * this.sampleSize || this.dataset.labels.length < this.dataset.count) {
-      throw new RangeError(`DataLoader: the dataset holds fewer values than ${this.dataset.count} examples of shape [${this.dataset.sampleShape.join(', ')}]`);
+      throw new RangeError(`DataLoader: the dataset holds fewer values than ${this.dataset.count} examples of shape ${formatShape(this.dataset.sampleShape)}`);
     }
     this.batchSize = batchSize;
     this.shuffle = options.shuffle ?? false;

@@ -10,6 +10,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { writeFileAtomic } from './atomic';
+import { formatShape } from '../shape';
 
 /** A float32 array with its shape, in host memory. */
 export interface TensorData {
@@ -82,7 +83,7 @@ export function encodeSafetensorsParts(
     const shape = [...t.shape];
     const data = isTensorData(t) ? t.data : t.toArray();
     if (data.length !== product(shape)) {
-      throw new Error(`safetensors: tensor '${name}' has ${data.length} values but shape [${shape.join(', ')}]`);
+      throw new Error(`safetensors: tensor '${name}' has ${data.length} values but shape ${formatShape(shape)}`);
     }
     const bytes = toLittleEndianBytes(data);
     header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes.byteLength] };
@@ -166,7 +167,7 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
     if (end < begin) fail(`tensor '${name}' has data_offsets [${begin}, ${end}] with end before begin`);
     const want = product(shape as number[]) * 4;
     if (end - begin !== want) {
-      fail(`tensor '${name}' of shape [${(shape as number[]).join(', ')}] needs ${want} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`);
+      fail(`tensor '${name}' of shape ${formatShape((shape as number[]))} needs ${want} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`);
     }
     if (end > dataLength) {
       fail(`tensor '${name}' data_offsets [${begin}, ${end}] run past the end of the data (${dataLength} bytes; file truncated?)`);

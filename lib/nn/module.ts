@@ -12,6 +12,7 @@
 // so that `to(device)` and `loadStateDict` (which may replace or rewrite the tensors) can never leave
 // a stale field behind.
 import type { Device } from '../device';
+import { formatShape, sameShape } from '../shape';
 import type { Tensor } from '../tensor';
 
 type Kind = 'parameter' | 'buffer' | 'module';
@@ -174,7 +175,7 @@ export abstract class Module {
     for (const [k, t] of Object.entries(own)) {
       const src = dict[k];
       if (src !== undefined && !sameShape(src.shape, t.shape)) {
-        problems.push(`shape mismatch for ${k}: expected [${t.shape.join(', ')}], got [${src.shape.join(', ')}]`);
+        problems.push(`shape mismatch for ${k}: expected ${formatShape(t.shape)}, got ${formatShape(src.shape)}`);
       }
     }
     if (problems.length > 0) {
@@ -242,8 +243,4 @@ export abstract class Module {
 
 function join(prefix: string, name: string): string {
   return prefix === '' ? name : `${prefix}.${name}`;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
