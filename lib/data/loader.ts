@@ -1,10 +1,11 @@
 // DataLoader: mini-batches of an in-memory dataset as tensors on a device, with seeded shuffling.
 import { defaultDevice, Device } from '../device';
 import { tensor } from '../ops/creation';
+import { rememberLabels } from '../ops/loss';
+import { formatShape } from '../shape';
 import type { Tensor } from '../tensor';
 import type { MnistSplit } from './mnist';
 import { BatchPlan, epochBatches, numBatches } from './sampler';
-import { formatShape } from '../shape';
 
 /** Examples held in host memory: `count` inputs of `sampleShape`, back to back, and their labels. */
 export interface ArrayDataset {
@@ -139,6 +140,7 @@ export class DataLoader implements Iterable<Batch> {
     }
     const x = tensor(xs, [b, ...sampleShape], { device: this.device });
     const y = tensor(labels, [b], { device: this.device });
+    rememberLabels(y, labels); // softmaxCrossEntropy then trusts y without reading it back
     return { x, y, labels, indices };
   }
 

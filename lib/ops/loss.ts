@@ -33,6 +33,21 @@ function checkLabelValues(values: ArrayLike<number>, n: number, k: number, like:
   return bound;
 }
 
+/**
+ * @internal Records what the caller already knows about a label tensor it just made from these
+ * host values (a data loader), so that its first use needs no read back from the GPU. Values that
+ * are not class indices are simply not recorded.
+ */
+export function rememberLabels(t: Tensor, values: ArrayLike<number>): void {
+  let bound = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (!Number.isInteger(v) || v < 0) return;
+    bound = Math.max(bound, v + 1);
+  }
+  checkedLabels.set(t, { version: t.version, bound });
+}
+
 /** Labels as a tensor of class indices on `device`, each checked to be an integer in [0, k). */
 function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor {
   const op = 'softmaxCrossEntropy';

@@ -113,8 +113,7 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
           // Batch norm cannot train on a single example (its variance is undefined): a last
           // partial batch of size 1 is skipped. (The CLI avoids it with dropLast.)
           if (batch.x.shape[0] < 2) continue;
-          // The host copy of the labels: checking them there needs no read back from the GPU.
-          const { meanLoss } = trainStep(model, options.optimizer, batch.x, batch.labels, reduction);
+          const { meanLoss } = trainStep(model, options.optimizer, batch.x, batch.y, reduction);
           if (!Number.isFinite(meanLoss)) {
             throw new Error(`the loss became ${meanLoss} at epoch ${e}, batch ${i}: lower the learning rate`);
           }

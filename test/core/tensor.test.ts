@@ -162,4 +162,13 @@ describe('label checks', () => {
     expect(F.softmaxCrossEntropy(logits, labels).shape).toEqual([3]);
     expect(() => F.softmaxCrossEntropy(kg.randn([3, 2], { seed: 2 }), labels)).toThrow(/label 0 is 2/);
   });
+
+  test("a loader's label tensors are trusted for enough classes and checked against fewer", () => {
+    const F = kg.nn.functional;
+    const dataset = { inputs: new Float32Array(4 * 2), labels: Float32Array.from([0, 5, 2, 1]), count: 4, sampleShape: [2] };
+    const loader = new kg.data.DataLoader(dataset, { batchSize: 4, device: 'cpu' });
+    const [batch] = [...loader.batches(0)];
+    expect(F.softmaxCrossEntropy(kg.randn([4, 6], { seed: 3 }), batch.y).shape).toEqual([4]);
+    expect(() => F.softmaxCrossEntropy(kg.randn([4, 5], { seed: 3 }), batch.y)).toThrow(/label 1 is 5/);
+  });
 });
