@@ -1,6 +1,6 @@
 // A CPU stand-in for <cuda_runtime.h>, enough to run kernelgrad's kernels without a GPU (see
-// emu.cpp and ../Makefile's `emu` target). The kernels are compiled as plain C++: each block runs
-// its threads as cooperative coroutines that switch at __syncthreads and warp shuffles, shared
+// execution.cpp, device_memory.cpp, runtime_api.cpp and ../Makefile's `emu` target). The kernels
+// are compiled as plain C++: each block runs its threads as cooperative coroutines that switch at __syncthreads and warp shuffles, shared
 // memory is a function-static array (blocks run one at a time), device memory is host memory.
 // Slow, but it executes the real index arithmetic, bounds and barriers, which is what a review
 // without a GPU cannot.

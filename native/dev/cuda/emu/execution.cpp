@@ -1,4 +1,5 @@
-// The CPU emulation of the CUDA runtime and execution model declared in cuda_runtime.h.
+// The CPU emulation of the CUDA execution model declared in cuda_runtime.h: grids, blocks,
+// threads, barriers and warp shuffles.
 //
 // Blocks run one after another; the threads of a block are coroutines (a dozen instructions of
 // x86-64 assembly switch stacks: ucontext's swapcontext makes a system call per switch, far too
@@ -9,9 +10,8 @@
 // instead of hanging. EMU_ORDER=forward|reverse|random picks the order in which threads run
 // between barriers: a missing __syncthreads shows up as results that change with the order.
 //
-// Device memory: every cudaMalloc is placed right before a PROT_NONE page, so a kernel reading
-// or writing past the end of a buffer faults at once (the handler names the address). EMU_SMS
-// sets the multiprocessor count the kernels plan for (default 132, an H100).
+// Device memory lives in device_memory.cpp, the runtime API (errors, devices, streams, copies) in
+// runtime_api.cpp.
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cuda_runtime.h"
+#include "internal.h"
 
 // switch_stack(&save, next): saves the callee-saved registers on the current stack, stores the
 // stack pointer in *save, continues on `next` (a pointer saved the same way, or a fresh stack).
@@ -58,8 +59,6 @@ uint3 thread_idx{0, 0, 0}, block_idx{0, 0, 0};
 dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
 
 namespace {
-
-cudaError_t g_last_error = cudaSuccess;
 
 [[noreturn]] void die(const std::string& msg) {
   std::fprintf(stderr, "emu: %s (block %u,%u,%u thread %u,%u,%u)\n", msg.c_str(), block_idx.x, block_idx.y,
@@ -183,43 +182,6 @@ void run_block(const dim3& block) {
   }
 }
 
-// Guarded device memory: the buffer ends right before an inaccessible page.
-struct Mapping {
-  void* base;
-  size_t length;
-};
-std::map<void*, Mapping> g_mappings;
-std::mutex g_mem_mutex;
-constexpr size_t kPage = 4096;
-size_t g_total = size_t{80} << 30;  // a pretend 80 GiB device
-size_t g_used = 0;
-
-void on_segv(int, siginfo_t* info, void*) {
-  char msg[200];
-  const int len = std::snprintf(msg, sizeof msg,
-                                "emu: invalid memory access at %p (past the end of a device buffer?) in block "
-                                "%u thread %u\n",
-                                info->si_addr, block_idx.x, thread_idx.x);
-  if (write(2, msg, len) < 0) {
-  }
-  _exit(3);
-}
-
-struct Init {
-  Init() {
-    struct sigaction sa {};
-    sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    static std::vector<char> alt(1 << 16);
-    stack_t ss{};
-    ss.ss_sp = alt.data();
-    ss.ss_size = alt.size();
-    sigaltstack(&ss, nullptr);
-    sigaction(SIGSEGV, &sa, nullptr);
-    sigaction(SIGBUS, &sa, nullptr);
-  }
-} g_init;
-
 }  // namespace
 
 void sync_block() { yield(Wait::Block); }
@@ -240,8 +202,8 @@ cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
       grid.y > 65535 || grid.z > 65535 || block.z > 64) {
-    g_last_error = cudaErrorInvalidConfiguration;
-    return g_last_error;
+    set_last_error(cudaErrorInvalidConfiguration);
+    return cudaErrorInvalidConfiguration;
   }
   grid_dim = grid;
   block_dim = block;
@@ -257,106 +219,3 @@ cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
 
 }  // namespace emu
 
-// ---- runtime API
-
-const char* cudaGetErrorName(cudaError_t e) {
-  switch (e) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    default: return "cudaError(emulated)";
-  }
-}
-const char* cudaGetErrorString(cudaError_t e) {
-  switch (e) {
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
-    default: return cudaGetErrorName(e);
-  }
-}
-cudaError_t cudaGetLastError() {
-  const cudaError_t e = emu::g_last_error;
-  emu::g_last_error = cudaSuccess;
-  return e;
-}
-cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
-  return cudaSuccess;
-}
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
-  std::snprintf(p->name, sizeof p->name, "CPU emulation");
-  p->totalGlobalMem = emu::g_total;
-  p->major = 9;
-  p->minor = 0;
-  return cudaSuccess;
-}
-cudaError_t cudaGetDevice(int* d) {
-  *d = 0;
-  return cudaSuccess;
-}
-cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) {
-  const char* sms = std::getenv("EMU_SMS");
-  *v = sms ? std::atoi(sms) : 132;
-  return cudaSuccess;
-}
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
-  static char dummy;
-  *s = reinterpret_cast<cudaStream_t>(&dummy);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
-
-cudaError_t cudaMalloc(void** p, size_t bytes) {
-  std::lock_guard<std::mutex> lock(emu::g_mem_mutex);
-  if (bytes > emu::g_total - emu::g_used) {
-    emu::g_last_error = cudaErrorMemoryAllocation;
-    return cudaErrorMemoryAllocation;
-  }
-  const size_t rounded = (bytes + 15) / 16 * 16;  // float4 alignment is all the kernels need
-  const size_t pages = (rounded + emu::kPage - 1) / emu::kPage;
-  const size_t length = (pages + 1) * emu::kPage;
-  void* base = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (base == MAP_FAILED) {
-    emu::g_last_error = cudaErrorMemoryAllocation;
-    return cudaErrorMemoryAllocation;
-  }
-  char* guard = static_cast<char*>(base) + pages * emu::kPage;
-  mprotect(guard, emu::kPage, PROT_NONE);
-  void* ptr = guard - rounded;
-  std::memset(ptr, 0xff, rounded);  // NaN garbage, like fresh device memory may hold
-  emu::g_mappings[ptr] = emu::Mapping{base, length};
-  emu::g_used += bytes;
-  *p = ptr;
-  return cudaSuccess;
-}
-cudaError_t cudaFree(void* p) {
-  std::lock_guard<std::mutex> lock(emu::g_mem_mutex);
-  auto it = emu::g_mappings.find(p);
-  if (it == emu::g_mappings.end()) return cudaErrorInvalidValue;
-  emu::g_used -= std::min(emu::g_used, it->second.length - emu::kPage);
-  munmap(it->second.base, it->second.length);
-  emu::g_mappings.erase(it);
-  return cudaSuccess;
-}
-cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
-  *free_bytes = emu::g_total - emu::g_used;
-  *total_bytes = emu::g_total;
-  return cudaSuccess;
-}
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
-  std::memmove(dst, src, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaEventCreate(cudaEvent_t* e) {
-  *e = nullptr;
-  return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
-  *ms = 1.0f;
-  return cudaSuccess;
-}
-cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
