@@ -83,6 +83,8 @@ cudaError_t device_free(void* p) {
   return cudaSuccess;
 }
 
+void device_memmove(void* dst, const void* src, size_t bytes) { std::memmove(dst, src, bytes); }
+
 size_t device_total() { return g_total; }
 size_t device_used() {
   std::lock_guard<std::mutex> lock(g_mem_mutex);

@@ -15,5 +15,8 @@ cudaError_t device_malloc(void** p, size_t bytes);
 cudaError_t device_free(void* p);
 size_t device_total();
 size_t device_used();
+// memmove for copies that touch device memory (cudaMemcpy*): runs with the device lock held and
+// device memory open to the calling code, as a DMA engine would.
+void device_memmove(void* dst, const void* src, size_t bytes);
 
 }  // namespace emu
