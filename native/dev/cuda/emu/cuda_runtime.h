@@ -1,9 +1,10 @@
 // A CPU stand-in for <cuda_runtime.h>, enough to run kernelgrad's kernels without a GPU (see
-// execution.cpp, device_memory.cpp, runtime_api.cpp and ../Makefile's `emu` target). The kernels
-// are compiled as plain C++: each block runs its threads as cooperative coroutines that switch at __syncthreads and warp shuffles, shared
-// memory is a function-static array (blocks run one at a time), device memory is host memory.
-// Slow, but it executes the real index arithmetic, bounds and barriers, which is what a review
-// without a GPU cannot.
+// README.md beside this file). The kernels are compiled as plain C++ after translate.py has
+// rewritten their launches, shared-memory declarations and vector casts: each block runs its
+// threads as cooperative coroutines that switch at __syncthreads and warp shuffles (execution.cpp),
+// shared memory is an arena filled with NaN at every block's start, device memory is host memory
+// that host code cannot touch outside kernels and copies (device_memory.cpp). Slow, but it executes
+// the real index arithmetic, bounds and barriers, which is what a review without a GPU cannot.
 #pragma once
 
 #include <algorithm>
@@ -20,7 +21,8 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+// __shared__ declarations are rewritten by translate.py; one it missed fails to compile.
+#define __shared__ static_assert(false, "translate.py rewrites __shared__ declarations");
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __restrict__ __restrict
@@ -44,10 +46,37 @@ inline float2 make_float2(float x, float y) { return float2{x, y}; }
 namespace emu {
 extern uint3 thread_idx, block_idx;
 extern dim3 block_dim, grid_dim;
-void sync_block();
+// `site` names the __syncthreads call ("file:line"): every thread of a block must reach the same one.
+void sync_block(const char* site);
+// Marks the kernel now running, for reports (translate.py puts one call at the top of every kernel).
+void enter_kernel(const char* name);
+// Shared memory (execution.cpp): `bytes` from the block's arena, at the same address for every
+// thread of the launch. translate.py turns `__shared__ T name[N];` into `auto& name = shared<T[N], id>();`.
+void* shared_alloc(size_t bytes, size_t align, unsigned* generation, size_t* offset);
+void* shared_base();
+// Vector accesses (float2/float4) must be aligned to their size, as the GPU requires.
+void misaligned(const void* p, size_t align, const char* type);
 // Exchanges one 8-byte value per lane over the calling thread's warp; returns lane `src`'s.
 uint64_t exchange(uint64_t mine, int src, unsigned mask);
 int lane();
+
+template <typename A, int Id>
+inline A& shared() {
+  static unsigned generation = 0;  // the launch that placed this variable
+  static size_t offset = 0;
+  return *static_cast<A*>(shared_alloc(sizeof(A), alignof(A) < 16 ? 16 : alignof(A), &generation, &offset));
+}
+
+template <typename P>
+inline P* vector_ptr(P* p) {
+  if (reinterpret_cast<uintptr_t>(p) % sizeof(P) != 0) misaligned(p, sizeof(P), sizeof(P) == 16 ? "float4" : "float2");
+  return p;
+}
+template <typename P>
+inline const P* vector_ptr(const P* p) {
+  if (reinterpret_cast<uintptr_t>(p) % sizeof(P) != 0) misaligned(p, sizeof(P), sizeof(P) == 16 ? "float4" : "float2");
+  return p;
+}
 }  // namespace emu
 
 #define threadIdx (::emu::thread_idx)
@@ -55,7 +84,9 @@ int lane();
 #define blockDim (::emu::block_dim)
 #define gridDim (::emu::grid_dim)
 
-inline void __syncthreads() { emu::sync_block(); }
+#define EMU_STR2(x) #x
+#define EMU_STR(x) EMU_STR2(x)
+#define __syncthreads() ::emu::sync_block(__FILE__ ":" EMU_STR(__LINE__))
 
 template <typename T>
 inline T emu_shuffle(T v, int src, unsigned mask) {

@@ -7,19 +7,22 @@
 // until it reaches __syncthreads (all threads of the block must arrive), a warp shuffle (all 32
 // lanes of its warp must arrive, with a full mask) or its end; the scheduler then releases
 // whichever barrier is complete, and reports a deadlock (a barrier some threads never reach)
-// instead of hanging. EMU_ORDER=forward|reverse|random picks the order in which threads run
-// between barriers: a missing __syncthreads shows up as results that change with the order.
+// instead of hanging, and a __syncthreads that threads of one block reach at different call
+// sites (divergent code: undefined on a GPU).
 //
-// Device memory lives in device_memory.cpp, the runtime API (errors, devices, streams, copies) in
-// runtime_api.cpp.
+// The order in which threads run between barriers rotates from launch to launch: forward,
+// reverse, then a seeded random order, so a missing __syncthreads shows up as results that change
+// (EMU_ORDER=forward|reverse|random fixes one order for every launch).
+//
+// Shared memory lives in shared_memory.cpp, device memory in device_memory.cpp, the runtime API
+// (errors, devices, streams, copies) in runtime_api.cpp.
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <mutex>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -60,11 +63,8 @@ dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
 
 namespace {
 
-[[noreturn]] void die(const std::string& msg) {
-  std::fprintf(stderr, "emu: %s (block %u,%u,%u thread %u,%u,%u)\n", msg.c_str(), block_idx.x, block_idx.y,
-               block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z);
-  std::abort();
-}
+const char* g_kernel = nullptr;  // the kernel running, once its first thread has started
+bool g_in_grid = false;
 
 enum class Wait { None, Block, Warp, Done };
 
@@ -73,6 +73,7 @@ struct Thread {
   Wait wait = Wait::None;
   uint3 idx{0, 0, 0};
   int linear = 0;
+  const char* site = nullptr;  // the __syncthreads it waits at
 };
 
 constexpr size_t kStack = 256 * 1024;
@@ -85,8 +86,13 @@ struct BlockRun {
   const std::function<void()>* body = nullptr;
   // Warp exchange slots: value per lane, and who has read in the current round.
   std::vector<uint64_t> slots;
-  std::vector<int> src_of;
+  unsigned epoch = 0;                // __syncthreads passed by the block
+  std::vector<unsigned> warp_epochs;  // shuffle rounds passed by each warp
 } g_run;
+
+enum class Order { Forward, Reverse, Random };
+Order g_order = Order::Forward;
+std::mt19937 g_rng(1234);
 
 // A fresh thread starts here (entered by the `ret` of emu_switch_stack) and never returns.
 [[noreturn]] void entry() {
@@ -115,14 +121,40 @@ void* fresh_stack(char* base, size_t size) {
   return sp;
 }
 
+// The order for the next launch: EMU_ORDER's, or the next in the rotation.
+Order next_order() {
+  static const std::string fixed = std::getenv("EMU_ORDER") ? std::getenv("EMU_ORDER") : "";
+  static unsigned launches = 0;
+  if (fixed == "forward") return Order::Forward;
+  if (fixed == "reverse") return Order::Reverse;
+  if (fixed == "random") return Order::Random;
+  if (!fixed.empty()) {
+    std::fprintf(stderr, "emu: EMU_ORDER must be forward, reverse or random, not '%s'\n", fixed.c_str());
+    std::abort();
+  }
+  return static_cast<Order>(launches++ % 3);
+}
+
 std::vector<int> run_order(int n) {
-  static const char* order = std::getenv("EMU_ORDER");
-  static std::mt19937 rng(1234);
   std::vector<int> v(n);
   for (int i = 0; i < n; ++i) v[i] = i;
-  if (order && std::string(order) == "reverse") std::reverse(v.begin(), v.end());
-  if (order && std::string(order) == "random") std::shuffle(v.begin(), v.end(), rng);
+  if (g_order == Order::Reverse) std::reverse(v.begin(), v.end());
+  if (g_order == Order::Random) std::shuffle(v.begin(), v.end(), g_rng);
   return v;
+}
+
+// Every thread waiting at __syncthreads must wait at the same one.
+void check_sites() {
+  const Thread* first = nullptr;
+  for (const Thread& t : g_run.threads) {
+    if (t.wait != Wait::Block) continue;
+    if (!first) first = &t;
+    else if (std::strcmp(first->site, t.site) != 0) {
+      die(std::string("__syncthreads reached at different call sites by one block: thread ") +
+          std::to_string(first->linear) + " at " + first->site + ", thread " + std::to_string(t.linear) + " at " +
+          t.site + " (divergent barriers are undefined on a GPU)");
+    }
+  }
 }
 
 void run_block(const dim3& block) {
@@ -130,6 +162,9 @@ void run_block(const dim3& block) {
   g_run.threads.assign(n, Thread{});
   if (g_run.stacks.size() < n * kStack) g_run.stacks.resize(n * kStack);
   g_run.slots.assign(n, 0);
+  g_run.epoch = 0;
+  g_run.warp_epochs.assign((n + 31) / 32, 0);
+  shared_block_begin();
   for (int i = 0; i < n; ++i) {
     Thread& t = g_run.threads[i];
     t.linear = i;
@@ -160,7 +195,9 @@ void run_block(const dim3& block) {
       } else if (done > 0) {
         die("__syncthreads reached after some threads of the block exited");
       } else {
+        check_sites();
         for (Thread& t : g_run.threads) t.wait = Wait::None;
+        ++g_run.epoch;
         released = true;
       }
     }
@@ -175,6 +212,7 @@ void run_block(const dim3& block) {
       if (at_warp + exited == lanes && exited > 0) die("warp shuffle with exited lanes (full mask)");
       if (at_warp == lanes && lanes == 32) {
         for (int l = w * 32; l < w * 32 + 32; ++l) g_run.threads[l].wait = Wait::None;
+        ++g_run.warp_epochs[w];
         released = true;
       }
     }
@@ -184,7 +222,36 @@ void run_block(const dim3& block) {
 
 }  // namespace
 
-void sync_block() { yield(Wait::Block); }
+std::string where() {
+  if (!g_in_grid) return "host code";
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "kernel %s, block (%u,%u,%u), thread (%u,%u,%u)", g_kernel ? g_kernel : "?",
+                block_idx.x, block_idx.y, block_idx.z, thread_idx.x, thread_idx.y, thread_idx.z);
+  return buf;
+}
+
+void die(const std::string& msg) {
+  std::fprintf(stderr, "emu: %s (%s)\n", msg.c_str(), where().c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+void enter_kernel(const char* name) { g_kernel = name; }
+
+void misaligned(const void* p, size_t align, const char* type) {
+  char buf[120];
+  std::snprintf(buf, sizeof buf, "misaligned %s access at %p (needs %zu-byte alignment)", type, p, align);
+  die(buf);
+}
+
+int current_thread() { return g_run.current ? g_run.current->linear : -1; }
+unsigned block_epoch() { return g_run.epoch; }
+unsigned warp_epoch(int warp) { return g_run.warp_epochs[warp]; }
+
+void sync_block(const char* site) {
+  g_run.current->site = site;
+  yield(Wait::Block);
+}
 
 int lane() { return g_run.current->linear % 32; }
 
@@ -205,15 +272,26 @@ cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
     set_last_error(cudaErrorInvalidConfiguration);
     return cudaErrorInvalidConfiguration;
   }
+  std::lock_guard<std::recursive_mutex> lock(device_lock());
   grid_dim = grid;
   block_dim = block;
   g_run.body = &body;
+  g_order = next_order();
+  g_kernel = nullptr;
+  g_in_grid = true;
+  shared_launch_begin();
+  device_launch_begin();
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
         block_idx = uint3{x, y, z};
         run_block(block);
+        device_block_end(block_idx);
       }
+  g_run.current = nullptr;
+  device_launch_end();
+  shared_launch_end();
+  g_in_grid = false;
   return cudaSuccess;
 }
 
