@@ -118,6 +118,12 @@ export function parseDevice(device: unknown): Device {
   throw new TypeError(`unknown device ${JSON.stringify(device)}: expected 'cpu' or 'cuda'`);
 }
 
+/** The device for logs: 'cuda (kernelgrad CUDA emulator)' under the emulator, so such runs say so. */
+export function deviceLabel(device: Device): string {
+  const gpu = device === 'cuda' ? cuda().listed.find((d) => d.usable) : undefined;
+  return gpu?.emulated ? `cuda (${gpu.name})` : device;
+}
+
 export function deviceCode(device: Device): DeviceCode {
   return device === 'cuda' ? DeviceCode.Cuda : DeviceCode.Cpu;
 }
