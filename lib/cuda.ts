@@ -1,5 +1,5 @@
 // kg.cuda: the GPU's memory and synchronization. Harmless on a machine without one.
-import { cudaAvailable } from './device';
+import { cudaAvailable, cudaUnavailableReason } from './device';
 import { CudaMemoryStats, native } from './native';
 
 export type { CudaMemoryStats };
@@ -7,6 +7,14 @@ export type { CudaMemoryStats };
 /** True when a CUDA device is present and usable. */
 export function isAvailable(): boolean {
   return cudaAvailable();
+}
+
+/**
+ * Why no CUDA device is usable, '' when one is: built without CUDA, no GPU, or the CUDA runtime's
+ * error (a driver too old for it, say) with the driver's and the runtime's versions.
+ */
+export function unavailableReason(): string {
+  return cudaUnavailableReason();
 }
 
 /** Bytes handed to tensors (allocated) and held from the driver (reserved), with peaks. */

@@ -17,34 +17,75 @@ export interface CudaDeviceInfo {
   /** Total device memory in bytes. */
   memory: number;
   computeCapability: string;
+  /** The CPU emulator of CUDA (KG_EMULATED_CUDA=1 with `npm run build:emu`), not a GPU. */
+  emulated: boolean;
+  /**
+   * false for the entry that stands for a CUDA installation that cannot be used (a driver too old
+   * for kernelgrad's CUDA runtime, say): `reason` says why, and tensors cannot go there.
+   */
+  usable: boolean;
+  reason?: string;
 }
 
 export type DeviceInfo = CpuDeviceInfo | CudaDeviceInfo;
 
-let cudaDevicesCache: CudaDeviceInfo[] | undefined;
-
-function cudaDevices(): CudaDeviceInfo[] {
-  if (cudaDevicesCache === undefined) {
-    cudaDevicesCache = native.cudaDevices().map((d) => ({
-      type: 'cuda' as const,
-      index: d.index,
-      name: d.name,
-      memory: d.totalMemory,
-      computeCapability: `${d.major}.${d.minor}`,
-    }));
-  }
-  return cudaDevicesCache;
+interface CudaState {
+  /** Usable devices, and at most one unusable entry that says why none is. */
+  listed: CudaDeviceInfo[];
+  /** Why there is no usable CUDA device, in words for an error message; '' when there is one. */
+  why: string;
 }
 
-/** Everything usable here: the CPU first, then each CUDA device with its name and memory. */
+let cudaState: CudaState | undefined;
+
+function queryCuda(): CudaState {
+  if (!native.builtWithCuda()) {
+    return { listed: [], why: 'kernelgrad was built without CUDA (nvcc was not found when it was installed)' };
+  }
+  const q = native.cudaDevices();
+  const listed: CudaDeviceInfo[] = q.devices.map((d) => ({
+    type: 'cuda' as const,
+    index: d.index,
+    name: d.name,
+    memory: d.totalMemory,
+    computeCapability: `${d.major}.${d.minor}`,
+    emulated: d.emulated,
+    usable: true,
+  }));
+  if (listed.length > 0) return { listed, why: '' };
+  if (q.error === '') return { listed, why: 'no CUDA device was found (is the NVIDIA driver installed and a GPU visible?)' };
+  // A driver is there but the runtime cannot use it: list it, so it does not look like "no GPU".
+  if (q.driverVersion > 0) {
+    listed.push({
+      type: 'cuda', index: 0, name: 'CUDA (unusable)', memory: 0, computeCapability: '', emulated: false,
+      usable: false, reason: q.error,
+    });
+  }
+  return { listed, why: `no usable CUDA device: ${q.error}` };
+}
+
+function cuda(): CudaState {
+  if (cudaState === undefined) cudaState = queryCuda();
+  return cudaState;
+}
+
+/**
+ * Everything here: the CPU first, then each CUDA device with its name and memory. A CUDA
+ * installation that cannot be used appears as one entry with `usable: false` and the reason.
+ */
 export function devices(): DeviceInfo[] {
   const cpu: CpuDeviceInfo = { type: 'cpu', name: os.cpus()[0]?.model ?? 'cpu', threads: native.cpuThreads() };
-  return [cpu, ...cudaDevices()];
+  return [cpu, ...cuda().listed];
 }
 
-/** True when a CUDA device is present and the addon was built with CUDA. */
+/** True when a usable CUDA device is present (a GPU, or the emulator in the emulated build). */
 export function cudaAvailable(): boolean {
-  return cudaDevices().length > 0;
+  return cuda().listed.some((d) => d.usable);
+}
+
+/** Why no CUDA device can be used ('' when one can): the runtime's error and versions. */
+export function cudaUnavailableReason(): string {
+  return cuda().why;
 }
 
 let defaultChoice: Device | undefined;
@@ -71,15 +112,16 @@ export function parseDevice(device: unknown): Device {
   if (device === undefined) return defaultDevice();
   if (device === 'cpu') return 'cpu';
   if (device === 'cuda' || device === 'cuda:0' || device === 'gpu') {
-    if (!cudaAvailable()) {
-      const why = native.builtWithCuda()
-        ? 'no CUDA device was found (is the NVIDIA driver installed and a GPU visible?)'
-        : 'kernelgrad was built without CUDA (nvcc was not found when it was installed)';
-      throw new Error(`device 'cuda' requested, but ${why}; use device 'cpu'`);
-    }
+    if (!cudaAvailable()) throw new Error(`device 'cuda' requested, but ${cudaUnavailableReason()}; use device 'cpu'`);
     return 'cuda';
   }
   throw new TypeError(`unknown device ${JSON.stringify(device)}: expected 'cpu' or 'cuda'`);
+}
+
+/** The device for logs: 'cuda (kernelgrad CUDA emulator)' under the emulator, so such runs say so. */
+export function deviceLabel(device: Device): string {
+  const gpu = device === 'cuda' ? cuda().listed.find((d) => d.usable) : undefined;
+  return gpu?.emulated ? `cuda (${gpu.name})` : device;
 }
 
 export function deviceCode(device: Device): DeviceCode {

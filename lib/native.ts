@@ -1,6 +1,8 @@
 // The one typed declaration of the native addon (native/napi), and its loader. Everything else in
 // lib/ goes through this file; nothing else calls `bindings` or touches the addon's names.
 import bindings from 'bindings';
+import * as fs from 'fs';
+import * as path from 'path';
 
 /** A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). */
 export interface Storage {
@@ -44,6 +46,21 @@ export interface CudaDeviceInfo {
   totalMemory: number;
   major: number;
   minor: number;
+  /** The CPU emulator of CUDA (build-emu), not a GPU. */
+  emulated: boolean;
+}
+
+/** What the CUDA runtime said when asked for its devices (native/include/kg/cuda_runtime.h). */
+export interface CudaDeviceQuery {
+  devices: CudaDeviceInfo[];
+  /** Why there are no devices (the cudaGetDeviceCount error, with both versions); '' if none. */
+  error: string;
+  /** e.g. 'cudaErrorInsufficientDriver'; '' if none. */
+  errorName: string;
+  /** CUDA version the driver supports, as 1000 * major + 10 * minor; 0 without a driver. */
+  driverVersion: number;
+  /** CUDA runtime version the addon is linked with, same encoding; 0 without CUDA. */
+  runtimeVersion: number;
 }
 
 export interface CudaMemoryStats {
@@ -84,7 +101,7 @@ export interface Native {
   sgdUpdate(lr: number, momentum: number, weightDecay: number, param: Storage, grad: Storage, velocity: Storage | null): void;
 
   builtWithCuda(): boolean;
-  cudaDevices(): CudaDeviceInfo[];
+  cudaDevices(): CudaDeviceQuery;
   cudaMemoryStats(): CudaMemoryStats;
   cudaEmptyCache(): void;
   cudaSynchronize(): void;
@@ -92,7 +109,32 @@ export interface Native {
   setCpuThreads(n: number): void;
 }
 
+/**
+ * The package root (where package.json is), found from this file whether it runs from lib/ (tests)
+ * or dist/lib/ (the installed package).
+ */
+function packageRoot(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(__dirname, '..');
+  }
+}
+
+/**
+ * KG_EMULATED_CUDA=1 loads the addon built by `npm run build:emu`, whose CUDA backend is the CPU
+ * emulator (for running the GPU code without a GPU); otherwise the one `npm install` built.
+ */
 function load(): Native {
+  if (process.env.KG_EMULATED_CUDA === '1') {
+    const file = path.join(packageRoot(), 'build-emu', 'Release', 'kernelgrad.node');
+    if (!fs.existsSync(file)) {
+      throw new Error(
+        `kernelgrad: KG_EMULATED_CUDA=1 asks for the addon built against the CUDA emulator, but ${file} ` +
+          'does not exist; build it with `npm run build:emu` (cmake, a C++17 compiler and python3).',
+      );
+    }
+    return require(file) as Native;
+  }
   try {
     return bindings('kernelgrad') as Native;
   } catch (e) {

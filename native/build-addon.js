@@ -3,6 +3,10 @@
 // toolchain first: a missing cmake or C++ compiler gets one clear sentence instead of a wall of
 // CMake output. Node-API headers come from the node-api-headers npm package (see "binary" in
 // package.json), so nothing is downloaded here.
+//
+// `--emulated` (npm run build:emu) builds the addon a second time, into build-emu/, with the CUDA
+// backend compiled against the CPU emulator of CUDA (native/dev/cuda/emu): no GPU and no nvcc
+// needed, python3 instead (it translates the kernel launches). build/Release is left alone.
 'use strict';
 const { spawnSync } = require('child_process');
 const path = require('path');
@@ -12,7 +16,9 @@ function has(cmd, args = ['--version']) {
   return r.status === 0;
 }
 
+const emulated = process.argv.includes('--emulated');
 const missing = [];
+if (emulated && !has('python3')) missing.push('python3 (the CUDA emulator translates kernel launches with it)');
 if (!has('cmake')) missing.push('cmake (>= 3.18), e.g. `apt-get install cmake`');
 const cxx = process.env.CXX || 'c++';
 if (!has(cxx) && !has('g++') && !has('clang++')) missing.push('a C++17 compiler, e.g. `apt-get install g++`');
@@ -23,7 +29,8 @@ if (missing.length) {
 
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
 const args = [cmakeJs, 'compile', '--directory', path.resolve(__dirname, '..')];
-if (process.env.KG_DEBUG_BUILD) args.push('--debug');
+if (emulated) args.push('--out', path.resolve(__dirname, '..', 'build-emu'), '--CDKG_EMULATED_CUDA=ON');
+else if (process.env.KG_DEBUG_BUILD) args.push('--debug');
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: process.env });
 if (r.status !== 0) {
   console.error('kernelgrad: the native build failed (see the CMake output above).');

@@ -40,11 +40,8 @@ export function loadOurs(device: Device): OursResult {
       notes.push('KG_BENCH_FAKE_CUDA=1: these "cuda" figures were measured on the CPU; they test the bench, not kernelgrad');
       device = 'cpu';
     } else if (device === 'cuda') {
-      const gpu = infos.find((d) => d.type === 'cuda');
-      if (!gpu) {
-        const why = native.builtWithCuda() ? 'no CUDA device found' : 'kernelgrad was built without CUDA';
-        throw new Error(why);
-      }
+      const gpu = infos.find((d) => d.type === 'cuda' && d.usable);
+      if (!gpu) throw new Error(kg.cuda.unavailableReason());
       deviceName = gpu.name;
     } else {
       notes.push(`kernelgrad CPU threads: ${native.cpuThreads()}`);

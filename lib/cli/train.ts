@@ -60,6 +60,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   const { saveCheckpoint } = await import('../io/checkpoint');
   const { writeFileAtomic } = await import('../io/atomic');
   const { writeTrainingPlot } = await import('../train/plot');
+  const { deviceLabel } = await import('../device');
 
   const train = mnistDataset(trainSplit);
   const test = mnistDataset(testSplit);
@@ -90,7 +91,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
     epochs: [] as import('../train/metrics').EpochMetrics[],
   };
   process.stderr.write(
-    `kernelgrad: training ${BN_CNN_ARCHITECTURE} on ${device}: ${train.count} train / ${test.count} test images, ` +
+    `kernelgrad: training ${BN_CNN_ARCHITECTURE} on ${deviceLabel(device)}: ${train.count} train / ${test.count} test images, ` +
       `batch ${opts.batchSize}, lr ${opts.lr}, momentum ${opts.momentum}, ${opts.epochs} epoch${opts.epochs === 1 ? '' : 's'}, seed ${opts.seed}\n`,
   );
 

@@ -77,14 +77,29 @@ int sm_count() {
 
 }  // namespace detail
 
-std::vector<DeviceInfo> devices() {
-  std::vector<DeviceInfo> out;
+namespace {
+
+// "12.4" for 12040.
+std::string cuda_version(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+
+}  // namespace
+
+DeviceQuery query_devices() {
+  DeviceQuery q{{}, "", "", 0, CUDART_VERSION};
   try {
+    (void)cudaDriverGetVersion(&q.driver_version);
     int count = 0;
-    // No driver, no GPU, a driver too old for this runtime: all mean "no CUDA devices here".
-    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
       (void)cudaGetLastError();
-      return out;
+      // No driver, no GPU, a driver too old for this runtime: no device, but the reason is kept,
+      // so that "the driver is too old" does not read as "there is no GPU".
+      q.error_name = cudaGetErrorName(err);
+      q.error = "cudaGetDeviceCount failed: " + q.error_name + ": " + cudaGetErrorString(err) + " (" +
+                (q.driver_version ? "the NVIDIA driver supports CUDA " + cuda_version(q.driver_version)
+                                  : "no NVIDIA driver was found") +
+                "; kernelgrad's statically linked CUDA runtime is " + cuda_version(q.runtime_version) + ")";
+      return q;
     }
     for (int i = 0; i < count; ++i) {
       cudaDeviceProp prop;
@@ -92,13 +107,20 @@ std::vector<DeviceInfo> devices() {
         (void)cudaGetLastError();
         continue;
       }
-      out.push_back(DeviceInfo{i, prop.name, prop.totalGlobalMem, prop.major, prop.minor});
+#ifdef KG_CUDA_EMULATED  // defined by the emulator's cuda_runtime.h
+      const bool emulated = true;
+#else
+      const bool emulated = false;
+#endif
+      q.devices.push_back(DeviceInfo{i, prop.name, prop.totalGlobalMem, prop.major, prop.minor, emulated});
     }
   } catch (...) {
     // bad_alloc building the list: still never throw from here
   }
-  return out;
+  return q;
 }
+
+std::vector<DeviceInfo> devices() { return query_devices().devices; }
 
 void copy_h2d(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;

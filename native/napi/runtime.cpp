@@ -17,22 +17,37 @@ Napi::Value built_with_cuda(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), KG_WITH_CUDA != 0);
 }
 
-// cudaDevices(): [{ index, name, totalMemory, major, minor }]; empty without a driver or GPU.
+// cudaDevices(): { devices: [{ index, name, totalMemory, major, minor, emulated }], error,
+// errorName, driverVersion, runtimeVersion }. No driver or no GPU: no devices, and `error` says
+// why (empty when the runtime could count the devices, and in a build without CUDA).
 Napi::Value cuda_devices(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  auto out = Napi::Array::New(env);
+  auto out = Napi::Object::New(env);
+  auto list = Napi::Array::New(env);
 #if KG_WITH_CUDA
+  const cuda::DeviceQuery q = cuda::query_devices();
   uint32_t i = 0;
-  for (const auto& d : cuda::devices()) {
+  for (const auto& d : q.devices) {
     auto o = Napi::Object::New(env);
     o.Set("index", d.index);
     o.Set("name", d.name);
     o.Set("totalMemory", static_cast<double>(d.total_memory));
     o.Set("major", d.major);
     o.Set("minor", d.minor);
-    out.Set(i++, o);
+    o.Set("emulated", d.emulated);
+    list.Set(i++, o);
   }
+  out.Set("error", q.error);
+  out.Set("errorName", q.error_name);
+  out.Set("driverVersion", q.driver_version);
+  out.Set("runtimeVersion", q.runtime_version);
+#else
+  out.Set("error", "");
+  out.Set("errorName", "");
+  out.Set("driverVersion", 0);
+  out.Set("runtimeVersion", 0);
 #endif
+  out.Set("devices", list);
   return out;
 }
 

@@ -52,7 +52,7 @@ describe('devices', () => {
   test('devices() lists the CPU first', () => {
     const d = kg.devices();
     expect(d[0].type).toBe('cpu');
-    expect(d.every((x) => x.type === 'cpu' || (x.type === 'cuda' && x.memory > 0))).toBe(true);
+    expect(d.every((x) => x.type === 'cpu' || (x.type === 'cuda' && (x.usable ? x.memory > 0 : x.reason !== undefined)))).toBe(true);
   });
   test('to("cpu") is the identity; a CUDA request without a GPU throws clearly', () => {
     const a = kg.ones([2]);

@@ -1,25 +1,66 @@
-// Shared by the GPU suite: whether a CUDA device is here, and running one computation on both
-// devices (forward under autograd.record, then backward with a fixed head gradient) to compare
-// the CUDA kernels against the CPU engine.
+// Shared by the GPU suite: whether a CUDA device is here (a GPU, or the CPU emulator of CUDA with
+// KG_EMULATED_CUDA=1), the sizes to use on it, and running one computation on both devices
+// (forward under autograd.record, then backward with a fixed head gradient) to compare the CUDA
+// kernels against the CPU engine.
 import * as kg from '../../lib';
 import { Random } from '../../lib/random';
 import { closeTo, maxAbs } from '../helpers/gradcheck';
 import { numel } from '../helpers/reference';
 
-export const gpu = kg.devices().find((d) => d.type === 'cuda');
+export const gpu = kg.devices().find((d): d is kg.CudaDeviceInfo => d.type === 'cuda' && d.usable);
 
 /**
- * describe() when a CUDA device is present, otherwise describe.skip() plus one skipped test whose
- * name says why, so `jest test/gpu` on a CPU-only machine reports the suite as skipped, not passed.
+ * True when the CUDA device is the CPU emulator (`npm run test:emu`): every CUDA thread is a
+ * coroutine there, thousands of times slower than a GPU, so the suite shrinks its largest sizes.
+ */
+export const emulated = gpu?.emulated === true;
+
+/** `onGpu` on a real GPU, `underEmulation` under the emulator: the one place sizes shrink. */
+export function sized<T>(onGpu: T, underEmulation: T): T {
+  return emulated ? underEmulation : onGpu;
+}
+
+/**
+ * Where the GPU suite must run rather than skip: KG_REQUIRE_CUDA=1 (a GPU machine, where a missing
+ * device is a failure to report) and KG_EMULATED_CUDA=1 (the emulated build always has one).
+ */
+export const cudaRequired = process.env.KG_REQUIRE_CUDA === '1' || process.env.KG_EMULATED_CUDA === '1';
+
+function noDeviceError(): Error {
+  const why = kg.cuda.unavailableReason();
+  const env = process.env.KG_REQUIRE_CUDA === '1' ? 'KG_REQUIRE_CUDA=1' : 'KG_EMULATED_CUDA=1';
+  return new Error(`${env}: the GPU suite needs a CUDA device, but ${why}`);
+}
+
+/**
+ * describe() when a CUDA device is present. Without one: a failing test naming the reason when
+ * a device is required (see cudaRequired), else describe.skip() plus one skipped test whose name
+ * says why, so `jest test/gpu` on a CPU-only machine reports the suite as skipped, not passed.
  */
 export function describeGpu(name: string, body: () => void): void {
   if (gpu) {
     describe(name, body);
+  } else if (cudaRequired) {
+    describe(name, () => {
+      test('a CUDA device is required', () => {
+        throw noDeviceError();
+      });
+    });
   } else {
     describe(name, () => {
       test.skip('no CUDA device: GPU suite skipped', () => undefined);
     });
   }
+}
+
+/** test() on a CUDA device; without one, skipped, or failing with the reason when required. */
+export function gpuTest(name: string, fn: () => void, timeout?: number): void {
+  if (gpu) test(name, fn, timeout);
+  else if (cudaRequired) {
+    test(name, () => {
+      throw noDeviceError();
+    });
+  } else test.skip(name, fn);
 }
 
 export function normal(n: number, seed: number, mean = 0, std = 1): Float32Array {

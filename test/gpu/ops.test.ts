@@ -119,8 +119,9 @@ describeGpu('GPU vs CPU: loss, argmax', () => {
 });
 
 describeGpu('GPU vs CPU: batch norm', () => {
-  const shapes = [[64, 20, 26, 26], [64, 50, 9, 9], [64, 128], [7, 3, 5, 1], [3, 10], [33, 7, 6, 6], [4, 5, 1, 2]];
-  test.each(shapes)('training forward and backward, x %j', (...shape) => {
+  // One argument per case (a bare list of shapes would be spread into the test's arguments).
+  const shapes = [[64, 20, 26, 26], [64, 50, 9, 9], [64, 128], [7, 3, 5, 1], [3, 10], [33, 7, 6, 6], [4, 5, 1, 2]].map((s) => [s]);
+  test.each(shapes)('training forward and backward, x %j', (shape) => {
     const c = shape[1];
     const x = input(shape, 71);
     x.values = x.values.map((v) => 2 * v + 0.5);
@@ -129,7 +130,7 @@ describeGpu('GPU vs CPU: batch norm', () => {
     expectSameOnDevices([x, gamma, beta], ([t, g, b]) => F.pureBatchNorm(t, g, b));
   });
 
-  test.each(shapes)('inference forward and backward, x %j', (...shape) => {
+  test.each(shapes)('inference forward and backward, x %j', (shape) => {
     const c = shape[1];
     const mean = input([c], 74, { grad: false });
     const variance = input([c], 75, { low: 0.5, high: 2, grad: false });

@@ -3,7 +3,7 @@
 // clear error when CPU and GPU tensors are mixed.
 import * as kg from '../../lib';
 import { SGD } from '../../lib/optim/sgd';
-import { describeGpu, gpu, normal } from './helpers';
+import { describeGpu, gpu, normal, sized } from './helpers';
 
 const F = kg.nn.functional;
 
@@ -48,8 +48,9 @@ describeGpu('CUDA runtime', () => {
     expect(e.reserved).toBe(e.allocated);
   });
 
+  const steps = sized(10_000, 1_000);
   test(
-    '10,000 training steps of a small network leave allocated and reserved memory flat',
+    `${steps.toLocaleString('en-US')} training steps of a small network leave allocated and reserved memory flat`,
     () => {
       const device = 'cuda';
       const p = (shape: number[], seed: number, scale: number) =>
@@ -91,11 +92,11 @@ describeGpu('CUDA runtime', () => {
       const warm = kg.cuda.memoryStats();
       let first = NaN;
       let last = NaN;
-      for (let i = 0; i < 10_000; i++) {
+      for (let i = 0; i < steps; i++) {
         const loss = step();
         if (i === 0) first = loss;
         last = loss;
-        if (i % 2500 === 0) {
+        if (i % Math.ceil(steps / 4) === 0) {
           const s = kg.cuda.memoryStats();
           expect(s.allocated).toBeLessThanOrEqual(warm.allocated);
           expect(s.reserved).toBe(warm.reserved);

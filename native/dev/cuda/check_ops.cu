@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -892,10 +893,15 @@ static void bench() {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  const auto devs = cu::devices();
+  const cu::DeviceQuery query = cu::query_devices();
+  const auto& devs = query.devices;
   if (devs.empty()) {
-    std::printf("no CUDA device: nothing to check\n");
-    return 0;
+    // On a GPU machine (KG_REQUIRE_CUDA=1) no device is a failure, not "nothing to check".
+    const char* require = std::getenv("KG_REQUIRE_CUDA");
+    const bool required = require && std::string(require) == "1";
+    std::printf("%sno CUDA device: %s\n", required ? "FAIL: KG_REQUIRE_CUDA=1 but " : "",
+                query.error.empty() ? "cudaGetDeviceCount found none" : query.error.c_str());
+    return required ? 3 : 0;
   }
   std::printf("device 0: %s, %.1f GiB, compute capability %d.%d\n", devs[0].name.c_str(),
               devs[0].total_memory / 1073741824.0, devs[0].major, devs[0].minor);

@@ -20,9 +20,23 @@ struct DeviceInfo {
   std::string name;
   size_t total_memory;
   int major, minor;  // compute capability
+  bool emulated;     // the CPU emulator of CUDA (native/dev/cuda/emu), not a GPU
 };
 
-// Devices usable by this process. Never throws: no driver or no GPU gives an empty list.
+// What asking the CUDA runtime for devices found. When it could not even count them, `error`
+// says why (the cudaGetDeviceCount error, its name and description) and the two versions tell a
+// missing driver (driver_version 0) from one too old for the statically linked runtime.
+struct DeviceQuery {
+  std::vector<DeviceInfo> devices;
+  std::string error;       // empty when cudaGetDeviceCount succeeded
+  std::string error_name;  // e.g. "cudaErrorInsufficientDriver"
+  int driver_version;      // cudaDriverGetVersion: 12040 is CUDA 12.4; 0 without a driver
+  int runtime_version;     // CUDART_VERSION this addon was built with
+};
+
+// Never throws: no driver or no GPU gives an empty list, with the reason in `error`.
+DeviceQuery query_devices();
+// query_devices().devices: the devices usable by this process.
 std::vector<DeviceInfo> devices();
 
 // Caching allocator: freed blocks go back to a pool and are reused by later requests of a size

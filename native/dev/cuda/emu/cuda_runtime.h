@@ -126,11 +126,16 @@ inline T max(T a, T b) {
 }
 
 // ---- the runtime API, as far as kernelgrad uses it
+// Code that reports the device (kg::cuda::query_devices) says from this that it is emulated.
+#define KG_CUDA_EMULATED 1
+// The CUDA version the emulator poses as (CUDA's own encoding: 1000 * major + 10 * minor).
+#define CUDART_VERSION 12040
 enum cudaError_t {
   cudaSuccess = 0,
   cudaErrorInvalidValue = 1,
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
+  cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
@@ -164,7 +169,10 @@ struct cudaDeviceProp {
 const char* cudaGetErrorName(cudaError_t e);
 const char* cudaGetErrorString(cudaError_t e);
 cudaError_t cudaGetLastError();
+// EMU_DEVICE_COUNT_ERROR=insufficient-driver|no-device makes it fail as on a machine whose driver
+// is too old for the runtime (cudaDriverGetVersion then reports CUDA 11.8) or that has no GPU.
 cudaError_t cudaGetDeviceCount(int* n);
+cudaError_t cudaDriverGetVersion(int* v);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device);
 cudaError_t cudaGetDevice(int* d);
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int device);

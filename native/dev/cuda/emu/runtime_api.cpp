@@ -1,16 +1,43 @@
 // The CUDA runtime API as far as kernelgrad uses it, emulated: errors, one pretend device,
 // streams, events and copies.
+//
+// Streams are not modelled: every launch and copy runs to completion when it is issued, so
+// stream order always holds and a synchronize has nothing to wait for. For copies from pageable
+// host memory (all kernelgrad makes) that is also what CUDA guarantees: the bytes are staged
+// before cudaMemcpyAsync returns, so the caller may free or reuse them at once. What this cannot
+// show: a copy from pinned memory (cudaMallocHost, not emulated) freed before the stream reached
+// it, a missing synchronize before the host reads a result, or work on two streams racing. An
+// event records the host clock when it is recorded, which, with launches run at once, makes
+// cudaEventElapsedTime the emulated work's wall time between the two records.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "cuda_runtime.h"
 #include "internal.h"
 
+struct CUstream_st {
+  unsigned flags;
+};
+struct CUevent_st {
+  bool recorded = false;
+  std::chrono::steady_clock::time_point when;
+};
+
 namespace emu {
 namespace {
 cudaError_t g_last_error = cudaSuccess;
+
+// EMU_DEVICE_COUNT_ERROR: the failure cudaGetDeviceCount reports, to test how it is shown.
+cudaError_t device_count_error() {
+  const char* e = std::getenv("EMU_DEVICE_COUNT_ERROR");
+  if (!e || !*e) return cudaSuccess;
+  if (std::string(e) == "no-device") return cudaErrorNoDevice;
+  return cudaErrorInsufficientDriver;
 }
+}  // namespace
 void set_last_error(cudaError_t e) { g_last_error = e; }
 cudaError_t take_last_error() {
   const cudaError_t e = g_last_error;
@@ -25,6 +52,8 @@ const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
     default: return "cudaError(emulated)";
   }
 }
@@ -32,16 +61,27 @@ const char* cudaGetErrorString(cudaError_t e) {
   switch (e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidValue: return "invalid argument";
+    // CUDA's own wording for these two.
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     default: return cudaGetErrorName(e);
   }
 }
 cudaError_t cudaGetLastError() { return emu::take_last_error(); }
 cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
+  const cudaError_t err = emu::device_count_error();
+  *n = err == cudaSuccess ? 1 : 0;
+  if (err != cudaSuccess) emu::set_last_error(err);
+  return err;
+}
+cudaError_t cudaDriverGetVersion(int* v) {
+  *v = emu::device_count_error() == cudaErrorInsufficientDriver ? 11080 : CUDART_VERSION;
   return cudaSuccess;
 }
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
-  std::snprintf(p->name, sizeof p->name, "CPU emulation");
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
+  if (device != 0 || emu::device_count_error() != cudaSuccess) return cudaErrorInvalidValue;
+  std::snprintf(p->name, sizeof p->name, "kernelgrad CUDA emulator");
   p->totalGlobalMem = emu::device_total();
   p->major = 9;
   p->minor = 0;
@@ -56,9 +96,8 @@ cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr, int) {
   *v = sms ? std::atoi(sms) : 132;
   return cudaSuccess;
 }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
-  static char dummy;
-  *s = reinterpret_cast<cudaStream_t>(&dummy);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  *s = new CUstream_st{flags};
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
@@ -80,13 +119,22 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
-  *e = nullptr;
+  *e = new CUevent_st{};
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
-  *ms = 1.0f;
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  if (!e) return cudaErrorInvalidValue;
+  e->recorded = true;
+  e->when = std::chrono::steady_clock::now();
   return cudaSuccess;
 }
-cudaError_t cudaEventDestroy(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return e ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (!a || !b || !a->recorded || !b->recorded) return cudaErrorInvalidValue;
+  *ms = std::chrono::duration<float, std::milli>(b->when - a->when).count();
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
