@@ -1,8 +1,12 @@
 // Softmax cross-entropy over the rows of (n, k) logits, with labels given as float class indices.
 // Stable: exponentials are taken of x - max(row) <= 0 and accumulated in double, so logits of any
 // magnitude (1e4 and beyond) give finite losses.
+//
+// The binding refuses labels that are not class indices; the kernels still never read outside a
+// row whatever the labels hold, and give NaN (loss and gradient) for such a row.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "kg/ops.h"
 #include "parallel.h"
@@ -23,6 +27,14 @@ RowStats row_stats(const float* row, int64_t k) {
   return {mx, total};
 }
 
+// The class index a label holds, or -1 when it holds none (fractional, NaN, out of [0, k)).
+int64_t class_index(float label, int64_t k) {
+  if (!(label >= 0.0f && label < static_cast<float>(k)) || label != std::floor(label)) return -1;
+  return static_cast<int64_t>(label);
+}
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
 template <class F>
 void for_rows(int64_t n, int64_t k, F&& f) {
   parallel_range(n, std::max<int64_t>(1, kElementwiseGrain / 8 / std::max<int64_t>(k, 1)),
@@ -37,8 +49,8 @@ void softmax_xent_forward(int64_t n, int64_t k, const float* logits, const float
   for_rows(n, k, [&](int64_t i) {
     const float* row = logits + i * k;
     const RowStats st = row_stats(row, k);
-    const int64_t label = int64_t(labels[i]);
-    loss[i] = float(std::log(st.sum_exp) + (double(st.max) - double(row[label])));
+    const int64_t label = class_index(labels[i], k);
+    loss[i] = label < 0 ? kNaN : float(std::log(st.sum_exp) + (double(st.max) - double(row[label])));
   });
 }
 
@@ -47,7 +59,11 @@ void softmax_xent_backward(int64_t n, int64_t k, const float* logits, const floa
   for_rows(n, k, [&](int64_t i) {
     const float* row = logits + i * k;
     const RowStats st = row_stats(row, k);
-    const int64_t label = int64_t(labels[i]);
+    const int64_t label = class_index(labels[i], k);
+    if (label < 0) {
+      std::fill(dlogits + i * k, dlogits + (i + 1) * k, kNaN);
+      return;
+    }
     const double g = dloss[i], inv_sum = 1.0 / st.sum_exp;
     for (int64_t j = 0; j < k; ++j) {
       const double p = std::exp(double(row[j]) - double(st.max)) * inv_sum;

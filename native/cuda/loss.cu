@@ -7,6 +7,11 @@
 //
 // Stability: loss = log(sum_j exp(x_j - max)) + max - x_label. exp never overflows, and the
 // largest term is exactly 1, so the sum is at least 1 and the log is well-defined.
+//
+// Labels: the binding cannot check labels in GPU memory without a sync per call, so the kernels
+// never index a row by a label that is not a class index (an integer in [0, k): not NaN, not
+// fractional, not out of range). Such a row gets a NaN loss and NaN gradients, which the caller
+// sees at its next read; the TypeScript layer checks labels before they reach the GPU.
 #include <cfloat>
 
 #include "common.cuh"
@@ -34,6 +39,12 @@ __device__ __forceinline__ float group_max(float v, float* smem) {
     __syncthreads();
     return m;
   }
+}
+
+// The class index a label holds, or -1 when it holds none.
+__device__ __forceinline__ int64_t class_index(float label, int64_t k) {
+  if (!(label >= 0.0f && label < static_cast<float>(k)) || label != floorf(label)) return -1;
+  return static_cast<int64_t>(label);
 }
 
 template <int kGroup>
@@ -74,8 +85,8 @@ __global__ void __launch_bounds__(kThreads)
     float m, s;
     row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
     if (lane == 0) {
-      const int64_t label = static_cast<int64_t>(labels[i]);  // validated by the caller
-      loss[i] = (logf(s) + m) - row[label];
+      const int64_t label = class_index(labels[i], k);
+      loss[i] = label < 0 ? nanf("") : (logf(s) + m) - row[label];
     }
   }
 }
@@ -93,8 +104,8 @@ __global__ void __launch_bounds__(kThreads)
     const float* row = logits + i * k;
     float m, s;
     row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
-    const int64_t label = static_cast<int64_t>(labels[i]);
-    const float d = dloss[i];
+    const int64_t label = class_index(labels[i], k);
+    const float d = label < 0 ? nanf("") : dloss[i];
     float* out = dlogits + i * k;
     for (int64_t j = lane; j < k; j += kGroup) {
       const float p = expf(row[j] - m) / s;

@@ -8,6 +8,8 @@
 
 #include <cmath>
 #include <initializer_list>
+#include <iomanip>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,12 +42,13 @@ class Args {
     return &storage(i, name);
   }
 
+  // An integer in [min, kMaxSize]: a size, an index or a stride.
   int64_t i64(size_t i, const char* name, int64_t min = 0) const {
     if (!info_[i].IsNumber()) throw Napi::TypeError::New(env(), prefix() + name + " must be a number");
     double v = info_[i].As<Napi::Number>().DoubleValue();
-    if (!std::isfinite(v) || v != std::floor(v) || v < static_cast<double>(min) || v > 9.0e15) {
-      throw Napi::RangeError::New(env(), prefix() + name + " must be an integer >= " + std::to_string(min) +
-                                             ", got " + std::to_string(v));
+    if (!is_size(v) || v < static_cast<double>(min)) {
+      throw Napi::RangeError::New(env(), prefix() + name + " must be an integer in [" + std::to_string(min) + ", 2^53], got " +
+                                             number(v));
     }
     return static_cast<int64_t>(v);
   }
@@ -66,9 +69,10 @@ class Args {
     for (uint32_t j = 0; j < len; ++j) {
       Napi::Value v = arr.Get(j);
       double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
-      if (!std::isfinite(d) || d != std::floor(d) || d < 0 || d > 9.0e15) {
+      if (!is_size(d)) {
         throw Napi::RangeError::New(env(), prefix() + name + "[" + std::to_string(j) +
-                                               "] must be a non-negative integer");
+                                               "] must be an integer in [0, 2^53], got " +
+                                               (v.IsNumber() ? number(d) : std::string("a non-number")));
       }
       out[j] = static_cast<int64_t>(d);
     }
@@ -79,7 +83,36 @@ class Args {
     return info_[i].As<Napi::Boolean>().Value();
   }
 
-  // The storage must hold exactly `numel` elements for the shapes given.
+  // The product of sizes (each in [0, kMaxSize], as i64() and ints() return them). A product past
+  // kMaxSize is no storage's size: refused here, so it can never wrap and match a small storage.
+  int64_t numel(std::initializer_list<int64_t> sizes, const char* what) const {
+    int64_t p = 1;
+    for (int64_t d : sizes) {
+      if (d == 0) return 0;
+    }
+    for (int64_t d : sizes) {
+      if (__builtin_mul_overflow(p, d, &p) || p > kMaxSize) {
+        std::string list;
+        for (int64_t e : sizes) list += (list.empty() ? "" : " x ") + std::to_string(e);
+        throw Napi::RangeError::New(env(), prefix() + "the sizes of " + what + " (" + list +
+                                               ") multiply to more than 2^53 elements");
+      }
+    }
+    return p;
+  }
+  // a + b * c for sizes and strides, refused past kMaxSize like numel().
+  int64_t extent(int64_t a, int64_t b, int64_t c, const char* what) const {
+    int64_t bc = numel({b, c}, what), out = 0;
+    if (__builtin_add_overflow(a, bc, &out) || out > kMaxSize) {
+      throw Napi::RangeError::New(env(), prefix() + "the sizes of " + what + " reach past 2^53 elements");
+    }
+    return out;
+  }
+
+  // The storage must hold exactly the product of `sizes` elements.
+  void expect_numel(const Storage& s, std::initializer_list<int64_t> sizes, const char* name) const {
+    expect_numel(s, numel(sizes, name), name);
+  }
   void expect_numel(const Storage& s, int64_t numel, const char* name) const {
     if (s.numel() != numel) {
       throw Napi::RangeError::New(env(), prefix() + name + " has " + std::to_string(s.numel()) +
@@ -104,7 +137,23 @@ class Args {
 
   std::string prefix() const { return std::string("kernelgrad.") + op_ + ": "; }
 
+  // A number as JavaScript prints it for the usual cases: 3, 1000000000, 0.5, NaN, -Infinity.
+  static std::string number(double v) {
+    if (std::isnan(v)) return "NaN";
+    if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+    std::ostringstream o;
+    if (v == std::floor(v) && std::fabs(v) < 1e21) o << std::fixed << std::setprecision(0) << v;
+    else o << std::setprecision(17) << v;
+    return o.str();
+  }
+
+  // Every size, stride and index is at most 2^53 (the integers a JS number holds exactly), so a
+  // sum of a few of them never overflows int64 and products go through numel().
+  static constexpr int64_t kMaxSize = int64_t{1} << 53;
+
  private:
+  static bool is_size(double v) { return std::isfinite(v) && v == std::floor(v) && v >= 0 && v <= double(kMaxSize); }
+
   const Napi::CallbackInfo& info_;
   const char* op_;
 };

@@ -19,7 +19,7 @@ Napi::Value forward_train(const Napi::CallbackInfo& info) {
   float eps = a.f32(4, "eps");
   Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &invstd = a.storage(7, "saveInvstd"),
           &var = a.storage(8, "batchVar");
-  int64_t numel = s.n * s.c * s.l;
+  int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(y, numel, "y");
   for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
@@ -41,7 +41,7 @@ Napi::Value forward_infer(const Napi::CallbackInfo& info) {
           &mean = a.storage(4, "mean"), &var = a.storage(5, "var");
   float eps = a.f32(6, "eps");
   Storage& y = a.storage(7, "y");
-  int64_t numel = s.n * s.c * s.l;
+  int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(y, numel, "y");
   for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "mean"}, {&var, "var"}}) {
@@ -62,7 +62,7 @@ Napi::Value backward_train(const Napi::CallbackInfo& info) {
           &mean = a.storage(4, "saveMean"), &invstd = a.storage(5, "saveInvstd");
   Storage* dx = a.optional_storage(6, "dx");
   Storage &dgamma = a.storage(7, "dgamma"), &dbeta = a.storage(8, "dbeta");
-  int64_t numel = s.n * s.c * s.l;
+  int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(dy, numel, "dy");
   if (dx) a.expect_numel(*dx, numel, "dx");
@@ -87,7 +87,7 @@ Napi::Value backward_infer(const Napi::CallbackInfo& info) {
   float eps = a.f32(6, "eps");
   Storage* dx = a.optional_storage(7, "dx");
   Storage &dgamma = a.storage(8, "dgamma"), &dbeta = a.storage(9, "dbeta");
-  int64_t numel = s.n * s.c * s.l;
+  int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(dy, numel, "dy");
   if (dx) a.expect_numel(*dx, numel, "dx");

@@ -1,4 +1,5 @@
 // Bindings of the elementwise ops, reductions, the loss, argmax and the SGD update.
+#include <cmath>
 #include <string>
 
 #include "addon.h"
@@ -27,10 +28,12 @@ Napi::Value binary(const Napi::CallbackInfo& info) {
     s.shape[i] = shape[i];
     s.astride[i] = as[i];
     s.bstride[i] = bs[i];
-    numel *= shape[i];
-    if (shape[i] > 0) {
-      a_extent += (shape[i] - 1) * as[i];
-      b_extent += (shape[i] - 1) * bs[i];
+    numel = a.numel({numel, shape[i]}, "shape");
+  }
+  if (numel > 0) {
+    for (size_t i = 0; i < ndim; ++i) {
+      a_extent = a.extent(a_extent, shape[i] - 1, as[i], "aStrides");
+      b_extent = a.extent(b_extent, shape[i] - 1, bs[i], "bStrides");
     }
   }
   a.expect_numel(out, numel, "out");
@@ -102,11 +105,27 @@ Napi::Value reduce_sum(const Napi::CallbackInfo& info) {
   int64_t outer = a.i64(0, "outer"), r = a.i64(1, "r"), inner = a.i64(2, "inner");
   float scale = a.f32(3, "scale");
   Storage &x = a.storage(4, "x"), &y = a.storage(5, "y");
-  a.expect_numel(x, outer * r * inner, "x");
-  a.expect_numel(y, outer * inner, "y");
+  a.expect_numel(x, {outer, r, inner}, "x");
+  a.expect_numel(y, {outer, inner}, "y");
   Device d = a.same_device({&x, &y});
+  if (y.numel() == 0) return info.Env().Undefined();
   KG_RUN(a, d, reduce_sum(outer, r, inner, scale, x.data("x"), y.data("y")));
   return info.Env().Undefined();
+}
+
+// Every label must be a class index: an integer in [0, k). Checked here for labels in host memory;
+// on the GPU reading them back would cost a sync per call, so the CUDA kernels guard their reads
+// instead and give NaN for a row whose label is out of range (native/cuda/loss.cu).
+void check_labels(const Args& a, Device d, const Storage& labels, int64_t k) {
+  if (d != Device::Cpu) return;
+  const float* y = labels.data("labels");
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    const float v = y[i];
+    if (!(v >= 0.0f && v < static_cast<float>(k) && v == std::floor(v))) {
+      throw Napi::RangeError::New(a.env(), a.prefix() + "labels[" + std::to_string(i) + "] is " + Args::number(v) +
+                                               ", not a class index in [0, " + std::to_string(k) + ")");
+    }
+  }
 }
 
 // softmaxXentForward(n, k, logits, labels, loss)
@@ -114,10 +133,12 @@ Napi::Value xent_forward(const Napi::CallbackInfo& info) {
   Args a(info, "softmaxXentForward", 5);
   int64_t n = a.i64(0, "n"), k = a.i64(1, "k", 1);
   Storage &logits = a.storage(2, "logits"), &labels = a.storage(3, "labels"), &loss = a.storage(4, "loss");
-  a.expect_numel(logits, n * k, "logits");
+  a.expect_numel(logits, {n, k}, "logits");
   a.expect_numel(labels, n, "labels");
   a.expect_numel(loss, n, "loss");
   Device d = a.same_device({&logits, &labels, &loss});
+  if (n == 0) return info.Env().Undefined();
+  check_labels(a, d, labels, k);
   KG_RUN(a, d, softmax_xent_forward(n, k, logits.data("logits"), labels.data("labels"), loss.data("loss")));
   return info.Env().Undefined();
 }
@@ -128,11 +149,13 @@ Napi::Value xent_backward(const Napi::CallbackInfo& info) {
   int64_t n = a.i64(0, "n"), k = a.i64(1, "k", 1);
   Storage &logits = a.storage(2, "logits"), &labels = a.storage(3, "labels"), &dloss = a.storage(4, "dloss"),
           &dlogits = a.storage(5, "dlogits");
-  a.expect_numel(logits, n * k, "logits");
+  a.expect_numel(logits, {n, k}, "logits");
   a.expect_numel(labels, n, "labels");
   a.expect_numel(dloss, n, "dloss");
-  a.expect_numel(dlogits, n * k, "dlogits");
+  a.expect_numel(dlogits, {n, k}, "dlogits");
   Device d = a.same_device({&logits, &labels, &dloss, &dlogits});
+  if (n == 0) return info.Env().Undefined();
+  check_labels(a, d, labels, k);
   KG_RUN(a, d,
          softmax_xent_backward(n, k, logits.data("logits"), labels.data("labels"), dloss.data("dloss"),
                                dlogits.data("dlogits")));
@@ -144,9 +167,10 @@ Napi::Value argmax_rows(const Napi::CallbackInfo& info) {
   Args a(info, "argmaxRows", 4);
   int64_t n = a.i64(0, "n"), k = a.i64(1, "k", 1);
   Storage &x = a.storage(2, "x"), &out = a.storage(3, "out");
-  a.expect_numel(x, n * k, "x");
+  a.expect_numel(x, {n, k}, "x");
   a.expect_numel(out, n, "out");
   Device d = a.same_device({&x, &out});
+  if (n == 0) return info.Env().Undefined();
   KG_RUN(a, d, argmax_rows(n, k, x.data("x"), out.data("out")));
   return info.Env().Undefined();
 }

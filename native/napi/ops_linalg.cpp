@@ -17,10 +17,11 @@ Napi::Value gemm(const Napi::CallbackInfo& info) {
   Storage &A = a.storage(6, "A"), &B = a.storage(7, "B");
   float beta = a.f32(8, "beta");
   Storage& C = a.storage(9, "C");
-  a.expect_numel(A, m * k, "A");
-  a.expect_numel(B, k * n, "B");
-  a.expect_numel(C, m * n, "C");
+  a.expect_numel(A, {m, k}, "A");
+  a.expect_numel(B, {k, n}, "B");
+  a.expect_numel(C, {m, n}, "C");
   Device d = a.same_device({&A, &B, &C});
+  if (C.numel() == 0) return info.Env().Undefined();
   KG_RUN(a, d, gemm(ta, tb, m, n, k, alpha, A.data("A"), B.data("B"), beta, C.data("C")));
   return info.Env().Undefined();
 }
@@ -35,13 +36,16 @@ ConvShape conv_shape(const Args& a, size_t i) {
   if (s.h + 2 * s.ph < s.kh || s.w + 2 * s.pw < s.kw) {
     throw Napi::RangeError::New(a.env(), a.prefix() + "the kernel is larger than the padded input");
   }
+  // Sizes are at most 2^53 (Args::kMaxSize), so these sums stay far inside int64.
   s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
   s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
+  // The kernels unfold a kernel window per output pixel (im2col); refuse what cannot be indexed.
+  a.numel({s.c, s.kh, s.kw, s.oh, s.ow}, "the unfolded input");
   return s;
 }
-int64_t x_numel(const ConvShape& s) { return s.n * s.c * s.h * s.w; }
-int64_t w_numel(const ConvShape& s) { return s.k * s.c * s.kh * s.kw; }
-int64_t y_numel(const ConvShape& s) { return s.n * s.k * s.oh * s.ow; }
+int64_t x_numel(const Args& a, const ConvShape& s) { return a.numel({s.n, s.c, s.h, s.w}, "x"); }
+int64_t w_numel(const Args& a, const ConvShape& s) { return a.numel({s.k, s.c, s.kh, s.kw}, "w"); }
+int64_t y_numel(const Args& a, const ConvShape& s) { return a.numel({s.n, s.k, s.oh, s.ow}, "y"); }
 
 // conv2dForward(shape, x, w, bias | null, y)
 Napi::Value conv2d_forward(const Napi::CallbackInfo& info) {
@@ -50,11 +54,12 @@ Napi::Value conv2d_forward(const Napi::CallbackInfo& info) {
   Storage &x = a.storage(1, "x"), &w = a.storage(2, "w");
   Storage* b = a.optional_storage(3, "bias");
   Storage& y = a.storage(4, "y");
-  a.expect_numel(x, x_numel(s), "x");
-  a.expect_numel(w, w_numel(s), "w");
+  a.expect_numel(x, x_numel(a, s), "x");
+  a.expect_numel(w, w_numel(a, s), "w");
   if (b) a.expect_numel(*b, s.k, "bias");
-  a.expect_numel(y, y_numel(s), "y");
+  a.expect_numel(y, y_numel(a, s), "y");
   Device d = a.same_device({&x, &w, b, &y});
+  if (y.numel() == 0) return info.Env().Undefined();
   KG_RUN(a, d, conv2d_forward(s, x.data("x"), w.data("w"), b ? b->data("bias") : nullptr, y.data("y")));
   return info.Env().Undefined();
 }
@@ -64,10 +69,11 @@ Napi::Value conv2d_backward_data(const Napi::CallbackInfo& info) {
   Args a(info, "conv2dBackwardData", 4);
   ConvShape s = conv_shape(a, 0);
   Storage &dy = a.storage(1, "dy"), &w = a.storage(2, "w"), &dx = a.storage(3, "dx");
-  a.expect_numel(dy, y_numel(s), "dy");
-  a.expect_numel(w, w_numel(s), "w");
-  a.expect_numel(dx, x_numel(s), "dx");
+  a.expect_numel(dy, y_numel(a, s), "dy");
+  a.expect_numel(w, w_numel(a, s), "w");
+  a.expect_numel(dx, x_numel(a, s), "dx");
   Device d = a.same_device({&dy, &w, &dx});
+  if (dx.numel() == 0) return info.Env().Undefined();
   KG_RUN(a, d, conv2d_backward_data(s, dy.data("dy"), w.data("w"), dx.data("dx")));
   return info.Env().Undefined();
 }
@@ -77,10 +83,16 @@ Napi::Value conv2d_backward_weight(const Napi::CallbackInfo& info) {
   Args a(info, "conv2dBackwardWeight", 4);
   ConvShape s = conv_shape(a, 0);
   Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &dw = a.storage(3, "dw");
-  a.expect_numel(x, x_numel(s), "x");
-  a.expect_numel(dy, y_numel(s), "dy");
-  a.expect_numel(dw, w_numel(s), "dw");
+  a.expect_numel(x, x_numel(a, s), "x");
+  a.expect_numel(dy, y_numel(a, s), "dy");
+  a.expect_numel(dw, w_numel(a, s), "dw");
   Device d = a.same_device({&x, &dy, &dw});
+  if (dw.numel() == 0) return info.Env().Undefined();
+  // An empty batch has a zero gradient; the kernels would still size scratch for its pixels.
+  if (dy.numel() == 0) {
+    KG_RUN(a, d, fill(dw.numel(), 0.0f, dw.data("dw")));
+    return info.Env().Undefined();
+  }
   KG_RUN(a, d, conv2d_backward_weight(s, x.data("x"), dy.data("dy"), dw.data("dw")));
   return info.Env().Undefined();
 }
@@ -90,9 +102,14 @@ Napi::Value conv2d_backward_bias(const Napi::CallbackInfo& info) {
   Args a(info, "conv2dBackwardBias", 3);
   ConvShape s = conv_shape(a, 0);
   Storage &dy = a.storage(1, "dy"), &db = a.storage(2, "db");
-  a.expect_numel(dy, y_numel(s), "dy");
+  a.expect_numel(dy, y_numel(a, s), "dy");
   a.expect_numel(db, s.k, "db");
   Device d = a.same_device({&dy, &db});
+  if (db.numel() == 0) return info.Env().Undefined();
+  if (dy.numel() == 0) {
+    KG_RUN(a, d, fill(db.numel(), 0.0f, db.data("db")));
+    return info.Env().Undefined();
+  }
   KG_RUN(a, d, conv2d_backward_bias(s, dy.data("dy"), db.data("db")));
   return info.Env().Undefined();
 }
@@ -117,9 +134,10 @@ Napi::Value avgpool2d_forward(const Napi::CallbackInfo& info) {
   Args a(info, "avgPool2dForward", 3);
   PoolShape s = pool_shape(a, 0);
   Storage &x = a.storage(1, "x"), &y = a.storage(2, "y");
-  a.expect_numel(x, s.n * s.c * s.h * s.w, "x");
-  a.expect_numel(y, s.n * s.c * s.oh * s.ow, "y");
+  a.expect_numel(x, {s.n, s.c, s.h, s.w}, "x");
+  a.expect_numel(y, {s.n, s.c, s.oh, s.ow}, "y");
   Device d = a.same_device({&x, &y});
+  if (y.numel() == 0) return info.Env().Undefined();
   KG_RUN(a, d, avgpool2d_forward(s, x.data("x"), y.data("y")));
   return info.Env().Undefined();
 }
@@ -129,9 +147,10 @@ Napi::Value avgpool2d_backward(const Napi::CallbackInfo& info) {
   Args a(info, "avgPool2dBackward", 3);
   PoolShape s = pool_shape(a, 0);
   Storage &dy = a.storage(1, "dy"), &dx = a.storage(2, "dx");
-  a.expect_numel(dy, s.n * s.c * s.oh * s.ow, "dy");
-  a.expect_numel(dx, s.n * s.c * s.h * s.w, "dx");
+  a.expect_numel(dy, {s.n, s.c, s.oh, s.ow}, "dy");
+  a.expect_numel(dx, {s.n, s.c, s.h, s.w}, "dx");
   Device d = a.same_device({&dy, &dx});
+  if (dx.numel() == 0) return info.Env().Undefined();
   KG_RUN(a, d, avgpool2d_backward(s, dy.data("dy"), dx.data("dx")));
   return info.Env().Undefined();
 }

@@ -51,6 +51,15 @@ Napi::Value cuda_devices(const Napi::CallbackInfo& info) {
   return out;
 }
 
+#if KG_WITH_CUDA
+// Whether this machine has a GPU. The synchronize and cache calls promise to be harmless without
+// one, but the runtime under them would first try to create the library's stream, and fail.
+bool have_gpu() {
+  static const bool present = !cuda::devices().empty();
+  return present;
+}
+#endif
+
 Napi::Value cuda_memory_stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto o = Napi::Object::New(env);
@@ -69,6 +78,7 @@ Napi::Value cuda_memory_stats(const Napi::CallbackInfo& info) {
 
 Napi::Value cuda_empty_cache(const Napi::CallbackInfo& info) {
 #if KG_WITH_CUDA
+  if (!have_gpu()) return info.Env().Undefined();
   try {
     cuda::empty_cache();
   } catch (const std::exception& e) {
@@ -80,6 +90,7 @@ Napi::Value cuda_empty_cache(const Napi::CallbackInfo& info) {
 
 Napi::Value cuda_synchronize(const Napi::CallbackInfo& info) {
 #if KG_WITH_CUDA
+  if (!have_gpu()) return info.Env().Undefined();
   try {
     cuda::synchronize();
   } catch (const std::exception& e) {
@@ -98,9 +109,16 @@ Napi::Value cpu_threads(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// More threads than any machine runs well: OpenMP cannot even start a million (it crashes trying).
+constexpr int64_t kMaxCpuThreads = 1024;
+
 Napi::Value set_cpu_threads(const Napi::CallbackInfo& info) {
   Args a(info, "setCpuThreads", 1);
   int64_t n = a.i64(0, "threads", 1);
+  if (n > kMaxCpuThreads) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "threads must be at most " + std::to_string(kMaxCpuThreads) +
+                                             ", got " + std::to_string(n));
+  }
 #ifdef _OPENMP
   omp_set_num_threads(static_cast<int>(n));
 #else

@@ -1,5 +1,6 @@
 #include "storage.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -67,13 +68,13 @@ Storage::Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(inf
   if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
     throw Napi::TypeError::New(env, "Storage(device, numel): expected two numbers");
   }
-  int dev = info[0].As<Napi::Number>().Int32Value();
+  double dev = info[0].As<Napi::Number>().DoubleValue();
   double numel = info[1].As<Napi::Number>().DoubleValue();
   if (dev != 0 && dev != 1) throw Napi::RangeError::New(env, "Storage: device must be 0 (cpu) or 1 (cuda)");
-  if (!(numel >= 0) || numel != static_cast<double>(static_cast<int64_t>(numel)) || numel > 9.0e15) {
+  if (!(numel >= 0 && numel <= 9.0e15) || numel != std::floor(numel)) {
     throw Napi::RangeError::New(env, "Storage: numel must be a non-negative integer, got " + std::to_string(numel));
   }
-  device_ = static_cast<Device>(dev);
+  device_ = static_cast<Device>(static_cast<int>(dev));
   numel_ = static_cast<int64_t>(numel);
   try {
     data_ = allocate(device_, numel_);

@@ -60,6 +60,66 @@ describe('binding argument checks', () => {
     expectThrows(() => new native.Storage(0, -1), 'RangeError');
   });
 
+  test('sizes whose products wrap in int64 are RangeErrors, not a kernel run on an empty storage', () => {
+    const big = 2 ** 32;
+    const wraps = /multiply to more than 2\^53/;
+    expectThrows(() => native.gemm(false, false, big, big, big, 1, empty(0), empty(0), 0, empty(0)), 'RangeError', wraps);
+    expectThrows(() => native.reduceSum(big, big, big, 1, empty(0), empty(0)), 'RangeError', wraps);
+    expectThrows(() => native.softmaxXentForward(2 ** 16, 2 ** 48, empty(0), store([0]), empty(2 ** 16)), 'RangeError', wraps);
+    expectThrows(() => native.softmaxXentBackward(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16), empty(2 ** 16), empty(0)), 'RangeError', wraps);
+    expectThrows(() => native.argmaxRows(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16)), 'RangeError', wraps);
+    expectThrows(() => native.avgPool2dForward([big, big, 4, 4, 2, 2, 2, 2], empty(0), empty(0)), 'RangeError', wraps);
+    expectThrows(() => native.conv2dForward([big, big, 4, 4, 1, 3, 3, 1, 1, 0, 0], empty(0), empty(9), null, empty(0)), 'RangeError', wraps);
+    expectThrows(() => native.conv2dBackwardWeight([2 ** 16, 1, 2 ** 24, 2 ** 24, 1, 1, 1, 1, 1, 0, 0], empty(0), empty(0), empty(1)), 'RangeError', wraps);
+    expectThrows(() => native.batchNormForwardInfer([big, 1, big], empty(0), empty(1), empty(1), empty(1), empty(1), 1e-5, empty(0)), 'RangeError', wraps);
+    // (2^11 + 1 - 1) * 2^53 = 2^64: a stride check that wraps would accept a 1-element b.
+    expectThrows(() => native.binary(BinaryOpCode.Add, [2 ** 11 + 1], [1], [2 ** 53], empty(2 ** 11 + 1), empty(1), empty(2 ** 11 + 1)), 'RangeError');
+  });
+
+  test('every size past 2^53 is refused, with the value in the message', () => {
+    expectThrows(() => native.gemm(false, false, 2 ** 60, 1, 1, 1, empty(1), empty(1), 0, empty(1)), 'RangeError', /m must be an integer in \[0, 2\^53\], got 1152921504606846976/);
+    expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 1, 1, 2 ** 62, 0], empty(16), empty(9), null, empty(4)), 'RangeError', /shape\[9\]/);
+    expectThrows(() => new native.Storage(NaN as 0, 1), 'RangeError');
+    expectThrows(() => new native.Storage(0, Infinity), 'RangeError');
+  });
+
+  test('an empty batch gives zero weight and bias gradients, whatever its other sizes', () => {
+    const shape: [number, number, number, number, number, number, number, number, number, number, number] = [0, 1, 2 ** 20, 2 ** 20, 2, 1, 1, 1, 1, 0, 0];
+    const dw = store([5, 5]);
+    const db = store([5, 5]);
+    native.conv2dBackwardWeight(shape, empty(0), empty(0), dw);
+    native.conv2dBackwardBias(shape, empty(0), db);
+    expect(Array.from(dw.read())).toEqual([0, 0]);
+    expect(Array.from(db.read())).toEqual([0, 0]);
+  });
+
+  test('labels that are not class indices are RangeErrors naming the row and the value', () => {
+    const logits = store([0.5, -1, 2, 0.25, 3, -2]);
+    for (const bad of [1e9, -1e9, NaN, 3, 0.5, Infinity]) {
+      const value = new RegExp(`labels\\[1\\] is ${String(bad).replace('+', '\\+')}, not a class index in \\[0, 3\\)`);
+      expectThrows(() => native.softmaxXentForward(2, 3, logits, store([0, bad]), empty(2)), 'RangeError', value);
+      expectThrows(() => native.softmaxXentBackward(2, 3, logits, store([0, bad]), store([1, 1]), empty(6)), 'RangeError', value);
+    }
+    const loss = empty(2);
+    native.softmaxXentForward(2, 3, logits, store([2, 0]), loss);
+    expect(Array.from(loss.read()).every(Number.isFinite)).toBe(true);
+  });
+
+  test('more CPU threads than any machine runs is a RangeError, and the kernels still run', () => {
+    const before = native.cpuThreads();
+    expectThrows(() => native.setCpuThreads(1e6), 'RangeError', /at most 1024/);
+    expect(native.cpuThreads()).toBe(before);
+    const y = empty(4096);
+    native.fill(y, 2);
+    expect(y.read()[4095]).toBe(2);
+  });
+
+  test('the CUDA runtime calls are harmless without a GPU', () => {
+    native.cudaSynchronize();
+    native.cudaEmptyCache();
+    expect(native.cudaMemoryStats().allocated).toBeGreaterThanOrEqual(0);
+  });
+
   test('a disposed storage is an Error, and reading it too', () => {
     const x = empty(4);
     x.dispose();

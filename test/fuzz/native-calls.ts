@@ -1,0 +1,157 @@
+// Generators of calls to every export of the raw addon (lib/native.ts), sized the way a wrapping
+// size check would accept: storages get the int64-wrapped product of the dims whenever that is
+// small, so an overflow that slips past a check reaches the kernel, as it would for a user.
+import fc from 'fast-check';
+
+import type { Call } from './harness';
+import { BAD_NUMBERS, dim, dims, LABELS, mutated, scalar, sizeFor, smallDim, st, wrapped } from './values';
+
+const spare = fc.integer({ min: 0, max: 64 });
+const call = (fn: string, ...args: unknown[]): Call => ({ fn, args });
+
+/** (h + 2p - k) / s + 1 in int64, as an output-size computation that trusts its inputs gets it. */
+function outSize(h: number, p: number, k: number, s: number): number {
+  const w = wrapped(h, 1);
+  if (w === null || wrapped(p, 1) === null || wrapped(k, 1) === null || wrapped(s, 1) === null || s === 0) return -1;
+  const v = BigInt.asIntN(64, BigInt(h) + 2n * BigInt(p) - BigInt(k)) / BigInt(s) + 1n;
+  return Number(BigInt.asIntN(64, v));
+}
+
+const gemm = fc
+  .tuple(fc.boolean(), fc.boolean(), dims(3), scalar, scalar, spare, spare, spare)
+  .map(([ta, tb, [m, n, k], alpha, beta, s1, s2, s3]) =>
+    call('gemm', ta, tb, m, n, k, alpha, st(sizeFor(wrapped(m, k), s1)), st(sizeFor(wrapped(k, n), s2)), beta, st(sizeFor(wrapped(m, n), s3))),
+  );
+
+// [n, c, h, w, k, kh, kw, sh, sw, ph, pw], mostly small with one or two hostile entries.
+const convShape = fc.oneof(dims(11), fc.tuple(
+  smallDim, smallDim, dim, dim, smallDim, dim, smallDim, dim, smallDim, dim, smallDim,
+)).chain((v) => fc.shuffledSubarray([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], { maxLength: 2 }).chain((at) =>
+  fc.tuple(...at.map(() => dim)).map((values) => {
+    const out = [...v];
+    at.forEach((i, j) => (out[i] = values[j]));
+    return out;
+  })));
+
+function convSizes(s: number[]): { x: bigint | null; w: bigint | null; y: bigint | null; k: bigint | null } {
+  const [n, c, h, w, k, kh, kw, sh, sw, ph, pw] = s;
+  const oh = outSize(h, ph, kh, sh), ow = outSize(w, pw, kw, sw);
+  return { x: wrapped(n, c, h, w), w: wrapped(k, c, kh, kw), y: oh < 0 || ow < 0 ? null : wrapped(n, k, oh, ow), k: wrapped(k) };
+}
+
+const conv = fc.tuple(convShape, fc.boolean(), spare, spare, spare, spare, fc.constantFrom('forward', 'data', 'weight', 'bias')).map(
+  ([s, bias, a, b, c, d, which]) => {
+    const z = convSizes(s);
+    const x = st(sizeFor(z.x, a)), w = st(sizeFor(z.w, b)), y = st(sizeFor(z.y, c)), kb = st(sizeFor(z.k, d));
+    if (which === 'forward') return call('conv2dForward', s, x, w, bias ? kb : null, y);
+    if (which === 'data') return call('conv2dBackwardData', s, y, w, x);
+    if (which === 'weight') return call('conv2dBackwardWeight', s, x, y, w);
+    return call('conv2dBackwardBias', s, y, kb);
+  },
+);
+
+const pool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, dim, smallDim, dim, smallDim)), spare, spare, fc.boolean()).map(([s, a, b, fwd]) => {
+  const [n, c, h, w, kh, kw, sh, sw] = s;
+  const oh = outSize(h, 0, kh, sh), ow = outSize(w, 0, kw, sw);
+  const x = st(sizeFor(wrapped(n, c, h, w), a)), y = st(sizeFor(oh < 0 || ow < 0 ? null : wrapped(n, c, oh, ow), b));
+  return fwd ? call('avgPool2dForward', s, x, y) : call('avgPool2dBackward', s, y, x);
+});
+
+const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3)).map(
+  ([s, eps, a, b, withDx, which]) => {
+    const [n, c, l] = s;
+    const full = () => st(sizeFor(wrapped(n, c, l), a));
+    const ch = () => st(sizeFor(wrapped(c), b));
+    const dx = withDx ? full() : null;
+    if (which === 0) return call('batchNormForwardTrain', s, full(), ch(), ch(), eps, full(), ch(), ch(), ch());
+    if (which === 1) return call('batchNormForwardInfer', s, full(), ch(), ch(), ch(), ch(), eps, full());
+    if (which === 2) return call('batchNormBackwardTrain', s, full(), full(), ch(), ch(), ch(), dx, ch(), ch());
+    return call('batchNormBackwardInfer', s, full(), full(), ch(), ch(), ch(), eps, dx, ch(), ch());
+  },
+);
+
+// Shapes with strides that may reach past the operands, or wrap.
+const binary = fc
+  .tuple(fc.constantFrom(0, 1, 2, 3, 3, 7, -1, 1.5), fc.integer({ min: 0, max: 7 }), fc.array(fc.oneof(fc.tuple(dim, dim, dim), dims(3)), { maxLength: 8 }), spare, spare, spare)
+  .map(([op, ndim, dims, s1, s2, s3]) => {
+    const d = dims.slice(0, ndim);
+    const shape = d.map((t) => t[0]), as = d.map((t) => t[1]), bs = d.map((t) => t[2]);
+    const extent = (strides: number[]): bigint | null => {
+      let e = 1n;
+      for (let i = 0; i < shape.length; i++) {
+        const p = wrapped(Math.max(shape[i] - 1, 0), strides[i]);
+        if (p === null) return null;
+        e = BigInt.asIntN(64, e + p);
+      }
+      return e;
+    };
+    return call('binary', op, shape, as, bs, st(sizeFor(extent(as), s1)), st(sizeFor(extent(bs), s2)), st(sizeFor(wrapped(...shape), s3)));
+  });
+
+const elementwise = fc.tuple(spare, fc.constantFrom(0, 0, 0, 1), scalar, scalar, fc.constantFrom('fill', 'copy', 'axpby', 'reluForward', 'reluBackward')).map(
+  ([n, off, alpha, beta, fn]) => {
+    const a = st(n), b = st(n + off);
+    if (fn === 'fill') return call('fill', a, alpha);
+    if (fn === 'copy') return call('copy', a, b);
+    if (fn === 'axpby') return call('axpby', alpha, a, beta, b);
+    if (fn === 'reluForward') return call('reluForward', a, b);
+    return call('reluBackward', a, st(n), b);
+  },
+);
+
+const reduceSum = fc.tuple(dims(3), scalar, spare, spare).map(([[outer, r, inner], scale, s1, s2]) =>
+  call('reduceSum', outer, r, inner, scale, st(sizeFor(wrapped(outer, r, inner), s1)), st(sizeFor(wrapped(outer, inner), s2))),
+);
+
+// Labels hold anything: in range, out of range, fractional, NaN, infinite.
+const labelled = fc
+  .tuple(dims(2), fc.array(fc.constantFrom(...LABELS), { minLength: 1, maxLength: 8 }), spare, spare, fc.constantFrom('fwd', 'bwd', 'argmax'))
+  .map(([[n, k], fill, s1, s2, which]) => {
+    const nk = st(sizeFor(wrapped(n, k), s1)), rows = () => st(sizeFor(wrapped(n), s2), { fill });
+    if (which === 'fwd') return call('softmaxXentForward', n, k, nk, rows(), rows());
+    if (which === 'bwd') return call('softmaxXentBackward', n, k, nk, rows(), rows(), st(sizeFor(wrapped(n, k), s1)));
+    return call('argmaxRows', n, k, nk, rows());
+  });
+
+const sgd = fc.tuple(scalar, fc.constantFrom(0, 0.9, NaN), scalar, spare, fc.constantFrom(0, 0, 1), fc.boolean()).map(([lr, m, wd, n, off, vel]) =>
+  call('sgdUpdate', lr, m, wd, st(n), st(n), vel ? st(n + off) : null),
+);
+
+const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim, spare, fc.constantFrom(0, 1), fc.constantFrom('new', 'read', 'write', 'copyFrom', 'dispose')).map(
+  ([device, numel, n, off, fn]) => {
+    if (fn === 'new') return call('new Storage', device, numel);
+    if (fn === 'read') return call('Storage.read', st(n, { disposed: off === 1 }));
+    if (fn === 'write') return call('Storage.write', st(n), { $f32: n + off });
+    if (fn === 'copyFrom') return call('Storage.copyFrom', st(n), st(n + off));
+    return call('Storage.dispose', st(n));
+  },
+);
+
+// setCpuThreads changes the state the later calls of the child run in.
+const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
+  ([fn, n]) => (fn === 'setCpuThreads' ? call(fn, n) : call(fn)),
+);
+
+/** Every export of the addon, and the Storage methods, each drawn by its own generator. */
+export const NATIVE_FUNCTIONS = [
+  'Storage', 'gemm', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
+  'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer', 'binary', 'fill', 'copy', 'axpby',
+  'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'builtWithCuda',
+  'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'setCpuThreads',
+];
+
+export const nativeCall: fc.Arbitrary<Call> = mutated(
+  fc.oneof(
+    { weight: 3, arbitrary: gemm },
+    { weight: 5, arbitrary: conv },
+    { weight: 2, arbitrary: pool },
+    { weight: 3, arbitrary: batchNorm },
+    { weight: 3, arbitrary: binary },
+    { weight: 2, arbitrary: elementwise },
+    { weight: 2, arbitrary: reduceSum },
+    { weight: 3, arbitrary: labelled },
+    { weight: 1, arbitrary: sgd },
+    { weight: 2, arbitrary: storage },
+    { weight: 2, arbitrary: runtime },
+  ),
+);
