@@ -1,7 +1,7 @@
 // Batch normalization (Ioffe & Szegedy, 2015) as an op with its own fused kernels: per-channel
 // statistics over the batch (and the spatial positions of 4-D input), normalization, scale and
 // shift in one forward pass, and the closed-form gradient in one backward pass.
-import { isRecording, recordOp } from '../autograd/tape';
+import { checkOutput, isRecording, recordOp } from '../autograd/tape';
 import { BnShapeArg, native } from '../native';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
@@ -85,11 +85,11 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
   const batchVar = Tensor.empty([c], x.device);
   native.batchNormForwardTrain(shape, x.storage, gamma.storage, beta.storage, eps, y.storage, saveMean.storage, saveInvstd.storage, batchVar.storage);
   if (runningMean && runningVar) {
-    native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storage);
-    native.axpby(1 - momentum, batchVar.storage, momentum, runningVar.storage);
+    native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storageForWrite());
+    native.axpby(1 - momentum, batchVar.storage, momentum, runningVar.storageForWrite());
   }
   batchVar.dispose();
-  return recordOp(op, y, [x, gamma, beta], (g) => {
+  return recordOp(op, y, [x, gamma, beta], [x, gamma], (g) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
@@ -103,13 +103,14 @@ function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor
   native.batchNormForwardInfer(shape, x.storage, gamma.storage, beta.storage, mean.storage, variance.storage, eps, y.storage);
   // The statistics are constants here, so the gradient is the affine map's. Snapshot them: the
   // running tensors may be updated in place before backward runs.
+  checkOutput('batchNorm', y, [x, gamma, beta, mean, variance]); // anomaly mode: the statistics are inputs too
   if (!isRecording() || !(x.tracksGrad || gamma.tracksGrad || beta.tracksGrad)) return y;
   const c = shape[1];
   const savedMean = Tensor.empty([c], x.device);
   const savedVar = Tensor.empty([c], x.device);
   savedMean.storage.copyFrom(mean.storage);
   savedVar.storage.copyFrom(variance.storage);
-  return recordOp('batchNorm', y, [x, gamma, beta], (g) => {
+  return recordOp('batchNorm', y, [x, gamma, beta], [x, gamma], (g) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
