@@ -11,6 +11,7 @@ export { devices, defaultDevice, setDefaultDevice } from './device';
 export type { Device, DeviceInfo, CpuDeviceInfo, CudaDeviceInfo } from './device';
 export { manualSeed, Random } from './random';
 export { tidy } from './tidy';
+export { NonFiniteError } from './non-finite';
 export * as autograd from './autograd';
 export * as nn from './nn';
 export * as cuda from './cuda';

@@ -10,7 +10,7 @@ import { trackCreated } from './tidy';
 /** A storage shared by the tensors that view it (a tensor and its reshapes). */
 class SharedStorage {
   private refs = 1;
-  /** Bumped by every public in-place write, so facts checked about the values can be invalidated. */
+  /** Bumped by every in-place write (Tensor.storageForWrite), so facts known about the values can be invalidated. */
   version = 0;
   constructor(readonly storage: Storage) {}
   retain(): this {
@@ -65,9 +65,9 @@ export class Tensor {
   }
 
   /**
-   * @internal Counts the in-place writes made through copy_() to this tensor's memory (shared with
-   * its reshapes), like PyTorch's version counter: a cached check of the values is valid while the
-   * version it saw is current.
+   * @internal Counts the in-place writes to this tensor's memory (shared with its reshapes), like
+   * PyTorch's version counter: a cached check of the values, or a value saved for backward, is
+   * valid while the version it saw is current.
    */
   get version(): number {
     return this.sharedStorage().version;
@@ -83,9 +83,24 @@ export class Tensor {
     return this.leaf || this.node !== null;
   }
 
-  /** @internal The native memory; throws if the tensor was disposed. */
+  /**
+   * @internal The native memory, to read, or to write as the output of the op that just made this
+   * tensor; throws if the tensor was disposed. Writes into a tensor that existed before the op go
+   * through storageForWrite() instead.
+   */
   get storage(): Storage {
     return this.sharedStorage().storage;
+  }
+
+  /**
+   * @internal The native memory, for a kernel that writes into this existing tensor in place
+   * (copy_, an optimizer step, running statistics, gradient accumulation). Bumps the version, so
+   * that backward refuses to use the old values it saved and cached label checks are redone.
+   */
+  storageForWrite(): Storage {
+    const shared = this.sharedStorage();
+    shared.version++;
+    return shared.storage;
   }
 
   private sharedStorage(): SharedStorage {
@@ -144,14 +159,18 @@ export class Tensor {
     return this.persistent;
   }
 
-  /** Copies the values of `src` (same shape, any device) into this tensor, in place. */
+  /**
+   * Copies the values of `src` (same shape, any device) into this tensor, in place. The copy is not
+   * recorded: no gradient flows to `src`, and a recorded result written this way no longer has the
+   * history of the op that made it.
+   */
   copy_(src: Tensor): this {
     if (!(src instanceof Tensor)) throw new TypeError('copy_: the source must be a Tensor');
     if (src.numel !== this.numel || src.ndim !== this.ndim || src.shape.some((d, i) => d !== this.shape[i])) {
       throw new RangeError(`copy_: shapes differ (${formatShape(src.shape)} into ${formatShape(this.shape)})`);
     }
-    this.storage.copyFrom(src.storage);
-    this.sharedStorage().version++;
+    this.storageForWrite().copyFrom(src.storage);
+    this.node = null;
     return this;
   }
 

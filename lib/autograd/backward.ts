@@ -4,6 +4,7 @@
 import { native } from '../native';
 import { formatShape, sameShape } from '../shape';
 import { Tensor } from '../tensor';
+import { checkBackward, checkHeadGrad, isDetectingAnomaly } from './anomaly';
 import { pause } from './tape';
 
 /** Tensors reachable from root through recorded nodes, inputs before the ops that use them. */
@@ -49,7 +50,7 @@ function accumulateInto(leaf: Tensor, g: Tensor): void {
           `its tensor ${formatShape(leaf.shape)} on ${leaf.device}`,
       );
     }
-    native.axpby(1, g.storage, 1, leaf.grad.storage);
+    native.axpby(1, g.storage, 1, leaf.grad.storageForWrite());
   }
 }
 
@@ -86,6 +87,9 @@ export function backward(root: Tensor, headGrad?: Tensor, options: BackwardOptio
   }
 
   const order = topologicalOrder(root);
+  // Every node is checked before any gradient is accumulated, so a failed backward changes nothing.
+  for (const t of order) t.node?.check();
+  if (isDetectingAnomaly() || root.node?.anomaly) checkHeadGrad(head);
   const grads = new Map<Tensor, Tensor>([[root, head]]);
   pause(() => {
     for (let i = order.length - 1; i >= 0; i--) {
@@ -96,6 +100,7 @@ export function backward(root: Tensor, headGrad?: Tensor, options: BackwardOptio
       if (t.requiresGrad) accumulateInto(t, g);
       if (t.node === null) continue;
       const inputGrads = t.node.backward(g);
+      if (isDetectingAnomaly() || t.node.anomaly) checkBackward(t.node.op, t.node.inputs, g, inputGrads);
       t.node.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
         if (gi === null || gi === undefined || !input.tracksGrad) return;
@@ -105,6 +110,7 @@ export function backward(root: Tensor, headGrad?: Tensor, options: BackwardOptio
     }
   });
   if (!options.retainGraph) {
-    for (const t of order) t.node = null;
+    // The nodes stay attached, freed, so that a second backward through them says why it fails.
+    for (const t of order) t.node?.free();
   }
 }

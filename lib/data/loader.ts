@@ -140,7 +140,7 @@ export class DataLoader implements Iterable<Batch> {
     }
     const x = tensor(xs, [b, ...sampleShape], { device: this.device });
     const y = tensor(labels, [b], { device: this.device });
-    rememberLabels(y, labels); // softmaxCrossEntropy then trusts y without reading it back
+    rememberLabels(y, labels); // softmaxCrossEntropy trusts y, until an in-place write to it
     return { x, y, labels, indices };
   }
 

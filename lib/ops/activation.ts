@@ -9,7 +9,7 @@ export function relu(x: Tensor): Tensor {
   checkTensor(x, 'relu', 'x');
   const y = Tensor.empty(x.shape, x.device);
   native.reluForward(x.storage, y.storage);
-  return recordOp('relu', y, [x], (g) => {
+  return recordOp('relu', y, [x], [x], (g) => {
     const dx = Tensor.empty(x.shape, x.device);
     native.reluBackward(x.storage, g.storage, dx.storage);
     return [dx];

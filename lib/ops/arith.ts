@@ -46,21 +46,21 @@ export function add(a: Operand, b: Operand): Tensor {
   const like = lhs(a, b, 'add');
   const ta = operand(a, like, 'add', 'a');
   const tb = operand(b, like, 'add', 'b');
-  return recordOp('add', binaryRaw(BinaryOpCode.Add, ta, tb), [ta, tb], (g) => [sumTo(g, ta.shape), sumTo(g, tb.shape)]);
+  return recordOp('add', binaryRaw(BinaryOpCode.Add, ta, tb), [ta, tb], [], (g) => [sumTo(g, ta.shape), sumTo(g, tb.shape)]);
 }
 
 export function sub(a: Operand, b: Operand): Tensor {
   const like = lhs(a, b, 'sub');
   const ta = operand(a, like, 'sub', 'a');
   const tb = operand(b, like, 'sub', 'b');
-  return recordOp('sub', binaryRaw(BinaryOpCode.Sub, ta, tb), [ta, tb], (g) => [sumTo(g, ta.shape), scale(sumTo(g, tb.shape), -1)]);
+  return recordOp('sub', binaryRaw(BinaryOpCode.Sub, ta, tb), [ta, tb], [], (g) => [sumTo(g, ta.shape), scale(sumTo(g, tb.shape), -1)]);
 }
 
 export function mul(a: Operand, b: Operand): Tensor {
   const like = lhs(a, b, 'mul');
   const ta = operand(a, like, 'mul', 'a');
   const tb = operand(b, like, 'mul', 'b');
-  return recordOp('mul', binaryRaw(BinaryOpCode.Mul, ta, tb), [ta, tb], (g) => [
+  return recordOp('mul', binaryRaw(BinaryOpCode.Mul, ta, tb), [ta, tb], [ta.tracksGrad && tb, tb.tracksGrad && ta], (g) => [
     ta.tracksGrad ? sumTo(binaryRaw(BinaryOpCode.Mul, g, tb), ta.shape) : null,
     tb.tracksGrad ? sumTo(binaryRaw(BinaryOpCode.Mul, g, ta), tb.shape) : null,
   ]);
@@ -71,7 +71,7 @@ export function div(a: Operand, b: Operand): Tensor {
   const ta = operand(a, like, 'div', 'a');
   const tb = operand(b, like, 'div', 'b');
   const out = binaryRaw(BinaryOpCode.Div, ta, tb);
-  return recordOp('div', out, [ta, tb], (g) => [
+  return recordOp('div', out, [ta, tb], [tb, tb.tracksGrad && out], (g) => [
     ta.tracksGrad ? sumTo(binaryRaw(BinaryOpCode.Div, g, tb), ta.shape) : null,
     // d(a/b)/db = -(a/b)/b
     tb.tracksGrad ? scale(sumTo(binaryRaw(BinaryOpCode.Div, binaryRaw(BinaryOpCode.Mul, g, out), tb), tb.shape), -1) : null,
@@ -83,7 +83,7 @@ export function scale(x: Tensor, alpha: number): Tensor {
   checkTensor(x, 'scale', 'x');
   const out = Tensor.empty(x.shape, x.device);
   native.axpby(alpha, x.storage, 0, out.storage);
-  return recordOp('scale', out, [x], (g) => [scale(g, alpha)]);
+  return recordOp('scale', out, [x], [], (g) => [scale(g, alpha)]);
 }
 
 export function neg(x: Tensor): Tensor {
@@ -111,7 +111,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   }
   if (sameShape(target, x.shape)) return x;
   const inputShape = x.shape;
-  return recordOp('reshape', x.view(target), [x], (g) => [reshape(g, inputShape)]);
+  return recordOp('reshape', x.view(target), [x], [], (g) => [reshape(g, inputShape)]);
 }
 
 /** (N, ...) -> (N, rest). */
@@ -165,7 +165,7 @@ function reduction(op: 'sum' | 'mean', x: Tensor, axes: number | readonly number
   const keptShape = x.shape.map((d, i) => (list.includes(i) ? 1 : d));
   const out = options.keepDims ? reduced.view(keptShape) : reduced;
   const inputShape = x.shape;
-  return recordOp(op, out, [x], (g) => {
+  return recordOp(op, out, [x], [], (g) => {
     const spread = broadcastTo(reshape(g, keptShape), inputShape);
     return [op === 'mean' ? scale(spread, 1 / count) : spread];
   });
@@ -192,5 +192,5 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   native.binary(BinaryOpCode.Add, target, broadcastStrides(x.shape, target), target.map(() => 0), x.storage, zero.storage, out.storage);
   zero.dispose();
   const inputShape = x.shape;
-  return recordOp('broadcastTo', out, [x], (g) => [sumTo(g, inputShape)]);
+  return recordOp('broadcastTo', out, [x], [], (g) => [sumTo(g, inputShape)]);
 }

@@ -1,8 +1,9 @@
 // Batch normalization (Ioffe & Szegedy, 2015) as an op with its own fused kernels: per-channel
 // statistics over the batch (and the spatial positions of 4-D input), normalization, scale and
 // shift in one forward pass, and the closed-form gradient in one backward pass.
-import { isRecording, recordOp } from '../autograd/tape';
+import { checkOutput, isRecording, recordOp } from '../autograd/tape';
 import { BnShapeArg, native } from '../native';
+import { NonFiniteError } from '../non-finite';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFinite, checkSameDevice, checkTensor } from './check';
@@ -84,12 +85,18 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
   const saveInvstd = Tensor.empty([c], x.device);
   const batchVar = Tensor.empty([c], x.device);
   native.batchNormForwardTrain(shape, x.storage, gamma.storage, beta.storage, eps, y.storage, saveMean.storage, saveInvstd.storage, batchVar.storage);
+  try {
+    checkBatchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
+  } catch (e) {
+    for (const t of [y, saveMean, saveInvstd, batchVar]) t.dispose();
+    throw e;
+  }
   if (runningMean && runningVar) {
-    native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storage);
-    native.axpby(1 - momentum, batchVar.storage, momentum, runningVar.storage);
+    native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storageForWrite());
+    native.axpby(1 - momentum, batchVar.storage, momentum, runningVar.storageForWrite());
   }
   batchVar.dispose();
-  return recordOp(op, y, [x, gamma, beta], (g) => {
+  return recordOp(op, y, [x, gamma, beta], [x, gamma], (g) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
@@ -98,9 +105,43 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
   });
 }
 
+/**
+ * Throws, naming the channel, when a batch statistic is not finite: one NaN or infinity in the
+ * batch would otherwise make that channel's running mean NaN for good, and its output NaN. Runs
+ * before the running statistics are updated, so they keep their values. Reads C values back, which
+ * on a GPU waits for the forward kernel.
+ */
+function checkBatchStatistics(x: Tensor, eps: number, mean: Tensor, invstd: Tensor, variance: Tensor | null): void {
+  const m = mean.toArray();
+  const s = invstd.toArray();
+  const v = variance?.toArray();
+  const where = (ch: number) => `batchNorm: channel ${ch} of x ${formatShape(x.shape)}`;
+  for (let ch = 0; ch < m.length; ch++) {
+    if (!Number.isFinite(m[ch])) {
+      throw new NonFiniteError(
+        `${where(ch)} has a batch mean of ${m[ch]}: the batch holds NaN or infinite values; the running statistics were left unchanged`,
+      );
+    }
+    if (s[ch] === Infinity) {
+      throw new NonFiniteError(`${where(ch)} has zero variance and eps is ${eps}, so it cannot be normalized; use eps > 0`);
+    }
+    // invstd 0 means a variance that overflowed where it was computed: the output would be beta.
+    if (!(s[ch] > 0)) {
+      throw new NonFiniteError(`${where(ch)} has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down`);
+    }
+    if (v && !Number.isFinite(v[ch])) {
+      throw new NonFiniteError(
+        `${where(ch)} has a variance too large for float32 (values of magnitude near 1e38), which the running ` +
+          'variance cannot hold; the running statistics were left unchanged',
+      );
+    }
+  }
+}
+
 function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, eps: number, shape: BnShapeArg): Tensor {
   const y = Tensor.empty(x.shape, x.device);
   native.batchNormForwardInfer(shape, x.storage, gamma.storage, beta.storage, mean.storage, variance.storage, eps, y.storage);
+  checkOutput('batchNorm', y, [x, gamma, beta, mean, variance]); // anomaly mode: the statistics are inputs too
   // The statistics are constants here, so the gradient is the affine map's. Snapshot them: the
   // running tensors may be updated in place before backward runs.
   if (!isRecording() || !(x.tracksGrad || gamma.tracksGrad || beta.tracksGrad)) return y;
@@ -109,7 +150,7 @@ function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor
   const savedVar = Tensor.empty([c], x.device);
   savedMean.storage.copyFrom(mean.storage);
   savedVar.storage.copyFrom(variance.storage);
-  return recordOp('batchNorm', y, [x, gamma, beta], (g) => {
+  return recordOp('batchNorm', y, [x, gamma, beta], [x, gamma], (g) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);

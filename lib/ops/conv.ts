@@ -47,7 +47,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options: Conv
   const y = Tensor.empty([n, k, oh, ow], x.device);
   native.conv2dForward(shape, x.storage, w.storage, bias ? bias.storage : null, y.storage);
   const inputs = bias ? [x, w, bias] : [x, w];
-  return recordOp(op, y, inputs, (g) => {
+  return recordOp(op, y, inputs, [x.tracksGrad && w, w.tracksGrad && x], (g) => {
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
     if (x.tracksGrad) {
@@ -90,7 +90,7 @@ export function avgPool2d(x: Tensor, options: AvgPool2dOptions): Tensor {
   const shape: PoolShapeArg = [n, c, h, w, kh, kw, sh, sw];
   const y = Tensor.empty([n, c, oh, ow], x.device);
   native.avgPool2dForward(shape, x.storage, y.storage);
-  return recordOp(op, y, [x], (g) => {
+  return recordOp(op, y, [x], [], (g) => {
     const dx = Tensor.empty(x.shape, x.device);
     native.avgPool2dBackward(shape, g.storage, dx.storage);
     return [dx];

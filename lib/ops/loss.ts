@@ -13,7 +13,7 @@ export type Reduction = 'none' | 'sum' | 'mean';
 /**
  * Label tensors already checked, with the tensor's version at the check and the largest label
  * plus one. Reading labels back for the check synchronizes with the GPU, so each tensor is
- * checked once (until copy_() writes to it) rather than at every step.
+ * checked once per version (every in-place write bumps it) rather than at every step.
  */
 const checkedLabels = new WeakMap<Tensor, { version: number; bound: number }>();
 
@@ -36,7 +36,8 @@ function checkLabelValues(values: ArrayLike<number>, n: number, k: number, like:
 /**
  * @internal Records what the caller already knows about a label tensor it just made from these
  * host values (a data loader), so that its first use needs no read back from the GPU. Values that
- * are not class indices are simply not recorded.
+ * are not class indices are simply not recorded. The trust holds for the tensor's current version
+ * only: after an in-place write the labels are read back and checked again.
  */
 export function rememberLabels(t: Tensor, values: ArrayLike<number>): void {
   let bound = 0;
@@ -89,7 +90,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options: { r
   const y = labelTensor(labels, n, k, logits);
   const loss = Tensor.empty([n], logits.device);
   native.softmaxXentForward(n, k, logits.storage, y.storage, loss.storage);
-  const perExample = recordOp(op, loss, [logits], (g) => {
+  const perExample = recordOp(op, loss, [logits], [logits, y], (g) => {
     const dlogits = Tensor.empty(logits.shape, logits.device);
     native.softmaxXentBackward(n, k, logits.storage, y.storage, g.storage, dlogits.storage);
     return [dlogits];

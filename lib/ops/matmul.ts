@@ -25,7 +25,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.shape[1] !== b.shape[0]) {
     throw new RangeError(`matmul: inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)}`);
   }
-  return recordOp('matmul', gemm(a, b, false, false), [a, b], (g) => [
+  return recordOp('matmul', gemm(a, b, false, false), [a, b], [a.tracksGrad && b, b.tracksGrad && a], (g) => [
     a.tracksGrad ? gemm(g, b, false, true) : null, // dA = g @ bᵀ
     b.tracksGrad ? gemm(a, g, true, false) : null, // dB = aᵀ @ g
   ]);
@@ -54,7 +54,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     native.binary(BinaryOpCode.Add, [n, outFeatures], [outFeatures, 1], [0, 1], y.storage, bias.storage, y.storage);
   }
   const inputs = bias ? [x, weight, bias] : [x, weight];
-  return recordOp('linear', y, inputs, (g) => {
+  return recordOp('linear', y, inputs, [x.tracksGrad && weight, weight.tracksGrad && x], (g) => {
     const grads: Array<Tensor | null> = [
       x.tracksGrad ? gemm(g, weight, false, false) : null, // dx = g @ W
       weight.tracksGrad ? gemm(g, x, true, false) : null, // dW = gᵀ @ x

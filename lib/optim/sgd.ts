@@ -70,7 +70,7 @@ export class SGD {
           this.velocity.set(p, v);
         }
       }
-      native.sgdUpdate(this.lr, this.momentum, decay, p.storage, g.storage, v ? v.storage : null);
+      native.sgdUpdate(this.lr, this.momentum, decay, p.storageForWrite(), g.storage, v ? v.storageForWrite() : null);
     }
   }
 

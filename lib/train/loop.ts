@@ -6,10 +6,12 @@ import { backward } from '../autograd/backward';
 import { record } from '../autograd/tape';
 import type { DataLoader } from '../data/loader';
 import type { Module } from '../nn/module';
+import { NonFiniteError } from '../non-finite';
 import { Labels, softmaxCrossEntropy } from '../ops/loss';
 import type { SGD } from '../optim/sgd';
 import type { Tensor } from '../tensor';
 import { tidy } from '../tidy';
+import { nonFiniteStepError } from './diverged';
 import { evaluateAccuracy } from './evaluate';
 import { EpochMetrics, formatEpochLine, MovingAverage } from './metrics';
 
@@ -113,10 +115,14 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
           // Batch norm cannot train on a single example (its variance is undefined): a last
           // partial batch of size 1 is skipped. (The CLI avoids it with dropLast.)
           if (batch.x.shape[0] < 2) continue;
-          const { meanLoss } = trainStep(model, options.optimizer, batch.x, batch.y, reduction);
-          if (!Number.isFinite(meanLoss)) {
-            throw new Error(`the loss became ${meanLoss} at epoch ${e}, batch ${i}: lower the learning rate`);
+          let meanLoss: number;
+          try {
+            ({ meanLoss } = trainStep(model, options.optimizer, batch.x, batch.y, reduction));
+          } catch (err) {
+            if (err instanceof NonFiniteError) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { cause: err });
+            throw err;
           }
+          if (!Number.isFinite(meanLoss)) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { loss: meanLoss });
           movingLoss.update(meanLoss);
           images += batch.x.shape[0];
         } finally {

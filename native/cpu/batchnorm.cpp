@@ -14,6 +14,9 @@
 //   expression in every kernel: a single rounding, and inference with running statistics equal
 //   to the batch's reproduces training's output bit for bit. (eps = 0 with a constant channel
 //   gives an infinite invstd; callers use eps > 0.)
+// - Values near +-1e38: (x - mean)^2 is summed in double, which holds it, but the variance itself
+//   may exceed float (it is reported as infinite). invstd is then formed from the double variance:
+//   about 1e-38, representable, so such a channel still normalizes to +-1 instead of to beta.
 //
 // Determinism: the work items (channel x sample chunk, or row chunks when l == 1) depend only on
 // the shape; each item sums in double in a fixed order and items are combined in a fixed order.
@@ -159,8 +162,9 @@ void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamm
   std::vector<float> scale(c);
   for (int64_t ch = 0; ch < c; ++ch) {
     save_mean[ch] = float(mean[ch]);
-    batch_var[ch] = float(sq[ch] / double(m));
-    save_invstd[ch] = inv_std(batch_var[ch], eps);
+    const double var = sq[ch] / double(m);
+    batch_var[ch] = float(var);
+    save_invstd[ch] = std::isinf(batch_var[ch]) ? float(1.0 / std::sqrt(var + double(eps))) : inv_std(batch_var[ch], eps);
     scale[ch] = gamma[ch] * save_invstd[ch];
   }
   affine(s, x, save_mean, scale.data(), beta, y);

@@ -174,3 +174,34 @@ describe('batch norm robustness', () => {
     expect(Array.from(out.variance)).toEqual([0, 0]);
   });
 });
+
+describe('batch norm near the float32 limit', () => {
+  // Channel 0 spans [-3e38, 3e38]: (x - mean)^2 and the variance exceed float32, the normalized
+  // values do not. Channel 1 is ordinary data beside it.
+  test.each([
+    { n: 7, c: 2, l: 1 }, { n: 5000, c: 2, l: 1 }, { n: 3, c: 2, l: 13 }, { n: 3, c: 2, l: 7000 },
+  ])('a channel of values near +-1e38 normalizes like the float64 reference %o', (g) => {
+    const rng = new Rng(97 + g.n + g.l);
+    const x = new Float32Array(g.n * g.c * g.l);
+    for (let i = 0; i < g.n; i++)
+      for (let j = 0; j < g.l; j++) {
+        x[(i * g.c) * g.l + j] = rng.array(1, -3e38, 3e38)[0];
+        x[(i * g.c + 1) * g.l + j] = rng.array(1, -2, 2)[0];
+      }
+    const gamma = Float32Array.from([1.5, 1]);
+    const beta = Float32Array.from([0.25, 0]);
+    const out = forwardTrain(g, x, gamma, beta);
+    const ref = bnStatsRef(g, x);
+    expectClose(out.mean, ref.mean, { rtol: 1e-6, atol: 0 }, 'mean');
+    expect(out.variance[0]).toBe(Infinity); // beyond float32; the JS layer refuses to keep it as a running variance
+    expectClose(out.invstd, Array.from(ref.variance, (v) => 1 / Math.sqrt(v + EPS)), { rtol: 1e-5, atol: 0 }, 'invstd');
+    expectClose(out.y, bnNormalizeRef(g, x, gamma, beta, ref.mean, ref.variance, EPS), { rtol: 1e-5, atol: 1e-5 }, 'y');
+
+    const dy = rng.array(x.length);
+    const back = backwardTrain(g, x, dy, gamma, out.mean, out.invstd);
+    expect(back.dx!.every(Number.isFinite)).toBe(true);
+    const bref = bnBackwardRef(g, x, dy, gamma, out.mean, out.invstd, true);
+    expectClose(back.dgamma, bref.dgamma.value, { rtol: 1e-5, atol: 1e-6, scale: bref.dgamma.scale }, 'dgamma');
+    expectClose(back.dbeta, bref.dbeta.value, { rtol: 1e-6, atol: 1e-6, scale: bref.dbeta.scale }, 'dbeta');
+  });
+});

@@ -9,6 +9,7 @@ import { SGD } from '../../lib/optim/sgd';
 import { evaluateAccuracy } from '../../lib/train/evaluate';
 import { fit } from '../../lib/train/loop';
 import { EpochMetrics } from '../../lib/train/metrics';
+import { NonFiniteError } from '../../lib/non-finite';
 
 /** Two well-separated classes of 2x2 "images": class 1 is bright on the left column. */
 function twoClasses(count: number, seed: number): ArrayDataset {
@@ -70,5 +71,53 @@ describe('training loop', () => {
     model.eval();
     evaluateAccuracy(model, loader);
     expect(model.training).toBe(false);
+  });
+});
+
+describe('a non-finite loss', () => {
+  function linearNet() {
+    return new Sequential(new Flatten(), new Linear(4, 2, { seed: 1 }));
+  }
+
+  /** Runs one epoch on `data` (batches of 8, in order) and returns the error fit() threw. */
+  async function failure(model: Sequential, data: ArrayDataset, lr: number): Promise<Error> {
+    const train = new DataLoader(data, { batchSize: 8 });
+    const test = new DataLoader(twoClasses(8, 9), { batchSize: 8 });
+    const run = fit(model, { optimizer: new SGD(model.parameters(), { lr }), train, test, epochs: 1, progress: false, log: () => {} });
+    return run.then(
+      () => { throw new Error('fit did not fail'); },
+      (e: Error) => e,
+    );
+  }
+
+  function withNaN(batch: number): ArrayDataset {
+    const data = twoClasses(40, 5);
+    data.inputs[(batch * 8 + 3) * 4 + 1] = NaN; // example 3 of the batch
+    return data;
+  }
+
+  test('non-finite data names the batch, when the loss is NaN', async () => {
+    const e = await failure(linearNet(), withNaN(2), 0.01);
+    expect(e).toBeInstanceOf(NonFiniteError);
+    expect(e.message).toBe(
+      'fit: epoch 0, batch 2: its inputs hold NaN at index 13; the data is not finite, so check or clean that batch (the loss became NaN)',
+    );
+  });
+
+  test('non-finite data names the batch, when batch norm refuses it first', async () => {
+    const e = await failure(smallNet(), withNaN(3), 0.01);
+    expect(e).toBeInstanceOf(NonFiniteError);
+    expect(e.message).toMatch(/^fit: epoch 0, batch 3: its inputs hold NaN at index 13; the data is not finite, so check or clean that batch \(batchNorm: channel \d+ of x \[8, 8\] has a batch mean of NaN/);
+  });
+
+  test('a loss that overflows on finite data is divergence: lower the learning rate', async () => {
+    const e = await failure(linearNet(), twoClasses(40, 5), 1e38);
+    expect(e).not.toBeInstanceOf(NonFiniteError);
+    expect(e.message).toMatch(/^fit: epoch 0, batch [1-4]: the loss became (NaN|Infinity); the inputs are finite, so the model diverged: lower the learning rate \(lr 1e\+38\)$/);
+  });
+
+  test('batch norm meeting the values of a diverged model on finite data says divergence too', async () => {
+    const e = await failure(smallNet(), twoClasses(40, 5), 1e38);
+    expect(e.message).toMatch(/^fit: epoch 0, batch [1-4]: batchNorm: channel \d+ of x \[8, 8\] .*; the inputs are finite, so the model diverged: lower the learning rate/);
   });
 });
