@@ -63,11 +63,15 @@ export function defaultDevice(): Device {
 
 /** Sets the device used when none is named (validated: 'cuda' needs a GPU). */
 export function setDefaultDevice(device: Device | string): void {
-  defaultChoice = parseDevice(device);
+  defaultChoice = parseDevice(device, 'kg.setDefaultDevice');
 }
 
-/** Validates a user-supplied device name; 'cuda:0' is accepted as 'cuda' (one GPU is used). */
-export function parseDevice(device: unknown): Device {
+/**
+ * Validates a user-supplied device name; 'cuda:0' is accepted as 'cuda' (one GPU is used). `fn`,
+ * when given, names the public function in the error.
+ */
+export function parseDevice(device: unknown, fn?: string): Device {
+  const prefix = fn === undefined ? '' : `${fn}: `;
   if (device === undefined) return defaultDevice();
   if (device === 'cpu') return 'cpu';
   if (device === 'cuda' || device === 'cuda:0' || device === 'gpu') {
@@ -75,11 +79,11 @@ export function parseDevice(device: unknown): Device {
       const why = native.builtWithCuda()
         ? 'no CUDA device was found (is the NVIDIA driver installed and a GPU visible?)'
         : 'kernelgrad was built without CUDA (nvcc was not found when it was installed)';
-      throw new Error(`device 'cuda' requested, but ${why}; use device 'cpu'`);
+      throw new Error(`${prefix}device 'cuda' requested, but ${why}; use device 'cpu'`);
     }
     return 'cuda';
   }
-  throw new TypeError(`unknown device ${JSON.stringify(device)}: expected 'cpu' or 'cuda'`);
+  throw new TypeError(`${prefix}unknown device ${JSON.stringify(device)}: expected 'cpu' or 'cuda'`);
 }
 
 export function deviceCode(device: Device): DeviceCode {
