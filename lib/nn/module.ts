@@ -151,7 +151,8 @@ export abstract class Module {
    * the live tensors (not copies): read them, do not dispose them.
    */
   stateDict(): Record<string, Tensor> {
-    const out: Record<string, Tensor> = {};
+    const out: Record<string, Tensor> = Object.create(null); // a name such as __proto__ stays a key
+
     for (const [prefix, m] of this.namedModules()) {
       for (const [name, t] of m._params) out[join(prefix, name)] = t;
       for (const [name, t] of m._buffers) out[join(prefix, name)] = t;
