@@ -104,18 +104,22 @@ export function defaultDevice(): Device {
 
 /** Sets the device used when none is named (validated: 'cuda' needs a GPU). */
 export function setDefaultDevice(device: Device | string): void {
-  defaultChoice = parseDevice(device);
+  defaultChoice = parseDevice(device, 'kg.setDefaultDevice');
 }
 
-/** Validates a user-supplied device name; 'cuda:0' is accepted as 'cuda' (one GPU is used). */
-export function parseDevice(device: unknown): Device {
+/**
+ * Validates a user-supplied device name; 'cuda:0' is accepted as 'cuda' (one GPU is used). `fn`,
+ * when given, names the public function in the error.
+ */
+export function parseDevice(device: unknown, fn?: string): Device {
+  const prefix = fn === undefined ? '' : `${fn}: `;
   if (device === undefined) return defaultDevice();
   if (device === 'cpu') return 'cpu';
   if (device === 'cuda' || device === 'cuda:0' || device === 'gpu') {
-    if (!cudaAvailable()) throw new Error(`device 'cuda' requested, but ${cudaUnavailableReason()}; use device 'cpu'`);
+    if (!cudaAvailable()) throw new Error(`${prefix}device 'cuda' requested, but ${cudaUnavailableReason()}; use device 'cpu'`);
     return 'cuda';
   }
-  throw new TypeError(`unknown device ${JSON.stringify(device)}: expected 'cpu' or 'cuda'`);
+  throw new TypeError(`${prefix}unknown device ${JSON.stringify(device)}: expected 'cpu' or 'cuda'`);
 }
 
 /** The device for logs: 'cuda (kernelgrad CUDA emulator)' under the emulator, so such runs say so. */

@@ -20,7 +20,7 @@ export class Random {
   private s3: number;
 
   constructor(seed: number) {
-    if (!Number.isInteger(seed)) throw new TypeError(`seed must be an integer, got ${seed}`);
+    checkSeed(seed, 'kg.Random');
     const init = splitmix32(seed);
     this.s0 = init();
     this.s1 = init();
@@ -48,11 +48,14 @@ export class Random {
 
   /** Uniform integer in [0, n). */
   int(n: number): number {
+    if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`kg.Random.int: n must be a positive integer, got ${String(n)}`);
     return Math.floor(this.uniform() * n);
   }
 
   /** Standard normal samples (Box-Muller, both values of each pair used). */
   fillNormal(out: Float32Array, mean = 0, std = 1): Float32Array {
+    checkFinite(mean, 'kg.Random.fillNormal', 'mean');
+    if (checkFinite(std, 'kg.Random.fillNormal', 'std') < 0) throw new RangeError(`kg.Random.fillNormal: std must be >= 0, got ${std}`);
     for (let i = 0; i < out.length; i += 2) {
       const u1 = 1 - this.uniform(); // (0, 1]: log stays finite
       const u2 = this.uniform();
@@ -64,6 +67,8 @@ export class Random {
   }
 
   fillUniform(out: Float32Array, low = 0, high = 1): Float32Array {
+    checkFinite(low, 'kg.Random.fillUniform', 'low');
+    checkFinite(high, 'kg.Random.fillUniform', 'high');
     for (let i = 0; i < out.length; i++) out[i] = low + (high - low) * this.uniform();
     return out;
   }
@@ -80,6 +85,15 @@ export class Random {
   }
 }
 
+function checkSeed(seed: unknown, fn: string): void {
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new TypeError(`${fn}: seed must be an integer, got ${String(seed)}`);
+}
+
+function checkFinite(v: unknown, fn: string, name: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`${fn}: ${name} must be a finite number, got ${String(v)}`);
+  return v;
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
@@ -88,6 +102,7 @@ let global = new Random(Date.now() & 0x7fffffff);
 
 /** Seeds the generator used by kg.randn/kg.rand when no seed is given. */
 export function manualSeed(seed: number): void {
+  checkSeed(seed, 'kg.manualSeed');
   global = new Random(seed);
 }
 

@@ -1,4 +1,5 @@
 // Shape arithmetic and validation shared by every op.
+import { describe } from './options';
 
 export type Shape = readonly number[];
 
@@ -16,10 +17,25 @@ export function sameShape(a: Shape, b: Shape): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-/** Throws a TypeError unless `shape` is an array of non-negative integers. */
-export function checkShape(shape: unknown, what = 'shape'): number[] {
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new TypeError(`${what} must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+/**
+ * The shape as a fresh array, checked: a real array (no holes) of non-negative safe integers whose
+ * product is a safe integer too (beyond 2^53 the element count itself would be rounded). `fn` names
+ * the public function in the error, `what` the argument.
+ */
+export function checkShape(shape: unknown, fn: string, what = 'shape'): number[] {
+  if (!Array.isArray(shape)) {
+    throw new TypeError(`${fn}: ${what} must be an array of non-negative integers, got ${describe(shape)}`);
+  }
+  for (let i = 0; i < shape.length; i++) {
+    if (!(i in shape)) throw new TypeError(`${fn}: ${what} has a hole at index ${i} (length ${shape.length})`);
+    const d: unknown = shape[i];
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
+      throw new TypeError(`${fn}: ${what} must be an array of non-negative integers, got ${String(d)} at index ${i}`);
+    }
+  }
+  const n = numelOf(shape);
+  if (!Number.isSafeInteger(n)) {
+    throw new RangeError(`${fn}: ${what} ${formatShape(shape)} has ${n} elements, more than 2^53`);
   }
   return shape.slice();
 }
@@ -60,14 +76,44 @@ export function broadcastStrides(from: Shape, to: Shape): number[] {
   });
 }
 
-/** Normalizes possibly-negative axes against `ndim`; throws a RangeError for an axis out of range. */
-export function normalizeAxes(axes: number | readonly number[], ndim: number, op: string): number[] {
-  const list = typeof axes === 'number' ? [axes] : [...axes];
+/** Normalizes possibly-negative axes against `shape`; throws for an axis that is not in it. */
+export function normalizeAxes(axes: unknown, shape: Shape, op: string): number[] {
+  const ndim = shape.length;
+  if (typeof axes !== 'number' && !Array.isArray(axes)) {
+    throw new TypeError(`${op}: axes must be a number or an array of numbers, got ${describe(axes)}`);
+  }
+  const list: unknown[] = typeof axes === 'number' ? [axes] : [...axes];
   const out = list.map((a) => {
-    if (!Number.isInteger(a) || a < -ndim || a >= ndim) {
-      throw new RangeError(`${op}: axis ${a} is out of range for a tensor of ${ndim} dimensions`);
+    if (typeof a !== 'number' || !Number.isInteger(a) || a < -ndim || a >= ndim) {
+      throw new RangeError(`${op}: axis ${String(a)} is out of range for shape ${formatShape(shape)} (${ndim} dimensions)`);
     }
     return a < 0 ? a + ndim : a;
   });
   return [...new Set(out)].sort((x, y) => x - y);
+}
+
+/** The most dimensions the native elementwise kernel takes. */
+export const MAX_KERNEL_DIMS = 6;
+
+/**
+ * Merges neighbouring dimensions that every operand walks as one (stride[i] = stride[i+1] *
+ * shape[i+1], which also holds for two broadcast dimensions of stride 0) and drops dimensions of
+ * size 1. The same elements are visited in the same order, so a 7-D broadcast of a few
+ * contiguous runs fits a kernel that takes at most 6 dimensions.
+ */
+export function collapseDims(shape: Shape, strides: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strides.map(() => []);
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue;
+    const last = outShape.length - 1;
+    if (last >= 0 && strides.every((s, k) => outStrides[k][last] === s[i] * shape[i])) {
+      outShape[last] *= shape[i];
+      strides.forEach((s, k) => (outStrides[k][last] = s[i]));
+    } else {
+      outShape.push(shape[i]);
+      strides.forEach((s, k) => outStrides[k].push(s[i]));
+    }
+  }
+  return { shape: outShape, strides: outStrides };
 }

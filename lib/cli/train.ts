@@ -40,12 +40,24 @@ export function trainCommand(): Command {
     });
 }
 
+/** Batch norm in training mode needs two values per channel for a variance. */
+const MIN_BATCH = 2;
+
 export async function runTrain(opts: TrainCliOptions): Promise<void> {
+  if (opts.batchSize < MIN_BATCH) {
+    throw new UsageError(`--batch-size ${opts.batchSize} cannot train: batch norm needs at least ${MIN_BATCH} images per batch to compute a variance`);
+  }
+  if (opts.trainSize !== undefined && opts.trainSize < MIN_BATCH) {
+    throw new UsageError(`--train-size ${opts.trainSize} cannot train: batch norm needs at least ${MIN_BATCH} training images per batch`);
+  }
   checkSplitFiles('train', opts.data);
   checkSplitFiles('test', opts.data);
   const device = resolveDevice(opts.device);
   const trainSplit = loadSplitForCli('train', opts.data, opts.trainSize);
   const testSplit = loadSplitForCli('test', opts.data, opts.testSize);
+  if (trainSplit.count < MIN_BATCH) {
+    throw new UsageError(`the training set has ${trainSplit.count} image${trainSplit.count === 1 ? '' : 's'}: batch norm needs at least ${MIN_BATCH} to train`);
+  }
   try {
     fs.mkdirSync(opts.out, { recursive: true });
   } catch (e) {
@@ -57,8 +69,8 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   const { bnCnn, BN_CNN_ARCHITECTURE, BN_CNN_SUMMARY } = await import('../models/bn-cnn');
   const { SGD } = await import('../optim/sgd');
   const { fit } = await import('../train/loop');
-  const { saveCheckpoint } = await import('../io/checkpoint');
-  const { writeFileAtomic } = await import('../io/atomic');
+  const { stageCheckpoint } = await import('../io/checkpoint');
+  const { commitAll, stageFileAtomic } = await import('../io/atomic');
   const { writeTrainingPlot } = await import('../train/plot');
   const { deviceLabel } = await import('../device');
 
@@ -89,6 +101,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
     trainSize: train.count,
     testSize: test.count,
     epochs: [] as import('../train/metrics').EpochMetrics[],
+    checkpoint: undefined as { file: string; epoch: number } | undefined,
   };
   process.stderr.write(
     `kernelgrad: training ${BN_CNN_ARCHITECTURE} on ${deviceLabel(device)}: ${train.count} train / ${test.count} test images, ` +
@@ -104,7 +117,10 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
     progress: opts.progress ? undefined : false,
     onEpoch: async (m) => {
       run.epochs.push(m);
-      saveCheckpoint(files.checkpoint, model, {
+      run.checkpoint = { file: path.basename(files.checkpoint), epoch: m.epoch };
+      // Both files are complete on disk before either replaces its old version, so metrics.json
+      // and the checkpoint move to the new epoch together.
+      const checkpoint = stageCheckpoint(files.checkpoint, model, {
         architecture: BN_CNN_ARCHITECTURE,
         layers: BN_CNN_SUMMARY,
         epoch: String(m.epoch),
@@ -119,7 +135,14 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
         batch_size: String(opts.batchSize),
         momentum: String(opts.momentum),
       });
-      writeFileAtomic(files.metrics, JSON.stringify(run, null, 2) + '\n');
+      let metrics;
+      try {
+        metrics = stageFileAtomic(files.metrics, JSON.stringify(run, null, 2) + '\n');
+      } catch (e) {
+        checkpoint.abort();
+        throw e;
+      }
+      commitAll([checkpoint, metrics]);
       await writeTrainingPlot(run.epochs, files.plot, {
         title: `${BN_CNN_ARCHITECTURE} on MNIST (${device}, batch ${opts.batchSize}, lr ${opts.lr})`,
         svg: opts.svg,

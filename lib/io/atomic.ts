@@ -1,16 +1,86 @@
 // Atomic file writes: the data goes to a temporary file in the same folder, is flushed to disk
 // (fsync) and then renamed over the target. A reader (or a run interrupted half-way) sees either the
 // old file or the complete new one, never a half-written file.
+//
+// A run killed between the write and the rename leaves its temporary file behind. Temporary names
+// carry the writer's process id (`.<name>.<pid>.<time>.<n>.tmp`), so the next write to the same
+// target removes the ones whose process is gone, and never those of a writer still running.
 import * as fs from 'fs';
 import * as path from 'path';
 
 let counter = 0;
+/** Temporary files this process is writing now (not stale, whatever their name says). */
+const inFlight = new Set<string>();
 
-/** Writes `data` to `file` atomically (temp file + fsync + rename; the folder is fsynced too where possible). */
-export function writeFileAtomic(file: string, data: string | Uint8Array | Uint8Array[]): void {
+/** A complete, fsynced temporary file waiting to be renamed over its target. */
+export interface StagedFile {
+  readonly file: string;
+  /** Renames the temporary file over the target (and fsyncs the folder where possible). */
+  commit(): void;
+  /** Removes the temporary file; the target is left as it was. */
+  abort(): void;
+}
+
+/**
+ * An Error that names the file first and keeps the system error's code (ENOSPC, EACCES, ...) and
+ * the original as its cause.
+ */
+export function fileError(e: unknown, file: string, action: string): Error {
+  const sys = e as NodeJS.ErrnoException;
+  const err = new Error(`${file}: cannot ${action}: ${sys?.message ?? String(e)}`, { cause: e }) as NodeJS.ErrnoException;
+  if (sys?.code !== undefined) err.code = sys.code;
+  return err;
+}
+
+function tempPattern(base: string): RegExp {
+  const escaped = base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^\\.${escaped}\\.(\\d+)\\.\\d+\\.\\d+\\.tmp$`);
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
+  }
+}
+
+/** Removes the temporary files of earlier writes to `file` whose process has exited. Best effort. */
+export function removeStaleTemps(file: string): string[] {
   const dir = path.dirname(path.resolve(file));
+  const pattern = tempPattern(path.basename(file));
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = pattern.exec(name);
+    if (m === null) continue;
+    const full = path.join(dir, name);
+    const pid = Number(m[1]);
+    if (inFlight.has(full) || (pid !== process.pid && processAlive(pid))) continue;
+    try {
+      fs.unlinkSync(full);
+      removed.push(full);
+    } catch {
+      /* gone already, or not ours to remove */
+    }
+  }
+  return removed;
+}
+
+/** Writes `data` to a fsynced temporary file beside `file`; `commit()` then puts it in place. */
+export function stageFileAtomic(file: string, data: string | Uint8Array | Uint8Array[]): StagedFile {
+  const dir = path.dirname(path.resolve(file));
+  removeStaleTemps(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.${counter++}.tmp`);
   let fd: number | null = null;
+  inFlight.add(tmp);
   try {
     fd = fs.openSync(tmp, 'wx', 0o644);
     const chunks = Array.isArray(data) ? data : [typeof data === 'string' ? Buffer.from(data, 'utf8') : data];
@@ -21,7 +91,6 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | Uint8A
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = null;
-    fs.renameSync(tmp, file);
   } catch (e) {
     if (fd !== null) {
       try {
@@ -30,14 +99,59 @@ export function writeFileAtomic(file: string, data: string | Uint8Array | Uint8A
         /* already failing */
       }
     }
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* never created or already renamed */
-    }
-    throw e;
+    discard(tmp);
+    throw fileError(e, file, 'write');
   }
-  fsyncDir(dir);
+  let done = false;
+  return {
+    file,
+    commit() {
+      if (done) return;
+      done = true;
+      try {
+        fs.renameSync(tmp, file);
+      } catch (e) {
+        discard(tmp);
+        throw fileError(e, file, 'write');
+      }
+      inFlight.delete(tmp);
+      fsyncDir(dir);
+    },
+    abort() {
+      if (done) return;
+      done = true;
+      discard(tmp);
+    },
+  };
+}
+
+/** Writes `data` to `file` atomically (temp file + fsync + rename; the folder is fsynced too where possible). */
+export function writeFileAtomic(file: string, data: string | Uint8Array | Uint8Array[]): void {
+  stageFileAtomic(file, data).commit();
+}
+
+/**
+ * Commits staged files in order; when one fails, the ones after it are aborted (the ones before
+ * are already in place) and the error is rethrown.
+ */
+export function commitAll(staged: readonly StagedFile[]): void {
+  for (let i = 0; i < staged.length; i++) {
+    try {
+      staged[i].commit();
+    } catch (e) {
+      for (const s of staged.slice(i + 1)) s.abort();
+      throw e;
+    }
+  }
+}
+
+function discard(tmp: string): void {
+  inFlight.delete(tmp);
+  try {
+    fs.unlinkSync(tmp);
+  } catch {
+    /* never created or already renamed */
+  }
 }
 
 /** Best effort: makes a rename durable by fsyncing its folder (not supported on every platform). */

@@ -4,11 +4,20 @@ import type { Device } from '../device';
 import type { Module } from '../nn/module';
 import { tensor } from '../ops/creation';
 import type { Tensor } from '../tensor';
-import { readSafetensors, writeSafetensors } from './safetensors';
+import { StagedFile, stageFileAtomic } from './atomic';
+import { encodeSafetensorsParts, readSafetensors } from './safetensors';
 
 /** Writes `model.stateDict()` and `metadata` to `file` atomically (temp file, fsync, rename). */
 export function saveCheckpoint(file: string, model: Module, metadata: Record<string, string> = {}): void {
-  writeSafetensors(file, model.stateDict(), { format: 'pt', framework: 'kernelgrad', ...metadata });
+  stageCheckpoint(file, model, metadata).commit();
+}
+
+/**
+ * The checkpoint written and fsynced to a temporary file, to be committed (renamed into place)
+ * together with other files, e.g. the run's metrics, so that they change at the same moment.
+ */
+export function stageCheckpoint(file: string, model: Module, metadata: Record<string, string> = {}): StagedFile {
+  return stageFileAtomic(file, encodeSafetensorsParts(model.stateDict(), { format: 'pt', framework: 'kernelgrad', ...metadata }));
 }
 
 export interface LoadedCheckpoint {
@@ -20,7 +29,7 @@ export interface LoadedCheckpoint {
 /** Reads a safetensors checkpoint into tensors on `device` (default: `kg.defaultDevice()`). */
 export function loadCheckpoint(file: string, options: { device?: Device } = {}): LoadedCheckpoint {
   const { tensors, metadata } = readSafetensors(file);
-  const stateDict: Record<string, Tensor> = {};
+  const stateDict: Record<string, Tensor> = Object.create(null); // any name, __proto__ included
   for (const [name, t] of Object.entries(tensors)) stateDict[name] = tensor(t.data, t.shape, { device: options.device });
   return { stateDict, metadata };
 }

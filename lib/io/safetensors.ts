@@ -24,6 +24,11 @@ export interface TensorLike {
   toArray(): Float32Array;
 }
 
+/**
+ * The objects by name below have no prototype: a file may name a tensor `__proto__` or
+ * `constructor`, and with a prototype that name would set or shadow an inherited property instead
+ * of holding the tensor.
+ */
 export interface SafetensorsContents {
   /** Tensors by name, in the order of their data in the file. */
   tensors: Record<string, TensorData>;
@@ -71,7 +76,7 @@ export function encodeSafetensorsParts(
   tensors: Record<string, TensorData | TensorLike>,
   metadata: Record<string, string> = {},
 ): Uint8Array[] {
-  const header: Record<string, unknown> = {};
+  const header: Record<string, unknown> = Object.create(null);
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') throw new Error(`safetensors: metadata value for '${k}' must be a string`);
   }
@@ -135,7 +140,7 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
   const entries = header as Record<string, unknown>;
 
-  const metadata: Record<string, string> = {};
+  const metadata: Record<string, string> = Object.create(null);
   const meta = entries[METADATA_KEY];
   if (meta !== undefined) {
     if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) fail(`${METADATA_KEY} is not an object`);
@@ -184,7 +189,7 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
   }
   if (pos !== dataLength) fail(`${dataLength - pos} trailing bytes after the last tensor`);
 
-  const tensors: Record<string, TensorData> = {};
+  const tensors: Record<string, TensorData> = Object.create(null);
   for (const it of items) {
     tensors[it.name] = { shape: it.shape, data: fromLittleEndianBytes(b.subarray(dataStart + it.begin, dataStart + it.end)) };
   }

@@ -4,6 +4,7 @@ import { Device, parseDevice } from '../device';
 import { full, ones, zeros } from '../ops/creation';
 import { batchNorm } from '../ops/batchnorm';
 import { checkPositiveInt } from '../ops/check';
+import { describe, readOptions } from '../options';
 import { Tensor } from '../tensor';
 import { Module } from './module';
 
@@ -35,20 +36,23 @@ export class BatchNorm extends Module {
   /** False until the moving statistics hold data (the first training batch, or a loaded state). */
   private statisticsReady: boolean;
 
-  constructor(numFeatures: number, options: BatchNormModuleOptions = {}) {
+  constructor(numFeatures: number, options?: BatchNormModuleOptions) {
     super();
-    this.numFeatures = checkPositiveInt(numFeatures, 'BatchNorm', 'numFeatures');
-    this.momentum = options.momentum ?? 0.9;
-    this.eps = options.eps ?? 1e-5;
-    if (!(this.momentum >= 0 && this.momentum <= 1)) {
-      throw new RangeError(`BatchNorm: momentum must be in [0, 1], got ${options.momentum}`);
+    const fn = 'kg.nn.BatchNorm';
+    const opts = readOptions(options, fn, ['momentum', 'eps', 'initRunning', 'device']);
+    this.numFeatures = checkPositiveInt(numFeatures, fn, 'numFeatures');
+    this.momentum = opts.momentum ?? 0.9;
+    this.eps = opts.eps ?? 1e-5;
+    for (const [name, v] of [['momentum', this.momentum], ['eps', this.eps]] as const) {
+      if (typeof v !== 'number') throw new TypeError(`${fn}: ${name} must be a number, got ${describe(v)}`);
     }
-    if (!(this.eps >= 0)) throw new RangeError(`BatchNorm: eps must be >= 0, got ${options.eps}`);
-    this.initRunning = options.initRunning ?? 'firstBatch';
+    if (!(this.momentum >= 0 && this.momentum <= 1)) throw new RangeError(`${fn}: momentum must be in [0, 1], got ${this.momentum}`);
+    if (!(this.eps >= 0) || !Number.isFinite(this.eps)) throw new RangeError(`${fn}: eps must be a finite number >= 0, got ${this.eps}`);
+    this.initRunning = opts.initRunning ?? 'firstBatch';
     if (this.initRunning !== 'firstBatch' && this.initRunning !== 'zeroOne') {
-      throw new TypeError(`BatchNorm: initRunning must be 'firstBatch' or 'zeroOne', got ${String(options.initRunning)}`);
+      throw new TypeError(`${fn}: initRunning must be 'firstBatch' or 'zeroOne', got ${describe(opts.initRunning)}`);
     }
-    const device = parseDevice(options.device);
+    const device = parseDevice(opts.device, fn);
     this.registerParameter('gamma', ones([numFeatures], { device }));
     this.registerParameter('beta', zeros([numFeatures], { device }));
     this.registerBuffer('runningMean', zeros([numFeatures], { device }));

@@ -1,7 +1,8 @@
 // 2-D convolution layer, PyTorch's parameter names and layouts: weight (out, in, kh, kw), bias (out).
 import { conv2d } from '../ops/conv';
 import type { Tensor } from '../tensor';
-import { InitOptions, uniformFanIn } from './init';
+import { checkPositiveInt } from '../ops/check';
+import { checkBoolean, InitOptions, readInitOptions, uniformFanIn } from './init';
 import { Module } from './module';
 
 type Pair = number | [number, number];
@@ -13,12 +14,12 @@ export interface Conv2dLayerOptions extends InitOptions {
   bias?: boolean;
 }
 
-function pair(v: Pair, name: string): [number, number] {
+function pair(v: Pair, name: string, min: number): [number, number] {
   const p: [number, number] = typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) || p.length !== 2 || !p.every((d) => Number.isInteger(d) && d >= 1)) {
-    throw new TypeError(`Conv2d: ${name} must be a positive integer or [h, w], got ${JSON.stringify(v)}`);
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((d) => Number.isSafeInteger(d) && d >= min)) {
+    throw new TypeError(`kg.nn.Conv2d: ${name} must be an integer >= ${min} or a pair [h, w] of them, got ${JSON.stringify(v) ?? String(v)}`);
   }
-  return p;
+  return [p[0], p[1]];
 }
 
 /**
@@ -32,22 +33,24 @@ export class Conv2d extends Module {
   readonly stride: Pair;
   readonly padding: Pair;
 
-  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: Conv2dLayerOptions = {}) {
+  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options?: Conv2dLayerOptions) {
     super();
-    for (const [name, v] of [['inChannels', inChannels], ['outChannels', outChannels]] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new TypeError(`Conv2d: ${name} must be a positive integer, got ${v}`);
-    }
-    this.inChannels = inChannels;
-    this.outChannels = outChannels;
-    this.kernelSize = pair(kernelSize, 'kernelSize');
-    this.stride = options.stride ?? 1;
-    this.padding = options.padding ?? 0;
+    const fn = 'kg.nn.Conv2d';
+    const opts = readInitOptions(options, fn, ['stride', 'padding', 'bias']);
+    this.inChannels = checkPositiveInt(inChannels, fn, 'inChannels');
+    this.outChannels = checkPositiveInt(outChannels, fn, 'outChannels');
+    this.kernelSize = pair(kernelSize, 'kernelSize', 1);
+    this.stride = opts.stride ?? 1;
+    this.padding = opts.padding ?? 0;
+    pair(this.stride, 'stride', 1);
+    pair(this.padding, 'padding', 0);
+    const bias = checkBoolean(opts.bias, true, fn, 'bias');
     const [kh, kw] = this.kernelSize;
     const fanIn = inChannels * kh * kw;
-    this.registerParameter('weight', uniformFanIn([outChannels, inChannels, kh, kw], fanIn, options.device, options.seed));
-    if (options.bias ?? true) {
-      const biasSeed = options.seed === undefined ? undefined : options.seed + 1;
-      this.registerParameter('bias', uniformFanIn([outChannels], fanIn, options.device, biasSeed));
+    this.registerParameter('weight', uniformFanIn([outChannels, inChannels, kh, kw], fanIn, opts.device, opts.seed));
+    if (bias) {
+      const biasSeed = opts.seed === undefined ? undefined : opts.seed + 1;
+      this.registerParameter('bias', uniformFanIn([outChannels], fanIn, opts.device, biasSeed));
     }
   }
 

@@ -1,5 +1,6 @@
 // Parameter initialization helpers shared by the layers (host-side, seedable, then uploaded).
-import type { Device } from '../device';
+import { Device, parseDevice } from '../device';
+import { describe, readOptions } from '../options';
 import { tensor } from '../ops/creation';
 import { generator, Random } from '../random';
 import type { Tensor } from '../tensor';
@@ -9,6 +10,26 @@ export interface InitOptions {
   device?: Device;
   /** Seed for the initial values; without one, the global generator (kg.manualSeed) is used. */
   seed?: number;
+}
+
+/**
+ * A layer's options: InitOptions plus the layer's own `extra` keys, unknown keys rejected; the
+ * device and seed are checked here so that every layer reports them the same way.
+ */
+export function readInitOptions<T extends InitOptions>(options: T | undefined, fn: string, extra: readonly (keyof T & string)[]): T {
+  const opts = readOptions(options, fn, ['device', 'seed', ...extra] as (keyof T & string)[]);
+  if (opts.device !== undefined) parseDevice(opts.device, fn);
+  if (opts.seed !== undefined && (typeof opts.seed !== 'number' || !Number.isSafeInteger(opts.seed))) {
+    throw new TypeError(`${fn}: seed must be an integer, got ${describe(opts.seed)}`);
+  }
+  return opts;
+}
+
+/** An optional boolean option. */
+export function checkBoolean(v: unknown, fallback: boolean, fn: string, name: string): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new TypeError(`${fn}: ${name} must be true or false, got ${describe(v)}`);
+  return v;
 }
 
 function rng(seedOrRandom: number | Random | undefined): Random {

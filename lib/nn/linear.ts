@@ -1,7 +1,8 @@
 // Fully connected layer: y = x weightᵀ + bias, PyTorch's layout: weight (out, in), bias (out).
 import { linear } from '../ops/matmul';
 import type { Tensor } from '../tensor';
-import { InitOptions, uniformFanIn } from './init';
+import { checkPositiveInt } from '../ops/check';
+import { checkBoolean, InitOptions, readInitOptions, uniformFanIn } from './init';
 import { Module } from './module';
 
 export interface LinearOptions extends InitOptions {
@@ -14,16 +15,18 @@ export class Linear extends Module {
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
-    options: LinearOptions = {},
+    options?: LinearOptions,
   ) {
     super();
-    for (const [name, v] of [['inFeatures', inFeatures], ['outFeatures', outFeatures]] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new TypeError(`Linear: ${name} must be a positive integer, got ${v}`);
-    }
-    this.registerParameter('weight', uniformFanIn([outFeatures, inFeatures], inFeatures, options.device, options.seed));
-    if (options.bias ?? true) {
-      const biasSeed = options.seed === undefined ? undefined : options.seed + 1;
-      this.registerParameter('bias', uniformFanIn([outFeatures], inFeatures, options.device, biasSeed));
+    const fn = 'kg.nn.Linear';
+    const opts = readInitOptions(options, fn, ['bias']);
+    checkPositiveInt(inFeatures, fn, 'inFeatures');
+    checkPositiveInt(outFeatures, fn, 'outFeatures');
+    const bias = checkBoolean(opts.bias, true, fn, 'bias');
+    this.registerParameter('weight', uniformFanIn([outFeatures, inFeatures], inFeatures, opts.device, opts.seed));
+    if (bias) {
+      const biasSeed = opts.seed === undefined ? undefined : opts.seed + 1;
+      this.registerParameter('bias', uniformFanIn([outFeatures], inFeatures, opts.device, biasSeed));
     }
   }
 

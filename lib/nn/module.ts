@@ -13,7 +13,7 @@
 // a stale field behind.
 import type { Device } from '../device';
 import { formatShape, sameShape } from '../shape';
-import type { Tensor } from '../tensor';
+import { Tensor } from '../tensor';
 
 type Kind = 'parameter' | 'buffer' | 'module';
 
@@ -151,7 +151,8 @@ export abstract class Module {
    * the live tensors (not copies): read them, do not dispose them.
    */
   stateDict(): Record<string, Tensor> {
-    const out: Record<string, Tensor> = {};
+    const out: Record<string, Tensor> = Object.create(null); // a name such as __proto__ stays a key
+
     for (const [prefix, m] of this.namedModules()) {
       for (const [name, t] of m._params) out[join(prefix, name)] = t;
       for (const [name, t] of m._buffers) out[join(prefix, name)] = t;
@@ -166,6 +167,9 @@ export abstract class Module {
    * every module.
    */
   loadStateDict(dict: Record<string, Tensor>): void {
+    if (dict === null || typeof dict !== 'object') {
+      throw new TypeError(`${this.constructor.name}.loadStateDict: dict must be an object of tensors by name, got ${dict === null ? 'null' : typeof dict}`);
+    }
     const own = this.stateDict();
     const missing = Object.keys(own).filter((k) => !(k in dict));
     const extra = Object.keys(dict).filter((k) => !(k in own));
@@ -174,7 +178,8 @@ export abstract class Module {
     if (extra.length > 0) problems.push(`unexpected keys: ${extra.join(', ')}`);
     for (const [k, t] of Object.entries(own)) {
       const src = dict[k];
-      if (src !== undefined && !sameShape(src.shape, t.shape)) {
+      if (src !== undefined && !(src instanceof Tensor)) problems.push(`${k} is not a Tensor`);
+      else if (src !== undefined && !sameShape(src.shape, t.shape)) {
         problems.push(`shape mismatch for ${k}: expected ${formatShape(t.shape)}, got ${formatShape(src.shape)}`);
       }
     }

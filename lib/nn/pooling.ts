@@ -14,6 +14,12 @@ export class AvgPool2d extends Module {
   ) {
     super();
     this.stride = stride ?? kernelSize;
+    for (const [name, v] of [['kernelSize', kernelSize], ['stride', this.stride]] as const) {
+      const p = typeof v === 'number' ? [v, v] : v;
+      if (!Array.isArray(p) || p.length !== 2 || !p.every((d) => Number.isSafeInteger(d) && d >= 1)) {
+        throw new TypeError(`kg.nn.AvgPool2d: ${name} must be a positive integer or a pair [h, w] of them, got ${JSON.stringify(v) ?? String(v)}`);
+      }
+    }
   }
 
   forward(x: Tensor): Tensor {

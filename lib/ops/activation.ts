@@ -6,7 +6,7 @@ import { checkTensor } from './check';
 
 /** max(x, 0); the gradient is 0 where x <= 0. */
 export function relu(x: Tensor): Tensor {
-  checkTensor(x, 'relu', 'x');
+  checkTensor(x, 'kg.nn.functional.relu', 'x');
   const y = Tensor.empty(x.shape, x.device);
   native.reluForward(x.storage, y.storage);
   return recordOp('relu', y, [x], [x], (g) => {

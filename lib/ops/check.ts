@@ -1,13 +1,14 @@
 // Argument checks shared by the ops: every public op validates its inputs here before the native
 // layer sees them, so errors name the op and the shapes in the user's terms.
+import { describe } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 
 export function checkTensor(t: unknown, op: string, name: string): Tensor {
   if (!(t instanceof Tensor)) {
-    throw new TypeError(`${op}: ${name} must be a Tensor, got ${t === null ? 'null' : typeof t}`);
+    throw new TypeError(`${op}: ${name} must be a Tensor, got ${describe(t)}`);
   }
-  if (t.disposed) throw new Error(`${op}: ${name} was disposed`);
+  if (t.disposed) throw new Error(`${op}: ${name} ${formatShape(t.shape)} was disposed and can no longer be used`);
   return t;
 }
 
@@ -18,7 +19,7 @@ export function checkSameDevice(op: string, tensors: Record<string, Tensor | nul
     if (!first) first = [name, t];
     else if (t.device !== first[1].device) {
       throw new Error(
-        `${op}: ${first[0]} is on ${first[1].device} but ${name} is on ${t.device}; move one with .to(device)`,
+        `${op}: ${first[0]} ${formatShape(first[1].shape)} is on ${first[1].device} but ${name} ${formatShape(t.shape)} is on ${t.device}; move one with .to(device)`,
       );
     }
   }
@@ -33,14 +34,14 @@ export function checkNdim(t: Tensor, allowed: readonly number[], op: string, nam
 
 export function checkPositiveInt(v: unknown, op: string, name: string, min = 1): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new RangeError(`${op}: ${name} must be an integer >= ${min}, got ${String(v)}`);
+    throw new RangeError(`${op}: ${name} must be an integer >= ${min}, got ${describe(v)}`);
   }
   return v;
 }
 
 export function checkFinite(v: unknown, op: string, name: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new TypeError(`${op}: ${name} must be a finite number, got ${String(v)}`);
+    throw new TypeError(`${op}: ${name} must be a finite number, got ${describe(v)}`);
   }
   return v;
 }

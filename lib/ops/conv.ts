@@ -1,6 +1,7 @@
 // 2-D convolution and average pooling, NCHW, with their gradients.
 import { recordOp } from '../autograd/tape';
 import { ConvShapeArg, native, PoolShapeArg } from '../native';
+import { describe, readOptions } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkNdim, checkPositiveInt, checkSameDevice, checkTensor } from './check';
@@ -9,8 +10,7 @@ type Pair = number | readonly [number, number];
 
 function pair(v: Pair | undefined, fallback: number, op: string, name: string, min: number): [number, number] {
   const p = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : v;
-  if (!Array.isArray(p) && typeof v !== 'number') throw new TypeError(`${op}: ${name} must be a number or [h, w]`);
-  if (p.length !== 2) throw new TypeError(`${op}: ${name} must be a number or [h, w]`);
+  if (!Array.isArray(p) || p.length !== 2) throw new TypeError(`${op}: ${name} must be a number or [h, w], got ${describe(v)}`);
   return [checkPositiveInt(p[0], op, name, min), checkPositiveInt(p[1], op, name, min)];
 }
 
@@ -20,16 +20,17 @@ export interface Conv2dOptions {
 }
 
 /** Cross-correlation of x (n, c, h, w) with w (k, c, kh, kw), plus bias (k). */
-export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options: Conv2dOptions = {}): Tensor {
-  const op = 'conv2d';
+export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options?: Conv2dOptions): Tensor {
+  const op = 'kg.nn.functional.conv2d';
+  const opts = readOptions(options, op, ['stride', 'padding']);
   checkTensor(x, op, 'x');
   checkTensor(w, op, 'weight');
   if (bias !== undefined && bias !== null) checkTensor(bias, op, 'bias');
   checkNdim(x, [4], op, 'x', '4-D (n, c, h, w)');
   checkNdim(w, [4], op, 'weight', '4-D (out, in, kh, kw)');
   checkSameDevice(op, { x, weight: w, bias });
-  const [sh, sw] = pair(options.stride, 1, op, 'stride', 1);
-  const [ph, pw] = pair(options.padding, 0, op, 'padding', 0);
+  const [sh, sw] = pair(opts.stride, 1, op, 'stride', 1);
+  const [ph, pw] = pair(opts.padding, 0, op, 'padding', 0);
   const [n, c, h, wd] = x.shape;
   const [k, wc, kh, kw] = w.shape;
   if (wc !== c) {
@@ -47,7 +48,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options: Conv
   const y = Tensor.empty([n, k, oh, ow], x.device);
   native.conv2dForward(shape, x.storage, w.storage, bias ? bias.storage : null, y.storage);
   const inputs = bias ? [x, w, bias] : [x, w];
-  return recordOp(op, y, inputs, [x.tracksGrad && w, w.tracksGrad && x], (g) => {
+  return recordOp('conv2d', y, inputs, [x.tracksGrad && w, w.tracksGrad && x], (g) => {
     let dx: Tensor | null = null;
     let dw: Tensor | null = null;
     if (x.tracksGrad) {
@@ -73,14 +74,13 @@ export interface AvgPool2dOptions {
 
 /** Average over kernelSize windows of x (n, c, h, w), no padding; the output size rounds down. */
 export function avgPool2d(x: Tensor, options: AvgPool2dOptions): Tensor {
-  const op = 'avgPool2d';
+  const op = 'kg.nn.functional.avgPool2d';
   checkTensor(x, op, 'x');
   checkNdim(x, [4], op, 'x', '4-D (n, c, h, w)');
-  if (options === null || typeof options !== 'object' || options.kernelSize === undefined) {
-    throw new TypeError(`${op}: options.kernelSize is required`);
-  }
-  const [kh, kw] = pair(options.kernelSize, 1, op, 'kernelSize', 1);
-  const [sh, sw] = options.stride === undefined ? [kh, kw] : pair(options.stride, 1, op, 'stride', 1);
+  const opts = readOptions(options, op, ['kernelSize', 'stride']);
+  if (opts.kernelSize === undefined) throw new TypeError(`${op}: options.kernelSize is required`);
+  const [kh, kw] = pair(opts.kernelSize, 1, op, 'kernelSize', 1);
+  const [sh, sw] = opts.stride === undefined ? [kh, kw] : pair(opts.stride, 1, op, 'stride', 1);
   const [n, c, h, w] = x.shape;
   if (h < kh || w < kw) {
     throw new RangeError(`${op}: window ${kh}x${kw} is larger than the input ${formatShape(x.shape)}`);
@@ -90,7 +90,7 @@ export function avgPool2d(x: Tensor, options: AvgPool2dOptions): Tensor {
   const shape: PoolShapeArg = [n, c, h, w, kh, kw, sh, sw];
   const y = Tensor.empty([n, c, oh, ow], x.device);
   native.avgPool2dForward(shape, x.storage, y.storage);
-  return recordOp(op, y, [x], [], (g) => {
+  return recordOp('avgPool2d', y, [x], [], (g) => {
     const dx = Tensor.empty(x.shape, x.device);
     native.avgPool2dBackward(shape, g.storage, dx.storage);
     return [dx];

@@ -1,8 +1,12 @@
 // Making tensors: from data, filled with a value, or random (seedable).
+//
+// Values are stored as float32. NaN and the infinities are kept as given, but a finite number that
+// float32 cannot hold (|v| > 3.4e38) is rejected rather than silently turned into Infinity.
 import { Device, parseDevice } from '../device';
 import { native } from '../native';
+import { describe, readOptions } from '../options';
 import { generator } from '../random';
-import { checkShape, formatShape, numelOf } from '../shape';
+import { checkShape, formatShape, numelOf, Shape } from '../shape';
 import { Tensor } from '../tensor';
 
 export interface CreateOptions {
@@ -14,82 +18,199 @@ export interface RandomOptions extends CreateOptions {
   seed?: number;
 }
 
-type NestedNumbers = number | NestedNumbers[];
-
-function flatten(data: NestedNumbers[], shape: number[] | undefined): { values: Float32Array; shape: number[] } {
-  const inferred: number[] = [];
-  let level: NestedNumbers = data;
-  while (Array.isArray(level)) {
-    inferred.push(level.length);
-    level = level[0];
-  }
-  const flat = (data as unknown[]).flat(Infinity) as unknown[];
-  if (!flat.every((v) => typeof v === 'number')) throw new TypeError('tensor: data must contain only numbers');
-  if (numelOf(inferred) !== flat.length && shape === undefined) {
-    throw new RangeError('tensor: nested arrays are ragged; pass a flat array and a shape');
-  }
-  return { values: Float32Array.from(flat as number[]), shape: shape ?? inferred };
+export interface NormalOptions extends RandomOptions {
+  mean?: number;
+  std?: number;
 }
 
-/** A tensor from numbers: a Float32Array or (nested) array, with its shape (inferred for nested arrays). */
-export function tensor(data: Float32Array | ArrayLike<number> | NestedNumbers[], shape?: readonly number[], options: CreateOptions = {}): Tensor {
-  const device = parseDevice(options.device);
-  const want = shape === undefined ? undefined : checkShape(shape);
+export interface UniformOptions extends RandomOptions {
+  low?: number;
+  high?: number;
+}
+
+type NestedNumbers = number | NestedNumbers[];
+type NumericArray = Float32Array | Float64Array | Int8Array | Uint8Array | Uint8ClampedArray | Int16Array | Uint16Array | Int32Array | Uint32Array;
+
+/** PyTorch's limit, and far more than any kernel here takes. */
+const MAX_NESTING = 64;
+
+/** Throws a RangeError when the finite `v` becomes infinite as a float32. */
+export function checkFloat32(v: number, fn: string, what: string): number {
+  if (Number.isFinite(v) && !Number.isFinite(Math.fround(v))) {
+    throw new RangeError(`${fn}: ${what} = ${v} overflows float32 (largest finite value ${3.4028234663852886e38})`);
+  }
+  return v;
+}
+
+function isNumericArray(v: unknown): v is NumericArray {
+  return ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array);
+}
+
+/** Nested arrays as float32 values and their shape; every row must have the same length. */
+function flattenNested(data: readonly unknown[], fn: string): { values: Float32Array; shape: number[] } {
+  const shape: number[] = [];
+  let level: unknown = data;
+  while (Array.isArray(level)) {
+    shape.push(level.length);
+    if (shape.length > MAX_NESTING) throw new RangeError(`${fn}: data is nested more than ${MAX_NESTING} levels deep`);
+    level = level[0];
+  }
+  const values = new Float32Array(numelOf(shape));
+  let k = 0;
+  const visit = (node: unknown, depth: number, path: string): void => {
+    if (depth === shape.length) {
+      if (typeof node !== 'number') {
+        if (Array.isArray(node)) {
+          throw new RangeError(`${fn}: nested arrays are ragged: ${path} is an array where data${'[0]'.repeat(depth)} is a number`);
+        }
+        throw new TypeError(`${fn}: data must contain only numbers, got ${describe(node)} at ${path}`);
+      }
+      values[k++] = checkFloat32(node, fn, path);
+      return;
+    }
+    if (!Array.isArray(node)) {
+      throw new RangeError(`${fn}: nested arrays are ragged: ${path} is ${describe(node)} where data${'[0]'.repeat(depth)} is an array`);
+    }
+    if (node.length !== shape[depth]) {
+      throw new RangeError(`${fn}: nested arrays are ragged: ${path} has length ${node.length} where data${'[0]'.repeat(depth)} has ${shape[depth]}`);
+    }
+    for (let i = 0; i < node.length; i++) {
+      if (!(i in node)) throw new TypeError(`${fn}: data has a hole at ${path}[${i}]`);
+      visit(node[i], depth + 1, `${path}[${i}]`);
+    }
+  };
+  visit(data, 0, 'data');
+  return { values, shape };
+}
+
+function fromNumericArray(data: NumericArray, fn: string): Float32Array {
+  if (data instanceof Float32Array) return data;
+  const values = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) values[i] = checkFloat32(data[i], fn, `data[${i}]`);
+  return values;
+}
+
+/** A tensor for a creation function: the allocation failure, if any, names the function and shape. */
+function allocate(shape: Shape, device: Device, fn: string): Tensor {
+  try {
+    return Tensor.empty(shape, device);
+  } catch (e) {
+    const bytes = numelOf(shape) * 4;
+    throw new RangeError(`${fn}: cannot allocate shape ${formatShape(shape)} (${formatBytes(bytes)}) on ${device}: ${(e as Error).message}`);
+  }
+}
+
+function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${v} bytes` : `${v.toPrecision(3)} ${units[u]}`;
+}
+
+/**
+ * A tensor from numbers: a typed array or a (nested) array, with its shape (inferred for nested
+ * arrays; a given shape must hold the same number of values).
+ */
+export function tensor(data: Float32Array | NumericArray | NestedNumbers[], shape?: readonly number[], options?: CreateOptions): Tensor {
+  const fn = 'kg.tensor';
+  const opts = readOptions(options, fn, ['device']);
+  const want = shape === undefined ? undefined : checkShape(shape, fn);
   let values: Float32Array;
-  let finalShape: number[];
-  if (data instanceof Float32Array) {
-    values = data;
-    finalShape = want ?? [data.length];
+  let inferred: number[];
+  if (isNumericArray(data)) {
+    values = fromNumericArray(data, fn);
+    inferred = [values.length];
   } else if (Array.isArray(data)) {
-    ({ values, shape: finalShape } = flatten(data, want));
-  } else if (data !== null && typeof data === 'object' && typeof (data as ArrayLike<number>).length === 'number') {
-    values = Float32Array.from(data as ArrayLike<number>);
-    finalShape = want ?? [values.length];
+    ({ values, shape: inferred } = flattenNested(data, fn));
   } else {
-    throw new TypeError('tensor: data must be a Float32Array or an array of numbers');
+    throw new TypeError(`${fn}: data must be a Float32Array, another numeric typed array or a (nested) array of numbers, got ${describe(data)}`);
   }
+  const finalShape = want ?? inferred;
   if (values.length !== numelOf(finalShape)) {
-    throw new RangeError(`tensor: ${values.length} values do not fill shape ${formatShape(finalShape)}`);
+    throw new RangeError(`${fn}: ${values.length} values do not fill shape ${formatShape(finalShape)} (data ${formatShape(inferred)})`);
   }
-  const t = Tensor.empty(finalShape, device);
+  const t = allocate(finalShape, parseDevice(opts.device, fn), fn);
   t.storage.write(values);
   return t;
 }
 
-/** A tensor of `shape` filled with `value`. */
-export function full(shape: readonly number[], value: number, options: CreateOptions = {}): Tensor {
-  if (typeof value !== 'number') throw new TypeError(`full: value must be a number, got ${typeof value}`);
-  const t = Tensor.empty(checkShape(shape), parseDevice(options.device));
-  if (Number.isFinite(value)) native.fill(t.storage, value);
-  else t.storage.write(new Float32Array(t.numel).fill(value));
+function filled(fn: string, shape: readonly number[], value: number, options: CreateOptions | undefined): Tensor {
+  const opts = readOptions(options, fn, ['device']);
+  const s = checkShape(shape, fn);
+  if (typeof value !== 'number') throw new TypeError(`${fn}: value must be a number, got ${describe(value)}`);
+  checkFloat32(value, fn, 'value');
+  const t = allocate(s, parseDevice(opts.device, fn), fn);
+  fillStorage(t, value);
   return t;
 }
 
-export function zeros(shape: readonly number[], options: CreateOptions = {}): Tensor {
-  return full(shape, 0, options);
+/** The native fill takes finite values only; NaN and the infinities are written from here. */
+function fillStorage(t: Tensor, value: number): void {
+  if (Number.isFinite(value)) native.fill(t.storage, value);
+  else t.storage.write(new Float32Array(t.numel).fill(value));
 }
 
-export function ones(shape: readonly number[], options: CreateOptions = {}): Tensor {
-  return full(shape, 1, options);
+/** A tensor of `shape` filled with `value`. */
+export function full(shape: readonly number[], value: number, options?: CreateOptions): Tensor {
+  return filled('kg.full', shape, value, options);
+}
+
+export function zeros(shape: readonly number[], options?: CreateOptions): Tensor {
+  return filled('kg.zeros', shape, 0, options);
+}
+
+export function ones(shape: readonly number[], options?: CreateOptions): Tensor {
+  return filled('kg.ones', shape, 1, options);
+}
+
+function finiteOption(v: unknown, fallback: number, fn: string, name: string): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new RangeError(`${fn}: ${name} must be a finite number, got ${describe(v)}`);
+  return v;
+}
+
+function seedOption(v: unknown, fn: string): number | undefined {
+  if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v))) {
+    throw new TypeError(`${fn}: seed must be an integer, got ${describe(v)}`);
+  }
+  return v;
 }
 
 /** Normal samples with the given mean and standard deviation (default 0 and 1). */
-export function randn(shape: readonly number[], options: RandomOptions & { mean?: number; std?: number } = {}): Tensor {
-  const s = checkShape(shape);
-  const values = generator(options.seed).fillNormal(new Float32Array(numelOf(s)), options.mean ?? 0, options.std ?? 1);
-  return tensor(values, s, options);
+export function randn(shape: readonly number[], options?: NormalOptions): Tensor {
+  const fn = 'kg.randn';
+  const opts = readOptions(options, fn, ['device', 'seed', 'mean', 'std']);
+  const s = checkShape(shape, fn);
+  const mean = finiteOption(opts.mean, 0, fn, 'mean');
+  const std = finiteOption(opts.std, 1, fn, 'std');
+  if (std < 0) throw new RangeError(`${fn}: std must be >= 0, got ${std}`);
+  const device = parseDevice(opts.device, fn);
+  const t = allocate(s, device, fn);
+  t.storage.write(generator(seedOption(opts.seed, fn)).fillNormal(new Float32Array(t.numel), mean, std));
+  return t;
 }
 
 /** Uniform samples in [low, high) (default [0, 1)). */
-export function rand(shape: readonly number[], options: RandomOptions & { low?: number; high?: number } = {}): Tensor {
-  const s = checkShape(shape);
-  const values = generator(options.seed).fillUniform(new Float32Array(numelOf(s)), options.low ?? 0, options.high ?? 1);
-  return tensor(values, s, options);
+export function rand(shape: readonly number[], options?: UniformOptions): Tensor {
+  const fn = 'kg.rand';
+  const opts = readOptions(options, fn, ['device', 'seed', 'low', 'high']);
+  const s = checkShape(shape, fn);
+  const low = finiteOption(opts.low, 0, fn, 'low');
+  const high = finiteOption(opts.high, 1, fn, 'high');
+  if (!(low < high)) throw new RangeError(`${fn}: low must be less than high, got low ${low} and high ${high}`);
+  const device = parseDevice(opts.device, fn);
+  const t = allocate(s, device, fn);
+  t.storage.write(generator(seedOption(opts.seed, fn)).fillUniform(new Float32Array(t.numel), low, high));
+  return t;
 }
 
-/** @internal A one-element tensor of shape [] (broadcasts against anything). */
+/** @internal A one-element tensor of shape [] (broadcasts against anything); NaN and ±Infinity allowed. */
 export function scalar(value: number, device: Device): Tensor {
   const t = Tensor.empty([], device);
-  native.fill(t.storage, value);
+  fillStorage(t, value);
   return t;
 }

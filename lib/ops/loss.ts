@@ -1,6 +1,7 @@
 // Softmax cross-entropy from logits and class indices, and argmax for predictions.
 import { recordOp } from '../autograd/tape';
 import { native } from '../native';
+import { describe, readOptions } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { mean, sum } from './arith';
@@ -18,7 +19,7 @@ export type Reduction = 'none' | 'sum' | 'mean';
 const checkedLabels = new WeakMap<Tensor, { version: number; bound: number }>();
 
 function checkLabelValues(values: ArrayLike<number>, n: number, k: number, like: Tensor): number {
-  const op = 'softmaxCrossEntropy';
+  const op = 'kg.nn.functional.softmaxCrossEntropy';
   if (values.length !== n) {
     throw new RangeError(`${op}: ${values.length} labels for ${n} rows of logits ${formatShape(like.shape)}`);
   }
@@ -51,7 +52,7 @@ export function rememberLabels(t: Tensor, values: ArrayLike<number>): void {
 
 /** Labels as a tensor of class indices on `device`, each checked to be an integer in [0, k). */
 function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor {
-  const op = 'softmaxCrossEntropy';
+  const op = 'kg.nn.functional.softmaxCrossEntropy';
   if (labels instanceof Tensor) {
     checkTensor(labels, op, 'labels');
     checkSameDevice(op, { logits: like, labels });
@@ -69,7 +70,7 @@ function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor
     checkLabelValues(labels, n, k, like);
     return tensor(Float32Array.from(labels), [n], { device: like.device });
   }
-  throw new TypeError(`${op}: labels must be a Tensor, Int32Array or array of class indices`);
+  throw new TypeError(`${op}: labels must be a Tensor, Int32Array, Float32Array or array of class indices, got ${describe(labels)}`);
 }
 
 /**
@@ -77,20 +78,20 @@ function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor
  * subtracted). reduction 'none' (default) gives the per-example vector, as in the tutorial, whose
  * backward() sums it; 'sum' and 'mean' give a scalar.
  */
-export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options: { reduction?: Reduction } = {}): Tensor {
-  const op = 'softmaxCrossEntropy';
+export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: { reduction?: Reduction }): Tensor {
+  const op = 'kg.nn.functional.softmaxCrossEntropy';
   checkTensor(logits, op, 'logits');
   checkNdim(logits, [2], op, 'logits', '2-D (batch, classes)');
-  const reduction = options.reduction ?? 'none';
+  const reduction = readOptions(options, op, ['reduction']).reduction ?? 'none';
   if (!['none', 'sum', 'mean'].includes(reduction)) {
-    throw new TypeError(`${op}: reduction must be 'none', 'sum' or 'mean', got ${String(reduction)}`);
+    throw new TypeError(`${op}: reduction must be 'none', 'sum' or 'mean', got ${describe(reduction)}`);
   }
   const [n, k] = logits.shape;
   if (k < 1) throw new RangeError(`${op}: logits need at least one class, got ${formatShape(logits.shape)}`);
   const y = labelTensor(labels, n, k, logits);
   const loss = Tensor.empty([n], logits.device);
   native.softmaxXentForward(n, k, logits.storage, y.storage, loss.storage);
-  const perExample = recordOp(op, loss, [logits], [logits, y], (g) => {
+  const perExample = recordOp('softmaxCrossEntropy', loss, [logits], [logits, y], (g) => {
     const dlogits = Tensor.empty(logits.shape, logits.device);
     native.softmaxXentBackward(n, k, logits.storage, y.storage, g.storage, dlogits.storage);
     return [dlogits];
@@ -101,10 +102,10 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options: { r
 
 /** Index of the largest value in each row of a 2-D tensor (the first one on ties), as floats. */
 export function argmax(x: Tensor): Tensor {
-  checkTensor(x, 'argmax', 'x');
-  checkNdim(x, [2], 'argmax', 'x', '2-D (rows, columns)');
+  checkTensor(x, 'kg.argmax', 'x');
+  checkNdim(x, [2], 'kg.argmax', 'x', '2-D (rows, columns)');
   const [n, k] = x.shape;
-  if (k < 1) throw new RangeError(`argmax: rows are empty in ${formatShape(x.shape)}`);
+  if (k < 1) throw new RangeError(`kg.argmax: rows are empty in ${formatShape(x.shape)}`);
   const out = Tensor.empty([n], x.device);
   native.argmaxRows(n, k, x.storage, out.storage);
   return out;

@@ -17,13 +17,13 @@ function gemm(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
 
 /** (m, k) @ (k, n) -> (m, n). */
 export function matmul(a: Tensor, b: Tensor): Tensor {
-  checkTensor(a, 'matmul', 'a');
-  checkTensor(b, 'matmul', 'b');
-  checkNdim(a, [2], 'matmul', 'a');
-  checkNdim(b, [2], 'matmul', 'b');
-  checkSameDevice('matmul', { a, b });
+  checkTensor(a, 'kg.matmul', 'a');
+  checkTensor(b, 'kg.matmul', 'b');
+  checkNdim(a, [2], 'kg.matmul', 'a');
+  checkNdim(b, [2], 'kg.matmul', 'b');
+  checkSameDevice('kg.matmul', { a, b });
   if (a.shape[1] !== b.shape[0]) {
-    throw new RangeError(`matmul: inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)}`);
+    throw new RangeError(`kg.matmul: inner dimensions differ: ${formatShape(a.shape)} @ ${formatShape(b.shape)}`);
   }
   return recordOp('matmul', gemm(a, b, false, false), [a, b], [a.tracksGrad && b, b.tracksGrad && a], (g) => [
     a.tracksGrad ? gemm(g, b, false, true) : null, // dA = g @ bᵀ
@@ -33,19 +33,19 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 
 /** The dense layer: x (n, in) times weight (out, in) transposed, plus bias (out). PyTorch's layout. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  checkTensor(x, 'linear', 'x');
-  checkTensor(weight, 'linear', 'weight');
-  checkNdim(x, [2], 'linear', 'x', '2-D (batch, features)');
-  checkNdim(weight, [2], 'linear', 'weight', '2-D (out, in)');
-  if (bias !== undefined && bias !== null) checkTensor(bias, 'linear', 'bias');
-  checkSameDevice('linear', { x, weight, bias });
+  checkTensor(x, 'kg.nn.functional.linear', 'x');
+  checkTensor(weight, 'kg.nn.functional.linear', 'weight');
+  checkNdim(x, [2], 'kg.nn.functional.linear', 'x', '2-D (batch, features)');
+  checkNdim(weight, [2], 'kg.nn.functional.linear', 'weight', '2-D (out, in)');
+  if (bias !== undefined && bias !== null) checkTensor(bias, 'kg.nn.functional.linear', 'bias');
+  checkSameDevice('kg.nn.functional.linear', { x, weight, bias });
   const [n, inFeatures] = x.shape;
   const [outFeatures, wIn] = weight.shape;
   if (wIn !== inFeatures) {
-    throw new RangeError(`linear: x ${formatShape(x.shape)} has ${inFeatures} features, weight ${formatShape(weight.shape)} expects ${wIn}`);
+    throw new RangeError(`kg.nn.functional.linear: x ${formatShape(x.shape)} has ${inFeatures} features, weight ${formatShape(weight.shape)} expects ${wIn}`);
   }
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== outFeatures)) {
-    throw new RangeError(`linear: bias must have shape [${outFeatures}], got ${formatShape(bias.shape)}`);
+    throw new RangeError(`kg.nn.functional.linear: bias must have shape [${outFeatures}], got ${formatShape(bias.shape)}`);
   }
   const y = Tensor.empty([n, outFeatures], x.device);
   native.gemm(false, true, n, outFeatures, inFeatures, 1, x.storage, weight.storage, 0, y.storage);

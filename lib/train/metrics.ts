@@ -29,6 +29,12 @@ export interface RunMetrics {
   trainSize: number;
   testSize: number;
   epochs: EpochMetrics[];
+  /**
+   * The checkpoint written with this record and the epoch it holds (its metadata says the same).
+   * Both files are fsynced before either is renamed into place, so they agree unless a run is
+   * killed between the two renames; the checkpoint's own `epoch` metadata is then the one to trust.
+   */
+  checkpoint?: { file: string; epoch: number };
 }
 
 /**

@@ -25,6 +25,9 @@ describe('kernelgrad CLI', () => {
 
   test('train: one short epoch on the CPU beats chance and writes the three outputs; eval reads them', () => {
     const out = path.join(dir, 'run');
+    // What a killed run leaves behind (pid 999999999 is above any pid_max): removed by this run.
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(path.join(out, '.metrics.json.999999999.1.0.tmp'), '{');
     const r = cli(['train', '--epochs', '1', '--train-size', '2000', '--test-size', '500', '--device', 'cpu', '--out', out]);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(r.code).toBe(0);
@@ -46,6 +49,7 @@ describe('kernelgrad CLI', () => {
     const header = JSON.parse(ckpt.subarray(8, 8 + n).toString('utf8'));
     expect(header.__metadata__).toMatchObject({ architecture: 'bn-cnn', epoch: '0', format: 'pt' });
     expect(header['bn3.runningVar']).toMatchObject({ dtype: 'F32', shape: [128] });
+    expect(metrics.checkpoint).toEqual({ file: 'model.safetensors', epoch: Number(header.__metadata__.epoch) });
     expect(fs.readdirSync(out).filter((f) => f.endsWith('.tmp'))).toEqual([]);
 
     const e = cli(['eval', '--checkpoint', path.join(out, 'model.safetensors'), '--test-size', '500', '--device', 'cpu']);
@@ -64,6 +68,8 @@ describe('kernelgrad CLI', () => {
     [['eval'], /required option '--checkpoint <file>' not specified/],
     [['eval', '--checkpoint', '/nonexistent/model.safetensors'], /checkpoint not found: \/nonexistent\/model\.safetensors/],
     [['fly'], /unknown command 'fly'/],
+    [['train', '--batch-size', '1', '--device', 'cpu'], /--batch-size 1 cannot train: batch norm needs at least 2 images per batch/],
+    [['train', '--train-size', '1', '--device', 'cpu'], /--train-size 1 cannot train: batch norm needs at least 2/],
   ])('%j fails with one line and exit code 2', (args, message) => {
     const r = cli(args as string[], 30_000);
     expect(r.code).toBe(2);
