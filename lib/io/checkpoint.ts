@@ -1,8 +1,9 @@
 // Model checkpoints as safetensors files: the state dict (parameters and running statistics, by
 // their dotted names, PyTorch layouts) plus string metadata (architecture, epoch, ...).
-import type { Device } from '../device';
+import { Device, parseDevice } from '../device';
 import type { Module } from '../nn/module';
 import { tensor } from '../ops/creation';
+import { describe, readOptions } from '../options';
 import type { Tensor } from '../tensor';
 import { StagedFile, stageFileAtomic } from './atomic';
 import { encodeSafetensorsParts, readSafetensors } from './safetensors';
@@ -27,10 +28,14 @@ export interface LoadedCheckpoint {
 }
 
 /** Reads a safetensors checkpoint into tensors on `device` (default: `kg.defaultDevice()`). */
-export function loadCheckpoint(file: string, options: { device?: Device } = {}): LoadedCheckpoint {
+export function loadCheckpoint(file: string, options?: { device?: Device }): LoadedCheckpoint {
+  const fn = 'kg.io.loadCheckpoint';
+  const opts = readOptions(options, fn, ['device']);
+  const device = opts.device === undefined ? undefined : parseDevice(opts.device, fn);
+  if (typeof file !== 'string') throw new TypeError(`${fn}: file must be a path string, got ${describe(file)}`);
   const { tensors, metadata } = readSafetensors(file);
   const stateDict: Record<string, Tensor> = Object.create(null); // any name, __proto__ included
-  for (const [name, t] of Object.entries(tensors)) stateDict[name] = tensor(t.data, t.shape, { device: options.device });
+  for (const [name, t] of Object.entries(tensors)) stateDict[name] = tensor(t.data, t.shape, { device });
   return { stateDict, metadata };
 }
 

@@ -43,7 +43,11 @@ export interface RunMetrics {
  */
 export class MovingAverage {
   private current: number | null = null;
-  constructor(readonly decay = 0.99) {}
+  constructor(readonly decay = 0.99) {
+    if (typeof decay !== 'number' || !(decay >= 0 && decay < 1)) {
+      throw new RangeError(`kg.train.MovingAverage: decay must be a number in [0, 1), got ${String(decay)}`);
+    }
+  }
 
   update(x: number): number {
     this.current = this.current === null ? x : this.decay * this.current + (1 - this.decay) * x;
@@ -68,7 +72,7 @@ export class AccuracyCounter {
   /** Adds a batch of predicted and true class indices. */
   update(predicted: ArrayLike<number>, labels: ArrayLike<number>): void {
     if (predicted.length !== labels.length) {
-      throw new Error(`AccuracyCounter: ${predicted.length} predictions for ${labels.length} labels`);
+      throw new RangeError(`kg.train.AccuracyCounter.update: ${predicted.length} predictions for ${labels.length} labels`);
     }
     for (let i = 0; i < predicted.length; i++) if (predicted[i] === labels[i]) this.correct++;
     this.total += labels.length;

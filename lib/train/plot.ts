@@ -3,6 +3,7 @@
 import * as path from 'path';
 import { pathToFileURL } from 'url';
 import { writeFileAtomic } from '../io/atomic';
+import { describe, readOptions } from '../options';
 import type { EpochMetrics } from './metrics';
 
 /** The vega-lite spec (a plain JSON object) of the loss and accuracy charts for these epochs. */
@@ -100,14 +101,19 @@ export function svgToPng(svg: string, scale = 2): Buffer {
 export async function writeTrainingPlot(
   epochs: EpochMetrics[],
   base: string,
-  options: { title?: string; svg?: boolean } = {},
+  options?: { title?: string; svg?: boolean },
 ): Promise<string[]> {
-  const svg = await renderSvg(trainingPlotSpec(epochs, options.title));
+  const fn = 'kg.train.writeTrainingPlot';
+  const opts = readOptions(options, fn, ['title', 'svg']);
+  if (!Array.isArray(epochs)) throw new TypeError(`${fn}: epochs must be an array of EpochMetrics, got ${describe(epochs)}`);
+  if (typeof base !== 'string') throw new TypeError(`${fn}: base must be a path string, got ${describe(base)}`);
+  if (opts.title !== undefined && typeof opts.title !== 'string') throw new TypeError(`${fn}: title must be a string, got ${describe(opts.title)}`);
+  const svg = await renderSvg(trainingPlotSpec(epochs, opts.title));
   const written: string[] = [];
   const png = `${base}.png`;
   writeFileAtomic(png, svgToPng(svg));
   written.push(png);
-  if (options.svg) {
+  if (opts.svg) {
     const file = `${base}.svg`;
     writeFileAtomic(file, svg);
     written.push(file);

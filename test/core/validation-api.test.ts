@@ -1,0 +1,60 @@
+// The rest of the public surface: data, optimizers, files and training helpers reject bad
+// arguments and option objects with the function named.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as kg from '../../lib';
+
+const dataset = { inputs: new Float32Array(8), labels: [0, 1], count: 2, sampleShape: [1, 2, 2] };
+
+describe('kg.data', () => {
+  test.each<[string, () => unknown, ErrorConstructor, RegExp]>([
+    ['DataLoader with an unknown option', () => new kg.data.DataLoader(dataset, { batch: 2 } as never), TypeError,
+      /^kg\.data\.DataLoader: unknown option 'batch' \(known options: batchSize, shuffle, seed, dropLast, device, limit\)/],
+    ['DataLoader with null options', () => new kg.data.DataLoader(dataset, null as never), TypeError, /^kg\.data\.DataLoader: options must be an object, got null/],
+    ['DataLoader with batchSize 0', () => new kg.data.DataLoader(dataset, { batchSize: 0 }), RangeError, /^kg\.data\.DataLoader: batchSize must be an integer >= 1, got 0/],
+    ['DataLoader with shuffle as a string', () => new kg.data.DataLoader(dataset, { shuffle: 'yes' } as never), TypeError, /^kg\.data\.DataLoader: shuffle must be true or false, got "yes"/],
+    ['DataLoader with an unknown device', () => new kg.data.DataLoader(dataset, { device: 'tpu' as never }), TypeError, /^kg\.data\.DataLoader: unknown device "tpu"/],
+    ['DataLoader without a dataset', () => new kg.data.DataLoader(null as never), TypeError, /^kg\.data\.DataLoader: dataset must be an object/],
+    ['DataLoader with Float64 inputs', () => new kg.data.DataLoader({ ...dataset, inputs: new Float64Array(8) } as never), TypeError, /^kg\.data\.DataLoader: dataset\.inputs must be a Float32Array, got a Float64Array/],
+    ['DataLoader with a bad sampleShape', () => new kg.data.DataLoader({ ...dataset, sampleShape: [1, -2] }), TypeError, /^kg\.data\.DataLoader: dataset\.sampleShape must be an array of non-negative integers, got -2 at index 1/],
+    ['subset with n 0', () => kg.data.subset(dataset, 0), RangeError, /^kg\.data\.subset: n must be an integer >= 1, got 0/],
+    ['loadMnistSplit with an unknown split', () => kg.data.loadMnistSplit('valid' as never), TypeError, /^kg\.data\.loadMnistSplit: split must be 'train' or 'test', got "valid"/],
+    ['loadMnistSplit with an unknown option', () => kg.data.loadMnistSplit('test', { limt: 3 } as never), TypeError, /^kg\.data\.loadMnistSplit: unknown option 'limt' \(known options: dir, limit\)/],
+    ['loadMnistSplit with limit 0', () => kg.data.loadMnistSplit('test', { limit: 0 }), RangeError, /^kg\.data\.loadMnistSplit: limit must be an integer >= 1, got 0/],
+    ['loadMnist with an unknown option', () => kg.data.loadMnist({ limit: 3 } as never), TypeError, /^kg\.data\.loadMnist: unknown option 'limit' \(known options: dir, trainLimit, testLimit\)/],
+  ])('%s', (_, make, type, message) => {
+    expect(make).toThrow(type);
+    expect(make).toThrow(message);
+  });
+});
+
+describe('kg.optim, kg.io and kg.train', () => {
+  const params = () => [kg.zeros([2], { device: 'cpu' }).attachGrad()];
+  test.each<[string, () => unknown, ErrorConstructor, RegExp]>([
+    ['SGD with an unknown option', () => new kg.optim.SGD(params(), { lr: 0.1, nesterov: true } as never), TypeError,
+      /^kg\.optim\.SGD: unknown option 'nesterov' \(known options: lr, momentum, weightDecay, noDecay\)/],
+    ['SGD with null options', () => new kg.optim.SGD(params(), null as never), TypeError, /^kg\.optim\.SGD: options must be an object, got null/],
+    ['loadCheckpoint with an unknown option', () => kg.io.loadCheckpoint('x.safetensors', { strict: true } as never), TypeError, /^kg\.io\.loadCheckpoint: unknown option 'strict' \(known options: device\)/],
+    ['loadCheckpoint of a number', () => kg.io.loadCheckpoint(3 as never), TypeError, /^kg\.io\.loadCheckpoint: file must be a path string, got 3/],
+    ['MovingAverage with decay 1', () => new kg.train.MovingAverage(1), RangeError, /^kg\.train\.MovingAverage: decay must be a number in \[0, 1\), got 1/],
+    ['a state dict of null', () => new kg.nn.Linear(2, 2).loadStateDict(null as never), TypeError, /^Linear\.loadStateDict: dict must be an object of tensors by name, got null/],
+    ['a state dict holding a number', () => new kg.nn.Linear(2, 1, { bias: false }).loadStateDict({ weight: 3 } as never), Error, /^Linear\.loadStateDict: weight is not a Tensor/],
+  ])('%s', (_, make, type, message) => {
+    expect(make).toThrow(type);
+    expect(make).toThrow(message);
+  });
+
+  test('writeTrainingPlot checks its options before rendering', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kg-plot-'));
+    try {
+      await expect(kg.train.writeTrainingPlot([], path.join(dir, 'p'), { svgs: true } as never)).rejects.toThrow(
+        /^kg\.train\.writeTrainingPlot: unknown option 'svgs' \(known options: title, svg\)/,
+      );
+      await expect(kg.train.writeTrainingPlot(null as never, path.join(dir, 'p'))).rejects.toThrow(/^kg\.train\.writeTrainingPlot: epochs must be an array/);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
