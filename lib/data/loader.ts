@@ -21,6 +21,9 @@ export interface ArrayDataset {
 
 /** An MNIST split as a dataset of (1, rows, cols) images. */
 export function mnistDataset(split: MnistSplit): ArrayDataset {
+  if (split === null || typeof split !== 'object' || !(split.images instanceof Float32Array)) {
+    throw new TypeError(`kg.data.mnistDataset: split must be a split from kg.data.loadMnist, got ${describe(split)}`);
+  }
   return { inputs: split.images, labels: split.labels, count: split.count, sampleShape: [1, split.rows, split.cols] };
 }
 
@@ -147,6 +150,12 @@ export class DataLoader implements Iterable<Batch> {
 
   /** One batch made of the given example indices. */
   gather(indices: Int32Array): Batch {
+    if (!(indices instanceof Int32Array)) throw new TypeError(`kg.data.DataLoader.gather: indices must be an Int32Array, got ${describe(indices)}`);
+    for (let i = 0; i < indices.length; i++) {
+      if (indices[i] < 0 || indices[i] >= this.dataset.count) {
+        throw new RangeError(`kg.data.DataLoader.gather: index ${indices[i]} at position ${i} is outside the dataset of ${this.dataset.count} examples`);
+      }
+    }
     const { inputs, labels: allLabels, sampleShape } = this.dataset;
     const size = this.sampleSize;
     const b = indices.length;

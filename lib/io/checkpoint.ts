@@ -1,7 +1,7 @@
 // Model checkpoints as safetensors files: the state dict (parameters and running statistics, by
 // their dotted names, PyTorch layouts) plus string metadata (architecture, epoch, ...).
 import { Device, parseDevice } from '../device';
-import type { Module } from '../nn/module';
+import { Module } from '../nn/module';
 import { tensor } from '../ops/creation';
 import { describe, readOptions } from '../options';
 import type { Tensor } from '../tensor';
@@ -18,6 +18,10 @@ export function saveCheckpoint(file: string, model: Module, metadata: Record<str
  * together with other files, e.g. the run's metrics, so that they change at the same moment.
  */
 export function stageCheckpoint(file: string, model: Module, metadata: Record<string, string> = {}): StagedFile {
+  checkModel(model, 'kg.io.saveCheckpoint');
+  if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) {
+    throw new TypeError(`kg.io.saveCheckpoint: metadata must be an object of strings by name, got ${describe(metadata)}`);
+  }
   return stageFileAtomic(file, encodeSafetensorsParts(model.stateDict(), { format: 'pt', framework: 'kernelgrad', ...metadata }));
 }
 
@@ -41,6 +45,7 @@ export function loadCheckpoint(file: string, options?: { device?: Device }): Loa
 
 /** Loads a checkpoint file into `model` (values copied in place; keys and shapes must match). */
 export function loadCheckpointInto(file: string, model: Module): Record<string, string> {
+  checkModel(model, 'kg.io.loadCheckpointInto');
   const first = model.parameters()[0] ?? model.namedBuffers()[0]?.[1];
   const { stateDict, metadata } = loadCheckpoint(file, { device: first?.device });
   try {
@@ -51,4 +56,8 @@ export function loadCheckpointInto(file: string, model: Module): Record<string, 
     for (const t of Object.values(stateDict)) t.dispose();
   }
   return metadata;
+}
+
+function checkModel(model: Module, fn: string): void {
+  if (!(model instanceof Module)) throw new TypeError(`${fn}: model must be a kg.nn.Module, got ${describe(model)}`);
 }

@@ -16,7 +16,12 @@ export class Sequential extends Module {
     super();
     let entries: Array<[string, Module]>;
     if (args.length === 1 && Array.isArray(args[0])) {
-      entries = args[0] as Array<[string, Module]>;
+      entries = Array.from(args[0] as unknown[], (e, i) => {
+        if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string') {
+          throw new TypeError(`kg.nn.Sequential: entry ${i} must be a [name, module] pair, got ${describe(e)}`);
+        }
+        return e as [string, Module];
+      });
     } else if (args.length === 1 && isPlainObject(args[0])) {
       entries = Object.entries(args[0] as Record<string, Module>);
     } else {
@@ -37,7 +42,7 @@ export class Sequential extends Module {
   at(i: number | string): Module {
     const kids = this.children();
     const found = typeof i === 'number' ? kids[i] : kids.find(([n]) => n === i);
-    if (found === undefined) throw new RangeError(`kg.nn.Sequential.at: no module ${JSON.stringify(i)} (${kids.length} modules: ${kids.map(([n]) => n).join(', ')})`);
+    if (found === undefined) throw new RangeError(`kg.nn.Sequential.at: no module ${describe(i)} (${kids.length} modules: ${kids.map(([n]) => n).join(', ')})`);
     return found[1];
   }
 

@@ -8,6 +8,7 @@ import type { EpochMetrics } from './metrics';
 
 /** The vega-lite spec (a plain JSON object) of the loss and accuracy charts for these epochs. */
 export function trainingPlotSpec(epochs: EpochMetrics[], title = 'Training'): Record<string, unknown> {
+  if (!Array.isArray(epochs)) throw new TypeError(`kg.train.trainingPlotSpec: epochs must be an array of EpochMetrics, got ${describe(epochs)}`);
   const loss = epochs.map((e) => ({ epoch: e.epoch, value: e.loss, series: 'loss' }));
   const acc = epochs.flatMap((e) => [
     { epoch: e.epoch, value: e.trainAccuracy, series: 'train' },
@@ -84,6 +85,8 @@ export async function renderSvg(vlSpec: Record<string, unknown>): Promise<string
 
 /** Rasterizes an SVG string to PNG bytes (`scale` 2 gives a sharp image on high-density screens). */
 export function svgToPng(svg: string, scale = 2): Buffer {
+  if (typeof svg !== 'string') throw new TypeError(`kg.train.svgToPng: svg must be a string, got ${describe(svg)}`);
+  if (typeof scale !== 'number' || !(scale > 0) || !Number.isFinite(scale)) throw new RangeError(`kg.train.svgToPng: scale must be a positive number, got ${describe(scale)}`);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Resvg } = require('@resvg/resvg-js') as typeof import('@resvg/resvg-js');
   const r = new Resvg(svg, {
