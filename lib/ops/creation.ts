@@ -90,8 +90,8 @@ function fromNumericArray(data: NumericArray, fn: string): Float32Array {
   return values;
 }
 
-/** A tensor for a creation function: the allocation failure, if any, names the function and shape. */
-function allocate(shape: Shape, device: Device, fn: string): Tensor {
+/** @internal An uninitialized tensor whose allocation failure, if any, names the function and shape. */
+export function allocate(shape: Shape, device: Device, fn: string): Tensor {
   try {
     return Tensor.empty(shape, device);
   } catch (e) {
