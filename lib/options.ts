@@ -35,6 +35,6 @@ export function describe(v: unknown): string {
 
 /** Like `describe`, but shows the items of a short array, e.g. a pair `[3, 0]`. */
 export function describeItems(v: unknown): string {
-  if (Array.isArray(v) && v.length <= 8) return `[${Array.from(v, (x) => (Array.isArray(x) ? describe(x) : describe(x))).join(', ')}]`;
+  if (Array.isArray(v) && v.length <= 8) return `[${Array.from(v, describe).join(', ')}]`;
   return describe(v);
 }

@@ -4,7 +4,9 @@
 //
 // A run killed between the write and the rename leaves its temporary file behind. Temporary names
 // carry the writer's process id (`.<name>.<pid>.<time>.<n>.tmp`), so the next write to the same
-// target removes the ones whose process is gone, and never those of a writer still running.
+// target removes the ones whose process is gone, and never those of a writer still running. (On a
+// folder shared between machines a pid from elsewhere may look gone; that writer's rename then
+// fails with an error naming its file, rather than anything being lost silently.)
 import * as fs from 'fs';
 import * as path from 'path';
 import { describe } from '../options';
