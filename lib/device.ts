@@ -1,6 +1,7 @@
 // Devices: what exists on this machine and how a user names it.
 import * as os from 'os';
 import { DeviceCode, native } from './native';
+import { describe } from './options';
 
 export type Device = 'cpu' | 'cuda';
 
@@ -119,6 +120,7 @@ export function parseDevice(device: unknown, fn?: string): Device {
     if (!cudaAvailable()) throw new Error(`${prefix}device 'cuda' requested, but ${cudaUnavailableReason()}; use device 'cpu'`);
     return 'cuda';
   }
+  if (typeof device !== 'string') throw new TypeError(`${prefix}device must be 'cpu' or 'cuda', got ${describe(device)}`);
   throw new TypeError(`${prefix}unknown device ${JSON.stringify(device)}: expected 'cpu' or 'cuda'`);
 }
 

@@ -32,3 +32,9 @@ export function describe(v: unknown): string {
   const name = (v as object).constructor?.name;
   return name && name !== 'Object' ? `a ${name}` : 'an object';
 }
+
+/** Like `describe`, but shows the items of a short array, e.g. a pair `[3, 0]`. */
+export function describeItems(v: unknown): string {
+  if (Array.isArray(v) && v.length <= 8) return `[${Array.from(v, describe).join(', ')}]`;
+  return describe(v);
+}

@@ -63,6 +63,9 @@ export function broadcastShapes(a: Shape, b: Shape, op: string): number[] {
     }
     out[i] = da === 1 ? db : da;
   }
+  if (!Number.isSafeInteger(numelOf(out))) {
+    throw new RangeError(`${op}: shapes ${formatShape(a)} and ${formatShape(b)} broadcast to ${formatShape(out)}, more than 2^53 elements`);
+  }
   return out;
 }
 

@@ -22,7 +22,7 @@ function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): void {
 }
 
 export function tidy<T>(fn: () => T): T {
-  if (typeof fn !== 'function') throw new TypeError('tidy(fn): fn must be a function');
+  if (typeof fn !== 'function') throw new TypeError(`kg.tidy: fn must be a function, got ${fn === null ? 'null' : typeof fn}`);
   const created: Tensor[] = [];
   scopes.push(created);
   let result: T;
@@ -34,7 +34,7 @@ export function tidy<T>(fn: () => T): T {
   } finally {
     scopes.pop();
   }
-  if (result instanceof Promise) throw new TypeError('tidy(fn): fn must be synchronous');
+  if (result instanceof Promise) throw new TypeError('kg.tidy: fn must be synchronous (it returned a Promise)');
   const keep = new Set<Tensor>();
   collectTensors(result, keep);
   const outer = scopes[scopes.length - 1];

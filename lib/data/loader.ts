@@ -1,8 +1,10 @@
 // DataLoader: mini-batches of an in-memory dataset as tensors on a device, with seeded shuffling.
-import { defaultDevice, Device } from '../device';
+import { defaultDevice, Device, parseDevice } from '../device';
+import { checkPositiveInt } from '../ops/check';
+import { describe, readOptions } from '../options';
 import { tensor } from '../ops/creation';
 import { rememberLabels } from '../ops/loss';
-import { formatShape } from '../shape';
+import { checkShape, formatShape } from '../shape';
 import type { Tensor } from '../tensor';
 import type { MnistSplit } from './mnist';
 import { BatchPlan, epochBatches, numBatches } from './sampler';
@@ -19,12 +21,27 @@ export interface ArrayDataset {
 
 /** An MNIST split as a dataset of (1, rows, cols) images. */
 export function mnistDataset(split: MnistSplit): ArrayDataset {
+  if (split === null || typeof split !== 'object' || !(split.images instanceof Float32Array)) {
+    throw new TypeError(`kg.data.mnistDataset: split must be a split from kg.data.loadMnist, got ${describe(split)}`);
+  }
   return { inputs: split.images, labels: split.labels, count: split.count, sampleShape: [1, split.rows, split.cols] };
+}
+
+/** Throws a TypeError naming `fn` unless `ds` has the fields of an ArrayDataset. */
+function checkDataset(ds: ArrayDataset, fn: string): void {
+  if (ds === null || typeof ds !== 'object') throw new TypeError(`${fn}: dataset must be an object { inputs, labels, count, sampleShape }, got ${describe(ds)}`);
+  if (!(ds.inputs instanceof Float32Array)) throw new TypeError(`${fn}: dataset.inputs must be a Float32Array, got ${describe(ds.inputs)}`);
+  if (ds.labels === null || typeof ds.labels !== 'object' || typeof ds.labels.length !== 'number') {
+    throw new TypeError(`${fn}: dataset.labels must be an array of class indices, got ${describe(ds.labels)}`);
+  }
+  checkPositiveInt(ds.count, fn, 'dataset.count', 0);
+  checkShape(ds.sampleShape, fn, 'dataset.sampleShape');
 }
 
 /** The first `n` examples of a dataset (no copy). */
 export function subset(ds: ArrayDataset, n: number): ArrayDataset {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`subset: n must be a positive integer, got ${n}`);
+  checkDataset(ds, 'kg.data.subset');
+  checkPositiveInt(n, 'kg.data.subset', 'n');
   const count = Math.min(n, ds.count);
   const size = ds.sampleShape.reduce((a, b) => a * b, 1);
   const labels = ds.labels as ArrayLike<number> & { subarray?: (a: number, b: number) => ArrayLike<number> };
@@ -83,23 +100,28 @@ export class DataLoader implements Iterable<Batch> {
   epoch = 0;
   private readonly sampleSize: number;
 
-  constructor(dataset: ArrayDataset, options: DataLoaderOptions = {}) {
-    const batchSize = options.batchSize ?? 64;
-    if (!Number.isInteger(batchSize) || batchSize < 1) {
-      throw new RangeError(`DataLoader: batchSize must be a positive integer, got ${batchSize}`);
+  constructor(dataset: ArrayDataset, options?: DataLoaderOptions) {
+    const fn = 'kg.data.DataLoader';
+    const opts = readOptions(options, fn, ['batchSize', 'shuffle', 'seed', 'dropLast', 'device', 'limit']);
+    checkDataset(dataset, fn);
+    const batchSize = checkPositiveInt(opts.batchSize ?? 64, fn, 'batchSize');
+    const seed = opts.seed ?? 0;
+    if (typeof seed !== 'number' || !Number.isSafeInteger(seed)) throw new TypeError(`${fn}: seed must be an integer, got ${describe(seed)}`);
+    for (const name of ['shuffle', 'dropLast'] as const) {
+      if (opts[name] !== undefined && typeof opts[name] !== 'boolean') throw new TypeError(`${fn}: ${name} must be true or false, got ${describe(opts[name])}`);
     }
-    const seed = options.seed ?? 0;
-    if (!Number.isInteger(seed)) throw new RangeError(`DataLoader: seed must be an integer, got ${seed}`);
-    this.dataset = options.limit === undefined ? dataset : subset(dataset, options.limit);
+    if (opts.limit !== undefined) checkPositiveInt(opts.limit, fn, 'limit');
+    const device = opts.device === undefined ? defaultDevice() : parseDevice(opts.device, fn);
+    this.dataset = opts.limit === undefined ? dataset : subset(dataset, opts.limit);
     this.sampleSize = this.dataset.sampleShape.reduce((a, b) => a * b, 1);
     if (this.dataset.inputs.length < this.dataset.count * this.sampleSize || this.dataset.labels.length < this.dataset.count) {
-      throw new RangeError(`DataLoader: the dataset holds fewer values than ${this.dataset.count} examples of shape ${formatShape(this.dataset.sampleShape)}`);
+      throw new RangeError(`${fn}: the dataset holds fewer values than ${this.dataset.count} examples of shape ${formatShape(this.dataset.sampleShape)}`);
     }
     this.batchSize = batchSize;
-    this.shuffle = options.shuffle ?? false;
+    this.shuffle = opts.shuffle ?? false;
     this.seed = seed;
-    this.dropLast = options.dropLast ?? false;
-    this.device = options.device ?? defaultDevice();
+    this.dropLast = opts.dropLast ?? false;
+    this.device = device;
   }
 
   /** Number of examples. */
@@ -128,6 +150,12 @@ export class DataLoader implements Iterable<Batch> {
 
   /** One batch made of the given example indices. */
   gather(indices: Int32Array): Batch {
+    if (!(indices instanceof Int32Array)) throw new TypeError(`kg.data.DataLoader.gather: indices must be an Int32Array, got ${describe(indices)}`);
+    for (let i = 0; i < indices.length; i++) {
+      if (indices[i] < 0 || indices[i] >= this.dataset.count) {
+        throw new RangeError(`kg.data.DataLoader.gather: index ${indices[i]} at position ${i} is outside the dataset of ${this.dataset.count} examples`);
+      }
+    }
     const { inputs, labels: allLabels, sampleShape } = this.dataset;
     const size = this.sampleSize;
     const b = indices.length;

@@ -2,6 +2,8 @@
 // (N, 1, 28, 28) and labels as class indices 0..9.
 import * as fs from 'fs';
 import * as path from 'path';
+import { checkPositiveInt } from '../ops/check';
+import { describe, readOptions } from '../options';
 import { readIdx } from './idx';
 
 export type MnistSplitName = 'train' | 'test';
@@ -65,8 +67,13 @@ export function findMnistFiles(dir: string, split: MnistSplitName): MnistFiles {
 }
 
 /** Reads one split, validating both files and that they agree. */
-export function loadMnistSplit(split: MnistSplitName, options: LoadMnistOptions = {}): MnistSplit {
-  const dir = options.dir ?? defaultMnistDir();
+export function loadMnistSplit(split: MnistSplitName, options?: LoadMnistOptions): MnistSplit {
+  const fn = 'kg.data.loadMnistSplit';
+  if (split !== 'train' && split !== 'test') throw new TypeError(`${fn}: split must be 'train' or 'test', got ${describe(split)}`);
+  const opts = readOptions(options, fn, ['dir', 'limit']);
+  if (opts.dir !== undefined && typeof opts.dir !== 'string') throw new TypeError(`${fn}: dir must be a string, got ${describe(opts.dir)}`);
+  if (opts.limit !== undefined) checkPositiveInt(opts.limit, fn, 'limit');
+  const dir = opts.dir ?? defaultMnistDir();
   const files = findMnistFiles(dir, split);
   const img = readIdx(files.images, { ndim: 3 });
   const lab = readIdx(files.labels, { ndim: 1 });
@@ -75,12 +82,7 @@ export function loadMnistSplit(split: MnistSplitName, options: LoadMnistOptions 
     throw new Error(`${files.labels}: ${lab.shape[0]} labels, but ${files.images} has ${n} images`);
   }
   let count = n;
-  if (options.limit !== undefined) {
-    if (!Number.isInteger(options.limit) || options.limit < 1) {
-      throw new Error(`MNIST ${split}: limit must be a positive integer, got ${options.limit}`);
-    }
-    count = Math.min(n, options.limit);
-  }
+  if (opts.limit !== undefined) count = Math.min(n, opts.limit);
   const labels = lab.data.slice(0, count);
   for (let i = 0; i < count; i++) {
     if (labels[i] >= MNIST_CLASSES) {
@@ -95,12 +97,13 @@ export function loadMnistSplit(split: MnistSplitName, options: LoadMnistOptions 
 }
 
 /** Both splits. */
-export function loadMnist(options: { dir?: string; trainLimit?: number; testLimit?: number } = {}): {
+export function loadMnist(options?: { dir?: string; trainLimit?: number; testLimit?: number }): {
   train: MnistSplit;
   test: MnistSplit;
 } {
+  const opts = readOptions(options, 'kg.data.loadMnist', ['dir', 'trainLimit', 'testLimit']);
   return {
-    train: loadMnistSplit('train', { dir: options.dir, limit: options.trainLimit }),
-    test: loadMnistSplit('test', { dir: options.dir, limit: options.testLimit }),
+    train: loadMnistSplit('train', { dir: opts.dir, limit: opts.trainLimit }),
+    test: loadMnistSplit('test', { dir: opts.dir, limit: opts.testLimit }),
   };
 }

@@ -4,9 +4,12 @@
 //
 // A run killed between the write and the rename leaves its temporary file behind. Temporary names
 // carry the writer's process id (`.<name>.<pid>.<time>.<n>.tmp`), so the next write to the same
-// target removes the ones whose process is gone, and never those of a writer still running.
+// target removes the ones whose process is gone, and never those of a writer still running. (On a
+// folder shared between machines a pid from elsewhere may look gone; that writer's rename then
+// fails with an error naming its file, rather than anything being lost silently.)
 import * as fs from 'fs';
 import * as path from 'path';
+import { describe } from '../options';
 
 let counter = 0;
 /** Temporary files this process is writing now (not stale, whatever their name says). */
@@ -76,6 +79,9 @@ export function removeStaleTemps(file: string): string[] {
 
 /** Writes `data` to a fsynced temporary file beside `file`; `commit()` then puts it in place. */
 export function stageFileAtomic(file: string, data: string | Uint8Array | Uint8Array[]): StagedFile {
+  if (typeof file !== 'string' || file === '') throw new TypeError(`kg.io.writeFileAtomic: file must be a non-empty path string, got ${describe(file)}`);
+  const ok = typeof data === 'string' || data instanceof Uint8Array || (Array.isArray(data) && data.every((c) => c instanceof Uint8Array));
+  if (!ok) throw new TypeError(`kg.io.writeFileAtomic: data must be a string, a Uint8Array or an array of them, got ${describe(data)}`);
   const dir = path.dirname(path.resolve(file));
   removeStaleTemps(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now()}.${counter++}.tmp`);

@@ -10,7 +10,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import { writeFileAtomic } from './atomic';
-import { formatShape } from '../shape';
+import { describe } from '../options';
+import { checkShape, formatShape } from '../shape';
 
 /** A float32 array with its shape, in host memory. */
 export interface TensorData {
@@ -76,6 +77,12 @@ export function encodeSafetensorsParts(
   tensors: Record<string, TensorData | TensorLike>,
   metadata: Record<string, string> = {},
 ): Uint8Array[] {
+  if (tensors === null || typeof tensors !== 'object') {
+    throw new TypeError(`kg.io.encodeSafetensors: tensors must be an object of tensors by name, got ${describe(tensors)}`);
+  }
+  if (metadata === null || typeof metadata !== 'object') {
+    throw new TypeError(`kg.io.encodeSafetensors: metadata must be an object of strings by name, got ${describe(metadata)}`);
+  }
   const header: Record<string, unknown> = Object.create(null);
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') throw new Error(`safetensors: metadata value for '${k}' must be a string`);
@@ -85,7 +92,10 @@ export function encodeSafetensorsParts(
   let offset = 0;
   for (const [name, t] of Object.entries(tensors)) {
     if (name === METADATA_KEY) throw new Error(`safetensors: '${METADATA_KEY}' is reserved and cannot name a tensor`);
-    const shape = [...t.shape];
+    if (t === null || typeof t !== 'object' || !Array.isArray(t.shape) || !(isTensorData(t) || typeof t.toArray === 'function')) {
+      throw new TypeError(`kg.io.encodeSafetensors: tensor '${name}' must be a Tensor or { shape, data: Float32Array }, got ${describe(t)}`);
+    }
+    const shape = checkShape(t.shape, 'kg.io.encodeSafetensors', `the shape of tensor '${name}'`);
     const data = isTensorData(t) ? t.data : t.toArray();
     if (data.length !== product(shape)) {
       throw new Error(`safetensors: tensor '${name}' has ${data.length} values but shape ${formatShape(shape)}`);
@@ -124,6 +134,7 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
   const fail = (what: string): never => {
     throw new Error(`${source}: invalid safetensors file: ${what}`);
   };
+  if (!(buf instanceof Uint8Array)) throw new TypeError(`kg.io.decodeSafetensors: buf must be a Uint8Array or Buffer, got ${describe(buf)}`);
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length < 8) fail(`${b.length} bytes, too short for the 8-byte header length`);
   const n64 = b.readBigUInt64LE(0);

@@ -9,7 +9,7 @@
 // BN sits right after each linear layer, before the activation, as in the paper and the tutorial.
 // Initialization is the tutorial's: every weight and bias N(0, 0.01²), gamma N(1, 0.01²), beta
 // N(0, 0.01²), drawn from one seeded generator in the tutorial's order (W1 b1 gamma1 beta1 W2 ...).
-import { defaultDevice, Device } from '../device';
+import { defaultDevice, Device, parseDevice } from '../device';
 import { ReLU } from '../nn/activation';
 import { BatchNorm } from '../nn/batchnorm';
 import { Conv2d } from '../nn/conv2d';
@@ -18,6 +18,8 @@ import { normal_ } from '../nn/init';
 import { Linear } from '../nn/linear';
 import { AvgPool2d } from '../nn/pooling';
 import { Sequential } from '../nn/sequential';
+import { checkFinite, checkPositiveInt } from '../ops/check';
+import { describe, readOptions } from '../options';
 import { Random } from '../random';
 import type { Tensor } from '../tensor';
 
@@ -54,10 +56,16 @@ export function batchNormParameters(model: Sequential): Tensor[] {
  * conv1.weight, conv1.bias, bn1.gamma, bn1.beta, bn1.runningMean, bn1.runningVar, conv2.*, bn2.*,
  * fc1.weight, fc1.bias, bn3.*, fc2.weight, fc2.bias. Input: (n, 1, 28, 28) images.
  */
-export function bnCnn(options: BnCnnOptions = {}): Sequential {
-  const hidden = options.hidden ?? 128;
-  const scale = options.weightScale ?? 0.01;
-  const device = options.device ?? defaultDevice();
+export function bnCnn(opts?: BnCnnOptions): Sequential {
+  const fn = 'kg.models.bnCnn';
+  const options = readOptions(opts, fn, ['device', 'seed', 'hidden', 'weightScale', 'bnMomentum', 'bnEps', 'initRunning']);
+  const hidden = checkPositiveInt(options.hidden ?? 128, fn, 'hidden');
+  const scale = checkFinite(options.weightScale ?? 0.01, fn, 'weightScale');
+  if (scale < 0) throw new RangeError(`${fn}: weightScale must be >= 0, got ${scale}`);
+  if (options.seed !== undefined && (typeof options.seed !== 'number' || !Number.isSafeInteger(options.seed))) {
+    throw new TypeError(`${fn}: seed must be an integer, got ${describe(options.seed)}`);
+  }
+  const device = options.device === undefined ? defaultDevice() : parseDevice(options.device, fn);
   const bn = (c: number) =>
     new BatchNorm(c, { momentum: options.bnMomentum, eps: options.bnEps, initRunning: options.initRunning ?? 'firstBatch', device });
   // Built with throw-away values (seed 0), then initialized below the tutorial's way.

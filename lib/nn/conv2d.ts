@@ -3,6 +3,7 @@ import { conv2d } from '../ops/conv';
 import type { Tensor } from '../tensor';
 import { checkPositiveInt } from '../ops/check';
 import { checkBoolean, InitOptions, readInitOptions, uniformFanIn } from './init';
+import { describeItems } from '../options';
 import { Module } from './module';
 
 type Pair = number | [number, number];
@@ -17,7 +18,7 @@ export interface Conv2dLayerOptions extends InitOptions {
 function pair(v: Pair, name: string, min: number): [number, number] {
   const p: [number, number] = typeof v === 'number' ? [v, v] : v;
   if (!Array.isArray(p) || p.length !== 2 || !p.every((d) => Number.isSafeInteger(d) && d >= min)) {
-    throw new TypeError(`kg.nn.Conv2d: ${name} must be an integer >= ${min} or a pair [h, w] of them, got ${JSON.stringify(v) ?? String(v)}`);
+    throw new TypeError(`kg.nn.Conv2d: ${name} must be an integer >= ${min} or a pair [h, w] of them, got ${describeItems(v)}`);
   }
   return [p[0], p[1]];
 }

@@ -11,7 +11,7 @@
 //
 // so that `to(device)` and `loadStateDict` (which may replace or rewrite the tensors) can never leave
 // a stale field behind.
-import type { Device } from '../device';
+import { Device, parseDevice } from '../device';
 import { formatShape, sameShape } from '../shape';
 import { Tensor } from '../tensor';
 
@@ -197,17 +197,18 @@ export abstract class Module {
    * optimizer made before holds the old (disposed) tensors.
    */
   to(device: Device): this {
+    const target = parseDevice(device, `${this.constructor.name}.to`);
     for (const [, m] of this.namedModules()) {
       for (const [name, t] of [...m._params]) {
-        if (t.device === device) continue;
-        const moved = t.to(device);
+        if (t.device === target) continue;
+        const moved = t.to(target);
         moved.attachGrad();
         m._params.set(name, moved);
         t.dispose();
       }
       for (const [name, t] of [...m._buffers]) {
-        if (t.device === device) continue;
-        m._buffers.set(name, t.to(device).keep());
+        if (t.device === target) continue;
+        m._buffers.set(name, t.to(target).keep());
         t.dispose();
       }
     }

@@ -1,6 +1,7 @@
 // Average pooling layer (no parameters).
 import { avgPool2d } from '../ops/conv';
 import type { Tensor } from '../tensor';
+import { describeItems } from '../options';
 import { Module } from './module';
 
 type Pair = number | [number, number];
@@ -17,7 +18,7 @@ export class AvgPool2d extends Module {
     for (const [name, v] of [['kernelSize', kernelSize], ['stride', this.stride]] as const) {
       const p = typeof v === 'number' ? [v, v] : v;
       if (!Array.isArray(p) || p.length !== 2 || !p.every((d) => Number.isSafeInteger(d) && d >= 1)) {
-        throw new TypeError(`kg.nn.AvgPool2d: ${name} must be a positive integer or a pair [h, w] of them, got ${JSON.stringify(v) ?? String(v)}`);
+        throw new TypeError(`kg.nn.AvgPool2d: ${name} must be a positive integer or a pair [h, w] of them, got ${describeItems(v)}`);
       }
     }
   }

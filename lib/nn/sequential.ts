@@ -1,5 +1,6 @@
 // A chain of modules applied in order.
 import type { Tensor } from '../tensor';
+import { describe } from '../options';
 import { Module } from './module';
 
 /**
@@ -15,14 +16,19 @@ export class Sequential extends Module {
     super();
     let entries: Array<[string, Module]>;
     if (args.length === 1 && Array.isArray(args[0])) {
-      entries = args[0] as Array<[string, Module]>;
-    } else if (args.length === 1 && !(args[0] instanceof Module) && typeof args[0] === 'object' && args[0] !== null) {
+      entries = Array.from(args[0] as unknown[], (e, i) => {
+        if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string') {
+          throw new TypeError(`kg.nn.Sequential: entry ${i} must be a [name, module] pair, got ${describe(e)}`);
+        }
+        return e as [string, Module];
+      });
+    } else if (args.length === 1 && isPlainObject(args[0])) {
       entries = Object.entries(args[0] as Record<string, Module>);
     } else {
       entries = args.map((m, i) => [String(i), m as Module]);
     }
     for (const [name, m] of entries) {
-      if (!(m instanceof Module)) throw new TypeError(`Sequential: '${name}' is not a Module`);
+      if (!(m instanceof Module)) throw new TypeError(`kg.nn.Sequential: '${name}' is not a Module, got ${describe(m)}`);
       this.registerModule(name, m);
     }
   }
@@ -36,7 +42,7 @@ export class Sequential extends Module {
   at(i: number | string): Module {
     const kids = this.children();
     const found = typeof i === 'number' ? kids[i] : kids.find(([n]) => n === i);
-    if (found === undefined) throw new RangeError(`Sequential: no module ${JSON.stringify(i)}`);
+    if (found === undefined) throw new RangeError(`kg.nn.Sequential.at: no module ${describe(i)} (${kids.length} modules: ${kids.map(([n]) => n).join(', ')})`);
     return found[1];
   }
 
@@ -50,4 +56,11 @@ export class Sequential extends Module {
     const lines = this.children().map(([n, m]) => `  (${n}): ${String(m)}`);
     return `Sequential(\n${lines.join('\n')}\n)`;
   }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object') return false;
+  // An object literal from any realm: its prototype is some realm's Object.prototype, or null.
+  const proto = Object.getPrototypeOf(v);
+  return proto === null || Object.getPrototypeOf(proto) === null;
 }

@@ -11,7 +11,7 @@ import {
 } from '../shape';
 import { Tensor } from '../tensor';
 import { checkSameDevice, checkTensor } from './check';
-import { checkFloat32, scalar } from './creation';
+import { allocate, checkFloat32, scalar } from './creation';
 
 export type Operand = Tensor | number;
 
@@ -45,7 +45,7 @@ function binaryRaw(op: BinaryOpCode, a: Tensor, b: Tensor): Tensor {
   const name = opNames[op];
   checkSameDevice(name, { a, b });
   const shape = broadcastShapes(a.shape, b.shape, name);
-  const out = Tensor.empty(shape, a.device);
+  const out = allocate(shape, a.device, name);
   broadcastKernel(op, name, shape, a, b, broadcastStrides(a.shape, shape), broadcastStrides(b.shape, shape), out);
   return out;
 }
@@ -235,8 +235,8 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   if (!sameShape(target, want)) {
     throw new RangeError(`${fn}: cannot broadcast ${formatShape(x.shape)} to ${formatShape(want)}`);
   }
+  const out = allocate(target, x.device, fn);
   const zero = scalar(0, x.device);
-  const out = Tensor.empty(target, x.device);
   try {
     broadcastKernel(BinaryOpCode.Add, fn, target, x, zero, broadcastStrides(x.shape, target), target.map(() => 0), out);
   } finally {

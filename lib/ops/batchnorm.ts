@@ -4,6 +4,7 @@
 import { checkOutput, isRecording, recordOp } from '../autograd/tape';
 import { BnShapeArg, native } from '../native';
 import { NonFiniteError } from '../non-finite';
+import { readOptions } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFinite, checkSameDevice, checkTensor } from './check';
@@ -48,7 +49,8 @@ export interface BatchNormOptions {
 export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: BatchNormOptions): Tensor {
   const op = 'batchNorm';
   checkTensor(x, op, 'x');
-  if (options === null || typeof options !== 'object' || typeof options.training !== 'boolean') {
+  readOptions(options, op, ['training', 'runningMean', 'runningVar', 'momentum', 'eps']);
+  if (options === undefined || typeof options.training !== 'boolean') {
     throw new TypeError(`${op}: options.training must be true or false`);
   }
   const shape = bnShape(x, op);

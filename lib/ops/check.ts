@@ -34,7 +34,8 @@ export function checkNdim(t: Tensor, allowed: readonly number[], op: string, nam
 
 export function checkPositiveInt(v: unknown, op: string, name: string, min = 1): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new RangeError(`${op}: ${name} must be an integer >= ${min}, got ${describe(v)}`);
+    const what = min === 1 ? 'a positive integer' : min === 0 ? 'a non-negative integer' : `an integer >= ${min}`;
+    throw new RangeError(`${op}: ${name} must be ${what}, got ${describe(v)}`);
   }
   return v;
 }

@@ -57,29 +57,36 @@ function flattenNested(data: readonly unknown[], fn: string): { values: Float32A
   }
   const values = new Float32Array(numelOf(shape));
   let k = 0;
-  const visit = (node: unknown, depth: number, path: string): void => {
-    if (depth === shape.length) {
-      if (typeof node !== 'number') {
-        if (Array.isArray(node)) {
-          throw new RangeError(`${fn}: nested arrays are ragged: ${path} is an array where data${'[0]'.repeat(depth)} is a number`);
-        }
-        throw new TypeError(`${fn}: data must contain only numbers, got ${describe(node)} at ${path}`);
-      }
-      values[k++] = checkFloat32(node, fn, path);
-      return;
-    }
+  // The index of the node being visited; turned into `data[1][2]` only for an error message.
+  const at: number[] = [];
+  const where = (extra?: number) => `data${[...at, ...(extra === undefined ? [] : [extra])].map((i) => `[${i}]`).join('')}`;
+  const first = (depth: number) => `data${'[0]'.repeat(depth)}`;
+  const visit = (node: unknown, depth: number): void => {
     if (!Array.isArray(node)) {
-      throw new RangeError(`${fn}: nested arrays are ragged: ${path} is ${describe(node)} where data${'[0]'.repeat(depth)} is an array`);
+      throw new RangeError(`${fn}: nested arrays are ragged: ${where()} is ${describe(node)} where ${first(depth)} is an array`);
     }
     if (node.length !== shape[depth]) {
-      throw new RangeError(`${fn}: nested arrays are ragged: ${path} has length ${node.length} where data${'[0]'.repeat(depth)} has ${shape[depth]}`);
+      throw new RangeError(`${fn}: nested arrays are ragged: ${where()} has length ${node.length} where ${first(depth)} has ${shape[depth]}`);
     }
+    const leaves = depth === shape.length - 1;
     for (let i = 0; i < node.length; i++) {
-      if (!(i in node)) throw new TypeError(`${fn}: data has a hole at ${path}[${i}]`);
-      visit(node[i], depth + 1, `${path}[${i}]`);
+      if (!(i in node)) throw new TypeError(`${fn}: data has a hole at ${where(i)}`);
+      const v: unknown = node[i];
+      if (!leaves) {
+        at.push(i);
+        visit(v, depth + 1);
+        at.pop();
+      } else if (typeof v === 'number') {
+        if (Number.isFinite(v) && !Number.isFinite(Math.fround(v))) checkFloat32(v, fn, where(i));
+        values[k++] = v;
+      } else if (Array.isArray(v)) {
+        throw new RangeError(`${fn}: nested arrays are ragged: ${where(i)} is an array where ${first(depth + 1)} is a number`);
+      } else {
+        throw new TypeError(`${fn}: data must contain only numbers, got ${describe(v)} at ${where(i)}`);
+      }
     }
   };
-  visit(data, 0, 'data');
+  visit(data, 0);
   return { values, shape };
 }
 
@@ -90,8 +97,8 @@ function fromNumericArray(data: NumericArray, fn: string): Float32Array {
   return values;
 }
 
-/** A tensor for a creation function: the allocation failure, if any, names the function and shape. */
-function allocate(shape: Shape, device: Device, fn: string): Tensor {
+/** @internal An uninitialized tensor whose allocation failure, if any, names the function and shape. */
+export function allocate(shape: Shape, device: Device, fn: string): Tensor {
   try {
     return Tensor.empty(shape, device);
   } catch (e) {

@@ -3,6 +3,7 @@
 //   g' = grad + weightDecay * param;  velocity = momentum * velocity + g';  param -= lr * velocity
 // (PyTorch's SGD with dampening 0; without momentum simply param -= lr * g').
 import { native } from '../native';
+import { readOptions } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { zeros } from '../ops/creation';
@@ -35,7 +36,8 @@ export class SGD {
   private readonly velocity = new Map<Tensor, Tensor>();
 
   constructor(params: Iterable<Tensor>, options: SGDOptions) {
-    if (options === null || typeof options !== 'object') throw new TypeError('SGD: options { lr } are required');
+    if (options === undefined) throw new TypeError('kg.optim.SGD: options { lr } are required');
+    readOptions(options, 'kg.optim.SGD', ['lr', 'momentum', 'weightDecay', 'noDecay']);
     this.params = [...params];
     if (this.params.length === 0) throw new RangeError('SGD: got an empty parameter list');
     this.params.forEach((p, i) => {

@@ -1,6 +1,7 @@
 // Accuracy in inference mode, like the tutorial's evaluate_accuracy(..., is_training=False).
-import type { DataLoader } from '../data/loader';
-import type { Module } from '../nn/module';
+import { DataLoader } from '../data/loader';
+import { Module } from '../nn/module';
+import { describe } from '../options';
 import { argmax } from '../ops/loss';
 import { tidy } from '../tidy';
 import { AccuracyCounter } from './metrics';
@@ -12,6 +13,9 @@ import { AccuracyCounter } from './metrics';
  * loader's epoch counter is not advanced).
  */
 export function evaluateAccuracy(model: Module, loader: DataLoader): number {
+  const fn = 'kg.train.evaluateAccuracy';
+  if (!(model instanceof Module)) throw new TypeError(`${fn}: model must be a kg.nn.Module, got ${describe(model)}`);
+  if (!(loader instanceof DataLoader)) throw new TypeError(`${fn}: loader must be a kg.data.DataLoader, got ${describe(loader)}`);
   const wasTraining = model.training;
   model.eval();
   const counter = new AccuracyCounter();

@@ -7,10 +7,11 @@ import { record } from '../autograd/tape';
 import { DataLoader } from '../data/loader';
 import { Module } from '../nn/module';
 import { NonFiniteError } from '../non-finite';
-import { checkPositiveInt } from '../ops/check';
+import { checkPositiveInt, checkTensor } from '../ops/check';
 import { Labels, softmaxCrossEntropy } from '../ops/loss';
 import { SGD } from '../optim/sgd';
 import { describe, readOptions } from '../options';
+import { formatShape } from '../shape';
 import type { Tensor } from '../tensor';
 import { tidy } from '../tidy';
 import { nonFiniteStepError } from './diverged';
@@ -59,6 +60,14 @@ export function trainStep(
   y: Labels,
   lossReduction: 'sum' | 'mean' = 'sum',
 ): StepResult {
+  const fn = 'kg.train.trainStep';
+  if (!(model instanceof Module)) throw new TypeError(`${fn}: model must be a kg.nn.Module, got ${describe(model)}`);
+  if (!(optimizer instanceof SGD)) throw new TypeError(`${fn}: optimizer must be a kg.optim.SGD, got ${describe(optimizer)}`);
+  checkTensor(x, fn, 'x');
+  if (x.ndim < 1) throw new RangeError(`${fn}: x needs a batch dimension, got shape ${formatShape(x.shape)}`);
+  if (lossReduction !== 'sum' && lossReduction !== 'mean') {
+    throw new TypeError(`${fn}: lossReduction must be 'sum' or 'mean', got ${describe(lossReduction)}`);
+  }
   const n = x.shape[0];
   const total = tidy(() => {
     optimizer.zeroGrad();

@@ -43,7 +43,11 @@ export interface RunMetrics {
  */
 export class MovingAverage {
   private current: number | null = null;
-  constructor(readonly decay = 0.99) {}
+  constructor(readonly decay = 0.99) {
+    if (typeof decay !== 'number' || !(decay >= 0 && decay < 1)) {
+      throw new RangeError(`kg.train.MovingAverage: decay must be a number in [0, 1), got ${String(decay)}`);
+    }
+  }
 
   update(x: number): number {
     this.current = this.current === null ? x : this.decay * this.current + (1 - this.decay) * x;
@@ -67,8 +71,13 @@ export class AccuracyCounter {
 
   /** Adds a batch of predicted and true class indices. */
   update(predicted: ArrayLike<number>, labels: ArrayLike<number>): void {
+    for (const [name, v] of [['predicted', predicted], ['labels', labels]] as const) {
+      if (v === null || typeof v !== 'object' || typeof v.length !== 'number') {
+        throw new TypeError(`kg.train.AccuracyCounter.update: ${name} must be an array of class indices, got ${v === null ? 'null' : typeof v}`);
+      }
+    }
     if (predicted.length !== labels.length) {
-      throw new Error(`AccuracyCounter: ${predicted.length} predictions for ${labels.length} labels`);
+      throw new RangeError(`kg.train.AccuracyCounter.update: ${predicted.length} predictions for ${labels.length} labels`);
     }
     for (let i = 0; i < predicted.length; i++) if (predicted[i] === labels[i]) this.correct++;
     this.total += labels.length;
@@ -82,5 +91,6 @@ export class AccuracyCounter {
 
 /** The tutorial's epoch line: `Epoch 0. Loss: 0.0604..., Train_acc 0.988..., Test_acc 0.988...`. */
 export function formatEpochLine(m: Pick<EpochMetrics, 'epoch' | 'loss' | 'trainAccuracy' | 'testAccuracy'>): string {
+  if (m === null || typeof m !== 'object') throw new TypeError(`kg.train.formatEpochLine: m must be an EpochMetrics object, got ${m === null ? 'null' : typeof m}`);
   return `Epoch ${m.epoch}. Loss: ${m.loss}, Train_acc ${m.trainAccuracy}, Test_acc ${m.testAccuracy}`;
 }

@@ -3,10 +3,12 @@
 import * as path from 'path';
 import { pathToFileURL } from 'url';
 import { writeFileAtomic } from '../io/atomic';
+import { describe, readOptions } from '../options';
 import type { EpochMetrics } from './metrics';
 
 /** The vega-lite spec (a plain JSON object) of the loss and accuracy charts for these epochs. */
 export function trainingPlotSpec(epochs: EpochMetrics[], title = 'Training'): Record<string, unknown> {
+  if (!Array.isArray(epochs)) throw new TypeError(`kg.train.trainingPlotSpec: epochs must be an array of EpochMetrics, got ${describe(epochs)}`);
   const loss = epochs.map((e) => ({ epoch: e.epoch, value: e.loss, series: 'loss' }));
   const acc = epochs.flatMap((e) => [
     { epoch: e.epoch, value: e.trainAccuracy, series: 'train' },
@@ -83,6 +85,8 @@ export async function renderSvg(vlSpec: Record<string, unknown>): Promise<string
 
 /** Rasterizes an SVG string to PNG bytes (`scale` 2 gives a sharp image on high-density screens). */
 export function svgToPng(svg: string, scale = 2): Buffer {
+  if (typeof svg !== 'string') throw new TypeError(`kg.train.svgToPng: svg must be a string, got ${describe(svg)}`);
+  if (typeof scale !== 'number' || !(scale > 0) || !Number.isFinite(scale)) throw new RangeError(`kg.train.svgToPng: scale must be a positive number, got ${describe(scale)}`);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Resvg } = require('@resvg/resvg-js') as typeof import('@resvg/resvg-js');
   const r = new Resvg(svg, {
@@ -100,14 +104,19 @@ export function svgToPng(svg: string, scale = 2): Buffer {
 export async function writeTrainingPlot(
   epochs: EpochMetrics[],
   base: string,
-  options: { title?: string; svg?: boolean } = {},
+  options?: { title?: string; svg?: boolean },
 ): Promise<string[]> {
-  const svg = await renderSvg(trainingPlotSpec(epochs, options.title));
+  const fn = 'kg.train.writeTrainingPlot';
+  const opts = readOptions(options, fn, ['title', 'svg']);
+  if (!Array.isArray(epochs)) throw new TypeError(`${fn}: epochs must be an array of EpochMetrics, got ${describe(epochs)}`);
+  if (typeof base !== 'string') throw new TypeError(`${fn}: base must be a path string, got ${describe(base)}`);
+  if (opts.title !== undefined && typeof opts.title !== 'string') throw new TypeError(`${fn}: title must be a string, got ${describe(opts.title)}`);
+  const svg = await renderSvg(trainingPlotSpec(epochs, opts.title));
   const written: string[] = [];
   const png = `${base}.png`;
   writeFileAtomic(png, svgToPng(svg));
   written.push(png);
-  if (options.svg) {
+  if (opts.svg) {
     const file = `${base}.svg`;
     writeFileAtomic(file, svg);
     written.push(file);

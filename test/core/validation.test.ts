@@ -49,6 +49,11 @@ describe('shapes', () => {
     ['more than 2^53 elements', () => kg.zeros([1e6, 1e6, 1e6]), RangeError, /^kg\.zeros: shape \[1000000, 1000000, 1000000\] has 1000000000000000000 elements, more than 2\^53/],
     ['more than 2^53 elements in randn', () => kg.randn([2 ** 30, 2 ** 30, 2 ** 30]), RangeError, /^kg\.randn: shape .* more than 2\^53/],
     ['a tensor too large for memory', () => kg.zeros([1e7, 1e7]), RangeError, /^kg\.zeros: cannot allocate shape \[10000000, 10000000\] \(364 TiB\) on cpu/],
+    ['a size beyond 2^53', () => kg.zeros([1e300]), TypeError, /^kg\.zeros: shape must be an array of non-negative integers, got 1e\+300 at index 0/],
+    ['a broadcast beyond 2^53 elements', () => kg.add(kg.zeros([1e8, 1]), kg.zeros([1, 1e8])), RangeError,
+      /^kg\.add: shapes \[100000000, 1\] and \[1, 100000000\] broadcast to \[100000000, 100000000\], more than 2\^53 elements/],
+    // 364 TiB: more than a 64-bit process can map, so the allocation fails whatever the overcommit policy.
+    ['a broadcast too large for memory', () => kg.mul(kg.zeros([1e7, 1]), kg.zeros([1, 1e7])), RangeError, /^kg\.mul: cannot allocate shape \[10000000, 10000000\] \(364 TiB\) on cpu/],
     ['reshape with a hole', () => kg.ones([4]).reshape([2, , 2] as number[]), TypeError, /^kg\.reshape: shape .* got a hole at index 1/],
     ['broadcastTo with a hole', () => kg.broadcastTo(kg.ones([2]), [3, , 2] as number[]), TypeError, /^kg\.broadcastTo: shape has a hole/],
   ])('rejects %s before any native call', (_, make, type, message) => {

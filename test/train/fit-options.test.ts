@@ -51,8 +51,8 @@ describe('fit', () => {
     ['an unknown option', (o) => ({ ...o, epoch: 3 }), /^kg\.train\.fit: unknown option 'epoch' \(known options: optimizer, train, test, trainEval, epochs, startEpoch, lossReduction, progress, log, onEpoch\)/],
     ['a missing optimizer', (o) => ({ ...o, optimizer: undefined }), /^kg\.train\.fit: optimizer must be a kg\.optim\.SGD, got undefined/],
     ['an array as the test set', (o) => ({ ...o, test: [] }), /^kg\.train\.fit: test must be a kg\.data\.DataLoader, got an array of length 0/],
-    ['epochs 0', (o) => ({ ...o, epochs: 0 }), /^kg\.train\.fit: epochs must be an integer >= 1, got 0/],
-    ['a fractional startEpoch', (o) => ({ ...o, startEpoch: 0.5 }), /^kg\.train\.fit: startEpoch must be an integer >= 0, got 0\.5/],
+    ['epochs 0', (o) => ({ ...o, epochs: 0 }), /^kg\.train\.fit: epochs must be a positive integer, got 0/],
+    ['a fractional startEpoch', (o) => ({ ...o, startEpoch: 0.5 }), /^kg\.train\.fit: startEpoch must be a non-negative integer, got 0\.5/],
     ['an unknown reduction', (o) => ({ ...o, lossReduction: 'avg' }), /^kg\.train\.fit: lossReduction must be 'sum' or 'mean', got "avg"/],
   ])('rejects %s', async (_, change, message) => {
     const { model, options } = setup(8, 4);
