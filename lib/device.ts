@@ -9,6 +9,8 @@ export interface CpuDeviceInfo {
   type: 'cpu';
   name: string;
   threads: number;
+  /** The vector instructions the CPU kernels use (KG_CPU_ISA=avx2 or baseline narrows it). */
+  isa: 'avx512' | 'avx2' | 'baseline';
 }
 
 export interface CudaDeviceInfo {
@@ -75,7 +77,7 @@ function cuda(): CudaState {
  * installation that cannot be used appears as one entry with `usable: false` and the reason.
  */
 export function devices(): DeviceInfo[] {
-  const cpu: CpuDeviceInfo = { type: 'cpu', name: os.cpus()[0]?.model ?? 'cpu', threads: native.cpuThreads() };
+  const cpu: CpuDeviceInfo = { type: 'cpu', name: os.cpus()[0]?.model ?? 'cpu', threads: native.cpuThreads(), isa: native.cpuIsa() };
   return [cpu, ...cuda().listed];
 }
 

@@ -106,6 +106,8 @@ export interface Native {
   cudaEmptyCache(): void;
   cudaSynchronize(): void;
   cpuThreads(): number;
+  /** The CPU kernels' vector instruction set: the CPU's widest, or a narrower one named by KG_CPU_ISA. */
+  cpuIsa(): 'avx512' | 'avx2' | 'baseline';
   setCpuThreads(n: number): void;
 }
 

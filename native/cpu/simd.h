@@ -3,8 +3,8 @@
 // The addon is built for baseline x86-64 (no host-specific -march: one build must run on any x86-64
 // machine). Hot loops are marked KG_MULTIVERSION, which makes GCC compile them twice, for
 // x86-64-v3 (AVX2 + FMA) and for the baseline, and pick the clone once at load time through an
-// ifunc resolver. (The GEMM micro-kernel, whose two versions need different code, uses GCC's
-// other form of multi-versioning: see gemm_kernel.cpp.) In the v3 code `acc += a * b` on vectors
+// ifunc resolver. (The GEMM micro-kernel, whose versions need different code and include an
+// AVX-512 one, is chosen by isa.h's cpu_isa() instead: see gemm_kernel.cpp.) In the v3 code `acc += a * b` on vectors
 // contracts to vfmadd (GCC's default -ffp-contract=fast under -std=gnu++17, which CMake uses), so
 // one source gives FMA code there and mul + add in the fallback. Results are reproducible on a
 // given machine (the version never changes), but may differ in the last bits between machines

@@ -3,6 +3,7 @@
 
 #include "addon.h"
 #include "args.h"
+#include "../cpu/isa.h"
 #if KG_WITH_CUDA
 #include "kg/cuda_runtime.h"
 #endif
@@ -112,6 +113,9 @@ Napi::Value cpu_threads(const Napi::CallbackInfo& info) {
 // More threads than any machine runs well: OpenMP cannot even start a million (it crashes trying).
 constexpr int64_t kMaxCpuThreads = 1024;
 
+// The instruction set of the CPU kernels' hand-vectorized paths: "avx512", "avx2" or "baseline".
+Napi::Value cpu_isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu::isa_name(cpu::cpu_isa())); }
+
 Napi::Value set_cpu_threads(const Napi::CallbackInfo& info) {
   Args a(info, "setCpuThreads", 1);
   int64_t n = a.i64(0, "threads", 1);
@@ -136,6 +140,7 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaEmptyCache", Napi::Function::New<cuda_empty_cache>(env, "cudaEmptyCache"));
   exports.Set("cudaSynchronize", Napi::Function::New<cuda_synchronize>(env, "cudaSynchronize"));
   exports.Set("cpuThreads", Napi::Function::New<cpu_threads>(env, "cpuThreads"));
+  exports.Set("cpuIsa", Napi::Function::New<cpu_isa>(env, "cpuIsa"));
   exports.Set("setCpuThreads", Napi::Function::New<set_cpu_threads>(env, "setCpuThreads"));
 }
 

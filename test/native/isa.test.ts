@@ -1,0 +1,64 @@
+// The CPU kernels' instruction set: the widest the CPU has, a narrower one when KG_CPU_ISA asks,
+// never a wider one. Every narrower path this CPU can run is checked by running the GEMM and
+// convolution tests again in a child jest with KG_CPU_ISA set (the choice is made once, at load).
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+import * as kg from '../../lib';
+import { native } from '../../lib/native';
+
+type Isa = 'avx512' | 'avx2' | 'baseline';
+const ORDER: Isa[] = ['baseline', 'avx2', 'avx512'];
+
+/** What this CPU supports, from /proc/cpuinfo (the addon asks CPUID; this is an independent read). */
+function widestOfCpu(): Isa {
+  const info = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(info)?.[1] ?? '').trim().split(/\s+/));
+  if (['avx512f', 'avx512vl', 'avx512dq', 'avx512bw', 'avx2', 'fma'].every((f) => flags.has(f))) return 'avx512';
+  if (flags.has('avx2') && flags.has('fma')) return 'avx2';
+  return 'baseline';
+}
+
+function narrower(a: Isa, b: Isa): Isa {
+  return ORDER.indexOf(a) < ORDER.indexOf(b) ? a : b;
+}
+
+const asked = process.env.KG_CPU_ISA as Isa | undefined;
+const onLinuxX64 = process.platform === 'linux' && process.arch === 'x64';
+const linuxTest = onLinuxX64 ? test : test.skip;
+
+linuxTest('the kernels use the widest ISA of the CPU, or the narrower one KG_CPU_ISA names', () => {
+  const best = widestOfCpu();
+  const want = asked && ORDER.includes(asked) ? narrower(asked, best) : best;
+  expect(native.cpuIsa()).toBe(want);
+  expect(kg.devices()[0]).toMatchObject({ type: 'cpu', isa: want });
+});
+
+// Only in the parent run: the child runs set KG_CPU_ISA themselves.
+const parentTest = onLinuxX64 && !asked ? test : test.skip;
+const root = path.resolve(__dirname, '../..');
+
+function runChild(isa: string, files: string[]): { status: number | null; out: string } {
+  const r = spawnSync(process.execPath, [path.join(root, 'node_modules/jest/bin/jest.js'), '--runInBand', ...files], {
+    cwd: root,
+    env: { ...process.env, KG_CPU_ISA: isa },
+    encoding: 'utf8',
+    timeout: 300_000,
+  });
+  return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
+}
+
+parentTest.each(ORDER.slice(0, -1))('GEMM and convolutions pass on the %s path too', (isa) => {
+  const best = widestOfCpu();
+  if (ORDER.indexOf(isa as Isa) >= ORDER.indexOf(best)) return; // the parent run already covers the widest
+  const r = runChild(isa, ['test/native/isa.test.ts', 'test/native/gemm.test.ts', 'test/native/conv2d.test.ts']);
+  if (r.status !== 0) throw new Error(`KG_CPU_ISA=${isa}: jest exited ${r.status}\n${r.out.slice(-4000)}`);
+  expect(r.out).toMatch(/Tests:.*\b[1-9]\d* passed/);
+  expect(r.out).not.toMatch(/Tests:.*failed/);
+});
+
+parentTest('a wider ISA than the CPU has is never chosen', () => {
+  if (widestOfCpu() === 'avx512') return; // nothing wider to ask for here
+  const r = runChild('avx512', ['test/native/isa.test.ts']);
+  expect(r.status).toBe(0);
+});
