@@ -3,8 +3,8 @@
 // Layout (big-endian): a 4-byte magic 0x00 0x00 <type> <ndim>, then ndim uint32 dimensions, then the
 // values. Only unsigned bytes (type 0x08) are supported, which is what MNIST uses. Every check that
 // fails throws an Error that names the file and what is wrong.
-import * as fs from 'fs';
 import * as zlib from 'zlib';
+import { readRegularFile } from '../io/regular-file';
 import { formatShape } from '../shape';
 
 /** The contents of an IDX file: its dimensions and the raw unsigned bytes (row-major). */
@@ -106,14 +106,7 @@ export function parseIdx(input: Uint8Array, source = '<buffer>', expect: IdxExpe
 
 /** Reads and parses an IDX file (raw or gzipped) from disk. */
 export function readIdx(file: string, expect: IdxExpect = {}): IdxArray {
-  let raw: Buffer;
-  try {
-    raw = fs.readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: cannot read (${code ?? (e as Error).message})`);
-  }
-  return parseIdx(raw, file, expect);
+  return parseIdx(readRegularFile(file), file, expect);
 }
 
 /** Builds an IDX file of unsigned bytes (used by tests and tools). */

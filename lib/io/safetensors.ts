@@ -7,10 +7,10 @@
 // The header maps each tensor name to {dtype: 'F32', shape, data_offsets: [begin, end]} (offsets
 // relative to the start of the data) and may hold `__metadata__`: an object of string values.
 // Files written here load with `safetensors.torch.load_file` in Python.
-import * as fs from 'fs';
 import * as os from 'os';
 import { writeFileAtomic } from './atomic';
 import { describe } from '../options';
+import { readRegularFile } from './regular-file';
 import { checkShape, formatShape } from '../shape';
 
 /** A float32 array with its shape, in host memory. */
@@ -218,12 +218,5 @@ export function writeSafetensors(
 
 /** Reads and validates a safetensors file. */
 export function readSafetensors(file: string): SafetensorsContents {
-  let buf: Buffer;
-  try {
-    buf = fs.readFileSync(file);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(code === 'ENOENT' ? `${file}: no such file` : `${file}: cannot read (${code ?? (e as Error).message})`);
-  }
-  return decodeSafetensors(buf, file);
+  return decodeSafetensors(readRegularFile(file), file);
 }

@@ -90,6 +90,6 @@ describe('IDX reader', () => {
   });
 
   test('missing file', () => {
-    expect(() => readIdx(path.join(dir, 'nope'))).toThrow(/nope: cannot read \(ENOENT\)/);
+    expect(() => readIdx(path.join(dir, 'nope'))).toThrow(/nope: no such file/);
   });
 });
