@@ -927,16 +927,15 @@ static void bench() {
   }
 }
 
+// The op family named by `--only <family>`, or "" (every family).
+static std::string only_family(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--only") return argv[i + 1];
+  return "";
+}
+
 int main(int argc, char** argv) {
-  // [--quick] [--only gemm|conv|pool|bn|elementwise|reduce|loss|sgd|allocator]
-  bool quick = false;
-  std::string only;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--quick") quick = true;
-    else if (arg == "--only" && i + 1 < argc) only = argv[++i];
-  }
-  const auto wanted = [&](const char* name) { return only.empty() || only == name; };
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   const auto devs = cu::devices();
   if (devs.empty()) {
     std::printf("no CUDA device: nothing to check\n");
@@ -945,6 +944,8 @@ int main(int argc, char** argv) {
   std::printf("device 0: %s, %.1f GiB, compute capability %d.%d\n", devs[0].name.c_str(),
               devs[0].total_memory / 1073741824.0, devs[0].major, devs[0].minor);
   try {
+    const std::string only = only_family(argc, argv);
+    const auto wanted = [&](const char* name) { return only.empty() || only == name; };
     if (wanted("gemm")) test_gemm();
     if (wanted("conv")) test_conv();
     if (wanted("pool")) test_pool();
