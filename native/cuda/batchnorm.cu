@@ -37,7 +37,12 @@
 //    exactly 0, y exactly beta. M2 only ever adds non-negative terms, so the variance is never
 //    negative (it is clamped at 0 anyway);
 //  - invstd = float(1 / sqrt(double(var) + double(eps))), as on the CPU (not rsqrtf): one
-//    rounding, the same bits as the CPU backend for the same variance.
+//    rounding, the same bits as the CPU backend for the same variance;
+//  - values near +-1e38: batch sums are scaled before they are added and M2 is a double, so
+//    neither overflows; a variance beyond float is reported as infinite and invstd (about 1e-38)
+//    comes from the double variance, so the channel still normalizes to +-1. Shifted values
+//    themselves must fit in float: a channel spanning more than 3.4e38 from its first value
+//    gets a non-finite mean, which the JS layer reports.
 #include <cmath>
 
 #include "common.cuh"
@@ -58,7 +63,9 @@ constexpr int64_t kMaxPartialCount = int64_t{1} << 24;
 
 // Result of the forward statistics pass for one (channel, split): Welford state of x - shift.
 struct StatPartial {
-  float shift, mean, m2, count;
+  float shift, mean;
+  double m2;
+  float count;
 };
 // Result of the backward statistics pass for one (channel, split).
 struct GradPartial {
@@ -130,8 +137,11 @@ __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch
   const float g = a.gamma ? a.gamma[ch] : 1.0f;
   if constexpr (M == Mode::ForwardTrain) {
     const float mean = shift + w.mean;
-    const float var = fmaxf(w.m2 / w.count, 0.0f);  // biased: divided by n * l
-    const float invstd = inv_std(var, a.eps);
+    const double var_d = fmax(w.m2 / w.count, 0.0);  // biased: divided by n * l
+    const float var = static_cast<float>(var_d);
+    // A variance beyond float (values near +-1e38) is reported as infinite, but invstd, about
+    // 1e-38, is still representable: from the double variance, as on the CPU.
+    const float invstd = !(var <= kFloatMax) ? static_cast<float>(1.0 / sqrt(var_d + static_cast<double>(a.eps))) : inv_std(var, a.eps);
     k[0] = mean;
     k[1] = g * invstd;
     k[2] = a.beta ? a.beta[ch] : 0.0f;

@@ -177,11 +177,17 @@ __device__ __forceinline__ float block_sum(float v, float* smem) {
   return total;
 }
 
+// The largest finite float: `!(v <= kFloatMax)` holds for infinities (and NaN), on host and device.
+constexpr float kFloatMax = 3.40282347e+38f;
+
 // Welford/Chan running statistics: count, mean and M2 = sum of squared deviations from the mean.
 // Counts are floats: they stay exact up to 2^24, and the batch-norm plans keep every partial
 // below that; beyond it only the merge weights round (relative 6e-8), never the sums.
+// M2 is a double: the squared deviations of values near 1e38 exceed float, and a double M2 is
+// only touched once per value on the (rare) single-value path and once per batch otherwise.
 struct Welford {
-  float mean = 0.0f, m2 = 0.0f, count = 0.0f;
+  double m2 = 0.0;
+  float mean = 0.0f, count = 0.0f;
 };
 
 // One value (Welford's update). delta and (v - new mean) have the same sign, so M2 never
@@ -190,7 +196,7 @@ __device__ __forceinline__ void welford_add(Welford& w, float v) {
   w.count += 1.0f;
   const float delta = v - w.mean;
   w.mean += delta / w.count;
-  w.m2 = fmaf(delta, v - w.mean, w.m2);
+  w.m2 = fma(static_cast<double>(delta), static_cast<double>(v) - static_cast<double>(w.mean), w.m2);
 }
 
 // Chan et al.'s parallel merge. With delta == 0 (e.g. a constant channel) the mean is kept
@@ -203,7 +209,7 @@ __device__ __forceinline__ Welford welford_merge(const Welford& a, const Welford
   const float wb = b.count / r.count;  // weight of b in the merged mean
   const float delta = b.mean - a.mean;
   r.mean = fmaf(delta, wb, a.mean);
-  r.m2 = a.m2 + b.m2 + delta * delta * a.count * wb;
+  r.m2 = a.m2 + b.m2 + static_cast<double>(delta) * delta * a.count * wb;
   return r;
 }
 
@@ -224,12 +230,25 @@ __device__ __forceinline__ float pairwise_sum(const float* v) {
 template <int N>
 __device__ __forceinline__ void welford_add_batch(Welford& w, const float* v) {
   static_assert((N & (N - 1)) == 0, "power of two");
-  const float mean = pairwise_sum<N>(v) * (1.0f / N);  // exact scaling by a power of two
-  float m2 = 0.0f;
+  // Scaled before summing (exact for powers of two), so that values near 1e38 do not overflow
+  // the sum: the same bits as scaling the sum, for every sum that does not overflow.
+  float scaled[N];
+#pragma unroll
+  for (int i = 0; i < N; ++i) scaled[i] = v[i] * (1.0f / N);
+  const float mean = pairwise_sum<N>(scaled);
+  float m2f = 0.0f;
 #pragma unroll
   for (int i = 0; i < N; ++i) {
     const float d = v[i] - mean;
-    m2 = fmaf(d, d, m2);
+    m2f = fmaf(d, d, m2f);
+  }
+  double m2 = m2f;
+  if (!(m2f <= kFloatMax)) {  // deviations beyond ~1e18: again in double, where their squares fit
+    m2 = 0.0;
+    for (int i = 0; i < N; ++i) {
+      const double d = static_cast<double>(v[i]) - static_cast<double>(mean);
+      m2 = fma(d, d, m2);
+    }
   }
   Welford b;
   b.mean = mean;

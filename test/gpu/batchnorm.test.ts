@@ -134,3 +134,26 @@ describeGpu('GPU batch norm: determinism', () => {
     a.grads.forEach((g, i) => expect(bitwiseEqual(g as Float32Array, b.grads[i] as Float32Array)).toBe(true));
   });
 });
+
+describeGpu('GPU batch norm: non-finite and huge values', () => {
+  test('a NaN in a training batch throws naming the channel and leaves the running statistics alone', () => {
+    const device = 'cuda';
+    const x = normal(6 * 3 * 4, 103);
+    x[(2 * 3 + 1) * 4] = NaN;
+    const runningMean = kg.tensor([1, 2, 3], [3], { device });
+    const runningVar = kg.tensor([4, 5, 6], [3], { device });
+    expect(() =>
+      F.batchNorm(kg.tensor(x, [6, 3, 2, 2], { device }), kg.ones([3], { device }), kg.zeros([3], { device }), {
+        training: true, runningMean, runningVar,
+      }),
+    ).toThrow(/batchNorm: channel 1 of x \[6, 3, 2, 2\] has a batch mean of NaN/);
+    expect(Array.from(runningMean.toArray())).toEqual([1, 2, 3]);
+    expect(Array.from(runningVar.toArray())).toEqual([4, 5, 6]);
+  });
+
+  test.each([[[8, 1]], [[2, 1, 2, 2]], [[4096, 1]]])('a channel of -1e38 / 1e38 normalizes to -1 / +1, x %j', (shape) => {
+    const values = Float32Array.from({ length: numel(shape) }, (_, i) => (i % 2 ? 1e38 : -1e38));
+    const y = F.pureBatchNorm(kg.tensor(values, shape, { device: 'cuda' }), kg.ones([1], { device: 'cuda' }), kg.zeros([1], { device: 'cuda' })).toArray();
+    y.forEach((v, i) => expect(Math.abs(v - Math.sign(values[i]))).toBeLessThan(1e-6));
+  });
+});

@@ -6,7 +6,8 @@
 // or directly (one line):
 //   nvcc -std=c++17 -O3 -arch=sm_90 -lineinfo -Inative/include -DKG_WITH_CUDA=1
 //        native/dev/cuda/check_ops.cu native/cuda/*.cu -o check_ops && ./check_ops
-// --quick skips the timings (use it under compute-sanitizer).
+// --quick skips the timings (use it under compute-sanitizer); --only bn (or gemm, conv, pool,
+// elementwise, reduce, loss, sgd, allocator) runs the checks of one op family, without timings.
 //
 // For each op: random shapes including odd and degenerate sizes, the first mismatches printed as
 // in llm.c's validate_result (|got - ref| <= atol + rtol * |ref|, plus a term proportional to the
@@ -591,6 +592,41 @@ static void test_bn_robust(const BnShape& s) {
   }
 }
 
+// Values near the float32 limit: (x - mean)^2 and the variance exceed float, the normalized values
+// do not. Channel 0 alternates -1e38 / 1e38 (y must be -1 / +1, not beta), channel 1 spans
+// [1e38, 3e38] around a mean near 2e38, channel 2 is ordinary data beside them.
+static void test_bn_huge(const BnShape& s) {
+  const std::string tag = "(n,c,l)=" + shape_str({s.n, s.c, s.l});
+  const size_t total = s.n * s.c * s.l;
+  Vec x = randn(total);
+  const Vec wide = uniform(total, 1e38, 3e38);
+  for (int64_t i = 0; i < s.n; ++i)
+    for (int64_t j = 0; j < s.l; ++j) {
+      x[idx(s, i, 0, j)] = (i * s.l + j) % 2 ? 1e38f : -1e38f;
+      x[idx(s, i, 1, j)] = wide[idx(s, i, 1, j)];
+    }
+  const Vec gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c);
+  const float eps = 1e-5f;
+  DevBuf dX(x), dG(gamma), dB(beta), y(total), mean(s.c), invstd(s.c), var(s.c);
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), invstd.get(), var.get());
+  const Vec gy = y.download(), gmean = mean.download(), ginv = invstd.download(), gvar = var.download();
+  const BnRef r = bn_ref(s, x, gamma, beta, Vec(total, 0.0f), eps, Vec(s.c, 0.0f), Vec(s.c, 1.0f));
+  validate("bn huge mean " + tag, gmean, r.mean, 0.0, 1e-6, abs_scale(r.mean), 1e-6);
+  validate("bn huge invstd " + tag, ginv, r.invstd, 0.0, 1e-5);
+  validate("bn huge y " + tag, gy, r.y, 1e-5, 1e-5);
+  // An even count of alternating values: mean 0, so y is exactly gamma * (+-1) + beta up to rounding.
+  if ((s.n * s.l) % 2 == 0) {
+    bool unit = true;
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = 0; j < s.l; ++j) {
+        const double want = ((i * s.l + j) % 2 ? 1.0 : -1.0) * gamma[0] + beta[0];
+        unit = unit && std::fabs(gy[idx(s, i, 0, j)] - want) <= 1e-5 * (1.0 + std::fabs(want));
+      }
+    check(unit, "bn huge " + tag + ": a channel of -1e38 / 1e38 normalizes to gamma * (-1 / +1) + beta");
+  }
+  check(std::isinf(gvar[0]) && std::isinf(gvar[1]), "bn huge " + tag + ": a variance beyond float32 is reported as infinite");
+}
+
 static void test_batchnorm() {
   std::printf("\n== batch norm\n");
   std::vector<BnShape> shapes = {{64, 20, 26 * 26}, {64, 50, 9 * 9}, {64, 128, 1},  {7, 3, 5},     {5, 1, 1},
@@ -600,6 +636,7 @@ static void test_batchnorm() {
   for (const BnShape& s : shapes) test_bn_shape(s, randn(s.n * s.c * s.l, 0.5, 2.0), "random");
   test_bn_shape({16, 4, 64}, randn(16 * 4 * 64, 3.0, 1e-3), "small spread");
   for (const BnShape& s : std::vector<BnShape>{{64, 3, 49}, {1000, 3, 1}, {8, 3, 1024}, {2, 3, 3}}) test_bn_robust(s);
+  for (const BnShape& s : std::vector<BnShape>{{7, 3, 1}, {1000, 3, 1}, {64, 3, 49}, {3, 3, 4099}, {2, 3, 3}}) test_bn_huge(s);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -891,6 +928,13 @@ static void bench() {
   }
 }
 
+// The op family named by `--only <family>`, or "" (every family).
+static std::string only_family(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::string(argv[i]) == "--only") return argv[i + 1];
+  return "";
+}
+
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   const cu::DeviceQuery query = cu::query_devices();
@@ -906,18 +950,20 @@ int main(int argc, char** argv) {
   std::printf("device 0: %s, %.1f GiB, compute capability %d.%d\n", devs[0].name.c_str(),
               devs[0].total_memory / 1073741824.0, devs[0].major, devs[0].minor);
   try {
-    test_gemm();
-    test_conv();
-    test_pool();
-    test_batchnorm();
-    test_elementwise();
-    test_reduce();
-    test_loss();
-    test_sgd();
+    const std::string only = only_family(argc, argv);
+    const auto wanted = [&](const char* name) { return only.empty() || only == name; };
+    if (wanted("gemm")) test_gemm();
+    if (wanted("conv")) test_conv();
+    if (wanted("pool")) test_pool();
+    if (wanted("bn")) test_batchnorm();
+    if (wanted("elementwise")) test_elementwise();
+    if (wanted("reduce")) test_reduce();
+    if (wanted("loss")) test_loss();
+    if (wanted("sgd")) test_sgd();
 #ifndef KG_EMU_GUARD  // the emulation's bounds-checking build replaces the caching allocator
-    test_allocator();
+    if (wanted("allocator")) test_allocator();
 #endif
-    if (!quick) bench();
+    if (!quick && only.empty()) bench();
   } catch (const std::exception& e) {
     std::printf("FAIL: exception: %s\n", e.what());
     return 2;
