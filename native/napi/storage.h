@@ -1,7 +1,7 @@
 // Storage: a block of float32 memory on one device, owned by a JS object. Tensors in lib/ hold one
 // each. Freed by dispose() at once, or by the garbage collector; V8 is told about the bytes so that
-// large tensors make it collect sooner. The destructor runs inside a garbage collection (see
-// CMakeLists.txt), so it may only free memory: no JS values, no handle scopes, nothing that throws.
+// large tensors make it collect sooner. The destructor may run while a worker's environment is
+// torn down, so it only frees memory: no JS values, no handle scopes, nothing that throws.
 #pragma once
 #include <napi.h>
 #include <cstdint>
