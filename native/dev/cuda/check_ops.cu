@@ -799,6 +799,25 @@ static void test_loss() {
     check_deterministic("softmax_xent_forward " + tag, gl, out2.download());
     check_deterministic("softmax_xent_backward " + tag, gg, g2.download());
   }
+  // Labels that are not class indices: the kernels must not read outside their row (the guarded
+  // emulation faults if they do) and give NaN for exactly those rows, loss and gradient.
+  for (int64_t k : {7, 2000}) {
+    const std::vector<float> bad = {-1.0f, 1e9f, -1e9f, std::nanf(""), 0.5f, float(k), INFINITY};
+    const int64_t n = static_cast<int64_t>(bad.size()) + 1;
+    Vec logits = randn(n * k), labels(n), dloss = randn(n);
+    for (size_t i = 0; i < bad.size(); ++i) labels[i] = bad[i];
+    labels[n - 1] = float(k - 1);
+    DevBuf dL(logits), dLab(labels), dDL(dloss), out(n), g(n * k);
+    cu::softmax_xent_forward(n, k, dL.get(), dLab.get(), out.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), g.get());
+    const Vec l = out.download(), gg = g.download();
+    bool as_promised = std::isfinite(l[n - 1]);
+    for (int64_t i = 0; i < n; ++i) {
+      as_promised = as_promised && (i == n - 1 || std::isnan(l[i]));
+      for (int64_t j = 0; j < k; ++j) as_promised = as_promised && (i == n - 1 ? std::isfinite(gg[i * k + j]) : std::isnan(gg[i * k + j]));
+    }
+    check(as_promised, "softmax_xent labels out of range (k=" + std::to_string(k) + "): NaN rows, the valid row finite");
+  }
 }
 
 static void test_sgd() {
