@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -292,6 +293,19 @@ def blas():
         return "unknown"
 
 
+def debian_versions():
+    """Debian's package versions (torch reports 1.13.1+dfsg as 1.13.0a0)."""
+    out = {}
+    for pkg in ("python3-torch", "libopenblas0-pthread"):
+        try:
+            v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            v = ""
+        if v:
+            out[f"debian {pkg}"] = v
+    return out
+
+
 def env(quick):
     torch.mm(torch.rand(8, 8), torch.rand(8, 8))  # loads the BLAS before /proc/self/maps is read
     notes = [
@@ -307,7 +321,7 @@ def env(quick):
         "os": f"{platform.system()} {platform.release()} {platform.machine()}",
         "quick": quick,
         "argv": sys.argv[1:],
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, **debian_versions()},
         "notes": notes,
     }
 
