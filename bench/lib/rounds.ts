@@ -59,7 +59,7 @@ export function openblasDir(): string | undefined {
 function sides(o: RoundsOptions): Side[] {
   const common = () => [...(o.quick ? ['--quick'] : []), ...(o.only ? ['--only', o.only] : [])];
   const threadsEnv: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(o.threads) };
-  const python = o.torch ? findTorchPython() : { missing: '--no-torch' };
+  const python = o.torch ? findTorchPython() : { missing: 'not run (--no-torch)' };
   const blas = openblasDir();
   return [
     {
@@ -91,7 +91,7 @@ function sides(o: RoundsOptions): Side[] {
       command: (json) =>
         o.onnxruntime
           ? { cmd: process.execPath, args: [...TS_NODE, path.join(ROOT, 'bench', 'reference', 'onnxruntime.ts'), '--json', json, '--threads', String(o.threads), ...common()], env: threadsEnv }
-          : { missing: '--no-onnxruntime' },
+          : { missing: 'not run (--no-onnxruntime)' },
     },
   ];
 }
@@ -141,7 +141,10 @@ export function runRounds(o: RoundsOptions): BenchFile[] {
 }
 
 function absentFile(side: Side, why: string, o: RoundsOptions, status: 'unavailable' | 'failed' = 'unavailable'): BenchFile {
-  const figures: Figure[] = side.absentRows.map(([c, s]) => ({ case: c, shape: s, impl: side.impl, device: 'cpu', status, note: why }));
+  const re = o.only ? new RegExp(o.only, 'i') : null;
+  const figures: Figure[] = side.absentRows
+    .filter(([c, s]) => !re || re.test(`${c} ${s} ${side.impl}`))
+    .map(([c, s]) => ({ case: c, shape: s, impl: side.impl, device: 'cpu', status, note: why }));
   return {
     schema: 'kernelgrad-bench/1',
     env: {
