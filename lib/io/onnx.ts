@@ -87,12 +87,9 @@ export function encodeOnnx(model: Module, options: ExportOnnxOptions): Uint8Arra
   graph.message(11, valueInfo('input', inputShape));
   graph.message(12, valueInfo('output', g.shape));
 
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const pkg = require('../../package.json') as { version: string };
   return new Message()
     .int(1, IR_VERSION)
-    .string(2, 'kernelgrad')
-    .string(3, pkg.version)
+    .string(2, 'kernelgrad') // producer_name
     .message(7, graph)
     .message(8, new Message().string(1, '').int(2, OPSET))
     .toBytes();
