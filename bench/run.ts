@@ -1,10 +1,12 @@
 // npm run bench [-- --quick] [--device cpu|cuda] [--json FILE] [--only PATTERN]
 //
 // Measures kernelgrad against the frameworks a user would otherwise pick, in one run on one
-// machine, and prints a table of medians and ratios. CPU: TensorFlow.js (wasm and cpu backends) in
-// this process. GPU: ours here; PyTorch from bench/reference/torch_ref.py (see bench/gpu.sh, which
-// runs both and merges them with bench/compare.ts). Every kernel of ours is checked against a plain
-// float64 reference before it is timed. See bench/README.md.
+// machine, and prints a table of medians and ratios. CPU: PyTorch (bench/reference/torch_cpu.py)
+// and onnxruntime-node (bench/reference/onnxruntime.ts) beside ours, each side in fresh processes
+// interleaved over rounds (bench/lib/rounds.ts); TensorFlow.js (wasm and cpu backends) in our
+// side's process. GPU: ours here; PyTorch from bench/reference/torch_ref.py (see bench/gpu.sh,
+// which runs both and merges them with bench/compare.ts). Every kernel of ours is checked against
+// a plain float64 reference before it is timed. See bench/README.md.
 import { Command } from 'commander';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -16,6 +18,7 @@ import { collectEnv } from './lib/env';
 import { deviceHeading, merge, renderAll, updateResultsFile } from './lib/report';
 import { NET, Device } from './lib/shapes';
 import { nowMs } from './lib/harness';
+import { runRounds } from './lib/rounds';
 
 import * as copyCase from './cases/copy';
 import * as gemmCase from './cases/gemm';
@@ -29,6 +32,22 @@ import * as epochCase from './cases/epoch';
 const CASES = [copyCase, gemmCase, bnCase, convCase, poolCase, trainCase, inferCase, epochCase];
 const IMPLS = ['kernelgrad', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
 
+interface Options {
+  quick: boolean;
+  device: string;
+  json?: string;
+  only?: string;
+  tfjs: boolean;
+  tfjsCpu: boolean;
+  torch: boolean;
+  onnxruntime: boolean;
+  epoch: boolean;
+  results?: string;
+  rounds?: string;
+  threads: string;
+  inProcess: boolean;
+}
+
 async function main(): Promise<void> {
   const program = new Command()
     .name('npm run bench --')
@@ -38,15 +57,56 @@ async function main(): Promise<void> {
     .option('--json <file>', 'write every figure and the environment as JSON')
     .option('--only <pattern>', "regular expression over 'case shape impl', e.g. 'bn\\.' or 'net\\.train_step' or 'tfjs-wasm'")
     .option('--no-tfjs', 'CPU: skip the TensorFlow.js references')
+    .option('--no-tfjs-cpu', "CPU: skip TensorFlow.js's cpu backend (plain JS, minutes in all)")
+    .option('--no-torch', 'CPU: skip the PyTorch reference')
+    .option('--no-onnxruntime', 'CPU: skip the onnxruntime-node reference')
+    .option('--rounds <n>', 'CPU: rounds of fresh processes per side, interleaved (default 3, --quick 1)')
+    .option('--threads <n>', 'CPU: threads of every side (OMP_NUM_THREADS, torch.set_num_threads, intraOpNumThreads)', String(os.cpus().length))
+    .option('--no-epoch', 'skip the epoch and memory figures')
+    .option('--in-process', 'CPU: measure ours (and TensorFlow.js) in this process only, no rounds, no PyTorch or onnxruntime', false)
     .option('--results <file>', "rewrite this device's section of a RESULTS.md (e.g. bench/RESULTS.md)")
     .parse(process.argv);
-  const opts = program.opts<{ quick: boolean; device: string; json?: string; only?: string; tfjs: boolean; results?: string }>();
+  const opts = program.opts<Options>();
   if (opts.device !== 'cpu' && opts.device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${opts.device}`);
+  const t0 = nowMs();
+  const log = (msg: string) => process.stderr.write(`[${((nowMs() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+  let files: BenchFile[];
+  if (opts.device === 'cpu' && !opts.inProcess) {
+    const rounds = Number(opts.rounds ?? (opts.quick ? 1 : 3));
+    const threads = Number(opts.threads);
+    if (!Number.isSafeInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got ${opts.rounds}`);
+    if (!Number.isSafeInteger(threads) || threads < 1) throw new Error(`--threads must be a positive integer, got ${opts.threads}`);
+    const load0 = os.loadavg();
+    files = runRounds({ rounds, threads, quick: opts.quick, only: opts.only, tfjs: opts.tfjs, tfjsCpu: opts.tfjsCpu, torch: opts.torch, onnxruntime: opts.onnxruntime, log });
+    const [l1, l5] = os.loadavg();
+    files[0]?.env.notes.push(`load average (1 min, 5 min) over the side-by-side run: at start ${load0[0].toFixed(2)}, ${load0[1].toFixed(2)}; at end ${l1.toFixed(2)}, ${l5.toFixed(2)} on ${os.cpus().length} cores`);
+  } else {
+    files = [await measureHere(opts, log)];
+  }
+  if (opts.json) {
+    // One file per side: ours at FILE, the references beside it (FILE.torch.json, ...), as compare.ts takes them.
+    files.forEach((f, i) => {
+      const impl = f.figures[0]?.impl ?? f.env.framework;
+      const out = i === 0 ? opts.json! : opts.json!.replace(/(\.json)?$/, `.${impl}.json`);
+      fs.writeFileSync(out, JSON.stringify(f, null, 2) + '\n');
+      log(`wrote ${out}`);
+    });
+  }
+  log(`done in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
+  const merged = merge(files);
+  if (opts.results) {
+    updateResultsFile(opts.results, merged, deviceHeading(merged));
+    log(`updated ${opts.results}`);
+  }
+  process.stdout.write('\n' + renderAll(merged));
+  if (merged.figures.some((f) => f.status === 'wrong')) process.exitCode = 2;
+}
+
+/** Ours (and TensorFlow.js on the CPU) in this process. */
+async function measureHere(opts: Options, log: (msg: string) => void): Promise<BenchFile> {
   const device = opts.device as Device;
   const re = opts.only ? new RegExp(opts.only, 'i') : null;
-  const t0 = nowMs();
   const load0 = os.loadavg();
-  const log = (msg: string) => process.stderr.write(`[${((nowMs() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
 
   const notes: string[] = [];
   const versions: Record<string, string> = {};
@@ -76,6 +136,7 @@ async function main(): Promise<void> {
     }
   }
   if (tfjs && opts.quick) notes.push('--quick: tfjs-cpu not run (plain JS; seconds to tens of seconds a call)');
+  else if (tfjs && !opts.tfjsCpu) notes.push('--no-tfjs-cpu: tfjs-cpu not run (plain JS; seconds to tens of seconds a call)');
   if (device === 'cpu') notes.push('CPU timings share the machine with whatever else runs on it; see the repeat counts and min in the JSON');
 
   const ctx: Ctx = {
@@ -89,9 +150,10 @@ async function main(): Promise<void> {
     ours: loaded.ok ? loaded.ours : null,
     oursMissing: loaded.ok ? '' : loaded.reason,
     tfjs,
-    tfjsBackends: tfjs ? tfjs.backends.filter((b) => !opts.quick || b === 'wasm') : [],
+    tfjsBackends: tfjs ? tfjs.backends.filter((b) => b === 'wasm' || (!opts.quick && opts.tfjsCpu)) : [],
     log,
     ceilings: {},
+    epoch: opts.epoch,
   };
   log(`device ${device}${opts.quick ? ', --quick' : ''}${re ? `, --only ${re.source}` : ''}`);
   for (const c of CASES) figures.push(...(await c.run(ctx)));
@@ -100,23 +162,11 @@ async function main(): Promise<void> {
     const [l1, l5] = os.loadavg();
     notes.push(`load average (1 min, 5 min) at start ${load0[0].toFixed(2)}, ${load0[1].toFixed(2)}; at end ${l1.toFixed(2)}, ${l5.toFixed(2)} on ${os.cpus().length} cores`);
   }
-  const file: BenchFile = {
+  return {
     schema: SCHEMA,
     env: collectEnv({ device, quick: opts.quick, deviceName: loaded.ok ? loaded.ours.deviceName : undefined, versions, notes }),
     figures,
   };
-  if (opts.json) {
-    fs.writeFileSync(opts.json, JSON.stringify(file, null, 2) + '\n');
-    log(`wrote ${opts.json}`);
-  }
-  log(`done in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
-  const merged = merge([file]);
-  if (opts.results) {
-    updateResultsFile(opts.results, merged, deviceHeading(merged));
-    log(`updated ${opts.results}`);
-  }
-  process.stdout.write('\n' + renderAll(merged));
-  if (figures.some((f) => f.status === 'wrong')) process.exitCode = 2;
 }
 
 main().catch((e) => {

@@ -11,7 +11,7 @@ const STEPS_PER_EPOCH = Math.ceil(NET.epochImages / NET.batch); // 938
 
 export async function run(ctx: Ctx): Promise<Figure[]> {
   const keys = ['net.epoch', 'mem.train_peak', 'mem.growth'];
-  if (!keys.some((k) => ctx.wanted(k, ''))) return [];
+  if (!ctx.epoch || !keys.some((k) => ctx.wanted(k, ''))) return [];
   ctx.log('training run (own process): epoch and memory');
   if (!ctx.ours) return keys.map((k) => skipped(ctx, { case: k, shape: k === 'net.epoch' ? NET.epochLabel : NET.trainLabel, impl: 'kernelgrad' }, 'unavailable', ctx.oursMissing));
   const fullEpoch = ctx.device === 'cuda' || !ctx.quick;

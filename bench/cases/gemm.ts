@@ -1,5 +1,5 @@
 // GEMM, fp32, C = A B (row-major, no transposes): the dense layer's 64x800x128 and a large square
-// one (1024^3 on the CPU, 4096^3 on the GPU) whose rate serves as the compute ceiling. Label MxKxN.
+// one (1024^3 and 2048^3 on the CPU, 4096^3 on the GPU) whose rate serves as the compute ceiling. Label MxKxN.
 import type { Figure } from '../lib/schema';
 import { Ctx, cycler, gflops, rotationSets, runMeasured, skipped } from '../lib/context';
 import { GEMM_SHAPES, GemmCase } from '../lib/shapes';
@@ -57,6 +57,10 @@ export async function run(ctx: Ctx): Promise<Figure[]> {
       for (const be of ctx.tfjsBackends) {
         const impl = TF_IMPL[be];
         if (!ctx.wanted('gemm', g.label, impl)) continue;
+        if (be === 'cpu' && g.m >= 2048) {
+          out.push(skipped(ctx, { case: 'gemm', shape: g.label, impl }, 'skipped', 'plain JS: over 30 s a call'));
+          continue;
+        }
         await useBackend(be);
         const a = tf.tensor2d(ad, [g.m, g.k]);
         const b = tf.tensor2d(bd, [g.k, g.n]);

@@ -19,6 +19,8 @@ export interface Ctx {
   log(msg: string): void;
   /** Ceilings measured so far (for the "% of ceiling" column). */
   ceilings: { copyGBs?: number; gemmGFs?: number };
+  /** Run the epoch and memory figures (false: --no-epoch). */
+  epoch: boolean;
 }
 
 export interface Prepared {

@@ -42,6 +42,46 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** `measure` for a call that returns a promise (onnxruntime-node's session.run); same samples. */
+export async function measureAsync(fn: () => Promise<unknown>, o: TimingOptions): Promise<Timing> {
+  const start = nowMs();
+  let one = 0;
+  for (let i = 0; i < o.warmup; i++) {
+    const t0 = nowMs();
+    await fn();
+    one = nowMs() - t0;
+    if (nowMs() - start > o.capMs / 3) break;
+  }
+  const calls = o.sampleMs > 0 && one < o.sampleMs ? Math.min(10000, Math.max(1, Math.ceil(o.sampleMs / Math.max(one, 1e-4)))) : 1;
+  const samples: number[] = [];
+  let spent = 0;
+  let capped: string | undefined;
+  while (samples.length < o.reps && !(samples.length >= o.minReps && spent >= o.targetMs)) {
+    if (samples.length >= 1 && nowMs() - start + spent / samples.length > o.capMs) {
+      capped = `${samples.length} reps (time cap ${Math.round(o.capMs / 1000)} s)`;
+      break;
+    }
+    const t0 = nowMs();
+    for (let i = 0; i < calls; i++) await fn();
+    const dt = nowMs() - t0;
+    spent += dt;
+    samples.push(dt / calls);
+  }
+  return summarize(samples, calls, capped);
+}
+
+function summarize(samples: number[], calls: number, capped: string | undefined): Timing {
+  return {
+    median_ms: median(samples),
+    min_ms: Math.min(...samples),
+    mean_ms: samples.reduce((a, b) => a + b, 0) / samples.length,
+    reps: samples.length,
+    callsPerSample: calls,
+    samples,
+    capped,
+  };
+}
+
 export function measure(fn: () => void, o: TimingOptions): Timing {
   const sync = o.sync ?? (() => {});
   const start = nowMs();
@@ -80,15 +120,7 @@ export function measure(fn: () => void, o: TimingOptions): Timing {
     spent += dt;
     samples.push(dt / calls);
   }
-  return {
-    median_ms: median(samples),
-    min_ms: Math.min(...samples),
-    mean_ms: samples.reduce((a, b) => a + b, 0) / samples.length,
-    reps: samples.length,
-    callsPerSample: calls,
-    samples,
-    capped,
-  };
+  return summarize(samples, calls, capped);
 }
 
 export type TimingKind = 'kernel' | 'step' | 'slow' | 'huge';

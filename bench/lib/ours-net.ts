@@ -22,6 +22,8 @@ function transpose(a: ArrayLike<number>, rows: number, cols: number): Float32Arr
 
 export interface OursNet {
   describe: string;
+  /** The bnCnn() Sequential itself (e.g. for kg.io.exportOnnx). */
+  model: import('../../lib/nn/sequential').Sequential;
   /** One training step: zero grads, record forward + summed loss, backward, SGD step. */
   step(x: Tensor, labels: Tensor): void;
   /** Forward + backward without the update; loss and gradients in the tutorial's layout. */
@@ -76,6 +78,7 @@ export function makeOursNet(o: Ours, init: Params): OursNet {
 
   return {
     describe: 'bnCnn() + optim.SGD(lr 0.001) through the public API (record, backward, tidy)',
+    model,
     step(x, labels) {
       kg.tidy(() => {
         opt.zeroGrad();

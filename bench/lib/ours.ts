@@ -44,7 +44,7 @@ export function loadOurs(device: Device): OursResult {
       if (!gpu) throw new Error(kg.cuda.unavailableReason());
       deviceName = gpu.name;
     } else {
-      notes.push(`kernelgrad CPU threads: ${native.cpuThreads()}`);
+      notes.push(`kernelgrad CPU threads: ${native.cpuThreads()}; ISA ${infos[0].type === 'cpu' ? infos[0].isa : 'unknown'} (kg.devices()[0].isa)`);
     }
     const code = device === 'cuda' ? 1 : 0;
     const sync = device === 'cuda' ? () => native.cudaSynchronize() : () => {};

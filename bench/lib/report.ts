@@ -6,7 +6,7 @@ import type { BenchFile, Figure } from './schema';
 import { figureKey } from './schema';
 
 export const OURS = 'kernelgrad';
-const IMPL_ORDER = [OURS, 'torch', 'torch-cl', 'torch-graph', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
+const IMPL_ORDER = [OURS, 'torch', 'onnxruntime', 'torch-cl', 'torch-graph', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
 const CASE_ORDER = [
   'ceiling.copy', 'gemm', 'bn.train_fwd', 'bn.infer_fwd', 'bn.backward', 'conv.fwd', 'conv.bwd_data', 'conv.bwd_filter',
   'pool.fwd', 'pool.bwd', 'net.train_step', 'net.infer', 'net.epoch', 'mem.train_peak', 'mem.growth',
@@ -153,7 +153,10 @@ interface Criterion {
   ref: string;
   /** Ratio target (time ratio ref/ours) or, for 'fraction', ours' throughput / ref's. */
   target: number;
-  kind: 'speedup' | 'fraction';
+  /** 'speedup' of one row; 'sum': of the summed times of `caseKey` and `alsoCases` at `shape`;
+   *  'everyRow': the lowest speedup over every row both sides measured (named in the verdict). */
+  kind: 'speedup' | 'fraction' | 'sum' | 'everyRow';
+  alsoCases?: string[];
   /** Informational: printed with its ratio, no verdict. */
   info?: boolean;
 }
@@ -179,10 +182,20 @@ function criteria(m: Merged): Criterion[] {
     cs.push({ label: 'inference b1000 vs PyTorch eager', caseKey: 'net.infer', ref: 'torch', target: 1, kind: 'speedup', info: true });
     cs.push({ label: 'peak GPU memory (training) vs PyTorch eager', caseKey: 'mem.train_peak', ref: 'torch', target: 1, kind: 'speedup', info: true });
   } else {
+    cs.push({ label: 'training step b64 vs PyTorch + OpenBLAS (>= 2.5x)', caseKey: 'net.train_step', ref: 'torch', target: 2.5, kind: 'speedup' });
+    cs.push({ label: 'inference b1000 vs PyTorch (>= 2.5x)', caseKey: 'net.infer', shape: 'b1000', ref: 'torch', target: 2.5, kind: 'speedup' });
+    cs.push({ label: 'inference b1000 vs onnxruntime-node (>= 1.25x)', caseKey: 'net.infer', shape: 'b1000', ref: 'onnxruntime', target: 1.25, kind: 'speedup' });
+    cs.push({ label: 'inference b1 latency vs onnxruntime-node (no slower)', caseKey: 'net.infer', shape: 'b1', ref: 'onnxruntime', target: 1, kind: 'speedup' });
+    cs.push({
+      label: 'batch norm forward + backward 32x256x56x56 vs PyTorch (>= 1.5x)', caseKey: 'bn.train_fwd', alsoCases: ['bn.backward'],
+      shape: '32x256x56x56', ref: 'torch', target: 1.5, kind: 'sum',
+    });
+    cs.push({ label: 'SGEMM 2048^3 vs PyTorch (OpenBLAS) (>= 0.9x)', caseKey: 'gemm', shape: '2048^3', ref: 'torch', target: 0.9, kind: 'speedup' });
+    cs.push({ label: 'no case slower than PyTorch', caseKey: '*', ref: 'torch', target: 1, kind: 'everyRow' });
     cs.push({ label: 'training step b64 vs tfjs-wasm (>= 5x)', caseKey: 'net.train_step', ref: 'tfjs-wasm', target: 5, kind: 'speedup' });
-    cs.push({ label: 'inference b1000 images/s vs tfjs-wasm (>= 5x)', caseKey: 'net.infer', ref: 'tfjs-wasm', target: 5, kind: 'speedup' });
+    cs.push({ label: 'inference b1000 images/s vs tfjs-wasm (>= 5x)', caseKey: 'net.infer', shape: 'b1000', ref: 'tfjs-wasm', target: 5, kind: 'speedup' });
     cs.push({ label: 'training step b64 vs tfjs-cpu', caseKey: 'net.train_step', ref: 'tfjs-cpu', target: 1, kind: 'speedup', info: true });
-    cs.push({ label: 'inference b1000 vs tfjs-cpu', caseKey: 'net.infer', ref: 'tfjs-cpu', target: 1, kind: 'speedup', info: true });
+    cs.push({ label: 'inference b1000 vs tfjs-cpu', caseKey: 'net.infer', shape: 'b1000', ref: 'tfjs-cpu', target: 1, kind: 'speedup', info: true });
   }
   return cs;
 }
@@ -200,6 +213,10 @@ export interface Verdict {
 export function verdicts(m: Merged): Verdict[] {
   const out: Verdict[] = [];
   for (const c of criteria(m)) {
+    if (c.kind === 'sum' || c.kind === 'everyRow') {
+      out.push(c.kind === 'sum' ? sumVerdict(m, c) : everyRowVerdict(m, c));
+      continue;
+    }
     const pick = (impl: string) =>
       m.figures.find((f) => f.impl === impl && f.case === c.caseKey && (c.shape === undefined || f.shape === c.shape));
     const o = pick(OURS);
@@ -222,6 +239,63 @@ export function verdicts(m: Merged): Verdict[] {
     out.push(v);
   }
   return out;
+}
+
+function targetText(c: Criterion): string {
+  return `>= ${c.target}x`;
+}
+
+/** Ours and the reference summed over the criterion's cases (e.g. BN forward + backward). */
+function sumVerdict(m: Merged, c: Criterion): Verdict {
+  const cases = [c.caseKey, ...(c.alsoCases ?? [])];
+  const total = (impl: string): number | string => {
+    let ms = 0;
+    for (const k of cases) {
+      const f = m.figures.find((x) => x.impl === impl && x.case === k && x.shape === c.shape);
+      if (!f) return `${impl} ${k} not measured`;
+      if (f.status === 'wrong' && impl === OURS) return 'ours gives a wrong result';
+      if (f.status !== 'ok' || f.median_ms === undefined) return `${impl} ${k} ${f.status}`;
+      ms += f.median_ms;
+    }
+    return ms;
+  };
+  const o = total(OURS);
+  const r = total(c.ref);
+  const v: Verdict = { label: c.label, target: targetText(c), verdict: 'n/a' };
+  if (typeof o === 'string' || typeof r === 'string') {
+    v.why = typeof o === 'string' ? o : (r as string);
+    if (v.why === 'ours gives a wrong result') v.verdict = 'short';
+    return v;
+  }
+  Object.assign(v, { ours: fmtMs(o), ref: fmtMs(r), ratio: r / o });
+  v.verdict = r / o >= c.target ? 'meets' : 'short';
+  return v;
+}
+
+/** The lowest ratio over every row where both sides have a time. */
+function everyRowVerdict(m: Merged, c: Criterion): Verdict {
+  const v: Verdict = { label: c.label, target: targetText(c), verdict: 'n/a' };
+  let worst: { r: number; row: string } | undefined;
+  let rowsCompared = 0;
+  for (const ref of m.figures.filter((f) => f.impl === c.ref && f.status === 'ok')) {
+    const ours = m.figures.find((f) => f.impl === OURS && f.case === ref.case && f.shape === ref.shape);
+    if (ours?.status === 'wrong') {
+      v.verdict = 'short';
+      v.why = `ours gives a wrong result in ${ref.case} ${ref.shape}`;
+      return v;
+    }
+    const r = ratio(ours, ref);
+    if (r === undefined) continue;
+    rowsCompared++;
+    if (!worst || r < worst.r) worst = { r, row: `${ref.case} ${ref.shape}` };
+  }
+  if (!worst) {
+    v.why = `no row measured by both kernelgrad and ${c.ref}`;
+    return v;
+  }
+  Object.assign(v, { ours: `slowest: ${worst.row}`, ref: `${rowsCompared} rows`, ratio: worst.r });
+  v.verdict = worst.r >= c.target ? 'meets' : 'short';
+  return v;
 }
 
 export function renderVerdicts(m: Merged): string {

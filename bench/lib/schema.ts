@@ -39,11 +39,13 @@ export interface Figure {
   metric?: { unit: Unit; value: number };
   check?: Check;
   note?: string;
+  /** CPU runs over several rounds: every round's median (the figure is the median round's). */
+  rounds?: number[];
 }
 
 export interface Env {
   date: string;
-  framework: 'kernelgrad' | 'pytorch';
+  framework: 'kernelgrad' | 'pytorch' | 'onnxruntime';
   device: 'cpu' | 'cuda';
   /** The CPU model for cpu runs, the GPU name for cuda runs. */
   deviceName: string;

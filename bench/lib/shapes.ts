@@ -82,6 +82,7 @@ export interface GemmCase {
 export const GEMM_SHAPES: GemmCase[] = [
   { label: '64x800x128', m: 64, k: 800, n: 128, devices: ['cpu', 'cuda'] },
   { label: '1024^3', m: 1024, k: 1024, n: 1024, devices: ['cpu'] },
+  { label: '2048^3', m: 2048, k: 2048, n: 2048, devices: ['cpu'] },
   { label: '4096^3', m: 4096, k: 4096, n: 4096, devices: ['cuda'] },
 ];
 
@@ -97,6 +98,9 @@ export const NET = {
   weightScale: 0.01,
   trainLabel: 'b64',
   inferLabel: 'b1000',
+  /** Latency: one image at a time (CPU; what a server answering single requests sees). */
+  latencyBatch: 1,
+  latencyLabel: 'b1',
   epochLabel: '60000 b64',
 };
 
