@@ -21,6 +21,10 @@ Napi::Value sgd_update(const Napi::CallbackInfo& info) {
   if (momentum != 0.0f && !v) {
     throw Napi::TypeError::New(a.env(), a.prefix() + "momentum needs a velocity buffer");
   }
+  // The CPU kernel reads and writes them as distinct arrays (__restrict).
+  if (&p == &g || v == &p || v == &g) {
+    throw Napi::TypeError::New(a.env(), a.prefix() + "param, grad and velocity must be different storages");
+  }
   Device d = a.same_device({&p, &g, v});
   KG_RUN(a, d, sgd_update(p.numel(), lr, momentum, wd, nesterov, p.data("param"), g.data("grad"),
                           v ? v->data("velocity") : nullptr));

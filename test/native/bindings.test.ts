@@ -133,6 +133,9 @@ describe('binding argument checks', () => {
   test('momentum without a velocity buffer is refused', () => {
     expectThrows(() => native.sgdUpdate(0.1, 0.9, 0, false, empty(3), empty(3), null), 'TypeError');
     expectThrows(() => loose.sgdUpdate(0.1, 0.9, 0, 1, empty(3), empty(3), empty(3)), 'TypeError', /nesterov must be a boolean/);
+    const p = empty(3);
+    expectThrows(() => native.sgdUpdate(0.1, 0, 0, false, p, p, null), 'TypeError', /param, grad and velocity must be different storages/);
+    expectThrows(() => native.sgdUpdate(0.1, 0.9, 0, false, p, empty(3), p), 'TypeError', /different storages/);
   });
 
   test('adamUpdate: sizes, numbers and aliased buffers are refused', () => {
