@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkSplitFiles, loadSplitForCli } from './data';
-import { makeOptimizer, makeSchedule, OptimCliOptions, parseOptimizerName, parseScheduleName, parseWeightDecay, resolveOptim } from './optim';
+import { makeOptimizer, makeSchedule, OptimCliOptions, OptimSettings, parseOptimizerName, parseScheduleName, parseWeightDecay, resolveOptim } from './optim';
 import { parseDeviceName, parseMomentum, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, resolveDevice, UsageError } from './options';
 
 export interface TrainCliOptions extends OptimCliOptions {
@@ -162,7 +162,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
 }
 
 /** "lr 0.001, momentum 0" for the tutorial's SGD; the optimizer and its decay otherwise. */
-function describeOptim(o: import('./optim').OptimSettings, lr: number): string {
+function describeOptim(o: OptimSettings, lr: number): string {
   if (o.optimizer === 'sgd' && o.weightDecay === 0 && !o.nesterov) return `lr ${lr}, momentum ${o.momentum}`;
   const sgd = o.optimizer === 'sgd' ? `, momentum ${o.momentum}${o.nesterov ? ' (nesterov)' : ''}` : '';
   return `${o.optimizer}, lr ${lr}${sgd}, weight decay ${o.weightDecay}`;
