@@ -98,7 +98,10 @@ export interface Native {
   softmaxXentForward(n: number, k: number, logits: Storage, labels: Storage, loss: Storage): void;
   softmaxXentBackward(n: number, k: number, logits: Storage, labels: Storage, dloss: Storage, dlogits: Storage): void;
   argmaxRows(n: number, k: number, x: Storage, out: Storage): void;
-  sgdUpdate(lr: number, momentum: number, weightDecay: number, param: Storage, grad: Storage, velocity: Storage | null): void;
+  sgdUpdate(lr: number, momentum: number, weightDecay: number, nesterov: boolean, param: Storage, grad: Storage, velocity: Storage | null): void;
+  adamUpdate(beta1: number, beta2: number, stepSize: number, eps: number, l2: number, decay: number, param: Storage, grad: Storage, m: Storage, v: Storage): void;
+  /** out[index] = the Euclidean norm of x. */
+  l2Norm(x: Storage, out: Storage, index: number): void;
 
   builtWithCuda(): boolean;
   cudaDevices(): CudaDeviceQuery;

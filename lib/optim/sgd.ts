@@ -1,94 +1,48 @@
-// Stochastic gradient descent with optional momentum and L2 weight decay, on the fused native
-// kernel (one pass over each parameter, on its device):
-//   g' = grad + weightDecay * param;  velocity = momentum * velocity + g';  param -= lr * velocity
+// Stochastic gradient descent with optional momentum (heavy ball or Nesterov) and L2 weight decay,
+// on the fused native kernel (one pass over each parameter, on its device):
+//   g' = grad + weightDecay * param;  velocity = momentum * velocity + g';
+//   param -= lr * velocity, or with nesterov param -= lr * (g' + momentum * velocity)
 // (PyTorch's SGD with dampening 0; without momentum simply param -= lr * g').
 import { native } from '../native';
 import { readOptions } from '../options';
-import { formatShape } from '../shape';
-import { Tensor } from '../tensor';
 import { zeros } from '../ops/creation';
+import type { Tensor } from '../tensor';
+import { checkNumber, Optimizer, OptimizerOptions } from './optimizer';
 
-export interface SGDOptions {
+export interface SGDOptions extends OptimizerOptions {
   /** Learning rate (> 0). */
   lr: number;
   /** Momentum factor in [0, 1) (default 0: plain SGD, no velocity buffers). */
   momentum?: number;
-  /** L2 penalty added to the gradient (default 0). */
-  weightDecay?: number;
-  /** Parameters exempt from weight decay, e.g. batch-norm gamma and beta, or biases. */
-  noDecay?: Tensor[];
+  /** Nesterov momentum (default false); needs momentum > 0. */
+  nesterov?: boolean;
 }
 
-function checkNumber(v: unknown, name: string, ok: (x: number) => boolean, what: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) {
-    throw new RangeError(`SGD: ${name} must be ${what}, got ${String(v)}`);
-  }
-  return v;
+interface SGDState {
+  velocity: Tensor;
 }
 
-export class SGD {
-  /** Learning rate; may be changed between steps (schedules). */
-  lr: number;
+export class SGD extends Optimizer<SGDState> {
   readonly momentum: number;
+  readonly nesterov: boolean;
   readonly weightDecay: number;
-  readonly params: readonly Tensor[];
-  private readonly noDecay: Set<Tensor>;
-  private readonly velocity = new Map<Tensor, Tensor>();
 
   constructor(params: Iterable<Tensor>, options: SGDOptions) {
-    if (options === undefined) throw new TypeError('kg.optim.SGD: options { lr } are required');
-    readOptions(options, 'kg.optim.SGD', ['lr', 'momentum', 'weightDecay', 'noDecay']);
-    this.params = [...params];
-    if (this.params.length === 0) throw new RangeError('SGD: got an empty parameter list');
-    this.params.forEach((p, i) => {
-      if (!(p instanceof Tensor)) throw new TypeError(`SGD: parameter ${i} is not a Tensor`);
-      if (!p.requiresGrad) throw new TypeError(`SGD: parameter ${i} ${formatShape(p.shape)} did not call attachGrad()`);
-    });
-    if (new Set(this.params).size !== this.params.length) throw new RangeError('SGD: a parameter appears more than once');
-    this.lr = checkNumber(options.lr, 'lr', (x) => x > 0, 'a positive number');
-    this.momentum = checkNumber(options.momentum ?? 0, 'momentum', (x) => x >= 0 && x < 1, 'in [0, 1)');
-    this.weightDecay = checkNumber(options.weightDecay ?? 0, 'weightDecay', (x) => x >= 0, '>= 0');
-    this.noDecay = new Set(options.noDecay ?? []);
-  }
-
-  /**
-   * Updates every parameter that has a gradient, in place. Parameters whose `grad` is null (not
-   * reached by the last backward) are skipped, as in PyTorch.
-   */
-  step(): void {
-    checkNumber(this.lr, 'lr', (x) => x > 0, 'a positive number');
-    for (const p of this.params) {
-      const g = p.grad;
-      if (g === null) continue;
-      if (g.device !== p.device || g.numel !== p.numel) {
-        throw new Error(`SGD: the gradient ${formatShape(g.shape)} on ${g.device} does not match its parameter ${formatShape(p.shape)} on ${p.device}`);
-      }
-      const decay = this.noDecay.has(p) ? 0 : this.weightDecay;
-      let v: Tensor | null = null;
-      if (this.momentum > 0) {
-        v = this.velocity.get(p) ?? null;
-        if (v === null) {
-          v = zeros(p.shape, { device: p.device }).keep(); // lives as long as the optimizer
-          this.velocity.set(p, v);
-        }
-      }
-      native.sgdUpdate(this.lr, this.momentum, decay, p.storageForWrite(), g.storage, v ? v.storageForWrite() : null);
+    const fn = 'kg.optim.SGD';
+    if (options === undefined) throw new TypeError(`${fn}: options { lr } are required`);
+    const opts = readOptions(options, fn, ['lr', 'momentum', 'nesterov', 'weightDecay', 'noDecay']);
+    super(fn, params, opts.lr, opts.noDecay);
+    this.momentum = checkNumber(opts.momentum ?? 0, fn, 'momentum', (x) => x >= 0 && x < 1, 'in [0, 1)');
+    this.weightDecay = checkNumber(opts.weightDecay ?? 0, fn, 'weightDecay', (x) => x >= 0, '>= 0');
+    if (opts.nesterov !== undefined && typeof opts.nesterov !== 'boolean') {
+      throw new TypeError(`${fn}: nesterov must be true or false, got ${String(opts.nesterov)}`);
     }
+    this.nesterov = opts.nesterov ?? false;
+    if (this.nesterov && this.momentum === 0) throw new RangeError(`${fn}: nesterov needs a momentum > 0 (it is 0)`);
   }
 
-  /** Drops every gradient (`p.grad = null`, memory freed), so the next backward starts from zero. */
-  zeroGrad(): void {
-    for (const p of this.params) {
-      if (p.grad !== null) {
-        p.grad.dispose();
-        p.grad = null;
-      }
-    }
-  }
-
-  /** Frees the momentum buffers. */
-  dispose(): void {
-    for (const v of this.velocity.values()) v.dispose();
-    this.velocity.clear();
+  protected update(p: Tensor, g: Tensor): void {
+    const velocity = this.momentum > 0 ? this.stateOf(p, () => ({ velocity: zeros(p.shape, { device: p.device }).keep() })).velocity : null;
+    native.sgdUpdate(this.lr, this.momentum, this.decayOf(p, this.weightDecay), this.nesterov, p.storageForWrite(), g.storage, velocity ? velocity.storageForWrite() : null);
   }
 }

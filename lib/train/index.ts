@@ -1,5 +1,5 @@
 // kg.train: the training loop, evaluation, metrics and plots.
-export { fit, trainStep } from './loop';
+export { fit, stepsPerEpoch, trainStep } from './loop';
 export type { FitOptions, StepResult } from './loop';
 export { evaluateAccuracy } from './evaluate';
 export { MovingAverage, AccuracyCounter, formatEpochLine } from './metrics';

@@ -1,6 +1,7 @@
 // The training loop of the tutorial: per batch, forward in training mode under autograd.record,
-// softmax cross-entropy summed over the batch, backward, SGD step; per epoch, the moving-average
-// loss and the train and test accuracy in inference mode.
+// softmax cross-entropy summed over the batch, backward, optimizer step (its learning rate set by
+// the schedule, if any); per epoch, the moving-average loss and the train and test accuracy in
+// inference mode.
 import * as cliProgress from 'cli-progress';
 import { backward } from '../autograd/backward';
 import { record } from '../autograd/tape';
@@ -9,7 +10,8 @@ import { Module } from '../nn/module';
 import { NonFiniteError } from '../non-finite';
 import { checkPositiveInt, checkTensor } from '../ops/check';
 import { Labels, softmaxCrossEntropy } from '../ops/loss';
-import { SGD } from '../optim/sgd';
+import { Optimizer } from '../optim/optimizer';
+import type { Schedule } from '../optim/schedules';
 import { describe, readOptions } from '../options';
 import { formatShape } from '../shape';
 import type { Tensor } from '../tensor';
@@ -19,7 +21,13 @@ import { evaluateAccuracy } from './evaluate';
 import { EpochMetrics, formatEpochLine, MovingAverage } from './metrics';
 
 export interface FitOptions {
-  optimizer: SGD;
+  /** Any kg.optim optimizer (SGD, Adam, AdamW). */
+  optimizer: Optimizer;
+  /**
+   * Learning rate per step (kg.optim.schedules): before each step, `optimizer.lr = schedule(n)`
+   * with n the steps taken so far, counted across epochs (from startEpoch * steps per epoch).
+   */
+  schedule?: Schedule;
   /** Shuffled training batches; epoch e of the run uses `train.batches(startEpoch + e)`. */
   train: DataLoader;
   /** Test set, for Test_acc (inference mode). */
@@ -50,19 +58,19 @@ export interface StepResult {
 }
 
 /**
- * One SGD step on a batch: forward in training mode (recorded), loss, backward, update. Every
+ * One optimizer step on a batch: forward in training mode (recorded), loss, backward, update. Every
  * temporary tensor is freed before returning; the parameters' gradients are dropped first.
  */
 export function trainStep(
   model: Module,
-  optimizer: SGD,
+  optimizer: Optimizer,
   x: Tensor,
   y: Labels,
   lossReduction: 'sum' | 'mean' = 'sum',
 ): StepResult {
   const fn = 'kg.train.trainStep';
   if (!(model instanceof Module)) throw new TypeError(`${fn}: model must be a kg.nn.Module, got ${describe(model)}`);
-  if (!(optimizer instanceof SGD)) throw new TypeError(`${fn}: optimizer must be a kg.optim.SGD, got ${describe(optimizer)}`);
+  if (!(optimizer instanceof Optimizer)) throw new TypeError(`${fn}: optimizer must be a kg.optim optimizer (SGD, Adam, AdamW), got ${describe(optimizer)}`);
   checkTensor(x, fn, 'x');
   if (x.ndim < 1) throw new RangeError(`${fn}: x needs a batch dimension, got shape ${formatShape(x.shape)}`);
   if (lossReduction !== 'sum' && lossReduction !== 'mean') {
@@ -89,6 +97,26 @@ export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * The optimizer steps fit() takes in one epoch of `train`: one per batch of at least 2 examples
+ * (a last batch of 1 is skipped). Schedules are sized with it: `steps: epochs * stepsPerEpoch(train)`.
+ */
+export function stepsPerEpoch(train: DataLoader): number {
+  if (!(train instanceof DataLoader)) throw new TypeError(`kg.train.stepsPerEpoch: train must be a kg.data.DataLoader, got ${describe(train)}`);
+  const full = train.batchSize >= 2 ? Math.floor(train.size / train.batchSize) : 0;
+  const rest = train.dropLast ? 0 : train.size % train.batchSize;
+  return full + (rest >= 2 ? 1 : 0);
+}
+
+/** Sets the optimizer's learning rate for step `n` from the schedule, refusing what is not a rate. */
+function applySchedule(optimizer: Optimizer, schedule: Schedule, n: number): void {
+  const rate: unknown = schedule(n);
+  if (typeof rate !== 'number' || !Number.isFinite(rate) || rate < 0) {
+    throw new RangeError(`kg.train.fit: schedule(${n}) returned ${describe(rate)}, which is not a learning rate (a finite number >= 0)`);
+  }
+  optimizer.lr = rate;
+}
+
 function formatRate(r: number): string {
   return r >= 100 ? r.toFixed(0) : r.toPrecision(3);
 }
@@ -109,6 +137,8 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
   const results: EpochMetrics[] = [];
   // The tutorial restarts the moving average at each epoch's first batch (i == 0).
   const movingLoss = new MovingAverage(0.99);
+  // Steps taken so far (what the schedule is a function of), as if the run had started at epoch 0.
+  let steps = startEpoch * stepsPerEpoch(options.train);
 
   for (let e = startEpoch; e < startEpoch + epochs; e++) {
     model.train();
@@ -138,12 +168,14 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
           // partial batch of size 1 is skipped. (The CLI avoids it with dropLast.)
           if (batch.x.shape[0] < 2) continue;
           let meanLoss: number;
+          if (options.schedule) applySchedule(options.optimizer, options.schedule, steps);
           try {
             ({ meanLoss } = trainStep(model, options.optimizer, batch.x, batch.y, reduction));
           } catch (err) {
             if (err instanceof NonFiniteError) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { cause: err });
             throw err;
           }
+          steps++;
           if (!Number.isFinite(meanLoss)) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { loss: meanLoss });
           movingLoss.update(meanLoss);
           images += batch.x.shape[0];
@@ -187,14 +219,17 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
   return results;
 }
 
-const FIT_OPTIONS = ['optimizer', 'train', 'test', 'trainEval', 'epochs', 'startEpoch', 'lossReduction', 'progress', 'log', 'onEpoch'] as const;
+const FIT_OPTIONS = ['optimizer', 'schedule', 'train', 'test', 'trainEval', 'epochs', 'startEpoch', 'lossReduction', 'progress', 'log', 'onEpoch'] as const;
 
 function checkFitArguments(model: Module, options: FitOptions): void {
   const fn = 'kg.train.fit';
   if (!(model instanceof Module)) throw new TypeError(`${fn}: model must be a kg.nn.Module, got ${describe(model)}`);
   if (options === undefined) throw new TypeError(`${fn}: options { optimizer, train, test } are required`);
   const opts = readOptions(options, fn, FIT_OPTIONS);
-  if (!(opts.optimizer instanceof SGD)) throw new TypeError(`${fn}: optimizer must be a kg.optim.SGD, got ${describe(opts.optimizer)}`);
+  if (!(opts.optimizer instanceof Optimizer)) throw new TypeError(`${fn}: optimizer must be a kg.optim optimizer (SGD, Adam, AdamW), got ${describe(opts.optimizer)}`);
+  if (opts.schedule !== undefined && typeof opts.schedule !== 'function') {
+    throw new TypeError(`${fn}: schedule must be a function (step) => lr, e.g. kg.optim.schedules.cosine(...), got ${describe(opts.schedule)}`);
+  }
   for (const name of ['train', 'test'] as const) {
     if (!(opts[name] instanceof DataLoader)) throw new TypeError(`${fn}: ${name} must be a kg.data.DataLoader, got ${describe(opts[name])}`);
   }

@@ -23,8 +23,16 @@ export interface RunMetrics {
   model: string;
   device: string;
   batchSize: number;
+  /** The base rate (for a schedule: the rate it starts from, or onecycle's peak). */
   learningRate: number;
-  momentum: number;
+  /** 'sgd', 'adam' or 'adamw' (older files, from before there was a choice: absent, meaning sgd). */
+  optimizer?: string;
+  /** SGD only. */
+  momentum?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+  /** The --schedule name ('none' when the rate was constant). */
+  schedule?: string;
   seed: number;
   trainSize: number;
   testSize: number;

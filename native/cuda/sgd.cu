@@ -1,5 +1,6 @@
 // SGD with momentum and L2 weight decay, in place, one fused elementwise pass:
-//   g = grad + weight_decay * param;  velocity = momentum * velocity + g;  param -= lr * velocity
+//   g = grad + weight_decay * param;  velocity = momentum * velocity + g;
+//   param -= lr * velocity, or with Nesterov param -= lr * (g + momentum * velocity)
 // (without a velocity buffer: param -= lr * g). One kernel reads each array once and writes the
 // updated ones once, instead of three separate axpby passes.
 #include "common.cuh"
@@ -8,7 +9,7 @@ namespace kg::cuda {
 namespace detail {
 namespace {
 
-template <bool kMomentum>
+template <bool kMomentum, bool kNesterov>
 struct SgdStep {
   float lr, momentum, weight_decay;
   float* param;
@@ -18,8 +19,9 @@ struct SgdStep {
   __device__ __forceinline__ void update(float& p, float g, float& v) const {
     g += weight_decay * p;
     if (kMomentum) {
-      v = momentum * v + g;
-      p -= lr * v;
+      // With momentum 0 the buffer's old contents are not read at all (0 * NaN would be NaN).
+      v = momentum == 0.0f ? g : momentum * v + g;
+      p -= lr * (kNesterov ? g + momentum * v : v);
     } else {
       p -= lr * g;
     }
@@ -46,18 +48,20 @@ struct SgdStep {
 }  // namespace
 }  // namespace detail
 
-void sgd_update(int64_t n, float lr, float momentum, float weight_decay, float* param, const float* grad,
-                float* velocity) {
+void sgd_update(int64_t n, float lr, float momentum, float weight_decay, bool nesterov, float* param,
+                const float* grad, float* velocity) {
   using namespace detail;
   auto sizes = [&] { return describe("sgd_update n=", n); };
   const bool vec = aligned16(param) && aligned16(grad) && (!velocity || aligned16(velocity));
-  // The velocity buffer is kept up to date whenever there is one, even with momentum == 0.
-  if (velocity) {
-    run_map(n, vec, SgdStep<true>{lr, momentum, weight_decay, param, grad, velocity}, "launch of map_kernel<sgd>",
-            sizes);
+  const char* name = "launch of map_kernel<sgd>";
+  // The velocity buffer is kept up to date whenever there is one, even with momentum == 0 (then
+  // v = g and Nesterov's g + 0 * v is plain SGD, like the CPU kernel).
+  if (!velocity) {
+    run_map(n, vec, SgdStep<false, false>{lr, momentum, weight_decay, param, grad, nullptr}, name, sizes);
+  } else if (nesterov && momentum != 0.0f) {
+    run_map(n, vec, SgdStep<true, true>{lr, momentum, weight_decay, param, grad, velocity}, name, sizes);
   } else {
-    run_map(n, vec, SgdStep<false>{lr, momentum, weight_decay, param, grad, nullptr}, "launch of map_kernel<sgd>",
-            sizes);
+    run_map(n, vec, SgdStep<true, false>{lr, momentum, weight_decay, param, grad, velocity}, name, sizes);
   }
 }
 

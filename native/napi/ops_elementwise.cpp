@@ -1,4 +1,4 @@
-// Bindings of the elementwise ops, reductions, the loss, argmax and the SGD update.
+// Bindings of the elementwise ops, reductions, the loss and argmax.
 #include <cmath>
 #include <string>
 
@@ -175,23 +175,6 @@ Napi::Value argmax_rows(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// sgdUpdate(lr, momentum, weightDecay, param, grad, velocity | null)
-Napi::Value sgd_update(const Napi::CallbackInfo& info) {
-  Args a(info, "sgdUpdate", 6);
-  float lr = a.f32(0, "lr"), momentum = a.f32(1, "momentum"), wd = a.f32(2, "weightDecay");
-  Storage &p = a.storage(3, "param"), &g = a.storage(4, "grad");
-  Storage* v = a.optional_storage(5, "velocity");
-  a.expect_numel(g, p.numel(), "grad");
-  if (v) a.expect_numel(*v, p.numel(), "velocity");
-  if (momentum != 0.0f && !v) {
-    throw Napi::TypeError::New(a.env(), a.prefix() + "momentum needs a velocity buffer");
-  }
-  Device d = a.same_device({&p, &g, v});
-  KG_RUN(a, d, sgd_update(p.numel(), lr, momentum, wd, p.data("param"), g.data("grad"),
-                          v ? v->data("velocity") : nullptr));
-  return info.Env().Undefined();
-}
-
 }  // namespace
 
 void register_elementwise(Napi::Env env, Napi::Object exports) {
@@ -205,7 +188,6 @@ void register_elementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxXentForward", Napi::Function::New<xent_forward>(env, "softmaxXentForward"));
   exports.Set("softmaxXentBackward", Napi::Function::New<xent_backward>(env, "softmaxXentBackward"));
   exports.Set("argmaxRows", Napi::Function::New<argmax_rows>(env, "argmaxRows"));
-  exports.Set("sgdUpdate", Napi::Function::New<sgd_update>(env, "sgdUpdate"));
 }
 
 }  // namespace kg

@@ -40,8 +40,8 @@ describe('kg.data', () => {
 describe('kg.optim, kg.io and kg.train', () => {
   const params = () => [kg.zeros([2], { device: 'cpu' }).attachGrad()];
   test.each<[string, () => unknown, ErrorConstructor, RegExp]>([
-    ['SGD with an unknown option', () => new kg.optim.SGD(params(), { lr: 0.1, nesterov: true } as never), TypeError,
-      /^kg\.optim\.SGD: unknown option 'nesterov' \(known options: lr, momentum, weightDecay, noDecay\)/],
+    ['SGD with an unknown option', () => new kg.optim.SGD(params(), { lr: 0.1, nesterof: true } as never), TypeError,
+      /^kg\.optim\.SGD: unknown option 'nesterof' \(known options: lr, momentum, nesterov, weightDecay, noDecay\)/],
     ['SGD with null options', () => new kg.optim.SGD(params(), null as never), TypeError, /^kg\.optim\.SGD: options must be an object, got null/],
     ['loadCheckpoint with an unknown option', () => kg.io.loadCheckpoint('x.safetensors', { strict: true } as never), TypeError, /^kg\.io\.loadCheckpoint: unknown option 'strict' \(known options: device\)/],
     ['loadCheckpoint of a number', () => kg.io.loadCheckpoint(3 as never), TypeError, /^kg\.io\.loadCheckpoint: file must be a path string, got 3/],

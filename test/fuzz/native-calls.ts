@@ -113,9 +113,17 @@ const labelled = fc
     return call('argmaxRows', n, k, nk, rows());
   });
 
-const sgd = fc.tuple(scalar, fc.constantFrom(0, 0.9, NaN), scalar, spare, fc.constantFrom(0, 0, 1), fc.boolean()).map(([lr, m, wd, n, off, vel]) =>
-  call('sgdUpdate', lr, m, wd, st(n), st(n), vel ? st(n + off) : null),
+const sgd = fc.tuple(scalar, fc.constantFrom(0, 0.9, NaN), scalar, fc.boolean(), spare, fc.constantFrom(0, 0, 1), fc.boolean()).map(([lr, m, wd, nesterov, n, off, vel]) =>
+  call('sgdUpdate', lr, m, wd, nesterov, st(n), st(n), vel ? st(n + off) : null),
 );
+
+// One of the four buffers off by `off` elements.
+const adam = fc.tuple(fc.constantFrom(0.9, 0, NaN), scalar, scalar, fc.constantFrom(1e-8, 0, -1), scalar, scalar, spare, fc.constantFrom(0, 0, 0, 1), fc.integer({ min: 0, max: 3 })).map(
+  ([b1, b2, step, eps, l2, decay, n, off, which]) =>
+    call('adamUpdate', b1, b2, step, eps, l2, decay, ...[0, 1, 2, 3].map((i) => st(n + (i === which ? off : 0)))),
+);
+
+const l2Norm = fc.tuple(dim, spare, fc.integer({ min: -1, max: 66 })).map(([n, len, index]) => call('l2Norm', st(sizeFor(wrapped(n), 0)), st(len), index));
 
 const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim, spare, fc.constantFrom(0, 1), fc.constantFrom('new', 'read', 'write', 'copyFrom', 'dispose')).map(
   ([device, numel, n, off, fn]) => {
@@ -136,7 +144,7 @@ const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMe
 export const NATIVE_FUNCTIONS = [
   'Storage', 'gemm', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer', 'binary', 'fill', 'copy', 'axpby',
-  'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'builtWithCuda',
+  'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
 ];
 
@@ -151,6 +159,8 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 2, arbitrary: reduceSum },
     { weight: 3, arbitrary: labelled },
     { weight: 1, arbitrary: sgd },
+    { weight: 1, arbitrary: adam },
+    { weight: 1, arbitrary: l2Norm },
     { weight: 2, arbitrary: storage },
     { weight: 2, arbitrary: runtime },
   ),

@@ -131,7 +131,31 @@ describe('binding argument checks', () => {
   });
 
   test('momentum without a velocity buffer is refused', () => {
-    expectThrows(() => native.sgdUpdate(0.1, 0.9, 0, empty(3), empty(3), null), 'TypeError');
+    expectThrows(() => native.sgdUpdate(0.1, 0.9, 0, false, empty(3), empty(3), null), 'TypeError');
+    expectThrows(() => loose.sgdUpdate(0.1, 0.9, 0, 1, empty(3), empty(3), empty(3)), 'TypeError', /nesterov must be a boolean/);
+    const p = empty(3);
+    expectThrows(() => native.sgdUpdate(0.1, 0, 0, false, p, p, null), 'TypeError', /param, grad and velocity must be different storages/);
+    expectThrows(() => native.sgdUpdate(0.1, 0.9, 0, false, p, empty(3), p), 'TypeError', /different storages/);
+  });
+
+  test('adamUpdate: sizes, numbers and aliased buffers are refused', () => {
+    const adam = (...s: Array<ReturnType<typeof empty>>) => native.adamUpdate(0.9, 0.999, 1e-3, 1e-8, 0, 0, s[0], s[1], s[2], s[3]);
+    expectThrows(() => adam(empty(3), empty(3), empty(3), empty(2)), 'RangeError', /adamUpdate: v has 2 elements, the shapes need 3/);
+    expectThrows(() => adam(empty(3), empty(4), empty(3), empty(3)), 'RangeError', /adamUpdate: grad has 4/);
+    expectThrows(() => native.adamUpdate(0.9, NaN, 1e-3, 1e-8, 0, 0, empty(1), empty(1), empty(1), empty(1)), 'RangeError', /beta2 must be finite/);
+    const m = empty(3);
+    expectThrows(() => adam(empty(3), empty(3), m, m), 'TypeError', /four different storages/);
+    expectThrows(() => loose.adamUpdate(0.9, 0.999, 1e-3, 1e-8, 0, 0, empty(1), empty(1), empty(1)), 'TypeError', /expected 10 arguments/);
+  });
+
+  test('l2Norm: the index must fall inside out', () => {
+    expectThrows(() => native.l2Norm(empty(3), empty(2), 2), 'RangeError', /index 2 is past the end of out \(2 elements\)/);
+    expectThrows(() => native.l2Norm(empty(3), empty(2), -1), 'RangeError');
+    expectThrows(() => native.l2Norm(empty(3), empty(2), 0.5), 'RangeError');
+    const out = empty(2);
+    native.l2Norm(store([3, 4]), out, 1);
+    native.l2Norm(empty(0), out, 0);
+    expect(Array.from(out.read())).toEqual([0, 5]);
   });
 
   test('storage read/write checks', () => {

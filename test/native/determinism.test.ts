@@ -91,7 +91,7 @@ describe('thread-count independence', () => {
     });
   });
 
-  test('elementwise, reductions, loss, argmax, sgd', () => {
+  test('elementwise, reductions, loss, argmax, sgd, adam, l2Norm', () => {
     const big = 7 * 42857;
     const a = store(rng.array(big));
     const b = store(rng.array(big));
@@ -109,6 +109,9 @@ describe('thread-count independence', () => {
       const argmax = empty(20000);
       const p = store(param0);
       const velocity = store(param0);
+      const m = store(param0);
+      const v = store(param0.map(Math.abs));
+      const norm = empty(1);
       native.binary(BinaryOpCode.Mul, [big / 7, 7], [7, 1], [0, 1], a, b, sum);
       native.reduceSum(1, big, 1, 1 / big, a, full);
       native.reduceSum(1, big / 7, 7, 1, a, cols);
@@ -117,8 +120,10 @@ describe('thread-count independence', () => {
       native.softmaxXentBackward(20000, 10, logits, labels, dloss, dlogits);
       native.argmaxRows(20000, 10, logits, argmax);
       native.axpby(0.5, a, 0.25, p);
-      native.sgdUpdate(0.1, 0.9, 1e-4, p, b, velocity);
-      return [sum, full, cols, rows, loss, dlogits, argmax, p, velocity];
+      native.sgdUpdate(0.1, 0.9, 1e-4, true, p, b, velocity);
+      native.adamUpdate(0.9, 0.999, 1e-3, 1e-8, 1e-2, 0, p, b, m, v);
+      native.l2Norm(a, norm, 0);
+      return [sum, full, cols, rows, loss, dlogits, argmax, p, velocity, m, v, norm];
     });
   });
 });

@@ -17,7 +17,7 @@ describe('sgdUpdate', () => {
       const v0 = rng.array(n);
       const param = store(p0);
       const velocity = momentum === 0 ? null : store(v0);
-      native.sgdUpdate(lr, momentum, wd, param, store(g), velocity);
+      native.sgdUpdate(lr, momentum, wd, false, param, store(g), velocity);
       const ref = sgdRef(lr, momentum, wd, p0, g, momentum === 0 ? null : v0);
       expectClose(param.read(), ref.param, { rtol: 1e-6, atol: 1e-7 }, 'param');
       if (velocity) expectClose(velocity.read(), ref.velocity, { rtol: 1e-6, atol: 1e-7 }, 'velocity');
@@ -27,7 +27,7 @@ describe('sgdUpdate', () => {
   test('momentum 0 with a velocity buffer ignores its old (even NaN) contents', () => {
     const v = empty(2, NaN);
     const p = store([1, 2]);
-    native.sgdUpdate(0.5, 0, 0, p, store([2, 4]), v);
+    native.sgdUpdate(0.5, 0, 0, false, p, store([2, 4]), v);
     expect(Array.from(p.read())).toEqual([0, 0]);
     expect(Array.from(v.read())).toEqual([2, 4]);
   });

@@ -41,4 +41,16 @@ struct BroadcastShape {
 
 enum class BinaryOp : int { Add = 0, Sub = 1, Mul = 2, Div = 3 };
 
+// The scalars of one Adam/AdamW step (adam_update). The host folds the bias corrections of step t
+// into two of them, so the kernel is the same for every step:
+//   step_size = lr * sqrt(1 - beta2^t) / (1 - beta1^t),  eps = eps_user * sqrt(1 - beta2^t),
+// which is lr * m_hat / (sqrt(v_hat) + eps_user) with m_hat, v_hat the bias-corrected moments.
+// Adam's weight decay is an L2 term in the gradient (l2 = weight decay, decay = 0); AdamW's is
+// decoupled from it (l2 = 0, decay = lr * weight decay).
+struct AdamStep {
+  float beta1, beta2;
+  float step_size, eps;
+  float l2, decay;
+};
+
 }  // namespace kg
