@@ -20,7 +20,7 @@ import { Conv2d } from '../nn/conv2d';
 import { Flatten } from '../nn/flatten';
 import { normal_ } from '../nn/init';
 import { Linear } from '../nn/linear';
-import { AdaptiveAvgPool2d } from '../nn/maxpool';
+import { AdaptiveAvgPool2d } from '../nn/adaptive-pool';
 import { Module } from '../nn/module';
 import { Residual } from '../nn/residual';
 import { Sequential } from '../nn/sequential';

@@ -25,6 +25,10 @@ MaxPoolShape maxpool_shape(const Args& a, size_t i) {
   if (s.h + 2 * s.ph < s.kh || s.w + 2 * s.pw < s.kw) {
     throw Napi::RangeError::New(a.env(), a.prefix() + "the pooling window is larger than the padded input");
   }
+  if ((s.h == 0 || s.w == 0) && s.n > 0 && s.c > 0) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "an empty input plane (" + std::to_string(s.h) + " x " +
+                                             std::to_string(s.w) + ") has no maximum");
+  }
   if (a.numel({s.h, s.w}, "an input plane") > kMaxPlane) {
     throw Napi::RangeError::New(a.env(), a.prefix() + "an input plane of " + std::to_string(s.h) + " x " +
                                              std::to_string(s.w) + " has more than 2^24 pixels");

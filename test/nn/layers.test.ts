@@ -78,6 +78,7 @@ describe('maxPool2d', () => {
     expect(() => F.maxPool2d(kg.zeros([4, 4]), { kernelSize: 2 })).toThrow(/x must be 4-D/);
     expect(() => F.maxPool2d(x, { kernelSize: 0 })).toThrow(RangeError);
     expect(() => F.maxPool2d(x, { kernelSize: 2, strides: 1 } as never)).toThrow(/unknown option 'strides'/);
+    expect(() => F.maxPool2d(kg.zeros([1, 1, 0, 4]), { kernelSize: 2, padding: 1 })).toThrow(/x \[1, 1, 0, 4\] has empty planes, which have no maximum/);
     expect(() => new kg.nn.MaxPool2d(3, 1, 2)).toThrow(/kg\.nn\.MaxPool2d: padding \[2, 2\] must be at most half/);
   });
 
@@ -86,11 +87,16 @@ describe('maxPool2d', () => {
     expect(() => native.maxPool2dForward([1, 1, 4, 4, 2, 2, 2, 2, 0, 0], s(16), s(4), s(3))).toThrow(/argmax has 3 elements/);
     expect(() => native.maxPool2dForward([1, 1, 4, 4, 2, 2, 2, 2, 2, 0], s(16), s(4), s(4))).toThrow(/at most half/);
     expect(() => native.maxPool2dForward([1, 1, 5000, 5000, 1, 1, 1, 1, 0, 0], s(1), s(1), s(1))).toThrow(/2\^24 pixels/);
+    expect(() => native.maxPool2dForward([1, 1, 0, 4, 2, 2, 1, 1, 1, 1], s(0), s(5), s(5))).toThrow(/an empty input plane \(0 x 4\) has no maximum/);
     const arg = s(4);
     arg.write(Float32Array.of(NaN, -1, 1e9, 2.5));
+    const dy = s(4);
+    dy.write(Float32Array.of(1, 2, 3, 4));
     const dx = s(16);
-    native.maxPool2dBackward([1, 1, 4, 4, 2, 2, 2, 2, 0, 0], s(4), arg, dx); // ignored, not written outside
-    expect(dx.read().length).toBe(16);
+    native.maxPool2dBackward([1, 1, 4, 4, 2, 2, 2, 2, 0, 0], dy, arg, dx); // positions outside the plane are ignored
+    const want = new Float32Array(16);
+    want[2] = 4;
+    expect(Array.from(dx.read())).toEqual(Array.from(want));
   });
 
   test('MaxPool2d module', () => {

@@ -37,6 +37,7 @@ export function maxPool2d(x: Tensor, options: MaxPool2dOptions): Tensor {
   if (h + 2 * ph < kh || w + 2 * pw < kw) {
     throw new RangeError(`${op}: window ${kh}x${kw} is larger than the padded input ${h + 2 * ph}x${w + 2 * pw} (x ${formatShape(x.shape)})`);
   }
+  if (h === 0 || w === 0) throw new RangeError(`${op}: x ${formatShape(x.shape)} has empty planes, which have no maximum`);
   if (h * w > 2 ** 24) throw new RangeError(`${op}: planes of ${h}x${w} have more than 2^24 pixels (x ${formatShape(x.shape)})`);
   const oh = Math.floor((h + 2 * ph - kh) / sh) + 1;
   const ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
