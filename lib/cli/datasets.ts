@@ -24,6 +24,11 @@ export interface TrainingData {
   inputShape: [number, number, number];
 }
 
+/** Shape of one image of the dataset. */
+export function inputShapeOf(dataset: DatasetName): [number, number, number] {
+  return dataset === 'cifar10' ? [3, 32, 32] : [1, 28, 28];
+}
+
 /** Checks that the dataset's files are all there, before anything is loaded. */
 export function checkDatasetFiles(dataset: DatasetName, dir: string | undefined): void {
   if (dataset === 'mnist') {
@@ -44,7 +49,7 @@ export async function loadTrainingData(dataset: DatasetName, dir: string | undef
       title: 'MNIST',
       train: mnistDataset(loadSplitForCli('train', dir, trainSize)),
       test: mnistDataset(loadSplitForCli('test', dir, testSize)),
-      inputShape: [1, 28, 28],
+      inputShape: inputShapeOf('mnist'),
     };
   }
   const { loadCifar10 } = await import('../data/cifar10');
@@ -54,7 +59,7 @@ export async function loadTrainingData(dataset: DatasetName, dir: string | undef
   } catch (e) {
     throw new UsageError((e as Error).message); // a missing, truncated or foreign file
   }
-  return { title: 'CIFAR-10', train: cifar10Dataset(splits.train), test: cifar10Dataset(splits.test), inputShape: [3, 32, 32] };
+  return { title: 'CIFAR-10', train: cifar10Dataset(splits.train), test: cifar10Dataset(splits.test), inputShape: inputShapeOf('cifar10') };
 }
 
 /** The test split only (for `kernelgrad eval`). */

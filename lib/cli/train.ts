@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
-import { checkDatasetFiles, DatasetName, loadTrainingData, parseDatasetName, transformsFor } from './datasets';
+import { checkDatasetFiles, DatasetName, inputShapeOf, loadTrainingData, parseDatasetName, transformsFor } from './datasets';
 import { buildModel, checkModelChoice, ModelName, parseModelName } from './models';
 import { parseDeviceName, parseMomentum, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, resolveDevice, UsageError } from './options';
 
@@ -28,7 +28,7 @@ export interface TrainCliOptions {
 
 export function trainCommand(): Command {
   return new Command('train')
-    .description("train the tutorial's batch-normalized CNN on MNIST")
+    .description("train a batch-normalized network: the tutorial's CNN on MNIST (default), or a ResNet")
     .option('--epochs <n>', 'number of epochs', parsePositiveInt, 10)
     .option('--batch-size <n>', 'examples per batch', parsePositiveInt, 64)
     .option('--lr <rate>', 'learning rate (on the loss summed over the batch)', parsePositiveNumber, 0.001)
@@ -61,8 +61,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   if (opts.trainSize !== undefined && opts.trainSize < MIN_BATCH) {
     throw new UsageError(`--train-size ${opts.trainSize} cannot train: batch norm needs at least ${MIN_BATCH} training images per batch`);
   }
-  const inputShape = opts.dataset === 'cifar10' ? [3, 32, 32] : [1, 28, 28];
-  checkModelChoice(opts, inputShape);
+  checkModelChoice(opts, inputShapeOf(opts.dataset));
   checkDatasetFiles(opts.dataset, opts.data);
   const device = resolveDevice(opts.device);
   const data = await loadTrainingData(opts.dataset, opts.data, opts.trainSize, opts.testSize);
