@@ -452,8 +452,9 @@ static void test_dropout() {
     const Vec x = randn(n);
     DVec y(n);
     int64_t kept = 0;
+    const uint64_t key = kg::dropout_key(seed);
     for (int64_t i = 0; i < n; ++i) {
-      const bool keep = kg::dropout_uniform(seed, uint64_t(i)) >= p;
+      const bool keep = kg::dropout_uniform(key, uint64_t(i)) >= p;
       kept += keep;
       y[i] = keep ? double(x[i]) * double(1.0f / (1.0f - p)) : 0.0;
     }

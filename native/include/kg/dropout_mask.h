@@ -19,10 +19,12 @@ KG_HOST_DEVICE inline uint64_t splitmix64_mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+// The generator's state for a seed; computed once per call of a kernel, not per element.
+KG_HOST_DEVICE inline uint64_t dropout_key(uint64_t seed) { return splitmix64_mix(seed + 0x9E3779B97F4A7C15ull); }
+
 // Uniform in [0, 1) with 24 random bits: exact in float32, so `u >= p` means the same on every
-// backend.
-KG_HOST_DEVICE inline float dropout_uniform(uint64_t seed, uint64_t index) {
-  const uint64_t key = splitmix64_mix(seed + 0x9E3779B97F4A7C15ull);
+// backend. `key` is dropout_key(seed).
+KG_HOST_DEVICE inline float dropout_uniform(uint64_t key, uint64_t index) {
   const uint64_t z = splitmix64_mix(key + (index + 1) * 0x9E3779B97F4A7C15ull);
   return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
 }
