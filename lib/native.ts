@@ -37,6 +37,8 @@ export const enum BinaryOpCode {
 export type ConvShapeArg = [number, number, number, number, number, number, number, number, number, number, number];
 /** [n, c, h, w, kh, kw, strideH, strideW] */
 export type PoolShapeArg = [number, number, number, number, number, number, number, number];
+/** [n, c, h, w, kh, kw, strideH, strideW, padH, padW] */
+export type MaxPoolShapeArg = [number, number, number, number, number, number, number, number, number, number];
 /** [n, c, l]: batch norm views every input as (n, c, l), l = h*w or 1. */
 export type BnShapeArg = [number, number, number];
 
@@ -82,6 +84,11 @@ export interface Native {
   conv2dBackwardBias(shape: ConvShapeArg, dy: Storage, db: Storage): void;
   avgPool2dForward(shape: PoolShapeArg, x: Storage, y: Storage): void;
   avgPool2dBackward(shape: PoolShapeArg, dy: Storage, dx: Storage): void;
+  /** argmax receives each window's input position (row * w + col in its plane), as floats. */
+  maxPool2dForward(shape: MaxPoolShapeArg, x: Storage, y: Storage, argmax: Storage): void;
+  maxPool2dBackward(shape: MaxPoolShapeArg, dy: Storage, argmax: Storage, dx: Storage): void;
+  /** Forward on (x, y) and backward on (dy, dx), with the same p and seed. */
+  dropout(p: number, seed: number, x: Storage, y: Storage): void;
 
   batchNormForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveInvstd: Storage, batchVar: Storage): void;
   batchNormForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;

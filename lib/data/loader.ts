@@ -5,9 +5,12 @@ import { describe, readOptions } from '../options';
 import { tensor } from '../ops/creation';
 import { rememberLabels } from '../ops/loss';
 import { checkShape, formatShape } from '../shape';
+import { Random } from '../random';
 import type { Tensor } from '../tensor';
+import type { Cifar10Split } from './cifar10';
 import type { MnistSplit } from './mnist';
-import { BatchPlan, epochBatches, numBatches } from './sampler';
+import { BatchPlan, epochBatches, mixSeed, numBatches } from './sampler';
+import { checkTransforms, Transform } from './transforms';
 
 /** Examples held in host memory: `count` inputs of `sampleShape`, back to back, and their labels. */
 export interface ArrayDataset {
@@ -25,6 +28,14 @@ export function mnistDataset(split: MnistSplit): ArrayDataset {
     throw new TypeError(`kg.data.mnistDataset: split must be a split from kg.data.loadMnist, got ${describe(split)}`);
   }
   return { inputs: split.images, labels: split.labels, count: split.count, sampleShape: [1, split.rows, split.cols] };
+}
+
+/** A CIFAR-10 split as a dataset of (3, 32, 32) images. */
+export function cifar10Dataset(split: Cifar10Split): ArrayDataset {
+  if (split === null || typeof split !== 'object' || !(split.images instanceof Float32Array)) {
+    throw new TypeError(`kg.data.cifar10Dataset: split must be a split from kg.data.loadCifar10, got ${describe(split)}`);
+  }
+  return { inputs: split.images, labels: split.labels, count: split.count, sampleShape: [split.channels, split.rows, split.cols] };
 }
 
 /** Throws a TypeError naming `fn` unless `ds` has the fields of an ArrayDataset. */
@@ -70,6 +81,12 @@ export interface DataLoaderOptions {
   device?: Device;
   /** Use only the first `limit` examples. */
   limit?: number;
+  /**
+   * Applied in order to each example of a batch, on the host, for examples of shape (c, h, w):
+   * e.g. `[kg.data.randomCrop({ padding: 4 }), kg.data.horizontalFlip(), kg.data.normalize(...)]`.
+   * Random ones draw from a generator seeded by (seed, epoch, example index). Default none.
+   */
+  transforms?: readonly Transform[];
 }
 
 /** One mini-batch. The consumer owns `x` and `y` and should dispose them (or use kg.tidy). */
@@ -96,13 +113,14 @@ export class DataLoader implements Iterable<Batch> {
   readonly seed: number;
   readonly dropLast: boolean;
   readonly device: Device;
+  readonly transforms: readonly Transform[];
   /** The epoch that the next `for ... of` will run. */
   epoch = 0;
   private readonly sampleSize: number;
 
   constructor(dataset: ArrayDataset, options?: DataLoaderOptions) {
     const fn = 'kg.data.DataLoader';
-    const opts = readOptions(options, fn, ['batchSize', 'shuffle', 'seed', 'dropLast', 'device', 'limit']);
+    const opts = readOptions(options, fn, ['batchSize', 'shuffle', 'seed', 'dropLast', 'device', 'limit', 'transforms']);
     checkDataset(dataset, fn);
     const batchSize = checkPositiveInt(opts.batchSize ?? 64, fn, 'batchSize');
     const seed = opts.seed ?? 0;
@@ -116,6 +134,10 @@ export class DataLoader implements Iterable<Batch> {
     this.sampleSize = this.dataset.sampleShape.reduce((a, b) => a * b, 1);
     if (this.dataset.inputs.length < this.dataset.count * this.sampleSize || this.dataset.labels.length < this.dataset.count) {
       throw new RangeError(`${fn}: the dataset holds fewer values than ${this.dataset.count} examples of shape ${formatShape(this.dataset.sampleShape)}`);
+    }
+    this.transforms = opts.transforms === undefined ? [] : [...checkTransforms(opts.transforms, fn)];
+    if (this.transforms.length > 0 && this.dataset.sampleShape.length !== 3) {
+      throw new RangeError(`${fn}: transforms need examples of shape (c, h, w), the dataset's are ${formatShape(this.dataset.sampleShape)}`);
     }
     this.batchSize = batchSize;
     this.shuffle = opts.shuffle ?? false;
@@ -145,11 +167,12 @@ export class DataLoader implements Iterable<Batch> {
 
   /** The batches of `epoch`, made one at a time as tensors on the loader's device. */
   *batches(epoch = 0): Generator<Batch> {
-    for (const indices of this.batchIndices(epoch)) yield this.gather(indices);
+    for (const indices of this.batchIndices(epoch)) yield this.gather(indices, epoch);
   }
 
-  /** One batch made of the given example indices. */
-  gather(indices: Int32Array): Batch {
+  /** One batch made of the given example indices; `epoch` seeds the random transforms. */
+  gather(indices: Int32Array, epoch = 0): Batch {
+    checkPositiveInt(epoch, 'kg.data.DataLoader.gather', 'epoch', 0);
     if (!(indices instanceof Int32Array)) throw new TypeError(`kg.data.DataLoader.gather: indices must be an Int32Array, got ${describe(indices)}`);
     for (let i = 0; i < indices.length; i++) {
       if (indices[i] < 0 || indices[i] >= this.dataset.count) {
@@ -166,10 +189,23 @@ export class DataLoader implements Iterable<Batch> {
       xs.set(inputs.subarray(k * size, (k + 1) * size), i * size);
       labels[i] = allLabels[k];
     }
+    this.transformBatch(xs, indices, epoch);
     const x = tensor(xs, [b, ...sampleShape], { device: this.device });
     const y = tensor(labels, [b], { device: this.device });
     rememberLabels(y, labels); // softmaxCrossEntropy trusts y, until an in-place write to it
     return { x, y, labels, indices };
+  }
+
+  private transformBatch(xs: Float32Array, indices: Int32Array, epoch: number): void {
+    if (this.transforms.length === 0) return;
+    const size = this.sampleSize;
+    const [c, h, w] = this.dataset.sampleShape;
+    const epochSeed = mixSeed(this.seed, epoch);
+    for (let i = 0; i < indices.length; i++) {
+      const rng = new Random(mixSeed(epochSeed, indices[i]));
+      const x = xs.subarray(i * size, (i + 1) * size);
+      for (const t of this.transforms) t.apply(x, [c, h, w], rng);
+    }
   }
 
   [Symbol.iterator](): Iterator<Batch> {

@@ -8,3 +8,7 @@ export type { AvgPool2dOptions, Conv2dOptions } from '../ops/conv';
 export { softmaxCrossEntropy } from '../ops/loss';
 export type { Labels, Reduction } from '../ops/loss';
 export { linear } from '../ops/matmul';
+export { adaptiveAvgPool2d, maxPool2d } from '../ops/pool';
+export type { MaxPool2dOptions } from '../ops/pool';
+export { dropout } from '../ops/dropout';
+export type { DropoutOptions } from '../ops/dropout';

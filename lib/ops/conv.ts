@@ -6,9 +6,9 @@ import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkNdim, checkPositiveInt, checkSameDevice, checkTensor } from './check';
 
-type Pair = number | readonly [number, number];
+export type Pair = number | readonly [number, number];
 
-function pair(v: Pair | undefined, fallback: number, op: string, name: string, min: number): [number, number] {
+export function pair(v: Pair | undefined, fallback: number, op: string, name: string, min: number): [number, number] {
   const p = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : v;
   if (!Array.isArray(p) || p.length !== 2) throw new TypeError(`${op}: ${name} must be a number or [h, w], got ${describe(v)}`);
   return [checkPositiveInt(p[0], op, name, min), checkPositiveInt(p[1], op, name, min)];

@@ -15,6 +15,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_batchnorm(env, exports);
   register_elementwise(env, exports);
   register_optim(env, exports);
+  register_layers(env, exports);
   register_runtime(env, exports);
   return exports;
 }

@@ -13,6 +13,7 @@ void register_linalg(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
 void register_elementwise(Napi::Env env, Napi::Object exports);
 void register_optim(Napi::Env env, Napi::Object exports);
+void register_layers(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
 
 }  // namespace kg

@@ -10,7 +10,7 @@ const dataset = { inputs: new Float32Array(8), labels: [0, 1], count: 2, sampleS
 describe('kg.data', () => {
   test.each<[string, () => unknown, ErrorConstructor, RegExp]>([
     ['DataLoader with an unknown option', () => new kg.data.DataLoader(dataset, { batch: 2 } as never), TypeError,
-      /^kg\.data\.DataLoader: unknown option 'batch' \(known options: batchSize, shuffle, seed, dropLast, device, limit\)/],
+      /^kg\.data\.DataLoader: unknown option 'batch' \(known options: batchSize, shuffle, seed, dropLast, device, limit, transforms\)/],
     ['DataLoader with null options', () => new kg.data.DataLoader(dataset, null as never), TypeError, /^kg\.data\.DataLoader: options must be an object, got null/],
     ['DataLoader with batchSize 0', () => new kg.data.DataLoader(dataset, { batchSize: 0 }), RangeError, /^kg\.data\.DataLoader: batchSize must be a positive integer, got 0/],
     ['DataLoader with shuffle as a string', () => new kg.data.DataLoader(dataset, { shuffle: 'yes' } as never), TypeError, /^kg\.data\.DataLoader: shuffle must be true or false, got "yes"/],

@@ -57,6 +57,20 @@ const pool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, d
   return fwd ? call('avgPool2dForward', s, x, y) : call('avgPool2dBackward', s, y, x);
 });
 
+// [n, c, h, w, kh, kw, sh, sw, ph, pw]; argmax holds anything (NaN, negative, huge, fractional).
+const maxPool = fc.tuple(fc.oneof(dims(10), fc.tuple(smallDim, smallDim, dim, dim, smallDim, smallDim, dim, smallDim, smallDim, smallDim)),
+  spare, spare, fc.array(fc.constantFrom(...LABELS), { minLength: 1, maxLength: 8 }), fc.boolean()).map(([s, a, b, fill, fwd]) => {
+  const [n, c, h, w, kh, kw, sh, sw, ph, pw] = s;
+  const oh = outSize(h, ph, kh, sh), ow = outSize(w, pw, kw, sw);
+  const out = oh < 0 || ow < 0 ? null : wrapped(n, c, oh, ow);
+  const x = st(sizeFor(wrapped(n, c, h, w), a)), y = st(sizeFor(out, b)), arg = st(sizeFor(out, b), { fill });
+  return fwd ? call('maxPool2dForward', s, x, y, arg) : call('maxPool2dBackward', s, y, arg, x);
+});
+
+const dropout = fc.tuple(fc.constantFrom(0, 0.5, 0.999, 1, -0.5, NaN), fc.oneof(dim, fc.constantFrom(0, 2 ** 53, ...BAD_NUMBERS)), spare, fc.constantFrom(0, 0, 1)).map(
+  ([p, seed, n, off]) => call('dropout', p, seed, st(n), st(n + off)),
+);
+
 const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3)).map(
   ([s, eps, a, b, withDx, which]) => {
     const [n, c, l] = s;
@@ -146,6 +160,7 @@ export const NATIVE_FUNCTIONS = [
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
+  'maxPool2dForward', 'maxPool2dBackward', 'dropout',
 ];
 
 export const nativeCall: fc.Arbitrary<Call> = mutated(
@@ -153,6 +168,8 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 3, arbitrary: gemm },
     { weight: 5, arbitrary: conv },
     { weight: 2, arbitrary: pool },
+    { weight: 2, arbitrary: maxPool },
+    { weight: 1, arbitrary: dropout },
     { weight: 3, arbitrary: batchNorm },
     { weight: 3, arbitrary: binary },
     { weight: 2, arbitrary: elementwise },

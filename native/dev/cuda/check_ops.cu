@@ -30,6 +30,7 @@
 
 #include "common.cuh"  // native/cuda: the library's stream, for timing with events
 #include "kg/cuda_runtime.h"
+#include "kg/dropout_mask.h"
 #include "kg/ops.h"
 
 namespace cu = kg::cuda;
@@ -37,6 +38,7 @@ using kg::BinaryOp;
 using kg::BnShape;
 using kg::BroadcastShape;
 using kg::ConvShape;
+using kg::MaxPoolShape;
 using kg::PoolShape;
 using Vec = std::vector<float>;
 using DVec = std::vector<double>;
@@ -381,6 +383,90 @@ static void test_pool() {
     validate("avgpool2d_backward " + tag, gdx, dx, 1e-6, 1e-5);
     check_deterministic("avgpool2d_forward " + tag, gy, dY2.download());
     check_deterministic("avgpool2d_backward " + tag, gdx, dDX2.download());
+  }
+}
+
+static MaxPoolShape maxpool_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t st, int64_t pad) {
+  return MaxPoolShape{n, c, h, w, k, k, st, st, pad, pad, (h + 2 * pad - k) / st + 1, (w + 2 * pad - k) / st + 1};
+}
+
+// Max pooling: the reference picks the first maximum of each window (row-major) and scatters dy
+// onto it; the kernel must agree on the argmax exactly and on dx to rounding.
+static void test_maxpool() {
+  std::printf("\n== maxpool2d\n");
+  std::vector<MaxPoolShape> cases = {maxpool_shape(2, 3, 8, 8, 2, 2, 0),   maxpool_shape(2, 3, 11, 10, 3, 2, 1),
+                                     maxpool_shape(1, 2, 7, 9, 3, 1, 1),   maxpool_shape(2, 2, 10, 9, 2, 3, 1),
+                                     maxpool_shape(3, 5, 13, 11, 5, 2, 2), maxpool_shape(1, 1, 1, 1, 1, 1, 0)};
+  for (const MaxPoolShape& s : cases) {
+    const std::string tag = "x" + shape_str({s.n, s.c, s.h, s.w}) + " k" + shape_str({s.kh, s.kw}) + " s" +
+                            shape_str({s.sh, s.sw}) + " p" + shape_str({s.ph, s.pw});
+    const int64_t xn = s.n * s.c * s.h * s.w, yn = s.n * s.c * s.oh * s.ow;
+    Vec x = randn(xn);
+    for (int64_t i = 0; i < xn; i += 7) x[i] = 0.5f;  // ties: equal maxima in some windows
+    const Vec dy = randn(yn);
+    DVec y(yn), arg(yn), dx(xn, 0.0);
+    for (int64_t nc = 0; nc < s.n * s.c; ++nc)
+      for (int64_t oi = 0; oi < s.oh; ++oi)
+        for (int64_t oj = 0; oj < s.ow; ++oj) {
+          const int64_t yi = (nc * s.oh + oi) * s.ow + oj;
+          double best = -INFINITY;
+          int64_t where = -1;
+          for (int64_t p = 0; p < s.kh; ++p)
+            for (int64_t q = 0; q < s.kw; ++q) {
+              const int64_t r = oi * s.sh - s.ph + p, c = oj * s.sw - s.pw + q;
+              if (r < 0 || r >= s.h || c < 0 || c >= s.w) continue;
+              const double v = x[(nc * s.h + r) * s.w + c];
+              if (where < 0 || v > best) {
+                best = v;
+                where = r * s.w + c;
+              }
+            }
+          y[yi] = best;
+          arg[yi] = double(where);
+          dx[nc * s.h * s.w + where] += dy[yi];
+        }
+    DevBuf dX(x), dDY(dy), dY(yn), dA(yn), dA2(yn), dY2(yn), dDX(xn), dDX2(xn);
+    dY.poison();
+    dA.poison();
+    dDX.poison();
+    cu::maxpool2d_forward(s, dX.get(), dY.get(), dA.get());
+    cu::maxpool2d_forward(s, dX.get(), dY2.get(), dA2.get());
+    cu::maxpool2d_backward(s, dDY.get(), dA.get(), dDX.get());
+    cu::maxpool2d_backward(s, dDY.get(), dA.get(), dDX2.get());
+    const Vec gy = dY.download(), ga = dA.download(), gdx = dDX.download();
+    validate("maxpool2d_forward " + tag, gy, y, 0.0, 0.0);
+    validate("maxpool2d_forward argmax " + tag, ga, arg, 0.0, 0.0);
+    validate("maxpool2d_backward " + tag, gdx, dx, 1e-6, 1e-5);
+    check_deterministic("maxpool2d_forward " + tag, gy, dY2.download());
+    check_deterministic("maxpool2d_backward " + tag, gdx, dDX2.download());
+  }
+}
+
+// Dropout: the mask is kg::dropout_uniform, the function both backends share; the reference
+// applies it in double precision.
+static void test_dropout() {
+  std::printf("\n== dropout\n");
+  const std::vector<std::pair<int64_t, float>> cases = {{1, 0.5f}, {1000, 0.1f}, {4097, 0.5f}, {100003, 0.9f}, {33, 0.0f}};
+  for (const auto& [n, p] : cases) {
+    const uint64_t seed = static_cast<uint64_t>(rand_int(0, int64_t{1} << 53));
+    const std::string tag = "n=" + std::to_string(n) + " p=" + std::to_string(p);
+    const Vec x = randn(n);
+    DVec y(n);
+    int64_t kept = 0;
+    const uint64_t key = kg::dropout_key(seed);
+    for (int64_t i = 0; i < n; ++i) {
+      const bool keep = kg::dropout_uniform(key, uint64_t(i)) >= p;
+      kept += keep;
+      y[i] = keep ? double(x[i]) * double(1.0f / (1.0f - p)) : 0.0;
+    }
+    DevBuf dX(x), dY(n), dY2(n);
+    dY.poison();
+    cu::dropout_apply(n, p, seed, dX.get(), dY.get());
+    cu::dropout_apply(n, p, seed, dX.get(), dY2.get());
+    const Vec gy = dY.download();
+    validate("dropout_apply " + tag, gy, y, 0.0, 1e-7);
+    check_deterministic("dropout_apply " + tag, gy, dY2.download());
+    if (n >= 1000) check(std::abs(double(n - kept) / n - p) < 0.05, "dropout_apply drop rate " + tag);
   }
 }
 
@@ -974,6 +1060,8 @@ int main(int argc, char** argv) {
     if (wanted("gemm")) test_gemm();
     if (wanted("conv")) test_conv();
     if (wanted("pool")) test_pool();
+    if (wanted("maxpool")) test_maxpool();
+    if (wanted("dropout")) test_dropout();
     if (wanted("bn")) test_batchnorm();
     if (wanted("elementwise")) test_elementwise();
     if (wanted("reduce")) test_reduce();

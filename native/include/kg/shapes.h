@@ -21,6 +21,15 @@ struct PoolShape {
   int64_t oh, ow;
 };
 
+// Max pooling with implicit -inf padding: y[n,c,i,j] = max of the kh x kw window whose top-left
+// corner is (i*sh - ph, j*sw - pw), over the pixels inside the input. Padding is at most half the
+// window (ph <= kh/2), so every window holds at least one pixel.
+struct MaxPoolShape {
+  int64_t n, c, h, w;
+  int64_t kh, kw, sh, sw, ph, pw;
+  int64_t oh, ow;  // (h + 2ph - kh) / sh + 1
+};
+
 // Batch norm sees every input as (n, c, l): l = h*w for 4-D input and 1 for 2-D input.
 // Statistics are per channel c over the n*l values.
 struct BnShape {
