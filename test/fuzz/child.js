@@ -49,7 +49,8 @@ function decode(v) {
   if ('$tensor' in v) {
     const { shape, fill, grad } = v.$tensor;
     const n = shape.reduce((a, b) => a * b, 1);
-    return api.tensor(contents(n, fill), shape, { requiresGrad: Boolean(grad) });
+    const t = api.tensor(contents(n, fill), shape);
+    return grad ? t.attachGrad() : t;
   }
   if ('$bytes' in v) return Uint8Array.from(v.$bytes);
   const out = {};
