@@ -11,6 +11,7 @@ import type { Cifar10Split } from './cifar10';
 import type { MnistSplit } from './mnist';
 import { BatchPlan, epochBatches, mixSeed, numBatches } from './sampler';
 import { checkTransforms, Transform } from './transforms';
+import { isFloat32Array, isInt32Array } from '../typed-arrays';
 
 /** Examples held in host memory: `count` inputs of `sampleShape`, back to back, and their labels. */
 export interface ArrayDataset {
@@ -24,7 +25,7 @@ export interface ArrayDataset {
 
 /** An MNIST split as a dataset of (1, rows, cols) images. */
 export function mnistDataset(split: MnistSplit): ArrayDataset {
-  if (split === null || typeof split !== 'object' || !(split.images instanceof Float32Array)) {
+  if (split === null || typeof split !== 'object' || !isFloat32Array(split.images)) {
     throw new TypeError(`kg.data.mnistDataset: split must be a split from kg.data.loadMnist, got ${describe(split)}`);
   }
   return { inputs: split.images, labels: split.labels, count: split.count, sampleShape: [1, split.rows, split.cols] };
@@ -32,7 +33,7 @@ export function mnistDataset(split: MnistSplit): ArrayDataset {
 
 /** A CIFAR-10 split as a dataset of (3, 32, 32) images. */
 export function cifar10Dataset(split: Cifar10Split): ArrayDataset {
-  if (split === null || typeof split !== 'object' || !(split.images instanceof Float32Array)) {
+  if (split === null || typeof split !== 'object' || !isFloat32Array(split.images)) {
     throw new TypeError(`kg.data.cifar10Dataset: split must be a split from kg.data.loadCifar10, got ${describe(split)}`);
   }
   return { inputs: split.images, labels: split.labels, count: split.count, sampleShape: [split.channels, split.rows, split.cols] };
@@ -41,7 +42,7 @@ export function cifar10Dataset(split: Cifar10Split): ArrayDataset {
 /** Throws a TypeError naming `fn` unless `ds` has the fields of an ArrayDataset. */
 function checkDataset(ds: ArrayDataset, fn: string): void {
   if (ds === null || typeof ds !== 'object') throw new TypeError(`${fn}: dataset must be an object { inputs, labels, count, sampleShape }, got ${describe(ds)}`);
-  if (!(ds.inputs instanceof Float32Array)) throw new TypeError(`${fn}: dataset.inputs must be a Float32Array, got ${describe(ds.inputs)}`);
+  if (!isFloat32Array(ds.inputs)) throw new TypeError(`${fn}: dataset.inputs must be a Float32Array, got ${describe(ds.inputs)}`);
   if (ds.labels === null || typeof ds.labels !== 'object' || typeof ds.labels.length !== 'number') {
     throw new TypeError(`${fn}: dataset.labels must be an array of class indices, got ${describe(ds.labels)}`);
   }
@@ -173,7 +174,7 @@ export class DataLoader implements Iterable<Batch> {
   /** One batch made of the given example indices; `epoch` seeds the random transforms. */
   gather(indices: Int32Array, epoch = 0): Batch {
     checkPositiveInt(epoch, 'kg.data.DataLoader.gather', 'epoch', 0);
-    if (!(indices instanceof Int32Array)) throw new TypeError(`kg.data.DataLoader.gather: indices must be an Int32Array, got ${describe(indices)}`);
+    if (!isInt32Array(indices)) throw new TypeError(`kg.data.DataLoader.gather: indices must be an Int32Array, got ${describe(indices)}`);
     for (let i = 0; i < indices.length; i++) {
       if (indices[i] < 0 || indices[i] >= this.dataset.count) {
         throw new RangeError(`kg.data.DataLoader.gather: index ${indices[i]} at position ${i} is outside the dataset of ${this.dataset.count} examples`);

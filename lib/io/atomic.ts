@@ -10,6 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { describe } from '../options';
+import { isUint8Array } from '../typed-arrays';
 
 let counter = 0;
 /** Temporary files this process is writing now (not stale, whatever their name says). */
@@ -80,7 +81,7 @@ export function removeStaleTemps(file: string): string[] {
 /** Writes `data` to a fsynced temporary file beside `file`; `commit()` then puts it in place. */
 export function stageFileAtomic(file: string, data: string | Uint8Array | Uint8Array[]): StagedFile {
   if (typeof file !== 'string' || file === '') throw new TypeError(`kg.io.writeFileAtomic: file must be a non-empty path string, got ${describe(file)}`);
-  const ok = typeof data === 'string' || data instanceof Uint8Array || (Array.isArray(data) && data.every((c) => c instanceof Uint8Array));
+  const ok = typeof data === 'string' || isUint8Array(data) || (Array.isArray(data) && data.every((c) => isUint8Array(c)));
   if (!ok) throw new TypeError(`kg.io.writeFileAtomic: data must be a string, a Uint8Array or an array of them, got ${describe(data)}`);
   const dir = path.dirname(path.resolve(file));
   removeStaleTemps(file);

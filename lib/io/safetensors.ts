@@ -12,6 +12,7 @@ import { writeFileAtomic } from './atomic';
 import { describe } from '../options';
 import { readRegularFile } from './regular-file';
 import { checkShape, formatShape } from '../shape';
+import { isFloat32Array, isUint8Array } from '../typed-arrays';
 
 /** A float32 array with its shape, in host memory. */
 export interface TensorData {
@@ -43,7 +44,7 @@ const MAX_HEADER = 100_000_000;
 const LITTLE_ENDIAN = os.endianness() === 'LE';
 
 function isTensorData(t: TensorData | TensorLike): t is TensorData {
-  return (t as TensorData).data instanceof Float32Array;
+  return isFloat32Array((t as TensorData).data);
 }
 
 function product(shape: readonly number[]): number {
@@ -134,7 +135,7 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
   const fail = (what: string): never => {
     throw new Error(`${source}: invalid safetensors file: ${what}`);
   };
-  if (!(buf instanceof Uint8Array)) throw new TypeError(`kg.io.decodeSafetensors: buf must be a Uint8Array or Buffer, got ${describe(buf)}`);
+  if (!isUint8Array(buf)) throw new TypeError(`kg.io.decodeSafetensors: buf must be a Uint8Array or Buffer, got ${describe(buf)}`);
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.length < 8) fail(`${b.length} bytes, too short for the 8-byte header length`);
   const n64 = b.readBigUInt64LE(0);

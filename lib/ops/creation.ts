@@ -8,6 +8,7 @@ import { describe, readOptions } from '../options';
 import { generator } from '../random';
 import { checkShape, formatShape, numelOf, Shape } from '../shape';
 import { Tensor } from '../tensor';
+import { isFloat32Array } from '../typed-arrays';
 
 export interface CreateOptions {
   device?: Device | string;
@@ -91,7 +92,7 @@ function flattenNested(data: readonly unknown[], fn: string): { values: Float32A
 }
 
 function fromNumericArray(data: NumericArray, fn: string): Float32Array {
-  if (data instanceof Float32Array) return data;
+  if (isFloat32Array(data)) return data;
   const values = new Float32Array(data.length);
   for (let i = 0; i < data.length; i++) values[i] = checkFloat32(data[i], fn, `data[${i}]`);
   return values;

@@ -7,6 +7,7 @@ import { Tensor } from '../tensor';
 import { mean, sum } from './arith';
 import { checkNdim, checkSameDevice, checkTensor } from './check';
 import { tensor } from './creation';
+import { isFloat32Array, isInt32Array } from '../typed-arrays';
 
 export type Labels = Tensor | Int32Array | Float32Array | readonly number[];
 export type Reduction = 'none' | 'sum' | 'mean';
@@ -66,7 +67,7 @@ function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor
     }
     return labels;
   }
-  if (labels instanceof Int32Array || labels instanceof Float32Array || Array.isArray(labels)) {
+  if (isInt32Array(labels) || isFloat32Array(labels) || Array.isArray(labels)) {
     checkLabelValues(labels, n, k, like);
     return tensor(Float32Array.from(labels), [n], { device: like.device });
   }
