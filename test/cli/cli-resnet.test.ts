@@ -1,23 +1,11 @@
 // `kernelgrad train --model resnet --dataset cifar10`: a short run on generated CIFAR-10 batches
 // learns, writes a checkpoint that `kernelgrad eval` reads back, and option combinations that make
 // no sense fail with one line and exit code 2.
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFakeCifar } from '../helpers/cifar10-files';
+import { cli } from '../helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const MAIN = path.join(ROOT, 'lib/cli/main.ts');
-
-function cli(args: string[], timeout = 110_000) {
-  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', MAIN, ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout,
-    env: { ...process.env, KG_DEBUG: '' },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe('kernelgrad CLI: ResNet on CIFAR-10', () => {
   const fake = writeFakeCifar([100, 100, 60, 1, 1, 100], 1, true);

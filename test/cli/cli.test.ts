@@ -1,20 +1,8 @@
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { cli } from '../helpers/cli';
 
-const ROOT = path.resolve(__dirname, '../..');
-const MAIN = path.join(ROOT, 'lib/cli/main.ts');
-
-function cli(args: string[], timeout = 110_000) {
-  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', MAIN, ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout,
-    env: { ...process.env, KG_DEBUG: '' },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 describe('kernelgrad CLI', () => {
   let dir: string;

@@ -908,23 +908,25 @@ static void test_loss() {
 
 static void test_sgd() {
   std::printf("\n== sgd_update\n");
+  // mode 0: plain, 1: momentum (heavy ball), 2: Nesterov momentum.
   for (int64_t n : {1, 7, 4096, 100001}) {
-    for (int with_momentum = 0; with_momentum < 2; ++with_momentum) {
+    for (int mode = 0; mode < 3; ++mode) {
       const Vec p = randn(n), g = randn(n), v = randn(n);
+      const bool with_momentum = mode > 0, nesterov = mode == 2;
       const float lr = 0.01f, mom = with_momentum ? 0.9f : 0.0f, wd = 1e-4f;
       DVec pref(n), vref(n);
       for (int64_t i = 0; i < n; ++i) {
         const double gg = double(g[i]) + wd * double(p[i]);
         if (with_momentum) {
           vref[i] = mom * double(v[i]) + gg;
-          pref[i] = p[i] - lr * vref[i];
+          pref[i] = p[i] - lr * (nesterov ? gg + mom * vref[i] : vref[i]);
         } else {
           pref[i] = p[i] - lr * gg;
         }
       }
       DevBuf dP(p), dG(g), dV(v);
-      cu::sgd_update(n, lr, mom, wd, dP.get(), dG.get(), with_momentum ? dV.get() : nullptr);
-      const std::string tag = "n=" + std::to_string(n) + (with_momentum ? " momentum" : "");
+      cu::sgd_update(n, lr, mom, wd, nesterov, dP.get(), dG.get(), with_momentum ? dV.get() : nullptr);
+      const std::string tag = "n=" + std::to_string(n) + (nesterov ? " nesterov" : with_momentum ? " momentum" : "");
       validate("sgd_update param " + tag, dP.download(), pref, 1e-6, 1e-6);
       if (with_momentum) validate("sgd_update velocity " + tag, dV.download(), vref, 1e-6, 1e-6);
     }
