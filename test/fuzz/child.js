@@ -20,8 +20,19 @@ if (mode === 'api') {
   native = require(require.resolve('bindings', { paths: [root] }))({ bindings: 'kernelgrad', module_root: root });
 }
 
+// stdout is a pipe the parent drains; when it is full, a write to it fails with EAGAIN: wait a
+// millisecond and write the rest.
+const pause = new Int32Array(new SharedArrayBuffer(4));
 function say(line) {
-  fs.writeSync(1, line + '\n');
+  const buf = Buffer.from(line + '\n');
+  for (let off = 0; off < buf.length; ) {
+    try {
+      off += fs.writeSync(1, buf, off);
+    } catch (e) {
+      if (e.code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
 }
 
 // Deterministic, non-zero contents: a kernel that reads the wrong element gives a different result.
