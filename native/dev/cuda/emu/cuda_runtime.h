@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -137,6 +138,12 @@ enum cudaError_t {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
+  cudaErrorNotReady = 600,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorIllegalState = 401,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
   cudaErrorHardwareStackError = 714,
@@ -160,6 +167,20 @@ struct CUstream_st;
 using cudaStream_t = CUstream_st*;
 struct CUevent_st;
 using cudaEvent_t = CUevent_st*;
+struct CUgraph_st;
+using cudaGraph_t = CUgraph_st*;
+struct CUgraphExec_st;
+using cudaGraphExec_t = CUgraphExec_st*;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2
+};
 struct cudaDeviceProp {
   char name[256];
   size_t totalGlobalMem;
@@ -187,17 +208,42 @@ cudaError_t cudaEventCreate(cudaEvent_t* e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b);
+cudaError_t cudaEventQuery(cudaEvent_t e);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
+// Page-locked host memory: the only host memory a captured copy may touch.
+cudaError_t cudaMallocHost(void** p, size_t bytes);
+cudaError_t cudaFreeHost(void* p);
+
+// Stream capture and graphs (graphs.cpp). While a stream captures, its launches and copies are
+// recorded instead of run, and cudaGraphLaunch replays them in order. What CUDA forbids during a
+// capture (cudaMalloc, cudaFree, synchronizing, querying events, copies to or from pageable host
+// memory, work on the legacy stream) fails with cudaErrorStreamCaptureUnsupported (or
+// ...Implicit) and invalidates the capture, so that cudaStreamEndCapture fails with
+// cudaErrorStreamCaptureInvalidated, as on a GPU. A thread in cudaStreamCaptureModeRelaxed
+// (cudaThreadExchangeStreamCaptureMode) may call cudaMalloc and cudaFree.
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status);
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 namespace emu {
 // Runs body() once per thread of every block. Returns cudaErrorInvalidConfiguration (and runs
 // nothing) for a configuration a GPU would reject.
 cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
 
-// What `kernel<<<grid, block, smem, stream>>>(args...)` becomes (see translate.py).
+// Runs the launch now, or records it when `s` is capturing (graphs.cpp); a launch CUDA would
+// refuse during a capture sets the last error instead.
+void submit_launch(cudaStream_t s, dim3 grid, dim3 block, std::function<void()> body);
+
+// What `kernel<<<grid, block, smem, stream>>>(args...)` becomes (see translate.py). The arguments
+// are copied at the launch, as CUDA copies them, so a recorded launch replays with the same ones.
 template <typename... P, typename... A>
-void launch(dim3 grid, dim3 block, void (*kernel)(P...), A&&... args) {
-  std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
-  run_grid(grid, block, [&] { std::apply(kernel, params); });
+void launch(cudaStream_t s, dim3 grid, dim3 block, void (*kernel)(P...), A&&... args) {
+  auto params = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
+  submit_launch(s, grid, block, [kernel, params] { std::apply(kernel, *params); });
 }
 }  // namespace emu

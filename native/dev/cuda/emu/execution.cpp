@@ -265,10 +265,14 @@ uint64_t exchange(uint64_t mine, int src, unsigned mask) {
   return r;
 }
 
-cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+bool launch_config_ok(dim3 grid, dim3 block) {
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
-  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
-      grid.y > 65535 || grid.z > 65535 || block.z > 64) {
+  return !(threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 2147483647u ||
+           grid.y > 65535 || grid.z > 65535 || block.z > 64);
+}
+
+cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+  if (!launch_config_ok(grid, block)) {
     set_last_error(cudaErrorInvalidConfiguration);
     return cudaErrorInvalidConfiguration;
   }

@@ -52,6 +52,21 @@ void device_launch_begin();
 void device_block_end(const uint3& block);
 void device_launch_end();
 
+// Whether CUDA accepts this launch configuration (execution.cpp).
+bool launch_config_ok(dim3 grid, dim3 block);
+
+// Stream capture (graphs.cpp). A "potentially unsafe" call during a capture (allocating, freeing,
+// synchronizing) returns cudaErrorStreamCaptureUnsupported here, and the capture is invalidated;
+// cudaSuccess means it may go ahead. capture_sync_stream is that check for synchronizing `s`.
+cudaError_t capture_unsafe_call();
+cudaError_t capture_sync_stream(cudaStream_t s);
+// A copy on `s`: run now, recorded into the capture, or refused (returns the error).
+cudaError_t submit_copy(cudaStream_t s, void* dst, const void* src, size_t bytes, cudaMemcpyKind kind);
+// Records `node` when `s` is capturing (true; *err says whether it was accepted); false: run it now.
+bool record_if_capturing(cudaStream_t s, std::function<void()> node, cudaError_t* err);
+// Page-locked host memory (cudaMallocHost, runtime_api.cpp): whether [p, p + bytes) lies in it.
+bool is_pinned(const void* p, size_t bytes);
+
 // Fault handling (faults.cpp dispatches SIGSEGV/SIGBUS/SIGTRAP; any fault that is not the
 // emulator's goes to the handler that was there before).
 bool shared_fault(void* addr, bool write, ucontext_t* uc);  // execution.cpp, race checking

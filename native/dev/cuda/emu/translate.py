@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rewrites CUDA sources for the CPU emulation (see README.md):
-- `kernel<T><<<grid, block, smem, stream>>>(args);` becomes `::emu::launch(dim3(grid), dim3(block),
-  &kernel<T>, args);`
+- `kernel<T><<<grid, block, smem, stream>>>(args);` becomes `::emu::launch(stream, dim3(grid),
+  dim3(block), &kernel<T>, args);`
 - `__shared__ T name[N];` becomes `auto& name = ::emu::shared<T[N], id>();`, a place in the block's
   shared-memory arena (NaN-filled at each block's start, watched by the race checker);
 - `reinterpret_cast<const float4*>(p)` becomes `::emu::vector_ptr(reinterpret_cast<...>(p))`, which
@@ -77,7 +77,11 @@ def translate(text):
         args_open = out.index("(", cfg_end)
         args_close = matching_forward(out, args_open, "(", ")")
         args = out[args_open + 1:args_close].strip()
-        call = "::emu::launch(dim3(%s), dim3(%s), &%s%s)" % (config[0], config[1], kernel, ", " + args if args else "")
+        # The stream decides whether the launch runs now or is recorded into a capture; no
+        # stream is the legacy default stream, as in CUDA.
+        stream = config[3] if len(config) > 3 else "cudaStream_t{}"
+        call = "::emu::launch(%s, dim3(%s), dim3(%s), &%s%s)" % (stream, config[0], config[1], kernel,
+                                                               ", " + args if args else "")
         out = out[:m.start()] + call + out[args_close + 1:]
 
 
