@@ -1,8 +1,8 @@
 // kg.cuda: the GPU's memory and synchronization. Harmless on a machine without one.
 import { cudaAvailable, cudaUnavailableReason } from './device';
-import { CudaMemoryStats, native } from './native';
+import { CudaCounters, CudaMemoryStats, native } from './native';
 
-export type { CudaMemoryStats };
+export type { CudaCounters, CudaMemoryStats };
 
 /** True when a CUDA device is present and usable. */
 export function isAvailable(): boolean {
@@ -30,4 +30,14 @@ export function emptyCache(): void {
 /** Waits for all queued GPU work (for timing; reading a tensor already waits). */
 export function synchronize(): void {
   native.cudaSynchronize();
+}
+
+/**
+ * Cumulative counts of the GPU work issued so far: kernels launched directly, graph replays, the
+ * kernels those replays ran, waits that drain the stream (host syncs) and waits for a result
+ * queued earlier (event waits). Differences between two calls give the work of what ran between
+ * them, e.g. per training step. All zero without CUDA.
+ */
+export function counters(): CudaCounters {
+  return native.cudaCounters();
 }

@@ -73,6 +73,23 @@ export interface CudaMemoryStats {
   numMallocs: number;
 }
 
+/** Cumulative counts of the GPU work kernelgrad issued (native/include/kg/cuda_runtime.h). */
+export interface CudaCounters {
+  /** Kernels launched directly, not through a graph. */
+  kernelLaunches: number;
+  /** CUDA graph replays. */
+  graphReplays: number;
+  /** Kernels run by graph replays. */
+  graphKernels: number;
+  /** Waits for the stream to drain: reading a tensor on the host, kg.cuda.synchronize(). */
+  hostSyncs: number;
+  /** Waits for a result queued earlier (a step-late loss readback); they do not drain the stream. */
+  eventWaits: number;
+}
+
+/** A native object (a CUDA graph, a readback) freed by its finalizer or its dispose binding. */
+export type CudaHandle = { readonly __cudaHandle: unique symbol };
+
 /** The addon's exports. Semantics of each kernel: native/include/kg/ops.inc. */
 export interface Native {
   Storage: StorageConstructor;
@@ -106,6 +123,10 @@ export interface Native {
   softmaxXentBackward(n: number, k: number, logits: Storage, labels: Storage, dloss: Storage, dlogits: Storage): void;
   argmaxRows(n: number, k: number, x: Storage, out: Storage): void;
   sgdUpdate(lr: number, momentum: number, weightDecay: number, nesterov: boolean, param: Storage, grad: Storage, velocity: Storage | null): void;
+  /** sgdUpdate of every parameter, the rate read from the one-element `lr` on their device (one launch per 64 on the GPU). */
+  sgdUpdateMany(momentum: number, nesterov: boolean, lr: Storage, params: Storage[], grads: Storage[], velocities: Storage[] | null, weightDecays: number[]): void;
+  /** flag[0..2] = (kind, channel, layer) of the first non-finite batch statistic, unless flag[0] is already set. */
+  flagNonFiniteStats(c: number, mean: Storage, invstd: Storage, variance: Storage | null, layer: number, flag: Storage): void;
   adamUpdate(beta1: number, beta2: number, stepSize: number, eps: number, l2: number, decay: number, param: Storage, grad: Storage, m: Storage, v: Storage): void;
   /** out[index] = the Euclidean norm of x. */
   l2Norm(x: Storage, out: Storage, index: number): void;
@@ -115,6 +136,18 @@ export interface Native {
   cudaMemoryStats(): CudaMemoryStats;
   cudaEmptyCache(): void;
   cudaSynchronize(): void;
+  cudaCounters(): CudaCounters;
+  cudaCaptureBegin(): void;
+  cudaCaptureEnd(): CudaHandle;
+  cudaCaptureAbandon(): void;
+  cudaCapturing(): boolean;
+  cudaGraphReplay(graph: CudaHandle): void;
+  cudaGraphKernels(graph: CudaHandle): number;
+  cudaGraphDispose(graph: CudaHandle): void;
+  cudaReadbackCreate(floats: number): CudaHandle;
+  cudaReadbackEnqueue(readback: CudaHandle, storage: Storage, offset: number): void;
+  cudaReadbackRead(readback: CudaHandle): Float32Array;
+  cudaReadbackDispose(readback: CudaHandle): void;
   cpuThreads(): number;
   /** The CPU kernels' vector instruction set: the CPU's widest, or a narrower one named by KG_CPU_ISA. */
   cpuIsa(): 'avx512' | 'avx2' | 'baseline';

@@ -15,6 +15,14 @@
 //
 // Out of memory: the cache is emptied (cudaFree of every cached block) and the request retried
 // once; if that fails too, CudaError reports the request and the device's free/total memory.
+//
+// Graph pools: a captured graph replays with the same pointers it was captured with, so the blocks
+// it uses must never be handed to other work while it lives. During a capture every request is
+// served from the graph's pool (its own free blocks, then the general cache's, then cudaMalloc,
+// which the capture allows in relaxed mode only) and every released block goes to the pool,
+// including blocks allocated before the capture that the graph may read. Blocks of a pool that
+// are released later go back to that pool. Dropping the pool (the graph is destroyed) returns
+// its free blocks to the general cache and makes its live blocks ordinary ones.
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -48,10 +56,39 @@ std::string human_bytes(size_t bytes) {
   return out.str();
 }
 
+using FreeLists = std::unordered_map<size_t, std::vector<void*>>;  // block size -> free blocks
+
+struct Block {
+  size_t size;
+  int64_t pool;  // 0: the general cache
+};
+
+// Pops a free block of `size` from `lists`, or returns nullptr.
+void* take(FreeLists& lists, size_t size) {
+  auto it = lists.find(size);
+  if (it == lists.end() || it->second.empty()) return nullptr;
+  void* p = it->second.back();
+  it->second.pop_back();
+  return p;
+}
+
+// cudaMalloc while the library's stream may be capturing: the capture forbids it in its own
+// (global) mode, so this thread switches to relaxed mode for the call, as CUDA allows.
+cudaError_t malloc_during_capture(void** ptr, size_t bytes) {
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  (void)cudaThreadExchangeStreamCaptureMode(&mode);
+  const cudaError_t err = cudaMalloc(ptr, bytes);
+  (void)cudaThreadExchangeStreamCaptureMode(&mode);
+  return err;
+}
+
 struct Allocator {
   std::mutex mutex;
-  std::unordered_map<void*, size_t> live;                 // handed out: pointer -> block size
-  std::unordered_map<size_t, std::vector<void*>> cached;  // free: block size -> blocks
+  std::unordered_map<void*, Block> live;  // handed out
+  FreeLists cached;                       // free, general
+  std::unordered_map<int64_t, FreeLists> pools;  // free, per graph pool
+  int64_t current_pool = 0;
+  int64_t next_pool = 1;
   MemoryStats stats{0, 0, 0, 0, 0};
 
   // Returns every cached block to the driver. Called with the mutex held.
@@ -61,6 +98,7 @@ struct Allocator {
     if (!any) return;
     // Kernels queued before a block was released may still use it.
     KG_CUDA_CHECK(cudaDeviceSynchronize(), "waiting for the GPU before returning cached memory");
+    detail::note_host_sync();
     for (auto& entry : cached) {
       std::vector<void*>& blocks = entry.second;
       while (!blocks.empty()) {  // pop first: a failing cudaFree must not leave a dangling entry
@@ -106,14 +144,12 @@ void* alloc(size_t bytes) {
   if (bytes > (size_t{1} << 60)) a.out_of_memory(bytes, bytes, cudaErrorMemoryAllocation);
   const size_t block = size_class(bytes);
 
-  void* ptr = nullptr;
-  auto it = a.cached.find(block);
-  if (it != a.cached.end() && !it->second.empty()) {
-    ptr = it->second.back();
-    it->second.pop_back();
-  } else {
-    cudaError_t err = cudaMalloc(&ptr, block);
-    if (err == cudaErrorMemoryAllocation) {
+  const int64_t pool = a.current_pool;
+  void* ptr = pool ? take(a.pools[pool], block) : nullptr;
+  if (!ptr) ptr = take(a.cached, block);
+  if (!ptr) {
+    cudaError_t err = pool ? malloc_during_capture(&ptr, block) : cudaMalloc(&ptr, block);
+    if (err == cudaErrorMemoryAllocation && !pool) {  // emptying the cache synchronizes: not in a capture
       (void)cudaGetLastError();
       a.free_cached();
       err = cudaMalloc(&ptr, block);
@@ -125,7 +161,7 @@ void* alloc(size_t bytes) {
     a.stats.num_mallocs += 1;
   }
   try {
-    a.live.emplace(ptr, block);
+    a.live.emplace(ptr, Block{block, pool});
   } catch (...) {
     a.cached[block].push_back(ptr);  // keep the block accounted for, then report bad_alloc
     throw;
@@ -144,10 +180,11 @@ void release(void* ptr) {
     std::lock_guard<std::mutex> lock(a.mutex);
     auto it = a.live.find(ptr);
     if (it == a.live.end()) return;  // not ours (or released twice): ignore rather than corrupt
-    const size_t block = it->second;
+    const Block block = it->second;
     a.live.erase(it);
-    a.stats.allocated -= block;
-    a.cached[block].push_back(ptr);
+    a.stats.allocated -= block.size;
+    const int64_t pool = a.current_pool ? a.current_pool : block.pool;
+    (pool ? a.pools[pool] : a.cached)[block.size].push_back(ptr);
   } catch (...) {
     // a failed vector growth leaks one block; a destructor must not throw
   }
@@ -163,6 +200,40 @@ void empty_cache() {
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mutex);
   a.free_cached();
+}
+
+int64_t pool_create() {
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  const int64_t id = a.next_pool++;
+  a.pools[id];
+  return id;
+}
+
+void pool_set_current(int64_t pool) {
+  Allocator& a = allocator();
+  std::lock_guard<std::mutex> lock(a.mutex);
+  a.current_pool = pool;
+}
+
+void pool_drop(int64_t pool) {
+  if (pool == 0) return;
+  try {
+    Allocator& a = allocator();
+    std::lock_guard<std::mutex> lock(a.mutex);
+    auto it = a.pools.find(pool);
+    if (it == a.pools.end()) return;
+    for (auto& entry : it->second) {
+      std::vector<void*>& to = a.cached[entry.first];
+      to.insert(to.end(), entry.second.begin(), entry.second.end());
+    }
+    a.pools.erase(it);
+    for (auto& entry : a.live)
+      if (entry.second.pool == pool) entry.second.pool = 0;
+    if (a.current_pool == pool) a.current_pool = 0;
+  } catch (...) {
+    // a failed vector growth leaks the pool's free blocks; called from destructors: never throw
+  }
 }
 
 }  // namespace kg::cuda

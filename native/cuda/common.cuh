@@ -37,12 +37,22 @@ std::string describe(const Parts&... parts) {
   return out.str();
 }
 
+// The counters behind kg::cuda::counters() (runtime.cu, graph.cu). note_launch is called once per
+// kernel launch, by check_launch; during a capture it counts the kernel into the graph instead
+// (note_captured_launch returns true then).
+void note_launch();
+bool note_captured_launch();
+void note_replay(int64_t kernels);
+void note_host_sync();
+void note_event_wait();
+
 // A launch is checked right after it is issued (configuration errors show up here); faults
 // inside kernels surface at the next synchronizing call (a device-to-host copy), which is
 // checked too. `sizes` is a callable returning a description of the op's sizes, only evaluated
 // on failure so the hot path builds no strings.
 template <typename Sizes>
 inline void check_launch(const char* kernel, const Sizes& sizes) {
+  note_launch();
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) fail(err, kernel, sizes());
 }
@@ -93,7 +103,7 @@ inline unsigned int grid_exact(int64_t items) {
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min(items, kMaxGrid)));
 }
 
-inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+__host__ __device__ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // ---------------------------------------------------------------------------------------------
 // Integer division by a run-time constant
@@ -330,8 +340,9 @@ constexpr int kMapThreads = 256;
 // pointer is not 16-byte aligned. The functor sees one index at a time (op.vec4(i) handles
 // i..i+3, op.one(i) a single element) and holds its own pointers, so an op is written once for
 // both paths.
+// The loop of map_kernel, for kernels that run several maps (one per blockIdx.y, say).
 template <class Op>
-__global__ void __launch_bounds__(kMapThreads) map_kernel(int64_t n, bool vec, Op op) {
+__device__ __forceinline__ void map_loop(int64_t n, bool vec, const Op& op) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   int64_t done = 0;
@@ -341,6 +352,11 @@ __global__ void __launch_bounds__(kMapThreads) map_kernel(int64_t n, bool vec, O
     done = n4 * 4;
   }
   for (int64_t i = done + first; i < n; i += stride) op.one(i);
+}
+
+template <class Op>
+__global__ void __launch_bounds__(kMapThreads) map_kernel(int64_t n, bool vec, Op op) {
+  map_loop(n, vec, op);
 }
 
 template <class Op, class Sizes>

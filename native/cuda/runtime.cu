@@ -33,17 +33,40 @@ bool is_sticky(cudaError_t err) {
   }
 }
 
+// Errors of a call that a graph capture cannot hold.
+bool is_capture_error(cudaError_t err) {
+  return err == cudaErrorStreamCaptureUnsupported || err == cudaErrorStreamCaptureInvalidated ||
+         err == cudaErrorStreamCaptureImplicit;
+}
+
 std::mutex g_stream_mutex;
 std::atomic<cudaStream_t> g_stream{nullptr};
 std::atomic<int> g_sm_count{0};
 
+std::atomic<uint64_t> g_kernel_launches{0}, g_graph_replays{0}, g_graph_kernels{0}, g_host_syncs{0},
+    g_event_waits{0};
+
 }  // namespace
+
+void note_launch() {
+  if (!note_captured_launch()) g_kernel_launches.fetch_add(1, std::memory_order_relaxed);
+}
+void note_replay(int64_t kernels) {
+  g_graph_replays.fetch_add(1, std::memory_order_relaxed);
+  g_graph_kernels.fetch_add(static_cast<uint64_t>(kernels), std::memory_order_relaxed);
+}
+void note_host_sync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
+void note_event_wait() { g_event_waits.fetch_add(1, std::memory_order_relaxed); }
 
 void fail(cudaError_t err, const char* what, const std::string& sizes) {
   (void)cudaGetLastError();  // reset the recoverable error so the next check does not see it
   std::string msg = std::string("CUDA error: ") + what + " failed: " + cudaGetErrorName(err) + ": " +
                     cudaGetErrorString(err);
   if (!sizes.empty()) msg += " [" + sizes + "]";
+  if (is_capture_error(err)) {
+    msg += ". A CUDA graph capture (kg.train.compileStep) cannot hold this call: reading a tensor on the host, "
+           "synchronizing or copying from host memory inside a captured step spoils the capture";
+  }
   if (is_sticky(err)) {
     msg += ". The GPU context is now unusable (an earlier kernel faulted); restart the process";
   }
@@ -137,6 +160,7 @@ void copy_d2h(void* dst, const void* src, size_t bytes) {
                 " bytes");
   // The caller reads `dst` next. This is also where a fault in any earlier kernel is reported.
   KG_CUDA_CHECK(cudaStreamSynchronize(s), "waiting for a device to host copy of ", bytes, " bytes");
+  detail::note_host_sync();
 }
 
 void copy_d2d(void* dst, const void* src, size_t bytes) {
@@ -145,7 +169,16 @@ void copy_d2d(void* dst, const void* src, size_t bytes) {
                 "device to device, ", bytes, " bytes");
 }
 
-void synchronize() { KG_CUDA_CHECK(cudaStreamSynchronize(detail::stream()), "the library's stream"); }
+void synchronize() {
+  KG_CUDA_CHECK(cudaStreamSynchronize(detail::stream()), "the library's stream");
+  detail::note_host_sync();
+}
+
+Counters counters() {
+  using namespace detail;
+  return Counters{g_kernel_launches.load(), g_graph_replays.load(), g_graph_kernels.load(), g_host_syncs.load(),
+                  g_event_waits.load()};
+}
 
 // ops.inc: copy n floats, device to device.
 void copy(int64_t n, const float* x, float* out) {

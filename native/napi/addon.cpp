@@ -17,6 +17,8 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_optim(env, exports);
   register_layers(env, exports);
   register_runtime(env, exports);
+  register_graphs(env, exports);
+  register_flags(env, exports);
   return exports;
 }
 

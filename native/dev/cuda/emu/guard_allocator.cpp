@@ -24,5 +24,9 @@ void release(void* ptr) {
 }
 MemoryStats memory_stats() { return MemoryStats{0, 0, 0, 0, 0}; }
 void empty_cache() {}
+// No cache, so no graph pools: the harness captures nothing.
+int64_t pool_create() { return 0; }
+void pool_set_current(int64_t) {}
+void pool_drop(int64_t) {}
 
 }  // namespace kg::cuda
