@@ -75,14 +75,36 @@ export abstract class Optimizer<State extends object = object> {
    */
   step(): void {
     if (this.disposed) throw new Error(`${this.fn}: step() after dispose(): the optimizer's state was freed`);
+    const pairs: Array<[Tensor, Tensor]> = [];
     for (const p of this.params) {
       const g = p.grad;
       if (g === null) continue;
       if (g.device !== p.device || g.numel !== p.numel) {
         throw new Error(`${this.fn}: the gradient ${formatShape(g.shape)} on ${g.device} does not match its parameter ${formatShape(p.shape)} on ${p.device}`);
       }
-      this.update(p, g);
+      pairs.push([p, g]);
     }
+    this.updateAll(pairs);
+  }
+
+  /**
+   * @internal Writes what the device reads of the host's settings (the learning rate), so that a
+   * captured step replays with the current ones. Called before each replay and before a capture,
+   * during which no host-to-device write is possible.
+   */
+  syncDeviceState(): void {}
+
+  /**
+   * @internal Whether a captured step (kg.train.compileStep) replays this optimizer's update
+   * correctly: false when the update depends on host values that change every step.
+   */
+  get capturable(): boolean {
+    return false;
+  }
+
+  /** Updates each (parameter, gradient) pair; one update() each unless a subclass batches them. */
+  protected updateAll(pairs: ReadonlyArray<[Tensor, Tensor]>): void {
+    for (const [p, g] of pairs) this.update(p, g);
   }
 
   /** Drops every gradient (`p.grad = null`, memory freed), so the next backward starts from zero. */

@@ -3,9 +3,12 @@
 //   g' = grad + weightDecay * param;  velocity = momentum * velocity + g';
 //   param -= lr * velocity, or with nesterov param -= lr * (g' + momentum * velocity)
 // (PyTorch's SGD with dampening 0; without momentum simply param -= lr * g').
+// On the GPU all parameters are updated by one launch that reads the rate from device memory, so
+// a captured step (kg.train.compileStep) follows a rate changed between steps.
 import { native } from '../native';
 import { readOptions } from '../options';
-import { zeros } from '../ops/creation';
+import type { Device } from '../device';
+import { full, zeros } from '../ops/creation';
 import type { Tensor } from '../tensor';
 import { checkNumber, Optimizer, OptimizerOptions } from './optimizer';
 
@@ -41,8 +44,59 @@ export class SGD extends Optimizer<SGDState> {
     if (this.nesterov && this.momentum === 0) throw new RangeError(`${fn}: nesterov needs a momentum > 0 (it is 0)`);
   }
 
+  /** The learning rate on each device that reads it there, with the value it holds. */
+  private readonly deviceLr = new Map<Device, { rate: Tensor; value: number }>();
+
+  override get capturable(): boolean {
+    return true;
+  }
+
+  override syncDeviceState(): void {
+    for (const device of this.deviceLr.keys()) this.lrOn(device);
+  }
+
+  override dispose(): void {
+    for (const { rate } of this.deviceLr.values()) rate.dispose();
+    this.deviceLr.clear();
+    super.dispose();
+  }
+
+  protected override updateAll(pairs: ReadonlyArray<[Tensor, Tensor]>): void {
+    const onGpu = pairs.filter(([p]) => p.device === 'cuda');
+    for (const [p, g] of pairs) if (p.device !== 'cuda') this.update(p, g);
+    if (onGpu.length === 0) return;
+    native.sgdUpdateMany(
+      this.momentum,
+      this.nesterov,
+      this.lrOn('cuda').storage,
+      onGpu.map(([p]) => p.storageForWrite()),
+      onGpu.map(([, g]) => g.storage),
+      this.momentum > 0 ? onGpu.map(([p]) => this.velocityOf(p).storageForWrite()) : null,
+      onGpu.map(([p]) => this.decayOf(p, this.weightDecay)),
+    );
+  }
+
   protected update(p: Tensor, g: Tensor): void {
-    const velocity = this.momentum > 0 ? this.stateOf(p, () => ({ velocity: zeros(p.shape, { device: p.device }).keep() })).velocity : null;
+    const velocity = this.momentum > 0 ? this.velocityOf(p) : null;
     native.sgdUpdate(this.lr, this.momentum, this.decayOf(p, this.weightDecay), this.nesterov, p.storageForWrite(), g.storage, velocity ? velocity.storageForWrite() : null);
+  }
+
+  private velocityOf(p: Tensor): Tensor {
+    return this.stateOf(p, () => ({ velocity: zeros(p.shape, { device: p.device }).keep() })).velocity;
+  }
+
+  /** The one-element tensor on `device` that holds the current rate (written when it changed). */
+  private lrOn(device: Device): Tensor {
+    const entry = this.deviceLr.get(device);
+    if (entry === undefined) {
+      const rate = full([1], this.lr, { device }).keep();
+      this.deviceLr.set(device, { rate, value: this.lr });
+      return rate;
+    }
+    if (entry.value !== this.lr) {
+      entry.rate.storageForWrite().write(Float32Array.of(this.lr));
+      entry.value = this.lr;
+    }
+    return entry.rate;
   }
 }

@@ -53,4 +53,11 @@ void sgd_update(int64_t n, float lr, float momentum, float weight_decay, bool ne
   });
 }
 
+void sgd_update_many(const SgdGroup& g, const float* lr) {
+  for (int i = 0; i < g.count; ++i) {
+    const SgdTensor& t = g.items[i];
+    sgd_update(t.n, lr[0], g.momentum, t.weight_decay, g.nesterov, t.param, t.grad, t.velocity);
+  }
+}
+
 }  // namespace kg::cpu

@@ -45,8 +45,36 @@ struct SgdStep {
   }
 };
 
+// One parameter per blockIdx.y: the same update as map_kernel<SgdStep>, with the rate read from
+// device memory (so that a replayed graph uses the rate of the step it replays).
+template <bool kMomentum, bool kNesterov>
+__global__ void __launch_bounds__(kMapThreads) sgd_many_kernel(SgdGroup g, const float* lr) {
+  const SgdTensor& t = g.items[blockIdx.y];
+  const SgdStep<kMomentum, kNesterov> step{lr[0], g.momentum, t.weight_decay, t.param, t.grad, t.velocity};
+  const bool vec = aligned16(t.param) && aligned16(t.grad) && (!kMomentum || aligned16(t.velocity));
+  map_loop(t.n, vec, step);
+}
+
 }  // namespace
 }  // namespace detail
+
+void sgd_update_many(const SgdGroup& g, const float* lr) {
+  using namespace detail;
+  if (g.count <= 0) return;
+  int64_t largest = 0;
+  for (int i = 0; i < g.count; ++i) largest = std::max(largest, g.items[i].n);
+  if (largest == 0) return;
+  const dim3 grid(grid_for(ceil_div<int64_t>(largest, 4), kMapThreads), static_cast<unsigned>(g.count));
+  const bool momentum = g.items[0].velocity != nullptr;
+  if (!momentum) {
+    sgd_many_kernel<false, false><<<grid, kMapThreads, 0, stream()>>>(g, lr);
+  } else if (g.nesterov && g.momentum != 0.0f) {
+    sgd_many_kernel<true, true><<<grid, kMapThreads, 0, stream()>>>(g, lr);
+  } else {
+    sgd_many_kernel<true, false><<<grid, kMapThreads, 0, stream()>>>(g, lr);
+  }
+  check_launch("launch of sgd_many_kernel", [&] { return describe("sgd_update_many count=", g.count, " largest n=", largest); });
+}
 
 void sgd_update(int64_t n, float lr, float momentum, float weight_decay, bool nesterov, float* param,
                 const float* grad, float* velocity) {

@@ -1,6 +1,8 @@
 // Bindings of the optimizer kernels: the SGD and Adam/AdamW updates, and the norm behind gradient
 // clipping. Every buffer of an update must have the parameter's size and live on its device.
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "addon.h"
 #include "args.h"
@@ -28,6 +30,70 @@ Napi::Value sgd_update(const Napi::CallbackInfo& info) {
   Device d = a.same_device({&p, &g, v});
   KG_RUN(a, d, sgd_update(p.numel(), lr, momentum, wd, nesterov, p.data("param"), g.data("grad"),
                           v ? v->data("velocity") : nullptr));
+  return info.Env().Undefined();
+}
+
+// The storages of list argument `i` (an array of `count` storages, or of none when `count` is 0).
+std::vector<Storage*> storage_list(const Args& a, const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsArray()) throw Napi::TypeError::New(a.env(), a.prefix() + name + " must be an array of storages");
+  Napi::Array list = info[i].As<Napi::Array>();
+  std::vector<Storage*> out;
+  for (uint32_t k = 0; k < list.Length(); ++k) {
+    Napi::Value v = list.Get(k);
+    if (!Storage::is(a.env(), v)) throw Napi::TypeError::New(a.env(), a.prefix() + name + "[" + std::to_string(k) + "] must be a Storage");
+    Storage* st = Storage::Unwrap(v.As<Napi::Object>());
+    if (st->disposed()) throw Napi::Error::New(a.env(), a.prefix() + name + "[" + std::to_string(k) + "] was disposed");
+    out.push_back(st);
+  }
+  return out;
+}
+
+// sgdUpdateMany(momentum, nesterov, lr, params, grads, velocities | null, weightDecays): sgdUpdate
+// of every parameter, with the rate read from the one-element storage lr (on their device), in
+// launches of up to kSgdGroupMax parameters.
+Napi::Value sgd_update_many(const Napi::CallbackInfo& info) {
+  Args a(info, "sgdUpdateMany", 7);
+  const float momentum = a.f32(0, "momentum");
+  const bool nesterov = a.boolean(1, "nesterov");
+  Storage& lr = a.storage(2, "lr");
+  a.expect_numel(lr, 1, "lr");
+  const std::vector<Storage*> params = storage_list(a, info, 3, "params");
+  const std::vector<Storage*> grads = storage_list(a, info, 4, "grads");
+  const bool has_velocity = !(info[5].IsNull() || info[5].IsUndefined());
+  const std::vector<Storage*> velocities = has_velocity ? storage_list(a, info, 5, "velocities") : std::vector<Storage*>{};
+  if (!info[6].IsArray()) throw Napi::TypeError::New(a.env(), a.prefix() + "weightDecays must be an array of numbers");
+  Napi::Array decays = info[6].As<Napi::Array>();
+  const size_t n = params.size();
+  if (grads.size() != n || (has_velocity && velocities.size() != n) || decays.Length() != n) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "params, grads, velocities and weightDecays must have one entry per parameter (" +
+                                             std::to_string(n) + ")");
+  }
+  if (momentum != 0.0f && !has_velocity) throw Napi::TypeError::New(a.env(), a.prefix() + "momentum needs velocity buffers");
+  SgdGroup g{};
+  g.momentum = momentum;
+  g.nesterov = nesterov;
+  const Device d = lr.device();
+  for (size_t k = 0; k < n; ++k) {
+    Storage &p = *params[k], &gr = *grads[k];
+    Storage* v = has_velocity ? velocities[k] : nullptr;
+    const std::string at = "[" + std::to_string(k) + "]";
+    a.expect_numel(gr, p.numel(), ("grads" + at).c_str());
+    if (v) a.expect_numel(*v, p.numel(), ("velocities" + at).c_str());
+    if (&p == &gr || v == &p || v == &gr) {
+      throw Napi::TypeError::New(a.env(), a.prefix() + "param, grad and velocity " + at + " must be different storages");
+    }
+    if (a.same_device({&lr, &p, &gr, v}) != d) throw Napi::TypeError::New(a.env(), a.prefix() + "every storage must be on lr's device");
+    Napi::Value wd = decays.Get(static_cast<uint32_t>(k));
+    if (!wd.IsNumber() || !std::isfinite(wd.As<Napi::Number>().DoubleValue())) {
+      throw Napi::RangeError::New(a.env(), a.prefix() + "weightDecays" + at + " must be a finite number");
+    }
+    g.items[g.count++] = SgdTensor{p.data("param"), gr.data("grad"), v ? v->data("velocity") : nullptr, p.numel(),
+                                   static_cast<float>(wd.As<Napi::Number>().DoubleValue())};
+    if (g.count == kSgdGroupMax || k + 1 == n) {
+      KG_RUN(a, d, sgd_update_many(g, lr.data("lr")));
+      g.count = 0;
+    }
+  }
   return info.Env().Undefined();
 }
 
@@ -73,6 +139,7 @@ Napi::Value l2_norm(const Napi::CallbackInfo& info) {
 
 void register_optim(Napi::Env env, Napi::Object exports) {
   exports.Set("sgdUpdate", Napi::Function::New<sgd_update>(env, "sgdUpdate"));
+  exports.Set("sgdUpdateMany", Napi::Function::New<sgd_update_many>(env, "sgdUpdateMany"));
   exports.Set("adamUpdate", Napi::Function::New<adam_update>(env, "adamUpdate"));
   exports.Set("l2Norm", Napi::Function::New<l2_norm>(env, "l2Norm"));
 }
