@@ -8,6 +8,7 @@ import { readOptions } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFinite, checkSameDevice, checkTensor } from './check';
+import { deferredChecks } from './deferred-checks';
 
 const ACCEPTED = 'dense (batch, features) or 2-D convolution (batch, channels, height, width) input';
 
@@ -87,11 +88,16 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
   const saveInvstd = Tensor.empty([c], x.device);
   const batchVar = Tensor.empty([c], x.device);
   native.batchNormForwardTrain(shape, x.storage, gamma.storage, beta.storage, eps, y.storage, saveMean.storage, saveInvstd.storage, batchVar.storage);
-  try {
-    checkBatchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
-  } catch (e) {
-    for (const t of [y, saveMean, saveInvstd, batchVar]) t.dispose();
-    throw e;
+  const deferred = deferredChecks(x.device);
+  if (deferred) {
+    deferred.batchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
+  } else {
+    try {
+      checkBatchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
+    } catch (e) {
+      for (const t of [y, saveMean, saveInvstd, batchVar]) t.dispose();
+      throw e;
+    }
   }
   if (runningMean && runningVar) {
     native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storageForWrite());

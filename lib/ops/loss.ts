@@ -51,6 +51,24 @@ export function rememberLabels(t: Tensor, values: ArrayLike<number>): void {
   checkedLabels.set(t, { version: t.version, bound });
 }
 
+/**
+ * @internal Checks labels for n rows of logits `like` with k classes, as softmaxCrossEntropy does
+ * (a label tensor whose values are not known is read back); returns the largest label + 1.
+ */
+export function labelBound(labels: Labels, n: number, k: number, like: Tensor): number {
+  if (labels instanceof Tensor) {
+    labelTensor(labels, n, k, like);
+    return (checkedLabels.get(labels) as { bound: number }).bound;
+  }
+  if (isInt32Array(labels) || isFloat32Array(labels) || Array.isArray(labels)) return checkLabelValues(labels, n, k, like);
+  return labelTensor(labels, n, k, like).numel; // throws the TypeError for what is not labels
+}
+
+/** @internal Marks the current values of `t`, copied from labels checked by labelBound, as checked. */
+export function trustLabels(t: Tensor, bound: number): void {
+  checkedLabels.set(t, { version: t.version, bound });
+}
+
 /** Labels as a tensor of class indices on `device`, each checked to be an integer in [0, k). */
 function labelTensor(labels: Labels, n: number, k: number, like: Tensor): Tensor {
   const op = 'kg.nn.functional.softmaxCrossEntropy';

@@ -5,3 +5,5 @@ export { evaluateAccuracy } from './evaluate';
 export { MovingAverage, AccuracyCounter, formatEpochLine } from './metrics';
 export type { EpochMetrics, RunMetrics } from './metrics';
 export { trainingPlotSpec, renderSvg, svgToPng, writeTrainingPlot } from './plot';
+export { compileStep } from './compile';
+export type { CompileStepOptions, CompiledStep } from './compile';

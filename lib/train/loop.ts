@@ -16,6 +16,7 @@ import { describe, readOptions } from '../options';
 import { formatShape } from '../shape';
 import type { Tensor } from '../tensor';
 import { tidy } from '../tidy';
+import { compileStep } from './compile';
 import { nonFiniteStepError } from './diverged';
 import { evaluateAccuracy } from './evaluate';
 import { EpochMetrics, formatEpochLine, MovingAverage } from './metrics';
@@ -49,6 +50,12 @@ export interface FitOptions {
   log?: (line: string) => void;
   /** Called after each epoch with its metrics (e.g. to write a checkpoint); may be async. */
   onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
+  /**
+   * Train through kg.train.compileStep on CUDA (default true): each step is one replay of a
+   * captured CUDA graph, and its loss is read a step late, so no step waits for the GPU. false:
+   * the eager trainStep, which reads every loss at once.
+   */
+  compile?: boolean;
 }
 
 /** The result of one training step. */
@@ -139,8 +146,24 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
   const movingLoss = new MovingAverage(0.99);
   // Steps taken so far (what the schedule is a function of), as if the run had started at epoch 0.
   let steps = startEpoch * stepsPerEpoch(options.train);
+  // With a compiled step, the step whose loss is still on its way (its batch is kept until then).
+  let lateStep: LateStep | null = null;
+  let epoch = startEpoch;
+  const compiled =
+    (options.compile ?? true) && device === 'cuda' && options.optimizer.params[0]?.device === 'cuda'
+      ? compileStep({ model, optimizer: options.optimizer, loss: (out, y) => softmaxCrossEntropy(out, y, { reduction }) })
+      : null;
+  try {
+    await runEpochs();
+  } finally {
+    compiled?.dispose();
+  }
+  return results;
+
+  async function runEpochs(): Promise<void> {
 
   for (let e = startEpoch; e < startEpoch + epochs; e++) {
+    epoch = e;
     model.train();
     movingLoss.reset();
     const total = options.train.length;
@@ -167,20 +190,31 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
           // Batch norm cannot train on a single example (its variance is undefined): a last
           // partial batch of size 1 is skipped. (The CLI avoids it with dropLast.)
           if (batch.x.shape[0] < 2) continue;
-          let meanLoss: number;
           if (options.schedule) applySchedule(options.optimizer, options.schedule, steps);
-          try {
-            ({ meanLoss } = trainStep(model, options.optimizer, batch.x, batch.y, reduction));
-          } catch (err) {
-            if (err instanceof NonFiniteError) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { cause: err });
-            throw err;
+          if (compiled) {
+            // The loss that comes back is the previous step's: checked and averaged a step late.
+            const previous = lateStep;
+            lateStep = { x: batch.x, i, lr: options.optimizer.lr };
+            try {
+              takeLoss(previous, () => compiled(batch.x, batch.y));
+            } finally {
+              previous?.x.dispose();
+            }
+          } else {
+            let meanLoss: number;
+            try {
+              ({ meanLoss } = trainStep(model, options.optimizer, batch.x, batch.y, reduction));
+            } catch (err) {
+              if (err instanceof NonFiniteError) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { cause: err });
+              throw err;
+            }
+            if (!Number.isFinite(meanLoss)) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { loss: meanLoss });
+            movingLoss.update(meanLoss);
           }
           steps++;
-          if (!Number.isFinite(meanLoss)) throw nonFiniteStepError(batch.x, e, i, options.optimizer.lr, { loss: meanLoss });
-          movingLoss.update(meanLoss);
           images += batch.x.shape[0];
         } finally {
-          batch.x.dispose();
+          if (lateStep?.x !== batch.x) batch.x.dispose();
           batch.y.dispose();
         }
         i++;
@@ -190,7 +224,10 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
         }
         await yieldToEventLoop();
       }
+      if (compiled) takeLoss(lateStep, () => compiled.flush());
     } finally {
+      lateStep?.x.dispose();
+      lateStep = null;
       bar?.stop();
     }
     if (images === 0) {
@@ -216,10 +253,32 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
     log(formatEpochLine(m));
     if (options.onEpoch) await options.onEpoch(m);
   }
-  return results;
+  }
+
+  /** Reads a step's loss through `read`, checks it and adds it to the average (`step`: which it was). */
+  function takeLoss(step: LateStep | null, read: () => number | null): void {
+    let total: number | null;
+    try {
+      total = read();
+    } catch (err) {
+      if (err instanceof NonFiniteError && step) throw nonFiniteStepError(step.x, epoch, step.i, step.lr, { cause: err });
+      throw err;
+    }
+    if (total === null || step === null) return;
+    const meanLoss = reduction === 'sum' ? total / step.x.shape[0] : total;
+    if (!Number.isFinite(meanLoss)) throw nonFiniteStepError(step.x, epoch, step.i, step.lr, { loss: meanLoss });
+    movingLoss.update(meanLoss);
+  }
 }
 
-const FIT_OPTIONS = ['optimizer', 'schedule', 'train', 'test', 'trainEval', 'epochs', 'startEpoch', 'lossReduction', 'progress', 'log', 'onEpoch'] as const;
+/** What the loop remembers of a step whose loss it reads a step later. */
+interface LateStep {
+  x: Tensor;
+  i: number;
+  lr: number;
+}
+
+const FIT_OPTIONS = ['optimizer', 'schedule', 'train', 'test', 'trainEval', 'epochs', 'startEpoch', 'lossReduction', 'progress', 'log', 'onEpoch', 'compile'] as const;
 
 function checkFitArguments(model: Module, options: FitOptions): void {
   const fn = 'kg.train.fit';
@@ -240,6 +299,9 @@ function checkFitArguments(model: Module, options: FitOptions): void {
   if (opts.startEpoch !== undefined) checkPositiveInt(opts.startEpoch, fn, 'startEpoch', 0);
   if (opts.lossReduction !== undefined && opts.lossReduction !== 'sum' && opts.lossReduction !== 'mean') {
     throw new TypeError(`${fn}: lossReduction must be 'sum' or 'mean', got ${describe(opts.lossReduction)}`);
+  }
+  if (opts.compile !== undefined && typeof opts.compile !== 'boolean') {
+    throw new TypeError(`${fn}: compile must be true or false, got ${describe(opts.compile)}`);
   }
   if (opts.progress !== undefined && typeof opts.progress !== 'boolean') {
     throw new TypeError(`${fn}: progress must be true or false, got ${describe(opts.progress)}`);

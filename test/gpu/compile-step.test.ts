@@ -1,0 +1,147 @@
+// kg.train.compileStep on CUDA: a captured and replayed step against the eager trainStep (the
+// parameters, the momentum and the running statistics after several steps, with a learning rate
+// that changes every step), the work one replayed step issues (kg.cuda.counters), the rules of
+// capture (a host read inside the step is refused, a new batch shape is captured anew), and the
+// batch-norm check that reports a non-finite batch a step late instead of syncing per layer.
+import * as kg from '../../lib';
+import { describeGpu, normal, sized } from './helpers';
+
+const BATCH = sized(16, 4);
+const STEPS = 4;
+const lrAt = (s: number) => 0.01 * [1, 0.5, 2, 0.25, 1, 1][s];
+
+function batch(s: number, n = BATCH): { x: kg.Tensor; y: Int32Array } {
+  const x = kg.tensor(normal(n * 28 * 28, 100 + s), [n, 1, 28, 28], { device: 'cuda' });
+  const y = Int32Array.from({ length: n }, (_, i) => (i * 7 + s * 3) % 10);
+  return { x, y };
+}
+
+function setup() {
+  const model = kg.models.bnCnn({ device: 'cuda', seed: 5, hidden: 24 });
+  const optimizer = new kg.optim.SGD(model.parameters(), { lr: lrAt(0), momentum: 0.9, weightDecay: 1e-3 });
+  model.train();
+  return { model, optimizer };
+}
+
+/** Every parameter, then every buffer (running statistics), as host arrays. */
+function state(model: kg.nn.Module): Float32Array[] {
+  return [...model.parameters(), ...model.namedBuffers().map(([, t]) => t)].map((t) => t.toArray());
+}
+
+function worstRelative(a: Float32Array[], b: Float32Array[]): number {
+  let worst = 0;
+  a.forEach((x, k) =>
+    x.forEach((v, i) => {
+      const w = b[k][i];
+      worst = Math.max(worst, Math.abs(v - w) / Math.max(Math.abs(w), 1e-3));
+    }),
+  );
+  return worst;
+}
+
+function delta(before: kg.cuda.CudaCounters, after: kg.cuda.CudaCounters, steps: number) {
+  const per = (k: keyof kg.cuda.CudaCounters) => (after[k] - before[k]) / steps;
+  return { kernelLaunches: per('kernelLaunches'), graphReplays: per('graphReplays'), graphKernels: per('graphKernels'), hostSyncs: per('hostSyncs') };
+}
+
+describeGpu('kg.train.compileStep on CUDA', () => {
+  test('replayed steps give the eager steps\' parameters, momentum and running statistics', () => {
+    const eager = setup();
+    const eagerLosses: number[] = [];
+    for (let s = 0; s < STEPS; s++) {
+      eager.optimizer.lr = lrAt(s);
+      const { x, y } = batch(s);
+      eagerLosses.push(kg.train.trainStep(eager.model, eager.optimizer, x, y).meanLoss * BATCH);
+      x.dispose();
+    }
+
+    const compiled = setup();
+    const step = kg.train.compileStep({ model: compiled.model, optimizer: compiled.optimizer });
+    expect(step.mode).toBe('graph');
+    const losses: Array<number | null> = [];
+    for (let s = 0; s < STEPS; s++) {
+      compiled.optimizer.lr = lrAt(s);
+      const { x, y } = batch(s);
+      losses.push(step(x, y));
+      x.dispose();
+    }
+    losses.push(step.flush());
+    expect(losses[0]).toBeNull();
+    const late = losses.slice(1) as number[];
+    late.forEach((l, s) => expect(Math.abs(l - eagerLosses[s])).toBeLessThanOrEqual(1e-5 * Math.abs(eagerLosses[s])));
+    // The same kernels in the same order: equal to fp32 rounding (in practice, bitwise).
+    expect(worstRelative(state(compiled.model), state(eager.model))).toBeLessThan(1e-5);
+    step.dispose();
+  });
+
+  test('a replayed step: one graph launch, at most 2 other launches, no host sync', () => {
+    const { model, optimizer } = setup();
+    const step = kg.train.compileStep({ model, optimizer });
+    const batches = Array.from({ length: 5 }, (_, s) => batch(s));
+    step(batches[0].x, batches[0].y); // eager warm-up
+    step(batches[1].x, batches[1].y); // capture, then the first replay
+    const before = kg.cuda.counters();
+    for (let s = 2; s < 5; s++) step(batches[s].x, batches[s].y);
+    const per = delta(before, kg.cuda.counters(), 3);
+    step.flush();
+    expect(per.graphReplays).toBe(1);
+    expect(per.kernelLaunches).toBeLessThanOrEqual(2);
+    expect(per.hostSyncs).toBe(0);
+    expect(per.graphKernels).toBeGreaterThan(0);
+    // The issue's bound is 30; what this network's graph holds is printed for the record.
+    console.log(`compiled bnCnn step at batch ${BATCH}: ${per.graphKernels} graph kernels, ${per.kernelLaunches} other launches, ${per.hostSyncs} host syncs`);
+    for (const b of batches) b.x.dispose();
+    step.dispose();
+  });
+
+  test('a batch of another shape is captured once more and trains as eagerly', () => {
+    const { model, optimizer } = setup();
+    const step = kg.train.compileStep({ model, optimizer });
+    const shapes = [BATCH, BATCH, BATCH - 1, BATCH, BATCH - 1];
+    const before = kg.cuda.counters();
+    shapes.forEach((n, s) => {
+      const { x, y } = batch(s, n);
+      step(x, y);
+      x.dispose();
+    });
+    const last = step.flush();
+    expect(Number.isFinite(last)).toBe(true);
+    const after = kg.cuda.counters();
+    expect(after.graphReplays - before.graphReplays).toBe(4); // all but the eager first step
+    step.dispose();
+  });
+
+  test('a host read inside the step spoils the capture, with an error that says so', () => {
+    const { model, optimizer } = setup();
+    const step = kg.train.compileStep({
+      model,
+      optimizer,
+      loss: (out, y) => {
+        const l = kg.nn.functional.softmaxCrossEntropy(out, y, { reduction: 'sum' });
+        if (!Number.isFinite(l.item())) throw new Error('unreachable');
+        return l;
+      },
+    });
+    const a = batch(0);
+    const b = batch(1);
+    step(a.x, kg.tensor(Float32Array.from(a.y), [BATCH], { device: 'cuda' })); // eager: the read is allowed
+    expect(() => step(b.x, kg.tensor(Float32Array.from(b.y), [BATCH], { device: 'cuda' }))).toThrow(
+      /could not be captured as a CUDA graph.*cudaErrorStreamCapture(Unsupported|Invalidated)/s,
+    );
+    // The stream works again.
+    expect(kg.add(a.x, a.x).toArray()[0]).toBeCloseTo(2 * a.x.toArray()[0], 5);
+    step.dispose();
+  });
+
+  test('a non-finite batch is reported by batch norm a step late, naming the channel', () => {
+    const { model, optimizer } = setup();
+    const step = kg.train.compileStep({ model, optimizer });
+    for (let s = 0; s < 2; s++) step(batch(s).x, batch(s).y);
+    const bad = normal(BATCH * 28 * 28, 7);
+    bad[3] = NaN;
+    const y = batch(0).y;
+    step(kg.tensor(bad, [BATCH, 1, 28, 28], { device: 'cuda' }), y); // queued; the previous step was fine
+    expect(() => step.flush()).toThrow(kg.NonFiniteError);
+    step.dispose();
+  });
+});
