@@ -53,17 +53,40 @@ struct Holder {
 void destroy_graph(cuda::Graph* g) { cuda::destroy(g); }
 void destroy_readback(cuda::Readback* r) { delete r; }
 
+// Each kind of external carries its own type tag, so that a graph is never taken for a readback
+// (or any other addon's external for either).
+template <class T>
+const napi_type_tag* tag_of();
+template <>
+const napi_type_tag* tag_of<cuda::Graph>() {
+  static const napi_type_tag tag{0x6b67677261706821ull, 0x1f3a9c2d4e5b6071ull};
+  return &tag;
+}
+template <>
+const napi_type_tag* tag_of<cuda::Readback>() {
+  static const napi_type_tag tag{0x6b67726561646261ull, 0x2e4b8d1c3f5a6972ull};
+  return &tag;
+}
+
 template <class T>
 Napi::External<Holder<T>> wrap(Napi::Env env, T* object, void (*destroy)(T*)) {
-  return Napi::External<Holder<T>>::New(env, new Holder<T>{{object, destroy}}, [](Napi::Env, Holder<T>* h) { delete h; });
+  auto e = Napi::External<Holder<T>>::New(env, new Holder<T>{{object, destroy}}, [](Napi::Env, Holder<T>* h) { delete h; });
+  e.TypeTag(tag_of<T>());
+  return e;
+}
+
+// The holder of argument 0 when it is an external of kind T, else a TypeError.
+template <class T>
+Holder<T>* holder(const Napi::CallbackInfo& info, const char* name, const char* what) {
+  if (info.Length() < 1 || !info[0].IsExternal() || !info[0].As<Napi::External<Holder<T>>>().CheckTypeTag(tag_of<T>())) {
+    throw Napi::TypeError::New(info.Env(), std::string("kernelgrad.") + name + ": expected a " + what);
+  }
+  return info[0].As<Napi::External<Holder<T>>>().Data();
 }
 
 template <class T>
 T& unwrap(const Napi::CallbackInfo& info, const char* name, const char* what) {
-  if (info.Length() < 1 || !info[0].IsExternal()) {
-    throw Napi::TypeError::New(info.Env(), std::string("kernelgrad.") + name + ": expected a " + what);
-  }
-  Holder<T>* h = info[0].As<Napi::External<Holder<T>>>().Data();
+  Holder<T>* h = holder<T>(info, name, what);
   if (!h->object) throw Napi::Error::New(info.Env(), std::string("kernelgrad.") + name + ": the " + what + " was disposed");
   return *h->object;
 }
@@ -97,8 +120,7 @@ Napi::Value graph_kernels(const Napi::CallbackInfo& info) {
 
 template <class T>
 Napi::Value dispose(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "kernelgrad: dispose of something that is not a handle");
-  info[0].As<Napi::External<Holder<T>>>().Data()->object.reset();
+  holder<T>(info, "dispose", "handle of this kind")->object.reset();
   return info.Env().Undefined();
 }
 

@@ -131,6 +131,21 @@ const sgd = fc.tuple(scalar, fc.constantFrom(0, 0.9, NaN), scalar, fc.boolean(),
   call('sgdUpdate', lr, m, wd, nesterov, st(n), st(n), vel ? st(n + off) : null),
 );
 
+// Lists of parameters whose lengths, sizes or rate storage may be off by one.
+const sgdMany = fc
+  .tuple(fc.constantFrom(0, 0.9, NaN), fc.boolean(), fc.array(spare, { minLength: 0, maxLength: 70 }), fc.constantFrom(0, 0, 0, 1), fc.constantFrom(0, 0, 1), fc.boolean(), fc.constantFrom(0, 0.1, NaN))
+  .map(([m, nesterov, sizes, off, lrOff, vel, wd]) =>
+    call(
+      'sgdUpdateMany', m, nesterov, st(1 + lrOff),
+      sizes.map((n) => st(n)), sizes.map((n, i) => st(n + (i === 0 ? off : 0))), vel ? sizes.map((n) => st(n)) : null,
+      sizes.slice(off).map(() => wd),
+    ),
+  );
+
+const flagStats = fc.tuple(dim, spare, fc.constantFrom(0, 0, 1), fc.boolean(), scalar, fc.constantFrom(3, 3, 2)).map(([c, n, off, withVar, layer, flag]) =>
+  call('flagNonFiniteStats', c, st(sizeFor(wrapped(c), n)), st(sizeFor(wrapped(c), n) + off, { fill: [NaN, 0, Infinity, 1] }), withVar ? st(sizeFor(wrapped(c), n)) : null, layer, st(flag)),
+);
+
 // One of the four buffers off by `off` elements.
 const adam = fc.tuple(fc.constantFrom(0.9, 0, NaN), scalar, scalar, fc.constantFrom(1e-8, 0, -1), scalar, scalar, spare, fc.constantFrom(0, 0, 0, 1), fc.integer({ min: 0, max: 3 })).map(
   ([b1, b2, step, eps, l2, decay, n, off, which]) =>
@@ -150,7 +165,7 @@ const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim
 );
 
 // setCpuThreads changes the state the later calls of the child run in.
-const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
+const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cudaCounters', 'cpuThreads', 'cpuIsa', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
   ([fn, n]) => (fn === 'setCpuThreads' ? call(fn, n) : call(fn)),
 );
 
@@ -160,7 +175,7 @@ export const NATIVE_FUNCTIONS = [
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
-  'maxPool2dForward', 'maxPool2dBackward', 'dropout',
+  'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',
 ];
 
 export const nativeCall: fc.Arbitrary<Call> = mutated(
@@ -176,6 +191,8 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 2, arbitrary: reduceSum },
     { weight: 3, arbitrary: labelled },
     { weight: 1, arbitrary: sgd },
+    { weight: 1, arbitrary: sgdMany },
+    { weight: 1, arbitrary: flagStats },
     { weight: 1, arbitrary: adam },
     { weight: 1, arbitrary: l2Norm },
     { weight: 2, arbitrary: storage },
