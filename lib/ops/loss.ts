@@ -64,6 +64,12 @@ export function labelBound(labels: Labels, n: number, k: number, like: Tensor): 
   return labelTensor(labels, n, k, like).numel; // throws the TypeError for what is not labels
 }
 
+/** @internal The largest label + 1 of a label tensor whose current values were checked, else undefined. */
+export function knownLabelBound(t: Tensor): number | undefined {
+  const known = checkedLabels.get(t);
+  return known !== undefined && known.version === t.version ? known.bound : undefined;
+}
+
 /** @internal Marks the current values of `t`, copied from labels checked by labelBound, as checked. */
 export function trustLabels(t: Tensor, bound: number): void {
   checkedLabels.set(t, { version: t.version, bound });

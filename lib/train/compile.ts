@@ -33,7 +33,7 @@ import { Dropout } from '../nn/dropout';
 import { Module } from '../nn/module';
 import { checkTensor } from '../ops/check';
 import { DeferredChecks, withDeferredChecks } from '../ops/deferred-checks';
-import { labelBound, Labels, softmaxCrossEntropy, trustLabels } from '../ops/loss';
+import { knownLabelBound, labelBound, Labels, softmaxCrossEntropy, trustLabels } from '../ops/loss';
 import { Optimizer } from '../optim/optimizer';
 import { describe, readOptions } from '../options';
 import { formatShape } from '../shape';
@@ -48,6 +48,8 @@ export interface CompileStepOptions {
    * output and the labels, summed over the batch, as fit() trains).
    */
   loss?: (output: Tensor, y: Labels) => Tensor;
+  /** How the default loss combines the examples: 'sum' (default, as fit() trains) or 'mean'. */
+  lossReduction?: 'sum' | 'mean';
   /** Capture steps as a CUDA graph where possible (default true; false: eager steps on CUDA too). */
   graph?: boolean;
 }
@@ -106,10 +108,11 @@ class Compiled {
     private readonly model: Module,
     private readonly optimizer: Optimizer,
     loss: ((output: Tensor, y: Labels) => Tensor) | undefined,
+    reduction: 'sum' | 'mean',
     graph: boolean,
   ) {
     this.customLoss = loss !== undefined;
-    this.lossOf = loss ?? ((output, y) => softmaxCrossEntropy(output, y, { reduction: 'sum' }));
+    this.lossOf = loss ?? ((output, y) => softmaxCrossEntropy(output, y, { reduction }));
     const device = optimizer.params[0].device;
     if (device === 'cpu') {
       this.mode = 'cpu';
@@ -220,6 +223,9 @@ class Compiled {
     if (this.customLoss) {
       if (!(y instanceof Tensor)) throw new TypeError(`${FN}: with a custom loss, y must be a Tensor, got ${describe(y)}`);
       c.ys.copy_(y);
+      // Labels a loader checked stay trusted in the copy, so the loss need not read them back.
+      const known = knownLabelBound(y);
+      if (known !== undefined) trustLabels(c.ys, known);
       return;
     }
     const like = c.logitsLike as Tensor;
@@ -272,14 +278,18 @@ export function compileStep(options: CompileStepOptions): CompiledStep {
   if (options === undefined || options === null || typeof options !== 'object') {
     throw new TypeError(`${FN}: options { model, optimizer } are required, got ${describe(options)}`);
   }
-  const opts = readOptions(options, FN, ['model', 'optimizer', 'loss', 'graph']);
+  const opts = readOptions(options, FN, ['model', 'optimizer', 'loss', 'lossReduction', 'graph']);
   if (!(opts.model instanceof Module)) throw new TypeError(`${FN}: model must be a kg.nn.Module, got ${describe(opts.model)}`);
   if (!(opts.optimizer instanceof Optimizer)) {
     throw new TypeError(`${FN}: optimizer must be a kg.optim optimizer (SGD, Adam, AdamW), got ${describe(opts.optimizer)}`);
   }
   if (opts.loss !== undefined && typeof opts.loss !== 'function') throw new TypeError(`${FN}: loss must be a function, got ${describe(opts.loss)}`);
+  if (opts.lossReduction !== undefined && opts.lossReduction !== 'sum' && opts.lossReduction !== 'mean') {
+    throw new TypeError(`${FN}: lossReduction must be 'sum' or 'mean', got ${describe(opts.lossReduction)}`);
+  }
+  if (opts.loss !== undefined && opts.lossReduction !== undefined) throw new TypeError(`${FN}: lossReduction goes with the default loss, not with loss`);
   if (opts.graph !== undefined && typeof opts.graph !== 'boolean') throw new TypeError(`${FN}: graph must be true or false, got ${describe(opts.graph)}`);
-  const compiled = new Compiled(opts.model, opts.optimizer, opts.loss, opts.graph ?? true);
+  const compiled = new Compiled(opts.model, opts.optimizer, opts.loss, opts.lossReduction ?? 'sum', opts.graph ?? true);
   const step = ((x: Tensor, y: Labels) => compiled.step(x, y)) as CompiledStep;
   Object.defineProperty(step, 'mode', { get: () => compiled.mode });
   step.flush = () => compiled.flush();

@@ -151,7 +151,7 @@ export async function fit(model: Module, options: FitOptions): Promise<EpochMetr
   let epoch = startEpoch;
   const compiled =
     (options.compile ?? true) && device === 'cuda' && options.optimizer.params[0]?.device === 'cuda'
-      ? compileStep({ model, optimizer: options.optimizer, loss: (out, y) => softmaxCrossEntropy(out, y, { reduction }) })
+      ? compileStep({ model, optimizer: options.optimizer, lossReduction: reduction })
       : null;
   try {
     await runEpochs();

@@ -4,6 +4,8 @@
 // capture (a host read inside the step is refused, a new batch shape is captured anew), and the
 // batch-norm check that reports a non-finite batch a step late instead of syncing per layer.
 import * as kg from '../../lib';
+import { ArrayDataset, DataLoader } from '../../lib/data/loader';
+import { fit } from '../../lib/train/loop';
 import { describeGpu, normal, sized } from './helpers';
 
 const BATCH = sized(16, 4);
@@ -143,5 +145,39 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     step(kg.tensor(bad, [BATCH, 1, 28, 28], { device: 'cuda' }), y); // queued; the previous step was fine
     expect(() => step.flush()).toThrow(kg.NonFiniteError);
     step.dispose();
+  });
+
+  test('fit() trains through the compiled step by default, as its eager loop does', async () => {
+    const count = 11; // two batches of 4 and a last one of 3: two captures
+    const r = new kg.Random(9);
+    const data: ArrayDataset = {
+      inputs: Float32Array.from({ length: count * 16 }, () => r.uniform()),
+      labels: Array.from({ length: count }, (_, i) => i % 3),
+      count,
+      sampleShape: [1, 4, 4],
+    };
+    const run = async (compile: boolean) => {
+      const model = new kg.nn.Sequential(new kg.nn.Flatten(), new kg.nn.Linear(16, 6, { seed: 1, device: 'cuda' }), new kg.nn.BatchNorm(6, { device: 'cuda' }), new kg.nn.ReLU(), new kg.nn.Linear(6, 3, { seed: 2, device: 'cuda' }));
+      const optimizer = new kg.optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
+      const before = kg.cuda.counters();
+      const metrics = await fit(model, {
+        optimizer,
+        schedule: (n) => 0.05 / (1 + n),
+        train: new DataLoader(data, { batchSize: 4, device: 'cuda' }),
+        test: new DataLoader(data, { batchSize: 11, device: 'cuda' }),
+        epochs: 2,
+        compile,
+        progress: false,
+        log: () => {},
+      });
+      const replays = kg.cuda.counters().graphReplays - before.graphReplays;
+      return { metrics, replays, state: state(model) };
+    };
+    const compiled = await run(true);
+    const eager = await run(false);
+    expect(compiled.replays).toBe(5); // 6 steps, the first eager
+    expect(eager.replays).toBe(0);
+    compiled.metrics.forEach((m, e) => expect(Math.abs(m.loss - eager.metrics[e].loss)).toBeLessThanOrEqual(1e-5 * Math.abs(eager.metrics[e].loss)));
+    expect(worstRelative(compiled.state, eager.state)).toBeLessThan(1e-5);
   });
 });

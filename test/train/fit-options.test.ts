@@ -48,11 +48,12 @@ describe('fit', () => {
 
   test.each<[string, (o: FitOptions) => unknown, RegExp]>([
     ['null options', () => null, /^kg\.train\.fit: options must be an object, got null/],
-    ['an unknown option', (o) => ({ ...o, epoch: 3 }), /^kg\.train\.fit: unknown option 'epoch' \(known options: optimizer, schedule, train, test, trainEval, epochs, startEpoch, lossReduction, progress, log, onEpoch\)/],
+    ['an unknown option', (o) => ({ ...o, epoch: 3 }), /^kg\.train\.fit: unknown option 'epoch' \(known options: optimizer, schedule, train, test, trainEval, epochs, startEpoch, lossReduction, progress, log, onEpoch, compile\)/],
     ['a missing optimizer', (o) => ({ ...o, optimizer: undefined }), /^kg\.train\.fit: optimizer must be a kg\.optim optimizer \(SGD, Adam, AdamW\), got undefined/],
     ['an array as the test set', (o) => ({ ...o, test: [] }), /^kg\.train\.fit: test must be a kg\.data\.DataLoader, got an array of length 0/],
     ['epochs 0', (o) => ({ ...o, epochs: 0 }), /^kg\.train\.fit: epochs must be a positive integer, got 0/],
     ['a fractional startEpoch', (o) => ({ ...o, startEpoch: 0.5 }), /^kg\.train\.fit: startEpoch must be a non-negative integer, got 0\.5/],
+    ['a compile option that is not a boolean', (o) => ({ ...o, compile: 'yes' }), /^kg\.train\.fit: compile must be true or false, got "yes"/],
     ['an unknown reduction', (o) => ({ ...o, lossReduction: 'avg' }), /^kg\.train\.fit: lossReduction must be 'sum' or 'mean', got "avg"/],
   ])('rejects %s', async (_, change, message) => {
     const { model, options } = setup(8, 4);
