@@ -5,6 +5,7 @@
 // batch-norm check that reports a non-finite batch a step late instead of syncing per layer.
 import * as kg from '../../lib';
 import { ArrayDataset, DataLoader } from '../../lib/data/loader';
+import { native } from '../../lib/native';
 import { fit } from '../../lib/train/loop';
 import { describeGpu, normal, sized } from './helpers';
 
@@ -83,9 +84,13 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     step(batches[0].x, batches[0].y); // eager warm-up
     step(batches[1].x, batches[1].y); // capture, then the first replay
     const before = kg.cuda.counters();
+    const memory = kg.cuda.memoryStats();
     for (let s = 2; s < 5; s++) step(batches[s].x, batches[s].y);
     const per = delta(before, kg.cuda.counters(), 3);
     step.flush();
+    // Replays take their memory from the graph's pool: no new block, nothing more held.
+    expect(kg.cuda.memoryStats().numMallocs).toBe(memory.numMallocs);
+    expect(kg.cuda.memoryStats().allocated).toBe(memory.allocated);
     expect(per.graphReplays).toBe(1);
     expect(per.kernelLaunches).toBeLessThanOrEqual(2);
     expect(per.hostSyncs).toBe(0);
@@ -179,5 +184,18 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     expect(eager.replays).toBe(0);
     compiled.metrics.forEach((m, e) => expect(Math.abs(m.loss - eager.metrics[e].loss)).toBeLessThanOrEqual(1e-5 * Math.abs(eager.metrics[e].loss)));
     expect(worstRelative(compiled.state, eager.state)).toBeLessThan(1e-5);
+  });
+
+  test('the raw graph and readback bindings refuse what is not theirs', () => {
+    const readback = native.cudaReadbackCreate(2);
+    expect(() => native.cudaGraphReplay(readback)).toThrow(/cudaGraphReplay: expected a CUDA graph/);
+    expect(() => native.cudaGraphReplay({} as never)).toThrow(TypeError);
+    expect(() => native.cudaReadbackEnqueue(readback, kg.zeros([3], { device: 'cuda' }).storage, 0)).toThrow(/do not fit/);
+    expect(() => native.cudaReadbackEnqueue(readback, kg.zeros([3]).storage, 0)).toThrow(/must be on the GPU/);
+    native.cudaReadbackEnqueue(readback, kg.full([2], 3, { device: 'cuda' }).storage, 0);
+    expect(Array.from(native.cudaReadbackRead(readback))).toEqual([3, 3]);
+    native.cudaReadbackDispose(readback);
+    expect(() => native.cudaReadbackRead(readback)).toThrow(/was disposed/);
+    expect(() => native.cudaCaptureEnd()).toThrow(/cudaStreamEndCapture failed: cudaErrorIllegalState/);
   });
 });

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -929,6 +930,42 @@ static void test_sgd() {
       const std::string tag = "n=" + std::to_string(n) + (nesterov ? " nesterov" : with_momentum ? " momentum" : "");
       validate("sgd_update param " + tag, dP.download(), pref, 1e-6, 1e-6);
       if (with_momentum) validate("sgd_update velocity " + tag, dV.download(), vref, 1e-6, 1e-6);
+    }
+  }
+  // sgd_update_many: every size above in one launch, each with its own decay, the rate on the device.
+  std::printf("\n== sgd_update_many\n");
+  for (int mode = 0; mode < 3; ++mode) {
+    const bool with_momentum = mode > 0, nesterov = mode == 2;
+    const float lr = 0.02f, mom = with_momentum ? 0.9f : 0.0f;
+    const std::vector<int64_t> sizes = {1, 7, 4096, 100001};
+    std::vector<Vec> p, g, v;
+    std::vector<std::unique_ptr<DevBuf>> dP, dG, dV;
+    kg::SgdGroup group{};
+    group.momentum = mom;
+    group.nesterov = nesterov;
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      p.push_back(randn(sizes[k]));
+      g.push_back(randn(sizes[k]));
+      v.push_back(randn(sizes[k]));
+      dP.push_back(std::make_unique<DevBuf>(p[k]));
+      dG.push_back(std::make_unique<DevBuf>(g[k]));
+      dV.push_back(std::make_unique<DevBuf>(v[k]));
+      group.items[group.count++] = kg::SgdTensor{dP[k]->get(), dG[k]->get(), with_momentum ? dV[k]->get() : nullptr, sizes[k],
+                                             1e-3f * static_cast<float>(k)};
+    }
+    DevBuf dLr(Vec{lr});
+    cu::sgd_update_many(group, dLr.get());
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      const double wd = group.items[k].weight_decay;
+      DVec pref(sizes[k]), vref(sizes[k]);
+      for (int64_t i = 0; i < sizes[k]; ++i) {
+        const double gg = double(g[k][i]) + wd * double(p[k][i]);
+        vref[i] = with_momentum ? mom * double(v[k][i]) + gg : gg;
+        pref[i] = p[k][i] - lr * (nesterov ? gg + mom * vref[i] : vref[i]);
+      }
+      const std::string tag = "n=" + std::to_string(sizes[k]) + " mode " + std::to_string(mode);
+      validate("sgd_update_many param " + tag, dP[k]->download(), pref, 1e-6, 1e-6);
+      if (with_momentum) validate("sgd_update_many velocity " + tag, dV[k]->download(), vref, 1e-6, 1e-6);
     }
   }
 }
