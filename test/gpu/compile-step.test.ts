@@ -189,9 +189,9 @@ describeGpu('kg.train.compileStep on CUDA', () => {
   test('the raw graph and readback bindings refuse what is not theirs', () => {
     const readback = native.cudaReadbackCreate(2);
     expect(() => native.cudaGraphReplay(readback)).toThrow(/cudaGraphReplay: expected a CUDA graph/);
-    expect(() => native.cudaGraphReplay({} as never)).toThrow(TypeError);
+    expect(() => native.cudaGraphReplay({} as never)).toThrow(/expected a CUDA graph/);
     expect(() => native.cudaReadbackEnqueue(readback, kg.zeros([3], { device: 'cuda' }).storage, 0)).toThrow(/do not fit/);
-    expect(() => native.cudaReadbackEnqueue(readback, kg.zeros([3]).storage, 0)).toThrow(/must be on the GPU/);
+    expect(() => native.cudaReadbackEnqueue(readback, kg.zeros([2], { device: 'cpu' }).storage, 0)).toThrow(/must be on the GPU/);
     native.cudaReadbackEnqueue(readback, kg.full([2], 3, { device: 'cuda' }).storage, 0);
     expect(Array.from(native.cudaReadbackRead(readback))).toEqual([3, 3]);
     native.cudaReadbackDispose(readback);
