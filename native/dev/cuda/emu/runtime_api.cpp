@@ -3,11 +3,11 @@
 //
 // Streams are not modelled: every launch and copy runs to completion when it is issued (or, on a
 // capturing stream, is recorded: graphs.cpp), so stream order always holds and a synchronize has
-// nothing to wait for. For copies from pageable
-// host memory (all kernelgrad makes) that is also what CUDA guarantees: the bytes are staged
-// before cudaMemcpyAsync returns, so the caller may free or reuse them at once. What this cannot
-// show: a copy from pinned memory (cudaMallocHost, not emulated) freed before the stream reached
-// it, a missing synchronize before the host reads a result, or work on two streams racing. An
+// nothing to wait for. For copies from pageable host memory that is also what CUDA guarantees:
+// the bytes are staged before cudaMemcpyAsync returns, so the caller may free or reuse them at
+// once. What this cannot show: page-locked memory (cudaMallocHost) read or freed before the
+// stream reached a copy into or out of it, a missing synchronize before the host reads a result,
+// or work on two streams racing. An
 // event records the host clock when it is recorded, which, with launches run at once, makes
 // cudaEventElapsedTime the emulated work's wall time between the two records.
 #include <chrono>
