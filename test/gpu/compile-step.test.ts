@@ -140,6 +140,22 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     step.dispose();
   });
 
+  test('a synchronize inside the step spoils the capture too', () => {
+    const { model, optimizer } = setup();
+    const step = kg.train.compileStep({
+      model,
+      optimizer,
+      loss: (out, y) => {
+        kg.cuda.synchronize();
+        return kg.nn.functional.softmaxCrossEntropy(out, y, { reduction: 'sum' });
+      },
+    });
+    const labels = (s: number) => kg.tensor(Float32Array.from(batch(s).y), [BATCH], { device: 'cuda' });
+    step(batch(0).x, labels(0));
+    expect(() => step(batch(1).x, labels(1))).toThrow(/could not be captured as a CUDA graph.*cudaErrorStreamCapture/s);
+    step.dispose();
+  });
+
   test('a non-finite batch is reported by batch norm a step late, naming the channel', () => {
     const { model, optimizer } = setup();
     const step = kg.train.compileStep({ model, optimizer });
