@@ -23,7 +23,10 @@
 //    layer's seed are: with an optimizer that is not capturable (Adam, AdamW) or a model holding
 //    kg.nn.Dropout, steps run eagerly, still without a host sync per step;
 //  - a custom `loss` and the model's own input checks run at capture only; the labels of the
-//    default loss are checked on the host before every step.
+//    default loss are checked on the host before every step;
+//  - a graph holds the memory of the parameters, the optimizer's state and the running
+//    statistics: loadStateDict (which copies in place) keeps it valid, replacing those tensors
+//    (model.to(), a new optimizer) needs a new compileStep.
 // On the CPU the same call runs the step eagerly (the loss is read at once, and returned a step
 // late like on the GPU, so that a loop reads the same way on both).
 import { backward } from '../autograd/backward';
