@@ -2,8 +2,8 @@
 // LeNet-5's convolutions (Y. LeCun et al., 1998, as Caffe's MNIST example sizes them) with batch
 // norm after every layer with weights but the last:
 //
-//   conv1 (1→20, 5x5) → bn1 → relu → maxpool 2x2     (n, 20, 12, 12)
-//   conv2 (20→50, 5x5) → bn2 → relu → maxpool 2x2    (n, 50, 4, 4)
+//   conv1 (1→20, 5x5) → bn1 → relu → avgpool 2x2     (n, 20, 12, 12)
+//   conv2 (20→50, 5x5) → bn2 → relu → avgpool 2x2    (n, 50, 4, 4)
 //   flatten                                          (n, 800)
 //   fc1 (800→128) → bn3 → relu                       (n, 128)
 //   fc2 (128→10)                                     (n, 10) logits
@@ -17,7 +17,7 @@ import { BatchNorm } from '../nn/batchnorm';
 import { Conv2d } from '../nn/conv2d';
 import { Flatten } from '../nn/flatten';
 import { Linear } from '../nn/linear';
-import { MaxPool2d } from '../nn/max-pool';
+import { AvgPool2d } from '../nn/pooling';
 import { Sequential } from '../nn/sequential';
 import { describe, readOptions } from '../options';
 
@@ -26,7 +26,7 @@ export const FAST_CNN_ARCHITECTURE = 'fast-cnn';
 
 /** A PyTorch definition of the same network (same names, shapes and layouts, BN names aside). */
 export const FAST_CNN_SUMMARY =
-  'conv1 Conv2d(1,20,5) bn1 BatchNorm(20) relu1 pool1 MaxPool2d(2) conv2 Conv2d(20,50,5) bn2 BatchNorm(50) relu2 pool2 MaxPool2d(2) ' +
+  'conv1 Conv2d(1,20,5) bn1 BatchNorm(20) relu1 pool1 AvgPool2d(2,2) conv2 Conv2d(20,50,5) bn2 BatchNorm(50) relu2 pool2 AvgPool2d(2,2) ' +
   'flatten fc1 Linear(800,128) bn3 BatchNorm(128) relu3 fc2 Linear(128,10)';
 
 export interface FastCnnOptions {
@@ -54,11 +54,11 @@ export function fastCnn(opts?: FastCnnOptions): Sequential {
     conv1: new Conv2d(1, 20, 5, init(0)),
     bn1: new BatchNorm(20, bnOptions),
     relu1: new ReLU(),
-    pool1: new MaxPool2d(2),
+    pool1: new AvgPool2d(2, 2),
     conv2: new Conv2d(20, 50, 5, init(1)),
     bn2: new BatchNorm(50, bnOptions),
     relu2: new ReLU(),
-    pool2: new MaxPool2d(2),
+    pool2: new AvgPool2d(2, 2),
     flatten: new Flatten(),
     fc1: new Linear(800, 128, init(2)),
     bn3: new BatchNorm(128, bnOptions),
