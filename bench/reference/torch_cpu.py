@@ -295,9 +295,9 @@ def fast_cnn():
     """lib/models/fast-cnn.ts in PyTorch's layers, with their default initialization."""
     nn = torch.nn
     return nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.BatchNorm2d(20), nn.ReLU(), nn.AvgPool2d(2, 2),
-        nn.Conv2d(20, 50, 5), nn.BatchNorm2d(50), nn.ReLU(), nn.AvgPool2d(2, 2),
-        nn.Flatten(), nn.Linear(800, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
+        nn.Conv2d(1, 20, 5, bias=False), nn.BatchNorm2d(20), nn.ReLU(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(20, 50, 5, bias=False), nn.BatchNorm2d(50), nn.ReLU(), nn.AvgPool2d(2, 2),
+        nn.Flatten(), nn.Linear(800, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
 
 
 def case_race(_tm):
