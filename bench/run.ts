@@ -28,8 +28,9 @@ import * as poolCase from './cases/avgpool';
 import * as trainCase from './cases/train-step';
 import * as inferCase from './cases/inference';
 import * as epochCase from './cases/epoch';
+import * as raceCase from './cases/race';
 
-const CASES = [copyCase, gemmCase, bnCase, convCase, poolCase, trainCase, inferCase, epochCase];
+const CASES = [copyCase, gemmCase, bnCase, convCase, poolCase, trainCase, inferCase, epochCase, raceCase];
 const IMPLS = ['kernelgrad', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
 
 interface Options {

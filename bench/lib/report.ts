@@ -4,12 +4,13 @@
 // Used by bench/run.ts (one run) and bench/compare.ts (several JSON files, e.g. ours + PyTorch).
 import type { BenchFile, Figure } from './schema';
 import { figureKey } from './schema';
+import { RACE } from './shapes';
 
 export const OURS = 'kernelgrad';
 const IMPL_ORDER = [OURS, 'torch', 'onnxruntime', 'torch-cl', 'torch-graph', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
 const CASE_ORDER = [
   'ceiling.copy', 'gemm', 'bn.train_fwd', 'bn.infer_fwd', 'bn.backward', 'conv.fwd', 'conv.bwd_data', 'conv.bwd_filter',
-  'pool.fwd', 'pool.bwd', 'net.train_step', 'net.infer', 'net.epoch', 'mem.train_peak', 'mem.growth',
+  'pool.fwd', 'pool.bwd', 'net.train_step', 'net.infer', 'net.epoch', 'race.mnist99', 'mem.train_peak', 'mem.growth',
 ];
 
 function fmtNum(v: number): string {
@@ -154,8 +155,9 @@ interface Criterion {
   /** Ratio target (time ratio ref/ours) or, for 'fraction', ours' throughput / ref's. */
   target: number;
   /** 'speedup' of one row; 'sum': of the summed times of `caseKey` and `alsoCases` at `shape`;
-   *  'everyRow': the lowest speedup over every row both sides measured (named in the verdict). */
-  kind: 'speedup' | 'fraction' | 'sum' | 'everyRow';
+   *  'everyRow': the lowest speedup over every row both sides measured (named in the verdict);
+   *  'seconds': ours' time alone, at most `target` seconds (`ref` unused). */
+  kind: 'speedup' | 'fraction' | 'sum' | 'everyRow' | 'seconds';
   alsoCases?: string[];
   /** Informational: printed with its ratio, no verdict. */
   info?: boolean;
@@ -192,6 +194,8 @@ function criteria(m: Merged): Criterion[] {
     });
     cs.push({ label: 'SGEMM 2048^3 vs PyTorch (OpenBLAS) (>= 0.9x)', caseKey: 'gemm', shape: '2048^3', ref: 'torch', target: 0.9, kind: 'speedup' });
     cs.push({ label: 'no case slower than PyTorch', caseKey: '*', ref: 'torch', target: 1, kind: 'everyRow' });
+    cs.push({ label: `MNIST to 99% vs PyTorch (>= ${RACE.speedup}x)`, caseKey: 'race.mnist99', ref: 'torch', target: RACE.speedup, kind: 'speedup' });
+    cs.push({ label: `MNIST to 99% (<= ${RACE.maxSeconds} s)`, caseKey: 'race.mnist99', ref: OURS, target: RACE.maxSeconds, kind: 'seconds' });
     cs.push({ label: 'training step b64 vs tfjs-wasm (>= 5x)', caseKey: 'net.train_step', ref: 'tfjs-wasm', target: 5, kind: 'speedup' });
     cs.push({ label: 'inference b1000 images/s vs tfjs-wasm (>= 5x)', caseKey: 'net.infer', shape: 'b1000', ref: 'tfjs-wasm', target: 5, kind: 'speedup' });
     cs.push({ label: 'training step b64 vs tfjs-cpu', caseKey: 'net.train_step', ref: 'tfjs-cpu', target: 1, kind: 'speedup', info: true });
@@ -213,8 +217,8 @@ export interface Verdict {
 export function verdicts(m: Merged): Verdict[] {
   const out: Verdict[] = [];
   for (const c of criteria(m)) {
-    if (c.kind === 'sum' || c.kind === 'everyRow') {
-      out.push(c.kind === 'sum' ? sumVerdict(m, c) : everyRowVerdict(m, c));
+    if (c.kind === 'sum' || c.kind === 'everyRow' || c.kind === 'seconds') {
+      out.push(c.kind === 'sum' ? sumVerdict(m, c) : c.kind === 'everyRow' ? everyRowVerdict(m, c) : secondsVerdict(m, c));
       continue;
     }
     const pick = (impl: string) =>
@@ -269,6 +273,20 @@ function sumVerdict(m: Merged, c: Criterion): Verdict {
   }
   Object.assign(v, { ours: fmtMs(o), ref: fmtMs(r), ratio: r / o });
   v.verdict = r / o >= c.target ? 'meets' : 'short';
+  return v;
+}
+
+/** Ours' median time against an absolute limit. */
+function secondsVerdict(m: Merged, c: Criterion): Verdict {
+  const o = m.figures.find((f) => f.impl === OURS && f.case === c.caseKey);
+  const v: Verdict = { label: c.label, target: `<= ${c.target} s`, verdict: 'n/a' };
+  if (!o || o.status !== 'ok' || o.median_ms === undefined) {
+    v.why = !o ? 'ours not measured' : `ours ${o.status}${o.note ? `: ${o.note}` : ''}`;
+    if (o?.status === 'failed') v.verdict = 'short';
+    return v;
+  }
+  v.ours = cell(o);
+  v.verdict = o.median_ms <= c.target * 1000 ? 'meets' : 'short';
   return v;
 }
 

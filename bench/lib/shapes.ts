@@ -41,6 +41,11 @@ export interface ConvCase {
 export const CONV_SHAPES: ConvCase[] = [
   { label: 'L1 64x1x28x28 w20x1x3x3', x: [64, 1, 28, 28], w: [20, 1, 3, 3], stride: 1, pad: 0 },
   { label: 'L2 64x20x13x13 w50x20x5x5', x: [64, 20, 13, 13], w: [50, 20, 5, 5], stride: 1, pad: 0 },
+  // The race network's (lib/models/fast-cnn.ts): LeNet's 5x5 layers at batch 64 and the race's 256.
+  { label: 'R1 64x1x28x28 w20x1x5x5', x: [64, 1, 28, 28], w: [20, 1, 5, 5], stride: 1, pad: 0 },
+  { label: 'R2 64x20x12x12 w50x20x5x5', x: [64, 20, 12, 12], w: [50, 20, 5, 5], stride: 1, pad: 0 },
+  { label: 'R1 256x1x28x28 w20x1x5x5', x: [256, 1, 28, 28], w: [20, 1, 5, 5], stride: 1, pad: 0 },
+  { label: 'R2 256x20x12x12 w50x20x5x5', x: [256, 20, 12, 12], w: [50, 20, 5, 5], stride: 1, pad: 0 },
 ];
 
 export function convOut(c: ConvCase): [number, number, number, number] {
@@ -109,3 +114,17 @@ export const COPY_ELEMS = { cpu: 64 << 20, cuda: 256 << 20 } as const; // 256 Mi
 export function copyLabel(device: Device): string {
   return device === 'cpu' ? '256MiB' : '1GiB';
 }
+
+/** The MNIST race (bench/cases/race.ts; its recipe is `kernelgrad train --recipe fast`'s). */
+export const RACE = {
+  label: 'fast-cnn b256 to 99%',
+  /** Test accuracy to reach. */
+  target: 0.99,
+  /** Seed of the initial weights and of the shuffling. */
+  seed: 1,
+  /** Images per evaluation batch. */
+  evalBatch: 1000,
+  /** The targets on the CPU: at most this long, and this many times faster than PyTorch. */
+  maxSeconds: 12,
+  speedup: 2,
+};

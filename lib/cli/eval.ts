@@ -31,6 +31,7 @@ export async function runEval(opts: EvalCliOptions): Promise<void> {
   const { DataLoader } = await import('../data/loader');
   const { bnCnn, BN_CNN_ARCHITECTURE } = await import('../models/bn-cnn');
   const { resnet, RESNET_ARCHITECTURE } = await import('../models/resnet');
+  const { fastCnn, FAST_CNN_ARCHITECTURE } = await import('../models/fast-cnn');
   const { loadCheckpoint } = await import('../io/checkpoint');
   const { evaluateAccuracy } = await import('../train/evaluate');
 
@@ -42,6 +43,8 @@ export async function runEval(opts: EvalCliOptions): Promise<void> {
     if (arch === BN_CNN_ARCHITECTURE) {
       const fc1 = stateDict['fc1.weight'];
       model = bnCnn({ device, hidden: fc1 !== undefined && fc1.shape.length === 2 ? fc1.shape[0] : undefined });
+    } else if (arch === FAST_CNN_ARCHITECTURE) {
+      model = fastCnn({ device });
     } else if (arch === RESNET_ARCHITECTURE) {
       // The configuration is in the shapes: blocks per stage, stem width, input channels, classes.
       const stem = stateDict['stem.conv.weight'];
@@ -50,7 +53,7 @@ export async function runEval(opts: EvalCliOptions): Promise<void> {
       if (!stem || !fc || blocks === 0) throw new Error('no stem.conv.weight, fc.weight or stage1 blocks');
       model = resnet({ device, depth: 6 * blocks + 2, width: stem.shape[0], inChannels: stem.shape[1], classes: fc.shape[0] });
     } else {
-      throw new UsageError(`${opts.checkpoint}: architecture '${arch}' is not supported (expected '${BN_CNN_ARCHITECTURE}' or '${RESNET_ARCHITECTURE}')`);
+      throw new UsageError(`${opts.checkpoint}: architecture '${arch}' is not supported (expected '${BN_CNN_ARCHITECTURE}', '${FAST_CNN_ARCHITECTURE}' or '${RESNET_ARCHITECTURE}')`);
     }
     model.loadStateDict(stateDict);
   } catch (e) {

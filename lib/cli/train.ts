@@ -6,6 +6,7 @@ import { checkDatasetFiles, DatasetName, inputShapeOf, loadTrainingData, parseDa
 import { buildModel, checkModelChoice, ModelName, parseModelName } from './models';
 import { makeOptimizer, makeSchedule, OptimCliOptions, OptimSettings, parseOptimizerName, parseScheduleName, parseWeightDecay, resolveOptim } from './optim';
 import { parseDeviceName, parseMomentum, parseNonNegativeInt, parsePositiveInt, parsePositiveNumber, resolveDevice, UsageError } from './options';
+import { applyRecipe, parseRecipeName, RecipeName } from './recipes';
 
 export interface TrainCliOptions extends OptimCliOptions {
   epochs: number;
@@ -23,6 +24,7 @@ export interface TrainCliOptions extends OptimCliOptions {
   augment: boolean;
   depth?: number;
   width?: number;
+  recipe?: RecipeName;
 }
 
 export function trainCommand(): Command {
@@ -38,7 +40,8 @@ export function trainCommand(): Command {
     .option('--schedule <name>', 'learning-rate schedule: none, step, cosine, onecycle or warmup, sized to the run', parseScheduleName, 'none')
     .option('--device <device>', "'cpu' or 'cuda' (default: cuda when a GPU is present)", parseDeviceName)
     .option('--seed <n>', 'seed of the initial weights and of the shuffling', parseNonNegativeInt, 1)
-    .option('--model <name>', "'bnCnn' (the tutorial's CNN, MNIST only) or 'resnet'", parseModelName, 'bnCnn' as ModelName)
+    .option('--recipe <name>', "'fast': the MNIST race's recipe (fastCnn, adam, onecycle, lr 0.01, batch 256, 1 epoch); options given with it override its values", parseRecipeName)
+    .option('--model <name>', "'bnCnn' (the tutorial's CNN, MNIST only), 'fastCnn' (the race's, MNIST only) or 'resnet'", parseModelName, 'bnCnn' as ModelName)
     .option('--depth <n>', 'ResNet depth, 6n + 2 (default 20)', parsePositiveInt)
     .option('--width <n>', 'ResNet channels of the first stage (default 16)', parsePositiveInt)
     .option('--dataset <name>', "'mnist' or 'cifar10' (the binary batches, in --data)", parseDatasetName, 'mnist' as DatasetName)
@@ -49,8 +52,8 @@ export function trainCommand(): Command {
     .option('--out <dir>', 'folder for metrics.json, training.png and model.safetensors', 'out')
     .option('--no-progress', 'no progress bar (it is shown only on a terminal anyway)')
     .option('--no-svg', 'write training.png only, not training.svg')
-    .action(async (opts: TrainCliOptions) => {
-      await runTrain(opts);
+    .action(async (opts: TrainCliOptions, cmd: Command) => {
+      await runTrain(opts.recipe ? applyRecipe(opts.recipe, opts, (key) => cmd.getOptionValueSource(key) === 'cli') : opts);
     });
 }
 

@@ -5,12 +5,14 @@
 //   backward weight  dW (K x CKK) = dy (K x Q)   * col^T (Q x CKK)     one GEMM, k runs over Q
 // "dy (K x Q)" is dy seen across the batch: element (k, q) lives at dy[sample, k, pixel].
 // Treating the batch as one wide matrix keeps the GEMMs large even for small images, and needs
-// no column buffer except in backward data.
+// no column buffer except in backward data. A first layer on grey images (one input channel,
+// where the GEMMs' k would be kh * kw) goes to the direct kernels of conv2d_single_channel.cpp.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "accumulate.h"
+#include "conv2d_single_channel.h"
 #include "gemm_driver.h"
 #include "gemm_pack.h"
 #include "im2col.h"
@@ -108,6 +110,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     });
     return;
   }
+  if (single_channel_conv(s)) return single_channel_conv_forward(s, x, w, bias, y);
   const std::vector<int64_t> tap = tap_offsets(s);
   run_gemm(
       K, Q, CKK, true,
@@ -182,6 +185,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
     std::fill(dw, dw + K * CKK, 0.0f);
     return;
   }
+  if (single_channel_conv(s)) return single_channel_conv_backward_weight(s, x, dy, dw);
   const int64_t P = pixels(s);
   const std::vector<int64_t> tap = tap_offsets(s);
   run_gemm(

@@ -48,3 +48,16 @@ test('CPU verdicts: BN forward + backward summed, the slowest row named, absent 
   expect(every.ratio).toBeCloseTo(0.9);
   expect(get(/b1 latency vs onnxruntime/).verdict).toBe('n/a');
 });
+
+test('CPU verdicts: the MNIST race against PyTorch and against its time limit; a run short of 99% is short', () => {
+  const race = (impl: string, ms: number, extra: Partial<Figure> = {}) => fig('race.mnist99', 'fast-cnn b256 to 99%', impl, ms, { metric: undefined, reps: 1, ...extra });
+  const get = (v: ReturnType<typeof verdicts>, label: RegExp) => v.find((x) => label.test(x.label))!;
+  const fast = verdicts(merge([file('kernelgrad', [race('kernelgrad', 9000)]), file('pytorch', [race('torch', 20000)])]));
+  expect(get(fast, /MNIST to 99% vs PyTorch \(>= 2x\)/)).toMatchObject({ verdict: 'meets', ratio: 20000 / 9000 });
+  expect(get(fast, /MNIST to 99% \(<= 12 s\)/)).toMatchObject({ verdict: 'meets', target: '<= 12 s' });
+  const slow = verdicts(merge([file('kernelgrad', [race('kernelgrad', 13000)]), file('pytorch', [race('torch', 20000)])]));
+  expect(get(slow, /MNIST to 99% vs PyTorch/).verdict).toBe('short');
+  expect(get(slow, /MNIST to 99% \(<= 12 s\)/).verdict).toBe('short');
+  const missed = verdicts(merge([file('kernelgrad', [race('kernelgrad', 0, { status: 'failed', median_ms: undefined, note: 'never reached 99%: 98.90% at step 235' })])]));
+  expect(get(missed, /MNIST to 99% \(<= 12 s\)/)).toMatchObject({ verdict: 'short', why: expect.stringMatching(/98\.90% at step 235/) });
+});

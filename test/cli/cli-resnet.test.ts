@@ -38,7 +38,7 @@ describe('kernelgrad CLI: ResNet on CIFAR-10', () => {
     [['train', '--dataset', 'cifar10', '--data', '<fake>', '--device', 'cpu'], /--model bnCnn takes 1x28x28 MNIST images, this dataset has 3x32x32; use --model resnet/],
     [['train', '--depth', '8', '--device', 'cpu'], /--depth applies to --model resnet only/],
     [['train', '--model', 'resnet', '--depth', '10', '--device', 'cpu'], /--depth 10: a ResNet has 6n \+ 2 layers/],
-    [['train', '--model', 'vgg'], /'--model <name>' argument 'vgg' is invalid\. must be 'bnCnn' or 'resnet'/],
+    [['train', '--model', 'vgg'], /'--model <name>' argument 'vgg' is invalid\. must be 'bnCnn', 'fastCnn' or 'resnet'/],
     [['train', '--dataset', 'imagenet'], /must be 'mnist' or 'cifar10'/],
     [['train', '--model', 'resnet', '--dataset', 'cifar10', '--data', '<fake>/data_batch_1.bin'], /CIFAR-10 data folder is not a folder/],
     [['train', '--model', 'resnet', '--dataset', 'cifar10', '--data', '<fake>/run'], /missing the CIFAR-10 file data_batch_1\.bin/],

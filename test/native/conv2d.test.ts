@@ -81,3 +81,42 @@ describe('conv2d', () => {
     checkAll({ n: 4, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, ...base }, rng);
   });
 });
+
+// One input channel, unit stride, no padding, kw <= 7: the direct kernels of
+// conv2d_single_channel.cpp. Widths around the vector lengths (4, 8, 16 lanes), filter counts
+// around the register tiles, batches around the 8-sample chunks of the weight gradient.
+describe('conv2d, direct path for one input channel', () => {
+  test('random geometries', () => {
+    const rng = new Rng(7);
+    for (let t = 0; t < 14; t++) {
+      const kh = rng.int(1, 7);
+      const kw = rng.int(1, 7);
+      checkAll({ n: rng.int(1, 18), c: 1, h: kh - 1 + rng.int(1, 8), w: kw - 1 + rng.int(1, 40), k: rng.int(1, 23), kh, kw, ...base }, rng, rng.next() < 0.7);
+    }
+  });
+
+  test("the race network's first layer (LeNet's 1->20 5x5), an odd batch", () => {
+    checkAll({ n: 9, c: 1, h: 28, w: 28, k: 20, kh: 5, kw: 5, ...base }, new Rng(8));
+    checkAll({ n: 3, c: 1, h: 31, w: 33, k: 17, kh: 7, kw: 7, ...base }, new Rng(9));
+  });
+
+  test('an inf outside a tap\'s reach stays out of that tap\'s gradient', () => {
+    // Column w - 1 is read by the last tap of each kernel row only, and the last row of dy is the
+    // buffer's end: the vectors that run past either must not pick up what lies there.
+    const g = { n: 2, c: 1, h: 9, w: 21, k: 3, kh: 3, kw: 4, ...base };
+    const { oh, ow } = convOut(g);
+    const rng = new Rng(10);
+    const x = rng.array(g.n * g.h * g.w);
+    for (let r = 0; r < g.n * g.h; r++) x[r * g.w + g.w - 1] = Infinity;
+    const dy = rng.array(g.n * g.k * oh * ow);
+    const dw = empty(g.k * g.kh * g.kw);
+    native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw);
+    const got = dw.read();
+    const ref = conv2dBackwardWeightRef(g, x, dy);
+    for (let i = 0; i < got.length; i++) {
+      const lastTap = i % g.kw === g.kw - 1;
+      if (lastTap) expect(Number.isFinite(got[i])).toBe(false);
+      else expect(Math.abs(got[i] - ref.value[i])).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(ref.value[i])));
+    }
+  });
+});

@@ -34,9 +34,10 @@ describe('thread-count independence', () => {
     });
   });
 
-  test('conv2d, all parts (tutorial layer 2 at batch 16, and a padded strided layer)', () => {
+  test('conv2d, all parts (tutorial layer 2 at batch 16, a padded strided layer, a one-channel first layer)', () => {
     for (const g of [
       { n: 16, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, sh: 1, sw: 1, ph: 0, pw: 0 },
+      { n: 21, c: 1, h: 28, w: 28, k: 20, kh: 5, kw: 5, sh: 1, sw: 1, ph: 0, pw: 0 },
       { n: 3, c: 3, h: 30, w: 30, k: 8, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
     ]) {
       const { oh, ow } = convOut(g);

@@ -1,6 +1,9 @@
 // Max pooling, global average pooling, dropout and residual blocks on the CPU: forward values
 // against float64 references and gradients against central differences, on random shapes with odd
 // sizes, padding and overlapping windows; bad arguments give errors that name the function.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import * as kg from '../../lib';
 import { native } from '../../lib/native';
 import { Random } from '../../lib/random';
@@ -174,6 +177,30 @@ describe('dropout', () => {
     expect(Array.from(a).every((v) => v === 0 || v === 2)).toBe(true);
     m1.eval();
     expect(m1.forward(x)).toBe(x);
+  });
+
+  test('Dropout module: a checkpoint carries the call count, so a resumed run draws the same masks', () => {
+    const x = kg.ones([3, 40]);
+    const net = () => new kg.nn.Sequential({ fc: new kg.nn.Linear(40, 40, { seed: 2 }), drop: new kg.nn.Dropout(0.3, { seed: 9 }) });
+    const dropOf = (m: kg.nn.Sequential) => m.at(1) as kg.nn.Dropout;
+    const through = net();
+    const masks = Array.from({ length: 5 }, () => Array.from(through.forward(x).toArray()));
+    const first = net();
+    for (let i = 0; i < 3; i++) first.forward(x);
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kg-dropout-')), 'model.safetensors');
+    kg.io.saveCheckpoint(file, first);
+    const resumed = net();
+    kg.io.loadCheckpointInto(file, resumed);
+    expect(dropOf(resumed).calls).toBe(3);
+    expect(Array.from(resumed.forward(x).toArray())).toEqual(masks[3]);
+    expect(Array.from(resumed.forward(x).toArray())).toEqual(masks[4]);
+    // Counts past float32's exact integers survive too (two digits of 2^24).
+    const big = new kg.nn.Dropout(0.5);
+    big.loadStateDict({ calls: kg.tensor([5, 2], [2]) });
+    expect(big.calls).toBe(2 * 2 ** 24 + 5);
+    big.forward(x);
+    expect(Array.from(big.stateDict().calls.toArray())).toEqual([6, 2]);
+    expect(() => big.loadStateDict({ calls: kg.tensor([0.5, 0], [2]) })).toThrow(/kg\.nn\.Dropout: the loaded calls buffer \[0\.5, 0\] is not a call count/);
   });
 
   test('bad arguments', () => {
