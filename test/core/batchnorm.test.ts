@@ -85,7 +85,7 @@ describe('running statistics', () => {
   test('gamma and beta are parameters, the statistics are buffers in the state dict', () => {
     const bn = new kg.nn.BatchNorm(3);
     expect(bn.parameters()).toEqual([bn.gamma, bn.beta]);
-    expect(Object.keys(bn.stateDict()).sort()).toEqual(['beta', 'gamma', 'runningMean', 'runningVar']);
+    expect(Object.keys(bn.stateDict()).sort()).toEqual(['beta', 'gamma', 'numBatchesTracked', 'runningMean', 'runningVar']);
   });
 });
 
