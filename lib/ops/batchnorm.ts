@@ -122,14 +122,16 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const g = gamma ?? ones([c], { device: x.device });
   const b = beta ?? zeros([c], { device: x.device });
   const y = Tensor.empty(x.shape, x.device);
+  // The mean as a float pair, mean = saveMean + saveMeanLo, so that x - mean keeps every digit.
   const saveMean = Tensor.empty([c], x.device);
+  const saveMeanLo = Tensor.empty([c], x.device);
   const saveInvstd = Tensor.empty([c], x.device);
   const batchVar = Tensor.empty([c], x.device);
-  native.batchNormForwardTrain(shape, x.storage, g.storage, b.storage, eps, y.storage, saveMean.storage, saveInvstd.storage, batchVar.storage);
+  native.batchNormForwardTrain(shape, x.storage, g.storage, b.storage, eps, y.storage, saveMean.storage, saveMeanLo.storage, saveInvstd.storage, batchVar.storage);
   try {
     checkBatchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
   } catch (e) {
-    for (const t of [y, saveMean, saveInvstd, batchVar]) t.dispose();
+    for (const t of [y, saveMean, saveMeanLo, saveInvstd, batchVar]) t.dispose();
     throw e;
   }
   if (runningMean && runningVar) {
@@ -148,7 +150,7 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
-    native.batchNormBackwardTrain(shape, x.storage, dy.storage, g.storage, saveMean.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
+    native.batchNormBackwardTrain(shape, x.storage, dy.storage, g.storage, saveMean.storage, saveMeanLo.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
     return [dx, dgamma, dbeta];
   });
 }

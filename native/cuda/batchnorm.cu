@@ -32,7 +32,10 @@
 //  - values are shifted by the channel's first value before anything else. In fp32 a running
 //    mean near 1e4 can only move in steps of 1e-3, which is 1% of a standard deviation of 0.1;
 //    shifted values are of the order of the spread, so the mean and M2 keep full relative
-//    precision and the final mean (shift + mean of the shifted values) is rounded only once;
+//    precision. The mean, shift + mean of the shifted values, is formed in double and kept as a
+//    float pair (hi, lo): x - mean is evaluated as (x - hi) - lo, where x - hi is exact near the
+//    mean, so the normalized output is exact to the rounding of the spread, not of the mean (as
+//    on the CPU; backward gets the same pair);
 //  - a constant channel gives shifted values of exactly 0: mean exactly the constant, variance
 //    exactly 0, y exactly beta. M2 only ever adds non-negative terms, so the variance is never
 //    negative (it is clamped at 0 anyway);
@@ -81,8 +84,9 @@ struct BnArgs {
   float* out;  // y, or dx (null when dx is not wanted)
   const float* gamma;
   const float* beta;
-  const float* mean;    // BackwardTrain: saved mean; *Infer: running mean
-  const float* invstd;  // BackwardTrain: saved invstd
+  const float* mean;     // BackwardTrain: saved mean; *Infer: running mean
+  const float* mean_lo;  // BackwardTrain: the rest of the saved mean; null otherwise
+  const float* invstd;   // BackwardTrain: saved invstd
   const float* var;     // *Infer: running variance
   float eps;
   double count;  // n * l, values per channel
@@ -90,24 +94,27 @@ struct BnArgs {
   const GradPartial* grad;
   int64_t splits;  // partials per channel (the same for both passes)
   float* save_mean;
+  float* save_mean_lo;
   float* save_invstd;
   float* batch_var;
   float* dgamma;
   float* dbeta;
 };
 
-// The elementwise formulas, with the channel's coefficients k[0..3]:
+// The elementwise formulas, with the channel's coefficients k[0..4], the mean as the pair
+// (k[0], k[4]) and x - mean formed as (x - k[0]) - k[4]:
 //   forward:        y  = (x - mean) * (gamma * invstd) + beta                k = mean, gamma*invstd, beta
 //   backward train: dx = gamma*invstd * (dy - mean(dy) - (x - mean) * invstd * mean(dy*xhat))
 //                                                     k = mean, gamma*invstd, mean(dy), invstd*mean(dy*xhat)
 //   backward infer: dx = dy * (gamma * invstd)                               k = -, gamma*invstd
 // Subtracting the mean first (not x * scale + shift) keeps precision when |mean| >> std.
+constexpr int kCoefficients = 5;
 template <Mode M>
 __device__ __forceinline__ float bn_element(float x, float dy, const float* k) {
   if constexpr (M == Mode::ForwardTrain || M == Mode::ForwardInfer) {
-    return (x - k[0]) * k[1] + k[2];
+    return ((x - k[0]) - k[4]) * k[1] + k[2];
   } else if constexpr (M == Mode::BackwardTrain) {
-    return k[1] * (dy - k[2] - (x - k[0]) * k[3]);
+    return k[1] * (dy - k[2] - ((x - k[0]) - k[4]) * k[3]);
   } else {
     return dy * k[1];
   }
@@ -135,8 +142,10 @@ template <Mode M>
 __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch, bool writer, float shift,
                                                      const Welford& w, float sum_dy, float sum_dy_xc, float* k) {
   const float g = a.gamma ? a.gamma[ch] : 1.0f;
+  k[4] = 0.0f;
   if constexpr (M == Mode::ForwardTrain) {
-    const float mean = shift + w.mean;
+    const double mean_d = static_cast<double>(shift) + static_cast<double>(w.mean);
+    const float mean = static_cast<float>(mean_d);
     const double var_d = fmax(w.m2 / w.count, 0.0);  // biased: divided by n * l
     const float var = static_cast<float>(var_d);
     // A variance beyond float (values near +-1e38) is reported as infinite, but invstd, about
@@ -146,8 +155,10 @@ __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch
     k[1] = g * invstd;
     k[2] = a.beta ? a.beta[ch] : 0.0f;
     k[3] = 0.0f;
+    k[4] = static_cast<float>(mean_d - static_cast<double>(mean));
     if (writer) {
       a.save_mean[ch] = mean;
+      a.save_mean_lo[ch] = k[4];
       a.save_invstd[ch] = invstd;
       if (a.batch_var) a.batch_var[ch] = var;
     }
@@ -160,6 +171,7 @@ __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch
     const double invstd = M == Mode::BackwardTrain ? a.invstd[ch] : inv_std(a.var[ch], a.eps);
     const double m = a.count;
     k[0] = a.mean[ch];
+    if (a.mean_lo) k[4] = a.mean_lo[ch];
     k[1] = static_cast<float>(g * invstd);
     k[2] = static_cast<float>(sum_dy / m);
     k[3] = static_cast<float>(invstd * invstd * sum_dy_xc / m);
@@ -254,12 +266,13 @@ __global__ void __launch_bounds__(kThreads)
 template <int VW>
 __global__ void __launch_bounds__(kThreads)
     planar_grad_stats_kernel(const Planar p, const float* __restrict__ x, const float* __restrict__ dy,
-                             const float* __restrict__ mean, GradPartial* __restrict__ out) {
+                             const float* __restrict__ mean, const float* __restrict__ mean_lo,
+                             GradPartial* __restrict__ out) {
   __shared__ float smem[kThreads / kWarp];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
     const int64_t end = min(p.units, (s + 1) * p.chunk);
-    const float mu = mean[ch];
+    const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
     float sum_dy = 0.0f, sum_dy_xc = 0.0f;
     Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
     while (cur.u + 3 * kThreads < end) {
@@ -276,7 +289,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int e = 0; e < VW; ++e) {
           g[r * VW + e] = gv[r].v[e];
-          gx[r * VW + e] = gv[r].v[e] * (xv[r].v[e] - mu);
+          gx[r * VW + e] = gv[r].v[e] * ((xv[r].v[e] - mu) - mu_lo);
         }
       }
       sum_dy += pairwise_sum<4 * VW>(g);
@@ -287,7 +300,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int e = 0; e < VW; ++e) {
         sum_dy += gv.v[e];
-        sum_dy_xc += gv.v[e] * (xv.v[e] - mu);
+        sum_dy_xc += gv.v[e] * ((xv.v[e] - mu) - mu_lo);
       }
     }
     sum_dy = block_sum<kThreads>(sum_dy, smem);
@@ -298,7 +311,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int VW, Mode M>
 __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, const BnArgs a) {
-  __shared__ float coef[4];
+  __shared__ float coef[kCoefficients];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
     if (!a.out && s != 0) continue;  // no dx wanted: only the blocks writing dgamma/dbeta work
@@ -325,7 +338,7 @@ __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, 
       if (lane == 0) channel_coefficients<M>(a, ch, s == 0, shift, w, sum_dy, sum_dy_xc, coef);
     }
     __syncthreads();
-    const float k[4] = {coef[0], coef[1], coef[2], coef[3]};
+    const float k[kCoefficients] = {coef[0], coef[1], coef[2], coef[3], coef[4]};
     __syncthreads();  // coef is rewritten by the next item
 
     if (!a.out) continue;
@@ -433,7 +446,8 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void __launch_bounds__(kThreads)
     rows_grad_stats_kernel(const Rows p, const float* __restrict__ x, const float* __restrict__ dy,
-                           const float* __restrict__ mean, GradPartial* __restrict__ out) {
+                           const float* __restrict__ mean, const float* __restrict__ mean_lo,
+                           GradPartial* __restrict__ out) {
   __shared__ float2 smem[kThreads];
   const RowsThread t(p.bx_log2);
   for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
@@ -443,7 +457,7 @@ __global__ void __launch_bounds__(kThreads)
     const bool valid = ch < p.c;
     float2 sums = make_float2(0.0f, 0.0f);
     if (valid) {
-      const float mu = mean[ch];
+      const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
       int64_t i = s * p.chunk + t.ty;
       for (; i + 3 * t.by < end; i += 4 * t.by) {
         float xv[4], gv[4];
@@ -454,14 +468,14 @@ __global__ void __launch_bounds__(kThreads)
         }
         float gx[4];
 #pragma unroll
-        for (int r = 0; r < 4; ++r) gx[r] = gv[r] * (xv[r] - mu);
+        for (int r = 0; r < 4; ++r) gx[r] = gv[r] * ((xv[r] - mu) - mu_lo);
         sums.x += pairwise_sum<4>(gv);
         sums.y += pairwise_sum<4>(gx);
       }
       for (; i < end; i += t.by) {
         const float gv = dy[i * p.c + ch];
         sums.x += gv;
-        sums.y += gv * (x[i * p.c + ch] - mu);
+        sums.y += gv * ((x[i * p.c + ch] - mu) - mu_lo);
       }
     }
     sums = column_merge(sums, smem, t, MergeSums{});
@@ -473,7 +487,7 @@ template <Mode M>
 __global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, const BnArgs a) {
   __shared__ Welford wsmem[kThreads];
   __shared__ float2 gsmem[kThreads];
-  __shared__ float coef[32][4];
+  __shared__ float coef[32][kCoefficients];
   const RowsThread t(p.bx_log2);
   for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
     const int64_t g = item / p.splits, s = item - g * p.splits;
@@ -504,10 +518,10 @@ __global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, cons
     }
     if (t.ty == 0 && valid) channel_coefficients<M>(a, ch, s == 0, shift, w, sums.x, sums.y, coef[t.tx]);
     __syncthreads();
-    float k[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float k[kCoefficients] = {};
     if (valid) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) k[e] = coef[t.tx][e];
+      for (int e = 0; e < kCoefficients; ++e) k[e] = coef[t.tx][e];
     }
     __syncthreads();  // coef is rewritten by the next item
 
@@ -607,13 +621,13 @@ void stats_pass(const BnShape& s, bool vec, const float* x, StatPartial* out, co
 
 template <class Sizes>
 void grad_stats_pass(const BnShape& s, bool vec, const float* x, const float* dy, const float* mean,
-                     GradPartial* out, const Planar& pl, const Rows& rw, const Sizes& sizes) {
+                     const float* mean_lo, GradPartial* out, const Planar& pl, const Rows& rw, const Sizes& sizes) {
   if (s.l > 1) {
     const unsigned grid = grid_exact(pl.channels * pl.splits);
-    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, out);
-    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, out);
+    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, out);
+    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, out);
   } else {
-    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, out);
+    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, mean_lo, out);
   }
   check_launch("launch of batch-norm gradient statistics kernel", sizes);
 }
@@ -656,12 +670,13 @@ auto bn_sizes(const char* op, const BnShape& s) {
 }  // namespace detail
 
 void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                             float* y, float* save_mean, float* save_invstd, float* batch_var) {
+                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
   using namespace detail;
   const auto sizes = bn_sizes("batchnorm_forward_train", s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {  // no values: report a zero mean and variance
     fill(s.c, 0.0f, save_mean);
+    fill(s.c, 0.0f, save_mean_lo);
     fill(s.c, static_cast<float>(1.0 / std::sqrt(static_cast<double>(eps))), save_invstd);
     if (batch_var) fill(s.c, 0.0f, batch_var);
     return;
@@ -681,6 +696,7 @@ void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamm
   a.stat = partials.as<StatPartial>();
   a.splits = plan.splits;
   a.save_mean = save_mean;
+  a.save_mean_lo = save_mean_lo;
   a.save_invstd = save_invstd;
   a.batch_var = batch_var;
   apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
@@ -713,8 +729,8 @@ namespace detail {
 // it from the running variance and eps.
 template <Mode M>
 void backward(const char* op, const BnShape& s, const float* x, const float* dy, const float* gamma,
-              const float* mean, const float* invstd, const float* var, float eps, float* dx, float* dgamma,
-              float* dbeta) {
+              const float* mean, const float* mean_lo, const float* invstd, const float* var, float eps, float* dx,
+              float* dgamma, float* dbeta) {
   const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {
@@ -725,7 +741,7 @@ void backward(const char* op, const BnShape& s, const float* x, const float* dy,
   const bool vec = planar_vec(s, {x, dy, dx});
   const Plan plan = make_plan(s, vec);
   Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
-  grad_stats_pass(s, vec, x, dy, mean, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
+  grad_stats_pass(s, vec, x, dy, mean, mean_lo, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
 
   BnArgs a{};
   a.x = x;
@@ -733,6 +749,7 @@ void backward(const char* op, const BnShape& s, const float* x, const float* dy,
   a.out = dx;
   a.gamma = gamma;
   a.mean = mean;
+  a.mean_lo = mean_lo;
   a.invstd = invstd;
   a.var = var;
   a.eps = eps;
@@ -747,17 +764,17 @@ void backward(const char* op, const BnShape& s, const float* x, const float* dy,
 }  // namespace detail
 
 void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
-                              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
-                              float* dbeta) {
+                              const float* save_mean, const float* save_mean_lo, const float* save_invstd,
+                              float* dx, float* dgamma, float* dbeta) {
   detail::backward<detail::Mode::BackwardTrain>("batchnorm_backward_train", s, x, dy, gamma, save_mean,
-                                                save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
+                                                save_mean_lo, save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
 }
 
 void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
                               const float* mean, const float* var, float eps, float* dx, float* dgamma,
                               float* dbeta) {
   detail::backward<detail::Mode::BackwardInfer>("batchnorm_backward_infer", s, x, dy, gamma, mean, nullptr,
-                                                var, eps, dx, dgamma, dbeta);
+                                                nullptr, var, eps, dx, dgamma, dbeta);
 }
 
 }  // namespace kg::cuda

@@ -11,25 +11,26 @@ BnShape bn_shape(const Args& a, size_t i) {
   return BnShape{v[0], v[1], v[2]};
 }
 
-// batchNormForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveInvstd, batchVar)
+// batchNormForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveMeanLo, saveInvstd, batchVar)
 Napi::Value forward_train(const Napi::CallbackInfo& info) {
-  Args a(info, "batchNormForwardTrain", 9);
+  Args a(info, "batchNormForwardTrain", 10);
   BnShape s = bn_shape(a, 0);
   Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta");
   float eps = a.f32(4, "eps");
-  Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &invstd = a.storage(7, "saveInvstd"),
-          &var = a.storage(8, "batchVar");
+  Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &mean_lo = a.storage(7, "saveMeanLo"),
+          &invstd = a.storage(8, "saveInvstd"), &var = a.storage(9, "batchVar");
   int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(y, numel, "y");
   for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
-                          {&invstd, "saveInvstd"}, {&var, "batchVar"}}) {
+                          {&mean_lo, "saveMeanLo"}, {&invstd, "saveInvstd"}, {&var, "batchVar"}}) {
     a.expect_numel(*st, s.c, name);
   }
-  Device d = a.same_device({&x, &gamma, &beta, &y, &mean, &invstd, &var});
+  Device d = a.same_device({&x, &gamma, &beta, &y, &mean, &mean_lo, &invstd, &var});
   KG_RUN(a, d,
          batchnorm_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
-                                 mean.data("saveMean"), invstd.data("saveInvstd"), var.data("batchVar")));
+                                 mean.data("saveMean"), mean_lo.data("saveMeanLo"), invstd.data("saveInvstd"),
+                                 var.data("batchVar")));
   return info.Env().Undefined();
 }
 
@@ -54,27 +55,28 @@ Napi::Value forward_infer(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// batchNormBackwardTrain(shape, x, dy, gamma, saveMean, saveInvstd, dx | null, dgamma, dbeta)
+// batchNormBackwardTrain(shape, x, dy, gamma, saveMean, saveMeanLo, saveInvstd, dx | null, dgamma, dbeta)
 Napi::Value backward_train(const Napi::CallbackInfo& info) {
-  Args a(info, "batchNormBackwardTrain", 9);
+  Args a(info, "batchNormBackwardTrain", 10);
   BnShape s = bn_shape(a, 0);
   Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &gamma = a.storage(3, "gamma"),
-          &mean = a.storage(4, "saveMean"), &invstd = a.storage(5, "saveInvstd");
-  Storage* dx = a.optional_storage(6, "dx");
-  Storage &dgamma = a.storage(7, "dgamma"), &dbeta = a.storage(8, "dbeta");
+          &mean = a.storage(4, "saveMean"), &mean_lo = a.storage(5, "saveMeanLo"),
+          &invstd = a.storage(6, "saveInvstd");
+  Storage* dx = a.optional_storage(7, "dx");
+  Storage &dgamma = a.storage(8, "dgamma"), &dbeta = a.storage(9, "dbeta");
   int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(dy, numel, "dy");
   if (dx) a.expect_numel(*dx, numel, "dx");
-  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&mean, "saveMean"}, {&invstd, "saveInvstd"},
-                          {&dgamma, "dgamma"}, {&dbeta, "dbeta"}}) {
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&mean, "saveMean"}, {&mean_lo, "saveMeanLo"},
+                          {&invstd, "saveInvstd"}, {&dgamma, "dgamma"}, {&dbeta, "dbeta"}}) {
     a.expect_numel(*st, s.c, name);
   }
-  Device d = a.same_device({&x, &dy, &gamma, &mean, &invstd, dx, &dgamma, &dbeta});
+  Device d = a.same_device({&x, &dy, &gamma, &mean, &mean_lo, &invstd, dx, &dgamma, &dbeta});
   KG_RUN(a, d,
          batchnorm_backward_train(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), mean.data("saveMean"),
-                                  invstd.data("saveInvstd"), dx ? dx->data("dx") : nullptr,
-                                  dgamma.data("dgamma"), dbeta.data("dbeta")));
+                                  mean_lo.data("saveMeanLo"), invstd.data("saveInvstd"),
+                                  dx ? dx->data("dx") : nullptr, dgamma.data("dgamma"), dbeta.data("dbeta")));
   return info.Env().Undefined();
 }
 

@@ -77,9 +77,9 @@ const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.const
     const full = () => st(sizeFor(wrapped(n, c, l), a));
     const ch = () => st(sizeFor(wrapped(c), b));
     const dx = withDx ? full() : null;
-    if (which === 0) return call('batchNormForwardTrain', s, full(), ch(), ch(), eps, full(), ch(), ch(), ch());
+    if (which === 0) return call('batchNormForwardTrain', s, full(), ch(), ch(), eps, full(), ch(), ch(), ch(), ch());
     if (which === 1) return call('batchNormForwardInfer', s, full(), ch(), ch(), ch(), ch(), eps, full());
-    if (which === 2) return call('batchNormBackwardTrain', s, full(), full(), ch(), ch(), ch(), dx, ch(), ch());
+    if (which === 2) return call('batchNormBackwardTrain', s, full(), full(), ch(), ch(), ch(), ch(), dx, ch(), ch());
     return call('batchNormBackwardInfer', s, full(), full(), ch(), ch(), ch(), eps, dx, ch(), ch());
   },
 );
