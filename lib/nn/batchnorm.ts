@@ -5,7 +5,7 @@
 // keeps its numbers: the presets name the two common sets, the single options override them.
 import { Device, parseDevice } from '../device';
 import { full, ones, zeros } from '../ops/creation';
-import { batchNorm } from '../ops/batchnorm';
+import { batchNorm, batchNormRelu } from '../ops/batchnorm';
 import { checkPositiveInt } from '../ops/check';
 import { describe, readChoice, readOptions } from '../options';
 import { Tensor } from '../tensor';
@@ -152,12 +152,24 @@ export class BatchNorm extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    return this.normalize(x, batchNorm);
+  }
+
+  /**
+   * relu(this.forward(x)) as one fused op (one kernel each way, equal results); Sequential uses it
+   * where a BatchNorm is followed by a ReLU.
+   */
+  forwardRelu(x: Tensor): Tensor {
+    return this.normalize(x, batchNormRelu);
+  }
+
+  private normalize(x: Tensor, op: typeof batchNorm): Tensor {
     const gamma = this.affine ? this.gamma : null;
     const beta = this.affine ? this.beta : null;
-    if (!this.trackRunningStats) return batchNorm(x, gamma, beta, { training: true, eps: this.eps });
+    if (!this.trackRunningStats) return op(x, gamma, beta, { training: true, eps: this.eps });
     const stats = { runningMean: this.runningMean, runningVar: this.runningVar, eps: this.eps };
-    if (!this.training || this.statisticsFrozen) return batchNorm(x, gamma, beta, { training: false, ...stats });
-    const y = batchNorm(x, gamma, beta, {
+    if (!this.training || this.statisticsFrozen) return op(x, gamma, beta, { training: false, ...stats });
+    const y = op(x, gamma, beta, {
       training: true,
       ...stats,
       runningVariance: this.runningVariance,

@@ -69,7 +69,18 @@ export interface BatchNormOptions {
  * 0.9). Inference normalizes with the running statistics and changes nothing.
  */
 export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions): Tensor {
-  const op = 'batchNorm';
+  return normalize('batchNorm', false, x, gamma, beta, options);
+}
+
+/**
+ * relu(batchNorm(x, gamma, beta, options)) as one op: one kernel forward, one backward (the ReLU's
+ * mask is read from the output inside batch norm's passes), with the same results as the pair.
+ */
+export function batchNormRelu(x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions): Tensor {
+  return normalize('batchNormRelu', true, x, gamma, beta, options);
+}
+
+function normalize(op: string, relu: boolean, x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions): Tensor {
   checkTensor(x, op, 'x');
   readOptions(options, op, ['training', 'runningMean', 'runningVar', 'momentum', 'runningVariance', 'averaging', 'numBatchesTracked', 'eps']);
   if (options === undefined || typeof options.training !== 'boolean') {
@@ -111,7 +122,9 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
     if (!runningMean || !runningVar) {
       throw new TypeError(`${op}: inference (training: false) needs runningMean and runningVar`);
     }
-    return batchNormInference(x, gamma ?? ones([c], { device: x.device }), beta ?? zeros([c], { device: x.device }), runningMean, runningVar, eps, shape);
+    const g = gamma ?? ones([c], { device: x.device });
+    const b = beta ?? zeros([c], { device: x.device });
+    return batchNormInference(op, relu, x, g, b, runningMean, runningVar, eps, shape);
   }
   if (n * l < 2) {
     throw new RangeError(
@@ -127,9 +140,10 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const saveMeanLo = Tensor.empty([c], x.device);
   const saveInvstd = Tensor.empty([c], x.device);
   const batchVar = Tensor.empty([c], x.device);
-  native.batchNormForwardTrain(shape, x.storage, g.storage, b.storage, eps, y.storage, saveMean.storage, saveMeanLo.storage, saveInvstd.storage, batchVar.storage);
+  const forward = relu ? native.batchNormReluForwardTrain : native.batchNormForwardTrain;
+  forward(shape, x.storage, g.storage, b.storage, eps, y.storage, saveMean.storage, saveMeanLo.storage, saveInvstd.storage, batchVar.storage);
   try {
-    checkBatchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
+    checkBatchStatistics(op, x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
   } catch (e) {
     for (const t of [y, saveMean, saveMeanLo, saveInvstd, batchVar]) t.dispose();
     throw e;
@@ -146,11 +160,13 @@ export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   }
   if (runningMean && numBatchesTracked) countBatch(numBatchesTracked);
   batchVar.dispose();
-  return recordOp(op, y, [x, g, b], [x, g], (dy) => {
+  return recordOp(op, y, [x, g, b], relu ? [x, g, y] : [x, g], (dy) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
-    native.batchNormBackwardTrain(shape, x.storage, dy.storage, g.storage, saveMean.storage, saveMeanLo.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
+    const stats = [saveMean.storage, saveMeanLo.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage] as const;
+    if (relu) native.batchNormReluBackwardTrain(shape, x.storage, y.storage, dy.storage, g.storage, ...stats);
+    else native.batchNormBackwardTrain(shape, x.storage, dy.storage, g.storage, ...stats);
     return [dx, dgamma, dbeta];
   });
 }
@@ -168,11 +184,11 @@ function countBatch(count: Tensor): void {
  * before the running statistics are updated, so they keep their values. Reads C values back, which
  * on a GPU waits for the forward kernel.
  */
-function checkBatchStatistics(x: Tensor, eps: number, mean: Tensor, invstd: Tensor, variance: Tensor | null): void {
+function checkBatchStatistics(op: string, x: Tensor, eps: number, mean: Tensor, invstd: Tensor, variance: Tensor | null): void {
   const m = mean.toArray();
   const s = invstd.toArray();
   const v = variance?.toArray();
-  const where = (ch: number) => `batchNorm: channel ${ch} of x ${formatShape(x.shape)}`;
+  const where = (ch: number) => `${op}: channel ${ch} of x ${formatShape(x.shape)}`;
   for (let ch = 0; ch < m.length; ch++) {
     if (!Number.isFinite(m[ch])) {
       throw new NonFiniteError(
@@ -195,10 +211,13 @@ function checkBatchStatistics(x: Tensor, eps: number, mean: Tensor, invstd: Tens
   }
 }
 
-function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, eps: number, shape: BnShapeArg): Tensor {
+function batchNormInference(
+  op: string, relu: boolean, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, eps: number, shape: BnShapeArg,
+): Tensor {
   const y = Tensor.empty(x.shape, x.device);
-  native.batchNormForwardInfer(shape, x.storage, gamma.storage, beta.storage, mean.storage, variance.storage, eps, y.storage);
-  checkOutput('batchNorm', y, [x, gamma, beta, mean, variance]); // anomaly mode: the statistics are inputs too
+  const forward = relu ? native.batchNormReluForwardInfer : native.batchNormForwardInfer;
+  forward(shape, x.storage, gamma.storage, beta.storage, mean.storage, variance.storage, eps, y.storage);
+  checkOutput(op, y, [x, gamma, beta, mean, variance]); // anomaly mode: the statistics are inputs too
   // The statistics are constants here, so the gradient is the affine map's. Snapshot them: the
   // running tensors may be updated in place before backward runs.
   if (!isRecording() || !(x.tracksGrad || gamma.tracksGrad || beta.tracksGrad)) return y;
@@ -207,11 +226,13 @@ function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor
   const savedVar = Tensor.empty([c], x.device);
   savedMean.storage.copyFrom(mean.storage);
   savedVar.storage.copyFrom(variance.storage);
-  return recordOp('batchNorm', y, [x, gamma, beta], [x, gamma], (g) => {
+  return recordOp(op, y, [x, gamma, beta], relu ? [x, gamma, y] : [x, gamma], (g) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
-    native.batchNormBackwardInfer(shape, x.storage, g.storage, gamma.storage, savedMean.storage, savedVar.storage, eps, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
+    const rest = [savedMean.storage, savedVar.storage, eps, dx ? dx.storage : null, dgamma.storage, dbeta.storage] as const;
+    if (relu) native.batchNormReluBackwardInfer(shape, x.storage, y.storage, g.storage, gamma.storage, ...rest);
+    else native.batchNormBackwardInfer(shape, x.storage, g.storage, gamma.storage, ...rest);
     return [dx, dgamma, dbeta];
   });
 }

@@ -13,6 +13,10 @@
 // bitwise the same statistics, and results are identical from run to run: no atomics anywhere.
 // Inference forward is pass 2 alone, with the given running statistics.
 //
+// Fused with the ReLU that follows (the batchnorm_relu_* entry points): forward clamps in pass 2,
+// backward reads the fused output y next to dy and masks dy where y <= 0 in both passes, so the
+// ReLU costs one extra read in backward instead of a pass of its own.
+//
 // Two layouts, because coalescing needs different blockings:
 //  - planar (l > 1, 4-D input): a channel is n rows of l contiguous values, rows c*l apart. A
 //    block walks a contiguous range of the channel's n*l values (float4s when l % 4 == 0), so a
@@ -89,6 +93,8 @@ struct BnArgs {
   const float* invstd;   // BackwardTrain: saved invstd
   const float* var;     // *Infer: running variance
   float eps;
+  bool relu;            // Forward*: clamp the output at 0 (the fused ReLU)
+  const float* relu_y;  // Backward*: the fused output, masking dy; null without the ReLU
   double count;  // n * l, values per channel
   const StatPartial* stat;
   const GradPartial* grad;
@@ -119,6 +125,21 @@ __device__ __forceinline__ float bn_element(float x, float dy, const float* k) {
     return dy * k[1];
   }
 }
+// max(v, 0) with NaN kept when relu: relu_forward's expression, so fused and unfused agree.
+__device__ __forceinline__ float activate(bool relu, float v) { return relu && !(v > 0.0f || v != v) ? 0.0f : v; }
+
+// dy where the fused ReLU's output is positive, else 0 (relu_y null: dy unchanged).
+template <int VW>
+__device__ __forceinline__ void mask_by_relu(Pack<VW>& g, const float* relu_y, int64_t offset) {
+  if (!relu_y) return;
+  const Pack<VW> y = load_pack<VW>(relu_y + offset);
+#pragma unroll
+  for (int e = 0; e < VW; ++e) g.v[e] = y.v[e] > 0.0f ? g.v[e] : 0.0f;
+}
+__device__ __forceinline__ float mask_by_relu(float g, const float* relu_y, int64_t at) {
+  return !relu_y || relu_y[at] > 0.0f ? g : 0.0f;
+}
+
 template <Mode M>
 __host__ __device__ constexpr bool reads_x() {
   return M != Mode::BackwardInfer;
@@ -267,7 +288,7 @@ template <int VW>
 __global__ void __launch_bounds__(kThreads)
     planar_grad_stats_kernel(const Planar p, const float* __restrict__ x, const float* __restrict__ dy,
                              const float* __restrict__ mean, const float* __restrict__ mean_lo,
-                             GradPartial* __restrict__ out) {
+                             const float* __restrict__ relu_y, GradPartial* __restrict__ out) {
   __shared__ float smem[kThreads / kWarp];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
@@ -281,6 +302,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = 0; r < 4; ++r) {
         xv[r] = load_pack<VW>(x + cur.offset);
         gv[r] = load_pack<VW>(dy + cur.offset);
+        mask_by_relu<VW>(gv[r], relu_y, cur.offset);
         cur.advance(p);
       }
       float g[4 * VW], gx[4 * VW];
@@ -296,7 +318,9 @@ __global__ void __launch_bounds__(kThreads)
       sum_dy_xc += pairwise_sum<4 * VW>(gx);
     }
     for (; cur.u < end; cur.advance(p)) {
-      const Pack<VW> xv = load_pack<VW>(x + cur.offset), gv = load_pack<VW>(dy + cur.offset);
+      const Pack<VW> xv = load_pack<VW>(x + cur.offset);
+      Pack<VW> gv = load_pack<VW>(dy + cur.offset);
+      mask_by_relu<VW>(gv, relu_y, cur.offset);
 #pragma unroll
       for (int e = 0; e < VW; ++e) {
         sum_dy += gv.v[e];
@@ -351,23 +375,29 @@ __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, 
       for (int r = 0; r < 4; ++r) {
         off[r] = cur.offset;
         if constexpr (reads_x<M>()) xv[r] = load_pack<VW>(a.x + off[r]);
-        if constexpr (reads_dy<M>()) gv[r] = load_pack<VW>(a.dy + off[r]);
+        if constexpr (reads_dy<M>()) {
+          gv[r] = load_pack<VW>(a.dy + off[r]);
+          mask_by_relu<VW>(gv[r], a.relu_y, off[r]);
+        }
         cur.advance(p);
       }
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         Pack<VW> o;
 #pragma unroll
-        for (int e = 0; e < VW; ++e) o.v[e] = bn_element<M>(xv[r].v[e], gv[r].v[e], k);
+        for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv[r].v[e], gv[r].v[e], k));
         store_pack<VW>(a.out + off[r], o);
       }
     }
     for (; cur.u < end; cur.advance(p)) {
       Pack<VW> xv = {}, gv = {}, o;
       if constexpr (reads_x<M>()) xv = load_pack<VW>(a.x + cur.offset);
-      if constexpr (reads_dy<M>()) gv = load_pack<VW>(a.dy + cur.offset);
+      if constexpr (reads_dy<M>()) {
+        gv = load_pack<VW>(a.dy + cur.offset);
+        mask_by_relu<VW>(gv, a.relu_y, cur.offset);
+      }
 #pragma unroll
-      for (int e = 0; e < VW; ++e) o.v[e] = bn_element<M>(xv.v[e], gv.v[e], k);
+      for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv.v[e], gv.v[e], k));
       store_pack<VW>(a.out + cur.offset, o);
     }
   }
@@ -447,7 +477,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     rows_grad_stats_kernel(const Rows p, const float* __restrict__ x, const float* __restrict__ dy,
                            const float* __restrict__ mean, const float* __restrict__ mean_lo,
-                           GradPartial* __restrict__ out) {
+                           const float* __restrict__ relu_y, GradPartial* __restrict__ out) {
   __shared__ float2 smem[kThreads];
   const RowsThread t(p.bx_log2);
   for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
@@ -463,8 +493,9 @@ __global__ void __launch_bounds__(kThreads)
         float xv[4], gv[4];
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          xv[r] = x[(i + r * t.by) * p.c + ch];
-          gv[r] = dy[(i + r * t.by) * p.c + ch];
+          const int64_t at = (i + r * t.by) * p.c + ch;
+          xv[r] = x[at];
+          gv[r] = mask_by_relu(dy[at], relu_y, at);
         }
         float gx[4];
 #pragma unroll
@@ -473,7 +504,7 @@ __global__ void __launch_bounds__(kThreads)
         sums.y += pairwise_sum<4>(gx);
       }
       for (; i < end; i += t.by) {
-        const float gv = dy[i * p.c + ch];
+        const float gv = mask_by_relu(dy[i * p.c + ch], relu_y, i * p.c + ch);
         sums.x += gv;
         sums.y += gv * ((x[i * p.c + ch] - mu) - mu_lo);
       }
@@ -534,15 +565,18 @@ __global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, cons
       for (int r = 0; r < 4; ++r) {
         const int64_t at = (i + r * t.by) * p.c + ch;
         if constexpr (reads_x<M>()) xv[r] = a.x[at];
-        if constexpr (reads_dy<M>()) gv[r] = a.dy[at];
+        if constexpr (reads_dy<M>()) gv[r] = mask_by_relu(a.dy[at], a.relu_y, at);
       }
 #pragma unroll
-      for (int r = 0; r < 4; ++r) a.out[(i + r * t.by) * p.c + ch] = bn_element<M>(xv[r], gv[r], k);
+      for (int r = 0; r < 4; ++r) {
+        a.out[(i + r * t.by) * p.c + ch] = activate(a.relu, bn_element<M>(xv[r], gv[r], k));
+      }
     }
     for (; i < end; i += t.by) {
       const int64_t at = i * p.c + ch;
-      const float xv = reads_x<M>() ? a.x[at] : 0.0f, gv = reads_dy<M>() ? a.dy[at] : 0.0f;
-      a.out[at] = bn_element<M>(xv, gv, k);
+      const float xv = reads_x<M>() ? a.x[at] : 0.0f;
+      const float gv = reads_dy<M>() ? mask_by_relu(a.dy[at], a.relu_y, at) : 0.0f;
+      a.out[at] = activate(a.relu, bn_element<M>(xv, gv, k));
     }
   }
 }
@@ -621,13 +655,15 @@ void stats_pass(const BnShape& s, bool vec, const float* x, StatPartial* out, co
 
 template <class Sizes>
 void grad_stats_pass(const BnShape& s, bool vec, const float* x, const float* dy, const float* mean,
-                     const float* mean_lo, GradPartial* out, const Planar& pl, const Rows& rw, const Sizes& sizes) {
+                     const float* mean_lo, const float* relu_y, GradPartial* out, const Planar& pl, const Rows& rw,
+                     const Sizes& sizes) {
   if (s.l > 1) {
     const unsigned grid = grid_exact(pl.channels * pl.splits);
-    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, out);
-    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, out);
+    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, relu_y, out);
+    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, relu_y, out);
   } else {
-    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, mean_lo, out);
+    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, mean_lo,
+                                                                                          relu_y, out);
   }
   check_launch("launch of batch-norm gradient statistics kernel", sizes);
 }
@@ -669,10 +705,11 @@ auto bn_sizes(const char* op, const BnShape& s) {
 }  // namespace
 }  // namespace detail
 
-void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
-  using namespace detail;
-  const auto sizes = bn_sizes("batchnorm_forward_train", s);
+namespace detail {
+
+void forward_train(const char* op, bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
+                   float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+  const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {  // no values: report a zero mean and variance
     fill(s.c, 0.0f, save_mean);
@@ -692,6 +729,7 @@ void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamm
   a.gamma = gamma;
   a.beta = beta;
   a.eps = eps;
+  a.relu = relu;
   a.count = static_cast<double>(s.n * s.l);
   a.stat = partials.as<StatPartial>();
   a.splits = plan.splits;
@@ -702,10 +740,9 @@ void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamm
   apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
 }
 
-void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
-                             const float* mean, const float* var, float eps, float* y) {
-  using namespace detail;
-  const auto sizes = bn_sizes("batchnorm_forward_infer", s);
+void forward_infer(const char* op, bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
+                   const float* mean, const float* var, float eps, float* y) {
+  const auto sizes = bn_sizes(op, s);
   if (s.c <= 0 || s.n <= 0 || s.l <= 0) return;
   const bool vec = planar_vec(s, {x, y});
   const Plan plan = make_plan(s, vec);
@@ -717,20 +754,19 @@ void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamm
   a.mean = mean;
   a.var = var;
   a.eps = eps;
+  a.relu = relu;
   a.count = static_cast<double>(s.n * s.l);
   a.splits = plan.splits;
   apply_pass<Mode::ForwardInfer>(s, vec, a, plan.planar, plan.rows, sizes);
 }
 
-namespace detail {
-
 // Both backward forms: one reduction of Σdy and Σdy·(x−μ) per channel, then the elementwise pass
 // that writes dx and finishes dgamma and dbeta. Training takes the saved invstd; inference forms
-// it from the running variance and eps.
+// it from the running variance and eps. relu_y (the fused ReLU's output) masks dy, or is null.
 template <Mode M>
-void backward(const char* op, const BnShape& s, const float* x, const float* dy, const float* gamma,
-              const float* mean, const float* mean_lo, const float* invstd, const float* var, float eps, float* dx,
-              float* dgamma, float* dbeta) {
+void backward(const char* op, const BnShape& s, const float* x, const float* relu_y, const float* dy,
+              const float* gamma, const float* mean, const float* mean_lo, const float* invstd, const float* var,
+              float eps, float* dx, float* dgamma, float* dbeta) {
   const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {
@@ -738,14 +774,15 @@ void backward(const char* op, const BnShape& s, const float* x, const float* dy,
     fill(s.c, 0.0f, dbeta);
     return;
   }
-  const bool vec = planar_vec(s, {x, dy, dx});
+  const bool vec = planar_vec(s, {x, relu_y, dy, dx});
   const Plan plan = make_plan(s, vec);
   Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
-  grad_stats_pass(s, vec, x, dy, mean, mean_lo, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
+  grad_stats_pass(s, vec, x, dy, mean, mean_lo, relu_y, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
 
   BnArgs a{};
   a.x = x;
   a.dy = dy;
+  a.relu_y = relu_y;
   a.out = dx;
   a.gamma = gamma;
   a.mean = mean;
@@ -763,17 +800,50 @@ void backward(const char* op, const BnShape& s, const float* x, const float* dy,
 
 }  // namespace detail
 
+void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+  detail::forward_train("batchnorm_forward_train", false, s, x, gamma, beta, eps, y, save_mean, save_mean_lo,
+                        save_invstd, batch_var);
+}
+void batchnorm_relu_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                                  float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
+                                  float* batch_var) {
+  detail::forward_train("batchnorm_relu_forward_train", true, s, x, gamma, beta, eps, y, save_mean, save_mean_lo,
+                        save_invstd, batch_var);
+}
+
+void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                             const float* mean, const float* var, float eps, float* y) {
+  detail::forward_infer("batchnorm_forward_infer", false, s, x, gamma, beta, mean, var, eps, y);
+}
+void batchnorm_relu_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                                  const float* mean, const float* var, float eps, float* y) {
+  detail::forward_infer("batchnorm_relu_forward_infer", true, s, x, gamma, beta, mean, var, eps, y);
+}
+
 void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
                               const float* save_mean, const float* save_mean_lo, const float* save_invstd,
                               float* dx, float* dgamma, float* dbeta) {
-  detail::backward<detail::Mode::BackwardTrain>("batchnorm_backward_train", s, x, dy, gamma, save_mean,
+  detail::backward<detail::Mode::BackwardTrain>("batchnorm_backward_train", s, x, nullptr, dy, gamma, save_mean,
+                                                save_mean_lo, save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
+}
+void batchnorm_relu_backward_train(const BnShape& s, const float* x, const float* y, const float* dy,
+                                   const float* gamma, const float* save_mean, const float* save_mean_lo,
+                                   const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
+  detail::backward<detail::Mode::BackwardTrain>("batchnorm_relu_backward_train", s, x, y, dy, gamma, save_mean,
                                                 save_mean_lo, save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
 }
 
 void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
                               const float* mean, const float* var, float eps, float* dx, float* dgamma,
                               float* dbeta) {
-  detail::backward<detail::Mode::BackwardInfer>("batchnorm_backward_infer", s, x, dy, gamma, mean, nullptr,
+  detail::backward<detail::Mode::BackwardInfer>("batchnorm_backward_infer", s, x, nullptr, dy, gamma, mean, nullptr,
+                                                nullptr, var, eps, dx, dgamma, dbeta);
+}
+void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float* y, const float* dy,
+                                   const float* gamma, const float* mean, const float* var, float eps, float* dx,
+                                   float* dgamma, float* dbeta) {
+  detail::backward<detail::Mode::BackwardInfer>("batchnorm_relu_backward_infer", s, x, y, dy, gamma, mean, nullptr,
                                                 nullptr, var, eps, dx, dgamma, dbeta);
 }
 

@@ -156,3 +156,24 @@ describeGpu('GPU batch norm: non-finite and huge values', () => {
     y.forEach((v, i) => expect(Math.abs(v - Math.sign(values[i]))).toBeLessThan(1e-6));
   });
 });
+
+describeGpu('GPU batch norm fused with ReLU', () => {
+  // 4-D with l % 4 == 0 (float4 path) and odd l, 2-D narrow and wide (rows path).
+  test.each([[[6, 5, 4, 4]], [[3, 7, 3, 5]], [[64, 10]], [[9, 300]]])('x %j: equal to the CPU and to relu(batchNorm) on the GPU, training and inference', (shape) => {
+    const c = shape[1];
+    const inputs = [input(shape, 131), input([c], 132, { low: 0.5, high: 1.5 }), input([c], 133)];
+    const train = ([t, g, b]: kg.Tensor[]) => F.batchNormRelu(t, g, b, { training: true });
+    expectSameOnDevices(inputs, train);
+    const fused = runOn('cuda', inputs, train);
+    const pair = runOn('cuda', inputs, ([t, g, b]) => F.relu(F.batchNorm(t, g, b, { training: true })));
+    expect(bitwiseEqual(fused.out, pair.out)).toBe(true);
+    fused.grads.forEach((g, i) => expect(mismatch(g as Float32Array, pair.grads[i] as Float32Array, 1e-6)).toBeNull());
+
+    const stats = (device: kg.Device) => ({
+      training: false,
+      runningMean: kg.tensor(normal(c, 134), [c], { device }),
+      runningVar: kg.tensor(uniform(c, 135, 0.5, 2), [c], { device }),
+    });
+    expectSameOnDevices(inputs, ([t, g, b]) => F.batchNormRelu(t, g, b, stats(t.device)));
+  });
+});
