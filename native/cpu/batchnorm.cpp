@@ -114,8 +114,10 @@ inline float activate(float v) {
 }
 
 // The gradient reaching the batch norm: dy, or with the fused ReLU dy where its output y > 0.
+// Both loads come first, so that the choice is a blend, not a branch on the activation's sign.
 inline float through_relu(const float* dy, const float* relu_y, int64_t i) {
-  return !relu_y || relu_y[i] > 0.0f ? dy[i] : 0.0f;
+  const float d = dy[i], y = relu_y[i];
+  return y > 0.0f ? d : 0.0f;
 }
 
 // y = act(((x - hi[ch]) - lo[ch]) * scale[ch] + shift[ch]), the mean given as the pair (hi, lo)
@@ -228,14 +230,16 @@ void backward_train(const BnShape& s, const float* x, const float* relu_y, const
       [&](int64_t off, int64_t len, int64_t ch) {
         const float mh = save_mean[ch], ml = save_mean_lo[ch], kk = k[ch], aa = a[ch], bb = b[ch];
         if (relu_y) {
-          for (int64_t i = off; i < off + len; ++i) dx[i] = kk * ((through_relu(dy, relu_y, i) - aa) - ((x[i] - mh) - ml) * bb);
+          for (int64_t i = off; i < off + len; ++i) {
+            dx[i] = kk * ((through_relu(dy, relu_y, i) - aa) - ((x[i] - mh) - ml) * bb);
+          }
         } else {
           for (int64_t i = off; i < off + len; ++i) dx[i] = kk * ((dy[i] - aa) - ((x[i] - mh) - ml) * bb);
         }
       },
       [&](int64_t off) {
         for (int64_t j = 0; j < c; ++j) {
-          const float g = through_relu(dy, relu_y, off + j);
+          const float g = relu_y ? through_relu(dy, relu_y, off + j) : dy[off + j];
           dx[off + j] = k[j] * ((g - a[j]) - ((x[off + j] - save_mean[j]) - save_mean_lo[j]) * b[j]);
         }
       });
