@@ -722,6 +722,62 @@ static void test_bn_huge(const BnShape& s) {
   check(std::isinf(gvar[0]) && std::isinf(gvar[1]), "bn huge " + tag + ": a variance beyond float32 is reported as infinite");
 }
 
+// Batch norm fused with ReLU: forward equal to relu of the float64 reference and bitwise to
+// relu of the unfused kernel; backward against the float64 rule with dy masked by the output, and
+// equal to the unfused backward of the masked dy.
+static void test_bn_relu(const BnShape& s) {
+  const std::string tag = "(n,c,l)=" + shape_str({s.n, s.c, s.l});
+  const size_t total = s.n * s.c * s.l;
+  const float eps = 1e-5f;
+  const Vec x = randn(total, 0.3, 1.5), gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c), dy = randn(total);
+  const Vec rmean = randn(s.c), rvar = uniform(s.c, 0.5, 2.0);
+  DevBuf dX(x), dG(gamma), dB(beta), dDY(dy), dRM(rmean), dRV(rvar);
+  DevBuf y(total), yp(total), mean(s.c), mean_lo(s.c), invstd(s.c), var(s.c);
+  y.poison();
+  cu::batchnorm_relu_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), mean_lo.get(),
+                                   invstd.get(), var.get());
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, yp.get(), mean.get(), mean_lo.get(), invstd.get(),
+                              var.get());
+  const Vec gy = y.download(), ginv = invstd.download();
+  Vec pair = yp.download(), masked(total);
+  for (size_t k = 0; k < total; ++k) pair[k] = pair[k] > 0.0f ? pair[k] : 0.0f;
+  for (size_t k = 0; k < total; ++k) masked[k] = gy[k] > 0.0f ? dy[k] : 0.0f;
+  const DVec pmean = pair_mean(mean.download(), mean_lo.download());
+  const BnRef r = bn_ref(s, x, gamma, beta, masked, eps, rmean, rvar, &pmean, &ginv);
+  DVec yref(total);
+  for (size_t k = 0; k < total; ++k) yref[k] = std::max(r.y[k], 0.0);
+  validate("bn+relu forward_train y " + tag, gy, yref, 1e-5, 1e-5);
+  check(same_bits(gy, pair), "bn+relu forward_train " + tag + ": bitwise relu of the unfused output");
+
+  DevBuf dx(total), dgamma(s.c), dbeta(s.c), dM(masked), dxp(total), dgp(s.c), dbp(s.c);
+  dx.poison();
+  cu::batchnorm_relu_backward_train(s, dX.get(), y.get(), dDY.get(), dG.get(), mean.get(), mean_lo.get(), invstd.get(),
+                                    dx.get(), dgamma.get(), dbeta.get());
+  cu::batchnorm_backward_train(s, dX.get(), dM.get(), dG.get(), mean.get(), mean_lo.get(), invstd.get(), dxp.get(),
+                               dgp.get(), dbp.get());
+  const Vec gdx = dx.download(), gdg = dgamma.download(), gdb = dbeta.download();
+  validate("bn+relu backward_train dx " + tag, gdx, r.dx, 0.0, 1e-4, abs_scale(r.dx), 1e-5);
+  validate("bn+relu backward_train dgamma " + tag, gdg, r.dgamma, 0.0, 1e-4, abs_scale(r.dgamma), 1e-5);
+  check(same_bits(gdx, dxp.download()) && same_bits(gdg, dgp.download()) && same_bits(gdb, dbp.download()),
+        "bn+relu backward_train " + tag + ": bitwise the unfused backward of the masked dy");
+
+  // Inference: forward and backward against relu of the running-statistics map.
+  DevBuf yi(total), dxi(total), dgi(s.c), dbi(s.c);
+  cu::batchnorm_relu_forward_infer(s, dX.get(), dG.get(), dB.get(), dRM.get(), dRV.get(), eps, yi.get());
+  const Vec gyi = yi.download();
+  DVec yiref(total);
+  for (size_t k = 0; k < total; ++k) yiref[k] = std::max(r.y_infer[k], 0.0);
+  validate("bn+relu forward_infer y " + tag, gyi, yiref, 1e-5, 1e-5);
+  Vec masked_i(total);
+  for (size_t k = 0; k < total; ++k) masked_i[k] = gyi[k] > 0.0f ? dy[k] : 0.0f;
+  const BnRef ri = bn_ref(s, x, gamma, beta, masked_i, eps, rmean, rvar);
+  cu::batchnorm_relu_backward_infer(s, dX.get(), yi.get(), dDY.get(), dG.get(), dRM.get(), dRV.get(), eps, dxi.get(),
+                                    dgi.get(), dbi.get());
+  validate("bn+relu backward_infer dx " + tag, dxi.download(), ri.dx_infer, 1e-6, 1e-5);
+  validate("bn+relu backward_infer dbeta " + tag, dbi.download(), ri.dbeta_infer, 0.0, 1e-4, abs_scale(ri.dbeta_infer),
+           1e-5);
+}
+
 static void test_batchnorm() {
   std::printf("\n== batch norm\n");
   std::vector<BnShape> shapes = {{64, 20, 26 * 26}, {64, 50, 9 * 9}, {64, 128, 1},  {7, 3, 5},     {5, 1, 1},
@@ -732,6 +788,7 @@ static void test_batchnorm() {
   test_bn_shape({16, 4, 64}, randn(16 * 4 * 64, 3.0, 1e-3), "small spread");
   for (const BnShape& s : std::vector<BnShape>{{64, 3, 49}, {1000, 3, 1}, {8, 3, 1024}, {2, 3, 3}}) test_bn_robust(s);
   for (const BnShape& s : std::vector<BnShape>{{7, 3, 1}, {1000, 3, 1}, {64, 3, 49}, {3, 3, 4099}, {2, 3, 3}}) test_bn_huge(s);
+  for (const BnShape& s : std::vector<BnShape>{{6, 5, 16}, {3, 7, 15}, {64, 10, 1}, {9, 300, 1}}) test_bn_relu(s);
 }
 
 // ---------------------------------------------------------------------------------------------
