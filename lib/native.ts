@@ -107,10 +107,15 @@ export interface Native {
   /** Forward on (x, y) and backward on (dy, dx), with the same p and seed. */
   dropout(p: number, seed: number, x: Storage, y: Storage): void;
 
-  batchNormForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveInvstd: Storage, batchVar: Storage): void;
+  batchNormForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage): void;
   batchNormForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;
-  batchNormBackwardTrain(shape: BnShapeArg, x: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
+  batchNormBackwardTrain(shape: BnShapeArg, x: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
   batchNormBackwardInfer(shape: BnShapeArg, x: Storage, dy: Storage, gamma: Storage, mean: Storage, variance: Storage, eps: number, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
+  /** The same four, fused with the ReLU after them: backward takes the fused output y after x. */
+  batchNormReluForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage): void;
+  batchNormReluForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;
+  batchNormReluBackwardTrain(shape: BnShapeArg, x: Storage, y: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
+  batchNormReluBackwardInfer(shape: BnShapeArg, x: Storage, y: Storage, dy: Storage, gamma: Storage, mean: Storage, variance: Storage, eps: number, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
 
   binary(op: BinaryOpCode, shape: number[], aStrides: number[], bStrides: number[], a: Storage, b: Storage, out: Storage): void;
   fill(out: Storage, value: number): void;

@@ -38,3 +38,15 @@ export function describeItems(v: unknown): string {
   if (Array.isArray(v) && v.length <= 8) return `[${Array.from(v, describe).join(', ')}]`;
   return describe(v);
 }
+
+/**
+ * `value` when it is one of `choices`, `fallback` when undefined; otherwise a TypeError naming
+ * `fn`, the option and the choices.
+ */
+export function readChoice<T extends string>(value: T | undefined, fn: string, name: string, choices: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(choices as readonly unknown[]).includes(value)) {
+    throw new TypeError(`${fn}: ${name} must be ${choices.map((c) => `'${c}'`).join(' or ')}, got ${describe(value)}`);
+  }
+  return value;
+}

@@ -61,6 +61,7 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
   const rmean = o.storage(d.rmean);
   const rvar = o.storage(d.rvar);
   const sm = o.storage(c);
+  const sml = o.storage(c);
   const si = o.storage(c);
   const bv = o.storage(c);
   const out: Figure[] = [];
@@ -73,10 +74,10 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
         runMeasured(ctx, { case: 'bn.train_fwd', shape: s.label, impl: 'kernelgrad' }, () => ({
           fn: () => {
             const i = next();
-            nat.batchNormForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, si, bv);
+            nat.batchNormForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv);
           },
           check: () => {
-            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, si, bv);
+            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv);
             return checkBnTrainFwd(d.x, ncl, d.gamma, d.beta, EPS, channels, y[0].read(), sm.read(), si.read(), bv.read()).result(how);
           },
           metric: gbs(BN_BYTES_PER_ELEM['bn.train_fwd'] * n),
@@ -113,11 +114,11 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
         runMeasured(ctx, { case: 'bn.backward', shape: s.label, impl: 'kernelgrad' }, () => ({
           fn: () => {
             const i = next();
-            nat.batchNormBackwardTrain(ncl, x[i], dy[i], gamma, sm, si, y[i], dg, db);
+            nat.batchNormBackwardTrain(ncl, x[i], dy[i], gamma, sm, sml, si, y[i], dg, db);
           },
           check: () => {
-            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, si, bv);
-            nat.batchNormBackwardTrain(ncl, x[0], dy[0], gamma, sm, si, y[0], dg, db);
+            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv);
+            nat.batchNormBackwardTrain(ncl, x[0], dy[0], gamma, sm, sml, si, y[0], dg, db);
             return checkBnBackward(d.x, d.dy, ncl, d.gamma, EPS, channels, y[0].read(), dg.read(), db.read()).result(how);
           },
           metric: gbs(BN_BYTES_PER_ELEM['bn.backward'] * n),
@@ -129,7 +130,7 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
     }
   } finally {
     o.sync();
-    disposeAll(x, y, gamma, beta, rmean, rvar, sm, si, bv);
+    disposeAll(x, y, gamma, beta, rmean, rvar, sm, sml, si, bv);
   }
   return out;
 }

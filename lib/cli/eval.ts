@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { checkDatasetFiles, loadTestSet, transformsFor } from './datasets';
 import { parseDeviceName, parsePositiveInt, requireFile, resolveDevice, UsageError } from './options';
+import type { Tensor } from '../tensor';
 
 export interface EvalCliOptions {
   checkpoint: string;
@@ -32,13 +33,14 @@ export async function runEval(opts: EvalCliOptions): Promise<void> {
   const { bnCnn, BN_CNN_ARCHITECTURE } = await import('../models/bn-cnn');
   const { resnet, RESNET_ARCHITECTURE } = await import('../models/resnet');
   const { fastCnn, FAST_CNN_ARCHITECTURE } = await import('../models/fast-cnn');
-  const { loadCheckpoint } = await import('../io/checkpoint');
+  const { loadCheckpoint, toModelNames } = await import('../io/checkpoint');
   const { evaluateAccuracy } = await import('../train/evaluate');
 
   const { stateDict, metadata } = loadCheckpoint(opts.checkpoint, { device });
   const arch = metadata.architecture ?? BN_CNN_ARCHITECTURE;
   const dataset = metadata.dataset === 'cifar10' ? 'cifar10' : 'mnist';
   let model;
+  const created: Tensor[] = [];
   try {
     if (arch === BN_CNN_ARCHITECTURE) {
       const fc1 = stateDict['fc1.weight'];
@@ -55,12 +57,12 @@ export async function runEval(opts: EvalCliOptions): Promise<void> {
     } else {
       throw new UsageError(`${opts.checkpoint}: architecture '${arch}' is not supported (expected '${BN_CNN_ARCHITECTURE}', '${FAST_CNN_ARCHITECTURE}' or '${RESNET_ARCHITECTURE}')`);
     }
-    model.loadStateDict(stateDict);
+    model.loadStateDict(toModelNames(model, stateDict, created));
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError(`${opts.checkpoint}: not a ${arch} checkpoint: ${(e as Error).message}`);
   } finally {
-    for (const t of Object.values(stateDict)) t.dispose();
+    for (const t of [...Object.values(stateDict), ...created]) t.dispose();
   }
   checkDatasetFiles(dataset, opts.data);
   const test = await loadTestSet(dataset, opts.data, opts.testSize);

@@ -158,7 +158,7 @@ export async function runTrain(opts: TrainCliOptions): Promise<void> {
         ...(optim.momentum !== undefined ? { momentum: String(optim.momentum), nesterov: String(optim.nesterov) } : {}),
         weight_decay: String(optim.weightDecay),
         schedule: optim.schedule,
-      });
+      }, { names: 'pytorch' }); // loads into PyTorch with load_state_dict(strict=True), and back here
       let metrics;
       try {
         metrics = stageFileAtomic(files.metrics, JSON.stringify(run, null, 2) + '\n');

@@ -1,12 +1,18 @@
-// The safetensors format (https://github.com/huggingface/safetensors), float32 tensors only:
+// The safetensors format (https://github.com/huggingface/safetensors):
 //
 //   [8 bytes: header length N, little-endian u64]
 //   [N bytes: JSON header, padded with spaces so that 8 + N is a multiple of 8]
 //   [raw little-endian data of all tensors, back to back]
 //
-// The header maps each tensor name to {dtype: 'F32', shape, data_offsets: [begin, end]} (offsets
+// The header maps each tensor name to {dtype, shape, data_offsets: [begin, end]} (offsets
 // relative to the start of the data) and may hold `__metadata__`: an object of string values.
 // Files written here load with `safetensors.torch.load_file` in Python.
+//
+// Tensors here are float32. Written: F32, or I64 for a tensor that asks for it (PyTorch keeps
+// counters such as num_batches_tracked as int64). Read: F32 as is, and the dtypes PyTorch writes
+// for weights and counters converted to float32 when that is exact (F16, BF16, integers up to
+// 2^24 in magnitude, BOOL) or the usual rounding (F64, refused when a value overflows float32);
+// any other dtype, or a value float32 cannot hold, is refused with the tensor's name.
 import * as os from 'os';
 import { writeFileAtomic } from './atomic';
 import { describe } from '../options';
@@ -14,10 +20,18 @@ import { readRegularFile } from './regular-file';
 import { checkShape, formatShape } from '../shape';
 import { isFloat32Array, isUint8Array } from '../typed-arrays';
 
+/** The dtypes a file may name. */
+export type SafetensorsDtype = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+
 /** A float32 array with its shape, in host memory. */
 export interface TensorData {
   shape: number[];
   data: Float32Array;
+  /**
+   * The dtype in the file. Writing: 'F32' (default) or 'I64' (the values must be integers).
+   * Reading: the dtype the file named (the values are converted to float32).
+   */
+  dtype?: SafetensorsDtype;
 }
 
 /** Anything that can give its values as float32 (a kernelgrad Tensor qualifies). */
@@ -51,11 +65,79 @@ function product(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+// Bytes per value, and a reader of one value at a byte offset, for each readable dtype.
+const DTYPES: Record<SafetensorsDtype, { size: number; read: (v: DataView, at: number) => number; integer: boolean }> = {
+  F32: { size: 4, read: (v, at) => v.getFloat32(at, true), integer: false },
+  F64: { size: 8, read: (v, at) => v.getFloat64(at, true), integer: false },
+  F16: { size: 2, read: (v, at) => halfToNumber(v.getUint16(at, true)), integer: false },
+  BF16: { size: 2, read: (v, at) => bfloat16ToNumber(v.getUint16(at, true)), integer: false },
+  I64: { size: 8, read: (v, at) => Number(v.getBigInt64(at, true)), integer: true },
+  I32: { size: 4, read: (v, at) => v.getInt32(at, true), integer: true },
+  I16: { size: 2, read: (v, at) => v.getInt16(at, true), integer: true },
+  I8: { size: 1, read: (v, at) => v.getInt8(at), integer: true },
+  U8: { size: 1, read: (v, at) => v.getUint8(at), integer: true },
+  BOOL: { size: 1, read: (v, at) => (v.getUint8(at) ? 1 : 0), integer: true },
+};
+/** Integers beyond this magnitude are not all representable in float32. */
+const FLOAT32_EXACT_INT = 2 ** 24;
+
+function isDtype(d: unknown): d is SafetensorsDtype {
+  return typeof d === 'string' && Object.prototype.hasOwnProperty.call(DTYPES, d);
+}
+
+function halfToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+function bfloat16ToNumber(b: number): number {
+  const view = new DataView(new ArrayBuffer(4));
+  view.setUint32(0, b << 16);
+  return view.getFloat32(0);
+}
+
 function toLittleEndianBytes(a: Float32Array): Uint8Array {
   if (LITTLE_ENDIAN) return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   const out = new Uint8Array(a.length * 4);
   const view = new DataView(out.buffer);
   for (let i = 0; i < a.length; i++) view.setFloat32(i * 4, a[i], true);
+  return out;
+}
+
+/** Integer values as little-endian int64; `what` names the tensor when one is not an integer. */
+function toInt64Bytes(a: Float32Array, what: string): Uint8Array {
+  const out = new Uint8Array(a.length * 8);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < a.length; i++) {
+    if (!Number.isInteger(a[i])) throw new RangeError(`safetensors: tensor '${what}' is written as I64, but value ${i} is ${a[i]}, not an integer`);
+    view.setBigInt64(i * 8, BigInt(a[i]), true);
+  }
+  return out;
+}
+
+/**
+ * The values of a tensor stored as `dtype`, as float32. Throws (via `fail`) when one cannot be
+ * held: an integer beyond 2^24 in magnitude, or a finite float64 beyond float32's range.
+ */
+function decodeValues(bytes: Uint8Array, dtype: SafetensorsDtype, name: string, fail: (what: string) => never): Float32Array {
+  if (dtype === 'F32') return fromLittleEndianBytes(bytes);
+  const { size, read, integer } = DTYPES[dtype];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(bytes.byteLength / size);
+  for (let i = 0; i < out.length; i++) {
+    const v = read(view, i * size);
+    out[i] = v;
+    if (integer && Math.abs(v) > FLOAT32_EXACT_INT) {
+      fail(`tensor '${name}' (${dtype}) holds ${v} at index ${i}, which float32 cannot hold exactly (integers up to 2^24)`);
+    }
+    if (Number.isFinite(v) && !Number.isFinite(out[i])) {
+      fail(`tensor '${name}' (${dtype}) holds ${v} at index ${i}, beyond the range of float32`);
+    }
+  }
   return out;
 }
 
@@ -101,8 +183,12 @@ export function encodeSafetensorsParts(
     if (data.length !== product(shape)) {
       throw new Error(`safetensors: tensor '${name}' has ${data.length} values but shape ${formatShape(shape)}`);
     }
-    const bytes = toLittleEndianBytes(data);
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes.byteLength] };
+    const dtype = isTensorData(t) ? (t.dtype ?? 'F32') : 'F32';
+    if (dtype !== 'F32' && dtype !== 'I64') {
+      throw new TypeError(`kg.io.encodeSafetensors: tensor '${name}' has dtype ${describe(dtype)}; F32 and I64 can be written`);
+    }
+    const bytes = dtype === 'I64' ? toInt64Bytes(data, name) : toLittleEndianBytes(data);
+    header[name] = { dtype, shape, data_offsets: [offset, offset + bytes.byteLength] };
     offset += bytes.byteLength;
     parts.push(bytes);
   }
@@ -127,7 +213,7 @@ export function encodeSafetensors(
 }
 
 /**
- * Parses a safetensors buffer, validating the header, dtypes (F32 only), shapes against byte sizes,
+ * Parses a safetensors buffer, validating the header, dtypes (see the top of this file), shapes against byte sizes,
  * and that the tensors tile the data section exactly (no gaps, overlaps or trailing bytes).
  * `source` names the file in error messages.
  */
@@ -164,14 +250,15 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
 
   const dataStart = 8 + n;
   const dataLength = b.length - dataStart;
-  const items: Array<{ name: string; shape: number[]; begin: number; end: number }> = [];
+  const items: Array<{ name: string; dtype: SafetensorsDtype; shape: number[]; begin: number; end: number }> = [];
   for (const [name, value] of Object.entries(entries)) {
     if (name === METADATA_KEY) continue;
     if (typeof value !== 'object' || value === null) fail(`entry '${name}' is not an object`);
     const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (info.dtype !== 'F32') {
-      fail(`tensor '${name}' has dtype ${JSON.stringify(info.dtype)}; only F32 is supported`);
+    if (!isDtype(info.dtype)) {
+      fail(`tensor '${name}' has dtype ${JSON.stringify(info.dtype)}, which cannot be read as float32 (readable: ${Object.keys(DTYPES).join(', ')})`);
     }
+    const dtype = info.dtype as SafetensorsDtype;
     const shape = info.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(`tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
@@ -182,14 +269,14 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
     }
     const [begin, end] = offs as [number, number];
     if (end < begin) fail(`tensor '${name}' has data_offsets [${begin}, ${end}] with end before begin`);
-    const want = product(shape as number[]) * 4;
+    const want = product(shape as number[]) * DTYPES[dtype].size;
     if (end - begin !== want) {
       fail(`tensor '${name}' of shape ${formatShape((shape as number[]))} needs ${want} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`);
     }
     if (end > dataLength) {
       fail(`tensor '${name}' data_offsets [${begin}, ${end}] run past the end of the data (${dataLength} bytes; file truncated?)`);
     }
-    items.push({ name, shape: shape as number[], begin, end });
+    items.push({ name, dtype, shape: shape as number[], begin, end });
   }
   items.sort((x, y) => x.begin - y.begin || x.end - y.end);
   let pos = 0;
@@ -203,7 +290,8 @@ export function decodeSafetensors(buf: Uint8Array, source = '<buffer>'): Safeten
 
   const tensors: Record<string, TensorData> = Object.create(null);
   for (const it of items) {
-    tensors[it.name] = { shape: it.shape, data: fromLittleEndianBytes(b.subarray(dataStart + it.begin, dataStart + it.end)) };
+    const data = decodeValues(b.subarray(dataStart + it.begin, dataStart + it.end), it.dtype, it.name, fail);
+    tensors[it.name] = { shape: it.shape, data, dtype: it.dtype };
   }
   return { tensors, metadata };
 }

@@ -1,7 +1,7 @@
 // kg.nn.functional: the stateless layers, as functions of tensors.
 export { relu } from '../ops/activation';
 export { flatten } from '../ops/arith';
-export { batchNorm, pureBatchNorm } from '../ops/batchnorm';
+export { batchNorm, batchNormRelu, pureBatchNorm } from '../ops/batchnorm';
 export type { BatchNormOptions } from '../ops/batchnorm';
 export { avgPool2d, conv2d } from '../ops/conv';
 export type { AvgPool2dOptions, Conv2dOptions } from '../ops/conv';

@@ -89,6 +89,9 @@ export abstract class Module {
   /** Called on each module after `loadStateDict` has written its values. Default: nothing. */
   protected afterLoadStateDict(): void {}
 
+  /** Layers with moving statistics (batch norm) override this; see `freezeBatchNorm`. */
+  protected setStatisticsFrozen(_frozen: boolean): void {}
+
   // ---------------------------------------------------------------- traversal
 
   /** Direct sub-modules, in registration order. */
@@ -142,6 +145,21 @@ export abstract class Module {
   /** Inference mode: same as `train(false)`. Batch norm then uses its moving statistics. */
   eval(): this {
     return this.train(false);
+  }
+
+  /**
+   * Freezes every batch norm in this module and below (`BatchNorm.freeze()`): they normalize
+   * with their moving statistics and leave them alone, while the rest of the model trains.
+   */
+  freezeBatchNorm(): this {
+    for (const [, m] of this.namedModules()) m.setStatisticsFrozen(true);
+    return this;
+  }
+
+  /** Undoes `freezeBatchNorm()`. */
+  unfreezeBatchNorm(): this {
+    for (const [, m] of this.namedModules()) m.setStatisticsFrozen(false);
+    return this;
   }
 
   // ---------------------------------------------------------------- state

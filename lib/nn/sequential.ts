@@ -1,6 +1,8 @@
 // A chain of modules applied in order.
 import type { Tensor } from '../tensor';
 import { describe } from '../options';
+import { ReLU } from './activation';
+import { BatchNorm } from './batchnorm';
 import { Module } from './module';
 
 /**
@@ -47,8 +49,18 @@ export class Sequential extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    const kids = this.children().map(([, m]) => m);
     let h = x;
-    for (const [, m] of this.children()) h = m.forward(h);
+    for (let i = 0; i < kids.length; i++) {
+      // A BatchNorm followed by a ReLU runs as one fused op: the same values, one pass less each
+      // way. Exact classes only, so that a subclass's own forward is never bypassed.
+      if (kids[i].constructor === BatchNorm && kids[i + 1]?.constructor === ReLU) {
+        h = (kids[i] as BatchNorm).forwardRelu(h);
+        i++;
+      } else {
+        h = kids[i].forward(h);
+      }
+    }
     return h;
   }
 

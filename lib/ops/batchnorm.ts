@@ -4,10 +4,11 @@
 import { checkOutput, isRecording, recordOp } from '../autograd/tape';
 import { BnShapeArg, native } from '../native';
 import { NonFiniteError } from '../non-finite';
-import { readOptions } from '../options';
+import { readChoice, readOptions } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFinite, checkSameDevice, checkTensor } from './check';
+import { ones, zeros } from './creation';
 import { deferredChecks } from './deferred-checks';
 
 const ACCEPTED = 'dense (batch, features) or 2-D convolution (batch, channels, height, width) input';
@@ -34,31 +35,68 @@ export interface BatchNormOptions {
   /** Per-channel moving statistics; updated in place in training, read in inference. */
   runningMean?: Tensor | null;
   runningVar?: Tensor | null;
-  /** running = momentum * running + (1 - momentum) * batch. Default 0.9, the tutorial's. */
+  /**
+   * running = momentum * running + (1 - momentum) * batch. Default 0.9, the tutorial's; PyTorch's
+   * momentum is the other weight (its 0.1 is 0.9 here).
+   */
   momentum?: number;
+  /**
+   * Which batch variance the running variance tracks: 'biased' (default, the tutorial's: divided by
+   * the m values per channel, the variance training normalizes with) or 'unbiased' (divided by
+   * m - 1, PyTorch's and Keras's). Normalization always uses the biased one.
+   */
+  runningVariance?: 'biased' | 'unbiased';
+  /**
+   * 'exponential' (default): the momentum rule above. 'cumulative': running statistics are the
+   * plain average over all batches so far (PyTorch's momentum=None): batch t (counted from 1)
+   * enters with weight 1/t. Needs numBatchesTracked.
+   */
+  averaging?: 'exponential' | 'cumulative';
+  /**
+   * Scalar count of the batches that updated the running statistics; incremented in place with
+   * them, and read by 'cumulative' averaging. Float32, so exact up to 2^24 batches.
+   */
+  numBatchesTracked?: Tensor | null;
   /** Added to the variance before the square root. Default 1e-5. */
   eps?: number;
 }
 
 /**
- * y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel.
+ * y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel. gamma and beta may be null (no
+ * affine map: gamma = 1, beta = 0).
  *
  * Training normalizes with the batch's mean and biased variance and, when running statistics are
- * given, updates them in place with the tutorial's convention (biased variance, momentum 0.9).
- * Inference normalizes with the running statistics and changes nothing.
+ * given, updates them in place (by default the tutorial's convention: biased variance, momentum
+ * 0.9). Inference normalizes with the running statistics and changes nothing.
  */
-export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: BatchNormOptions): Tensor {
-  const op = 'batchNorm';
+export function batchNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions): Tensor {
+  return normalize('batchNorm', false, x, gamma, beta, options);
+}
+
+/**
+ * relu(batchNorm(x, gamma, beta, options)) as one op: one kernel forward, one backward (the ReLU's
+ * mask is read from the output inside batch norm's passes), with the same results as the pair.
+ */
+export function batchNormRelu(x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions): Tensor {
+  return normalize('batchNormRelu', true, x, gamma, beta, options);
+}
+
+function normalize(op: string, relu: boolean, x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions): Tensor {
   checkTensor(x, op, 'x');
-  readOptions(options, op, ['training', 'runningMean', 'runningVar', 'momentum', 'eps']);
+  readOptions(options, op, ['training', 'runningMean', 'runningVar', 'momentum', 'runningVariance', 'averaging', 'numBatchesTracked', 'eps']);
   if (options === undefined || typeof options.training !== 'boolean') {
     throw new TypeError(`${op}: options.training must be true or false`);
   }
   const shape = bnShape(x, op);
   const [n, c, l] = shape;
-  checkPerChannel(gamma, c, x, op, 'gamma');
-  checkPerChannel(beta, c, x, op, 'beta');
-  const momentum = checkFinite(options.momentum ?? 0.9, op, 'momentum');
+  if (gamma !== null) checkPerChannel(gamma, c, x, op, 'gamma');
+  if (beta !== null) checkPerChannel(beta, c, x, op, 'beta');
+  const runningVariance = readChoice(options.runningVariance, op, 'runningVariance', ['biased', 'unbiased'], 'biased');
+  const averaging = readChoice(options.averaging, op, 'averaging', ['exponential', 'cumulative'], 'exponential');
+  if (averaging === 'cumulative' && options.momentum !== undefined) {
+    throw new TypeError(`${op}: momentum has no meaning with averaging 'cumulative' (batch t enters with weight 1/t); leave it out`);
+  }
+  let momentum = checkFinite(options.momentum ?? 0.9, op, 'momentum');
   if (momentum < 0 || momentum > 1) throw new RangeError(`${op}: momentum must be in [0, 1], got ${momentum}`);
   const eps = checkFinite(options.eps ?? 1e-5, op, 'eps');
   if (eps < 0) throw new RangeError(`${op}: eps must be >= 0, got ${eps}`);
@@ -69,13 +107,25 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
   }
   if (runningMean) checkPerChannel(runningMean, c, x, op, 'runningMean');
   if (runningVar) checkPerChannel(runningVar, c, x, op, 'runningVar');
-  checkSameDevice(op, { x, gamma, beta, runningMean, runningVar });
+  const numBatchesTracked = options.numBatchesTracked ?? null;
+  if (numBatchesTracked !== null) {
+    checkTensor(numBatchesTracked, op, 'numBatchesTracked');
+    if (numBatchesTracked.numel !== 1) {
+      throw new RangeError(`${op}: numBatchesTracked must hold one value (shape []), got ${formatShape(numBatchesTracked.shape)}`);
+    }
+  }
+  if (averaging === 'cumulative' && runningMean && !numBatchesTracked) {
+    throw new TypeError(`${op}: averaging 'cumulative' needs numBatchesTracked, the count of batches averaged so far`);
+  }
+  checkSameDevice(op, { x, gamma, beta, runningMean, runningVar, numBatchesTracked });
 
   if (!options.training) {
     if (!runningMean || !runningVar) {
       throw new TypeError(`${op}: inference (training: false) needs runningMean and runningVar`);
     }
-    return batchNormInference(x, gamma, beta, runningMean, runningVar, eps, shape);
+    const g = gamma ?? ones([c], { device: x.device });
+    const b = beta ?? zeros([c], { device: x.device });
+    return batchNormInference(op, relu, x, g, b, runningMean, runningVar, eps, shape);
   }
   if (n * l < 2) {
     throw new RangeError(
@@ -83,34 +133,55 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
         'use a larger batch, or inference mode',
     );
   }
+  const g = gamma ?? ones([c], { device: x.device });
+  const b = beta ?? zeros([c], { device: x.device });
   const y = Tensor.empty(x.shape, x.device);
+  // The mean as a float pair, mean = saveMean + saveMeanLo, so that x - mean keeps every digit.
   const saveMean = Tensor.empty([c], x.device);
+  const saveMeanLo = Tensor.empty([c], x.device);
   const saveInvstd = Tensor.empty([c], x.device);
   const batchVar = Tensor.empty([c], x.device);
-  native.batchNormForwardTrain(shape, x.storage, gamma.storage, beta.storage, eps, y.storage, saveMean.storage, saveInvstd.storage, batchVar.storage);
+  const forward = relu ? native.batchNormReluForwardTrain : native.batchNormForwardTrain;
+  forward(shape, x.storage, g.storage, b.storage, eps, y.storage, saveMean.storage, saveMeanLo.storage, saveInvstd.storage, batchVar.storage);
   const deferred = deferredChecks(x.device);
   if (deferred) {
     deferred.batchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
   } else {
     try {
-      checkBatchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
+      checkBatchStatistics(op, x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
     } catch (e) {
-      for (const t of [y, saveMean, saveInvstd, batchVar]) t.dispose();
+      for (const t of [y, saveMean, saveMeanLo, saveInvstd, batchVar]) t.dispose();
       throw e;
     }
   }
   if (runningMean && runningVar) {
+    if (averaging === 'cumulative') {
+      const seen = (numBatchesTracked as Tensor).item();
+      momentum = seen / (seen + 1);
+    }
+    const m = n * l;
+    const varianceWeight = runningVariance === 'unbiased' ? (1 - momentum) * (m / (m - 1)) : 1 - momentum;
     native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storageForWrite());
-    native.axpby(1 - momentum, batchVar.storage, momentum, runningVar.storageForWrite());
+    native.axpby(varianceWeight, batchVar.storage, momentum, runningVar.storageForWrite());
   }
+  if (runningMean && numBatchesTracked) countBatch(numBatchesTracked);
   batchVar.dispose();
-  return recordOp(op, y, [x, gamma, beta], [x, gamma], (g) => {
+  return recordOp(op, y, [x, g, b], relu ? [x, g, y] : [x, g], (dy) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
-    native.batchNormBackwardTrain(shape, x.storage, g.storage, gamma.storage, saveMean.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
+    const stats = [saveMean.storage, saveMeanLo.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage] as const;
+    if (relu) native.batchNormReluBackwardTrain(shape, x.storage, y.storage, dy.storage, g.storage, ...stats);
+    else native.batchNormBackwardTrain(shape, x.storage, dy.storage, g.storage, ...stats);
     return [dx, dgamma, dbeta];
   });
+}
+
+/** count += 1 in place, on the count's device, without reading it back. */
+function countBatch(count: Tensor): void {
+  const one = ones([1], { device: count.device });
+  native.axpby(1, one.storage, 1, count.storageForWrite());
+  one.dispose();
 }
 
 /**
@@ -119,11 +190,11 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, options: Batch
  * before the running statistics are updated, so they keep their values. Reads C values back, which
  * on a GPU waits for the forward kernel.
  */
-function checkBatchStatistics(x: Tensor, eps: number, mean: Tensor, invstd: Tensor, variance: Tensor | null): void {
+function checkBatchStatistics(op: string, x: Tensor, eps: number, mean: Tensor, invstd: Tensor, variance: Tensor | null): void {
   const m = mean.toArray();
   const s = invstd.toArray();
   const v = variance?.toArray();
-  const where = (ch: number) => `batchNorm: channel ${ch} of x ${formatShape(x.shape)}`;
+  const where = (ch: number) => `${op}: channel ${ch} of x ${formatShape(x.shape)}`;
   for (let ch = 0; ch < m.length; ch++) {
     if (!Number.isFinite(m[ch])) {
       throw new NonFiniteError(
@@ -146,10 +217,13 @@ function checkBatchStatistics(x: Tensor, eps: number, mean: Tensor, invstd: Tens
   }
 }
 
-function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, eps: number, shape: BnShapeArg): Tensor {
+function batchNormInference(
+  op: string, relu: boolean, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, variance: Tensor, eps: number, shape: BnShapeArg,
+): Tensor {
   const y = Tensor.empty(x.shape, x.device);
-  native.batchNormForwardInfer(shape, x.storage, gamma.storage, beta.storage, mean.storage, variance.storage, eps, y.storage);
-  checkOutput('batchNorm', y, [x, gamma, beta, mean, variance]); // anomaly mode: the statistics are inputs too
+  const forward = relu ? native.batchNormReluForwardInfer : native.batchNormForwardInfer;
+  forward(shape, x.storage, gamma.storage, beta.storage, mean.storage, variance.storage, eps, y.storage);
+  checkOutput(op, y, [x, gamma, beta, mean, variance]); // anomaly mode: the statistics are inputs too
   // The statistics are constants here, so the gradient is the affine map's. Snapshot them: the
   // running tensors may be updated in place before backward runs.
   if (!isRecording() || !(x.tracksGrad || gamma.tracksGrad || beta.tracksGrad)) return y;
@@ -158,11 +232,13 @@ function batchNormInference(x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor
   const savedVar = Tensor.empty([c], x.device);
   savedMean.storage.copyFrom(mean.storage);
   savedVar.storage.copyFrom(variance.storage);
-  return recordOp('batchNorm', y, [x, gamma, beta], [x, gamma], (g) => {
+  return recordOp(op, y, [x, gamma, beta], relu ? [x, gamma, y] : [x, gamma], (g) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
-    native.batchNormBackwardInfer(shape, x.storage, g.storage, gamma.storage, savedMean.storage, savedVar.storage, eps, dx ? dx.storage : null, dgamma.storage, dbeta.storage);
+    const rest = [savedMean.storage, savedVar.storage, eps, dx ? dx.storage : null, dgamma.storage, dbeta.storage] as const;
+    if (relu) native.batchNormReluBackwardInfer(shape, x.storage, y.storage, g.storage, gamma.storage, ...rest);
+    else native.batchNormBackwardInfer(shape, x.storage, g.storage, gamma.storage, ...rest);
     return [dx, dgamma, dbeta];
   });
 }

@@ -6,14 +6,17 @@
 //   sum (x - mean)^2 around that double mean. Never E[x^2] - E[x]^2, which cancels catastrophically
 //   when |mean| >> std. The variance is a sum of squares, so it is never negative, and a constant
 //   channel gets exactly its value as mean (m * v is exact in double) and exactly zero variance.
-// - x - mean is formed in float with the saved float mean, so a constant channel normalizes to
-//   exactly 0 and the output is exactly beta, and forward is exactly the map that backward (which
-//   only gets the float mean) differentiates. The output's mean is then off by the float mean's
-//   rounding error, at most half an ulp of the mean: below the resolution of the data itself.
+// - x - mean is formed as (x - hi) - lo, with the double mean carried as the float pair hi =
+//   float(mean), lo = float(mean - hi). Near the mean, x - hi is exact (Sterbenz), so the only
+//   rounding is that of a number of the order of the spread: at mean 1e4 and spread 0.1 the
+//   normalized output is good to about 1e-7, where x - float(mean) alone would be off by up to
+//   half an ulp of 1e4, 5e-3 of the spread. A constant channel has hi = the constant and lo = 0,
+//   so it normalizes to exactly 0 and the output is exactly beta. Backward gets the same pair, so
+//   forward is exactly the map that backward differentiates. The cost is one subtraction per
+//   element in passes that are bound by memory.
 // - invstd = float(1 / sqrt(double(var) + double(eps))) with var the float variance, the same
-//   expression in every kernel: a single rounding, and inference with running statistics equal
-//   to the batch's reproduces training's output bit for bit. (eps = 0 with a constant channel
-//   gives an infinite invstd; callers use eps > 0.)
+//   expression in every kernel: a single rounding. (eps = 0 with a constant channel gives an
+//   infinite invstd; callers use eps > 0.)
 // - Values near +-1e38: (x - mean)^2 is summed in double, which holds it, but the variance itself
 //   may exceed float (it is reported as infinite). invstd is then formed from the double variance:
 //   about 1e-38, representable, so such a channel still normalizes to +-1 instead of to beta.
@@ -103,46 +106,69 @@ void for_each_block(const BnShape& s, Run&& run, Row&& row) {
   }
 }
 
-// y = (x - mean[ch]) * scale[ch] + shift[ch]
-void affine(const BnShape& s, const float* x, const float* mean, const float* scale, const float* shift,
-            float* y) {
+// max(v, 0) when Relu, with NaN kept: the expression of relu_forward, so fused and unfused agree.
+template <bool Relu>
+inline float activate(float v) {
+  if constexpr (Relu) return (v > 0.0f || v != v) ? v : 0.0f;
+  return v;
+}
+
+// The gradient reaching the batch norm: dy, or with the fused ReLU dy where its output y > 0.
+// Both loads come first, so that the choice is a blend, not a branch on the activation's sign.
+inline float through_relu(const float* dy, const float* relu_y, int64_t i) {
+  const float d = dy[i], y = relu_y[i];
+  return y > 0.0f ? d : 0.0f;
+}
+
+// y = act(((x - hi[ch]) - lo[ch]) * scale[ch] + shift[ch]), the mean given as the pair (hi, lo)
+template <bool Relu = false>
+void affine(const BnShape& s, const float* x, const float* hi, const float* lo, const float* scale,
+            const float* shift, float* y) {
   for_each_block(
       s,
       [&](int64_t off, int64_t len, int64_t ch) {
-        const float m = mean[ch], k = scale[ch], b = shift[ch];
-        for (int64_t i = off; i < off + len; ++i) y[i] = (x[i] - m) * k + b;
+        const float mh = hi[ch], ml = lo[ch], k = scale[ch], b = shift[ch];
+        for (int64_t i = off; i < off + len; ++i) y[i] = activate<Relu>(((x[i] - mh) - ml) * k + b);
       },
       [&](int64_t off) {
-        for (int64_t j = 0; j < s.c; ++j) y[off + j] = (x[off + j] - mean[j]) * scale[j] + shift[j];
+        for (int64_t j = 0; j < s.c; ++j) {
+          y[off + j] = activate<Relu>(((x[off + j] - hi[j]) - lo[j]) * scale[j] + shift[j]);
+        }
       });
 }
 
+void affine_relu(bool relu, const BnShape& s, const float* x, const float* hi, const float* lo, const float* scale,
+                 const float* shift, float* y) {
+  if (relu) affine<true>(s, x, hi, lo, scale, shift, y);
+  else affine<false>(s, x, hi, lo, scale, shift, y);
+}
+
 // Per channel: sdy = sum dy and sdyx = sum dy * (x - mean), the sums both backward forms need.
-void grad_sums(const BnShape& s, const float* x, const float* dy, const float* mean, std::vector<double>& sdy,
-               std::vector<double>& sdyx) {
-  const std::vector<double> mean_d(mean, mean + s.c);
+void grad_sums(const BnShape& s, const float* x, const float* dy, const float* relu_y, const float* hi,
+               const float* lo, std::vector<double>& sdy, std::vector<double>& sdyx) {
+  std::vector<double> mean_d(s.c);
+  for (int64_t ch = 0; ch < s.c; ++ch) mean_d[ch] = double(hi[ch]) + (lo ? double(lo[ch]) : 0.0);
   std::vector<double> out(2 * s.c);
   channel_sums<2>(
       s, out.data(),
       [&](int64_t off, int64_t len, int64_t ch, double* t) {
-        sum_grad_terms(x + off, dy + off, len, mean_d[ch], &t[0], &t[1]);
+        sum_grad_terms(x + off, dy + off, len, mean_d[ch], &t[0], &t[1], relu_y ? relu_y + off : nullptr);
       },
       [&](int64_t off, double* acc, int64_t c0, int64_t len) {
-        add_row_grad_terms(acc + c0, acc + s.c + c0, x + off + c0, dy + off + c0, mean_d.data() + c0, len);
+        add_row_grad_terms(acc + c0, acc + s.c + c0, x + off + c0, dy + off + c0, mean_d.data() + c0, len,
+                           relu_y ? relu_y + off + c0 : nullptr);
       });
   sdy.assign(out.begin(), out.begin() + s.c);
   sdyx.assign(out.begin() + s.c, out.end());
 }
 
-}  // namespace
-
-void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                             float* y, float* save_mean, float* save_invstd, float* batch_var) {
+void forward_train(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
   const int64_t c = s.c, m = s.n * s.l;
   if (c == 0) return;
   if (m == 0) {  // no data: report zero mean and variance rather than 0/0
     for (int64_t ch = 0; ch < c; ++ch) {
-      save_mean[ch] = batch_var[ch] = 0.0f;
+      save_mean[ch] = save_mean_lo[ch] = batch_var[ch] = 0.0f;
       save_invstd[ch] = inv_std(0.0f, eps);
     }
     return;
@@ -162,30 +188,33 @@ void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamm
   std::vector<float> scale(c);
   for (int64_t ch = 0; ch < c; ++ch) {
     save_mean[ch] = float(mean[ch]);
+    save_mean_lo[ch] = float(mean[ch] - double(save_mean[ch]));
     const double var = sq[ch] / double(m);
     batch_var[ch] = float(var);
     save_invstd[ch] = std::isinf(batch_var[ch]) ? float(1.0 / std::sqrt(var + double(eps))) : inv_std(batch_var[ch], eps);
     scale[ch] = gamma[ch] * save_invstd[ch];
   }
-  affine(s, x, save_mean, scale.data(), beta, y);
+  affine_relu(relu, s, x, save_mean, save_mean_lo, scale.data(), beta, y);
 }
 
-void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
-                             const float* mean, const float* var, float eps, float* y) {
-  std::vector<float> scale(s.c);
+void forward_infer(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
+                   const float* mean, const float* var, float eps, float* y) {
+  std::vector<float> scale(s.c), zero(s.c, 0.0f);
   for (int64_t ch = 0; ch < s.c; ++ch) scale[ch] = gamma[ch] * inv_std(var[ch], eps);
-  affine(s, x, mean, scale.data(), beta, y);
+  affine_relu(relu, s, x, mean, zero.data(), scale.data(), beta, y);
 }
 
 // dx = gamma * invstd * (dy - sum(dy) / m - xhat * sum(dy * xhat) / m), xhat = (x - mean) * invstd,
 // evaluated per element as k * ((dy - a) - (x - mean) * b) with per-channel constants
-// k = gamma * invstd, a = sum(dy) / m, b = invstd^2 * sum(dy * (x - mean)) / m.
-void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
-                              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
-                              float* dbeta) {
+// k = gamma * invstd, a = sum(dy) / m, b = invstd^2 * sum(dy * (x - mean)) / m, and x - mean
+// formed from the saved pair as in forward. With the fused ReLU (relu_y, its output), dy is first
+// masked to where relu_y > 0.
+void backward_train(const BnShape& s, const float* x, const float* relu_y, const float* dy, const float* gamma,
+                    const float* save_mean, const float* save_mean_lo, const float* save_invstd, float* dx,
+                    float* dgamma, float* dbeta) {
   const int64_t c = s.c, m = s.n * s.l;
   std::vector<double> sdy, sdyx;
-  grad_sums(s, x, dy, save_mean, sdy, sdyx);
+  grad_sums(s, x, dy, relu_y, save_mean, save_mean_lo, sdy, sdyx);
   std::vector<float> k(c), a(c), b(c);
   for (int64_t ch = 0; ch < c; ++ch) {
     const double invstd = save_invstd[ch];
@@ -199,23 +228,30 @@ void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy,
   for_each_block(
       s,
       [&](int64_t off, int64_t len, int64_t ch) {
-        const float mu = save_mean[ch], kk = k[ch], aa = a[ch], bb = b[ch];
-        for (int64_t i = off; i < off + len; ++i) dx[i] = kk * ((dy[i] - aa) - (x[i] - mu) * bb);
+        const float mh = save_mean[ch], ml = save_mean_lo[ch], kk = k[ch], aa = a[ch], bb = b[ch];
+        if (relu_y) {
+          for (int64_t i = off; i < off + len; ++i) {
+            dx[i] = kk * ((through_relu(dy, relu_y, i) - aa) - ((x[i] - mh) - ml) * bb);
+          }
+        } else {
+          for (int64_t i = off; i < off + len; ++i) dx[i] = kk * ((dy[i] - aa) - ((x[i] - mh) - ml) * bb);
+        }
       },
       [&](int64_t off) {
         for (int64_t j = 0; j < c; ++j) {
-          dx[off + j] = k[j] * ((dy[off + j] - a[j]) - (x[off + j] - save_mean[j]) * b[j]);
+          const float g = relu_y ? through_relu(dy, relu_y, off + j) : dy[off + j];
+          dx[off + j] = k[j] * ((g - a[j]) - ((x[off + j] - save_mean[j]) - save_mean_lo[j]) * b[j]);
         }
       });
 }
 
-// The statistics are constants here: dx = dy * gamma * invstd, dgamma = sum dy * xhat, dbeta = sum dy.
-void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
-                              const float* mean, const float* var, float eps, float* dx, float* dgamma,
-                              float* dbeta) {
+// The statistics are constants here: dx = dy * gamma * invstd, dgamma = sum dy * xhat, dbeta = sum dy
+// (dy masked by the fused ReLU's output where relu_y is given).
+void backward_infer(const BnShape& s, const float* x, const float* relu_y, const float* dy, const float* gamma,
+                    const float* mean, const float* var, float eps, float* dx, float* dgamma, float* dbeta) {
   const int64_t c = s.c;
   std::vector<double> sdy, sdyx;
-  grad_sums(s, x, dy, mean, sdy, sdyx);
+  grad_sums(s, x, dy, relu_y, mean, nullptr, sdy, sdyx);
   std::vector<float> scale(c), zero(c, 0.0f);
   for (int64_t ch = 0; ch < c; ++ch) {
     const float invstd = inv_std(var[ch], eps);
@@ -223,7 +259,63 @@ void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy,
     dgamma[ch] = float(sdyx[ch] * double(invstd));
     scale[ch] = gamma[ch] * invstd;
   }
-  if (dx) affine(s, dy, zero.data(), scale.data(), zero.data(), dx);
+  if (!dx) return;
+  if (!relu_y) {
+    affine(s, dy, zero.data(), zero.data(), scale.data(), zero.data(), dx);
+    return;
+  }
+  for_each_block(
+      s,
+      [&](int64_t off, int64_t len, int64_t ch) {
+        const float k = scale[ch];
+        for (int64_t i = off; i < off + len; ++i) dx[i] = through_relu(dy, relu_y, i) * k;
+      },
+      [&](int64_t off) {
+        for (int64_t j = 0; j < c; ++j) dx[off + j] = through_relu(dy, relu_y, off + j) * scale[j];
+      });
+}
+
+}  // namespace
+
+void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+  forward_train(false, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var);
+}
+void batchnorm_relu_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                                  float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
+                                  float* batch_var) {
+  forward_train(true, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var);
+}
+
+void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                             const float* mean, const float* var, float eps, float* y) {
+  forward_infer(false, s, x, gamma, beta, mean, var, eps, y);
+}
+void batchnorm_relu_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                                  const float* mean, const float* var, float eps, float* y) {
+  forward_infer(true, s, x, gamma, beta, mean, var, eps, y);
+}
+
+void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* save_mean, const float* save_mean_lo, const float* save_invstd,
+                              float* dx, float* dgamma, float* dbeta) {
+  backward_train(s, x, nullptr, dy, gamma, save_mean, save_mean_lo, save_invstd, dx, dgamma, dbeta);
+}
+void batchnorm_relu_backward_train(const BnShape& s, const float* x, const float* y, const float* dy,
+                                   const float* gamma, const float* save_mean, const float* save_mean_lo,
+                                   const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
+  backward_train(s, x, y, dy, gamma, save_mean, save_mean_lo, save_invstd, dx, dgamma, dbeta);
+}
+
+void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
+                              const float* mean, const float* var, float eps, float* dx, float* dgamma,
+                              float* dbeta) {
+  backward_infer(s, x, nullptr, dy, gamma, mean, var, eps, dx, dgamma, dbeta);
+}
+void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float* y, const float* dy,
+                                   const float* gamma, const float* mean, const float* var, float eps, float* dx,
+                                   float* dgamma, float* dbeta) {
+  backward_infer(s, x, y, dy, gamma, mean, var, eps, dx, dgamma, dbeta);
 }
 
 }  // namespace kg::cpu

@@ -13,6 +13,10 @@
 // bitwise the same statistics, and results are identical from run to run: no atomics anywhere.
 // Inference forward is pass 2 alone, with the given running statistics.
 //
+// Fused with the ReLU that follows (the batchnorm_relu_* entry points): forward clamps in pass 2,
+// backward reads the fused output y next to dy and masks dy where y <= 0 in both passes, so the
+// ReLU costs one extra read in backward instead of a pass of its own.
+//
 // Two layouts, because coalescing needs different blockings:
 //  - planar (l > 1, 4-D input): a channel is n rows of l contiguous values, rows c*l apart. A
 //    block walks a contiguous range of the channel's n*l values (float4s when l % 4 == 0), so a
@@ -32,7 +36,10 @@
 //  - values are shifted by the channel's first value before anything else. In fp32 a running
 //    mean near 1e4 can only move in steps of 1e-3, which is 1% of a standard deviation of 0.1;
 //    shifted values are of the order of the spread, so the mean and M2 keep full relative
-//    precision and the final mean (shift + mean of the shifted values) is rounded only once;
+//    precision. The mean, shift + mean of the shifted values, is formed in double and kept as a
+//    float pair (hi, lo): x - mean is evaluated as (x - hi) - lo, where x - hi is exact near the
+//    mean, so the normalized output is exact to the rounding of the spread, not of the mean (as
+//    on the CPU; backward gets the same pair);
 //  - a constant channel gives shifted values of exactly 0: mean exactly the constant, variance
 //    exactly 0, y exactly beta. M2 only ever adds non-negative terms, so the variance is never
 //    negative (it is clamped at 0 anyway);
@@ -81,37 +88,58 @@ struct BnArgs {
   float* out;  // y, or dx (null when dx is not wanted)
   const float* gamma;
   const float* beta;
-  const float* mean;    // BackwardTrain: saved mean; *Infer: running mean
-  const float* invstd;  // BackwardTrain: saved invstd
+  const float* mean;     // BackwardTrain: saved mean; *Infer: running mean
+  const float* mean_lo;  // BackwardTrain: the rest of the saved mean; null otherwise
+  const float* invstd;   // BackwardTrain: saved invstd
   const float* var;     // *Infer: running variance
   float eps;
+  bool relu;            // Forward*: clamp the output at 0 (the fused ReLU)
+  const float* relu_y;  // Backward*: the fused output, masking dy; null without the ReLU
   double count;  // n * l, values per channel
   const StatPartial* stat;
   const GradPartial* grad;
   int64_t splits;  // partials per channel (the same for both passes)
   float* save_mean;
+  float* save_mean_lo;
   float* save_invstd;
   float* batch_var;
   float* dgamma;
   float* dbeta;
 };
 
-// The elementwise formulas, with the channel's coefficients k[0..3]:
+// The elementwise formulas, with the channel's coefficients k[0..4], the mean as the pair
+// (k[0], k[4]) and x - mean formed as (x - k[0]) - k[4]:
 //   forward:        y  = (x - mean) * (gamma * invstd) + beta                k = mean, gamma*invstd, beta
 //   backward train: dx = gamma*invstd * (dy - mean(dy) - (x - mean) * invstd * mean(dy*xhat))
 //                                                     k = mean, gamma*invstd, mean(dy), invstd*mean(dy*xhat)
 //   backward infer: dx = dy * (gamma * invstd)                               k = -, gamma*invstd
 // Subtracting the mean first (not x * scale + shift) keeps precision when |mean| >> std.
+constexpr int kCoefficients = 5;
 template <Mode M>
 __device__ __forceinline__ float bn_element(float x, float dy, const float* k) {
   if constexpr (M == Mode::ForwardTrain || M == Mode::ForwardInfer) {
-    return (x - k[0]) * k[1] + k[2];
+    return ((x - k[0]) - k[4]) * k[1] + k[2];
   } else if constexpr (M == Mode::BackwardTrain) {
-    return k[1] * (dy - k[2] - (x - k[0]) * k[3]);
+    return k[1] * (dy - k[2] - ((x - k[0]) - k[4]) * k[3]);
   } else {
     return dy * k[1];
   }
 }
+// max(v, 0) with NaN kept when relu: relu_forward's expression, so fused and unfused agree.
+__device__ __forceinline__ float activate(bool relu, float v) { return relu && !(v > 0.0f || v != v) ? 0.0f : v; }
+
+// dy where the fused ReLU's output is positive, else 0 (relu_y null: dy unchanged).
+template <int VW>
+__device__ __forceinline__ void mask_by_relu(Pack<VW>& g, const float* relu_y, int64_t offset) {
+  if (!relu_y) return;
+  const Pack<VW> y = load_pack<VW>(relu_y + offset);
+#pragma unroll
+  for (int e = 0; e < VW; ++e) g.v[e] = y.v[e] > 0.0f ? g.v[e] : 0.0f;
+}
+__device__ __forceinline__ float mask_by_relu(float g, const float* relu_y, int64_t at) {
+  return !relu_y || relu_y[at] > 0.0f ? g : 0.0f;
+}
+
 template <Mode M>
 __host__ __device__ constexpr bool reads_x() {
   return M != Mode::BackwardInfer;
@@ -135,8 +163,10 @@ template <Mode M>
 __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch, bool writer, float shift,
                                                      const Welford& w, float sum_dy, float sum_dy_xc, float* k) {
   const float g = a.gamma ? a.gamma[ch] : 1.0f;
+  k[4] = 0.0f;
   if constexpr (M == Mode::ForwardTrain) {
-    const float mean = shift + w.mean;
+    const double mean_d = static_cast<double>(shift) + static_cast<double>(w.mean);
+    const float mean = static_cast<float>(mean_d);
     const double var_d = fmax(w.m2 / w.count, 0.0);  // biased: divided by n * l
     const float var = static_cast<float>(var_d);
     // A variance beyond float (values near +-1e38) is reported as infinite, but invstd, about
@@ -146,8 +176,10 @@ __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch
     k[1] = g * invstd;
     k[2] = a.beta ? a.beta[ch] : 0.0f;
     k[3] = 0.0f;
+    k[4] = static_cast<float>(mean_d - static_cast<double>(mean));
     if (writer) {
       a.save_mean[ch] = mean;
+      a.save_mean_lo[ch] = k[4];
       a.save_invstd[ch] = invstd;
       if (a.batch_var) a.batch_var[ch] = var;
     }
@@ -160,6 +192,7 @@ __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch
     const double invstd = M == Mode::BackwardTrain ? a.invstd[ch] : inv_std(a.var[ch], a.eps);
     const double m = a.count;
     k[0] = a.mean[ch];
+    if (a.mean_lo) k[4] = a.mean_lo[ch];
     k[1] = static_cast<float>(g * invstd);
     k[2] = static_cast<float>(sum_dy / m);
     k[3] = static_cast<float>(invstd * invstd * sum_dy_xc / m);
@@ -254,12 +287,13 @@ __global__ void __launch_bounds__(kThreads)
 template <int VW>
 __global__ void __launch_bounds__(kThreads)
     planar_grad_stats_kernel(const Planar p, const float* __restrict__ x, const float* __restrict__ dy,
-                             const float* __restrict__ mean, GradPartial* __restrict__ out) {
+                             const float* __restrict__ mean, const float* __restrict__ mean_lo,
+                             const float* __restrict__ relu_y, GradPartial* __restrict__ out) {
   __shared__ float smem[kThreads / kWarp];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
     const int64_t end = min(p.units, (s + 1) * p.chunk);
-    const float mu = mean[ch];
+    const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
     float sum_dy = 0.0f, sum_dy_xc = 0.0f;
     Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
     while (cur.u + 3 * kThreads < end) {
@@ -268,6 +302,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = 0; r < 4; ++r) {
         xv[r] = load_pack<VW>(x + cur.offset);
         gv[r] = load_pack<VW>(dy + cur.offset);
+        mask_by_relu<VW>(gv[r], relu_y, cur.offset);
         cur.advance(p);
       }
       float g[4 * VW], gx[4 * VW];
@@ -276,18 +311,20 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int e = 0; e < VW; ++e) {
           g[r * VW + e] = gv[r].v[e];
-          gx[r * VW + e] = gv[r].v[e] * (xv[r].v[e] - mu);
+          gx[r * VW + e] = gv[r].v[e] * ((xv[r].v[e] - mu) - mu_lo);
         }
       }
       sum_dy += pairwise_sum<4 * VW>(g);
       sum_dy_xc += pairwise_sum<4 * VW>(gx);
     }
     for (; cur.u < end; cur.advance(p)) {
-      const Pack<VW> xv = load_pack<VW>(x + cur.offset), gv = load_pack<VW>(dy + cur.offset);
+      const Pack<VW> xv = load_pack<VW>(x + cur.offset);
+      Pack<VW> gv = load_pack<VW>(dy + cur.offset);
+      mask_by_relu<VW>(gv, relu_y, cur.offset);
 #pragma unroll
       for (int e = 0; e < VW; ++e) {
         sum_dy += gv.v[e];
-        sum_dy_xc += gv.v[e] * (xv.v[e] - mu);
+        sum_dy_xc += gv.v[e] * ((xv.v[e] - mu) - mu_lo);
       }
     }
     sum_dy = block_sum<kThreads>(sum_dy, smem);
@@ -298,7 +335,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int VW, Mode M>
 __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, const BnArgs a) {
-  __shared__ float coef[4];
+  __shared__ float coef[kCoefficients];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
     if (!a.out && s != 0) continue;  // no dx wanted: only the blocks writing dgamma/dbeta work
@@ -325,7 +362,7 @@ __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, 
       if (lane == 0) channel_coefficients<M>(a, ch, s == 0, shift, w, sum_dy, sum_dy_xc, coef);
     }
     __syncthreads();
-    const float k[4] = {coef[0], coef[1], coef[2], coef[3]};
+    const float k[kCoefficients] = {coef[0], coef[1], coef[2], coef[3], coef[4]};
     __syncthreads();  // coef is rewritten by the next item
 
     if (!a.out) continue;
@@ -338,23 +375,29 @@ __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, 
       for (int r = 0; r < 4; ++r) {
         off[r] = cur.offset;
         if constexpr (reads_x<M>()) xv[r] = load_pack<VW>(a.x + off[r]);
-        if constexpr (reads_dy<M>()) gv[r] = load_pack<VW>(a.dy + off[r]);
+        if constexpr (reads_dy<M>()) {
+          gv[r] = load_pack<VW>(a.dy + off[r]);
+          mask_by_relu<VW>(gv[r], a.relu_y, off[r]);
+        }
         cur.advance(p);
       }
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         Pack<VW> o;
 #pragma unroll
-        for (int e = 0; e < VW; ++e) o.v[e] = bn_element<M>(xv[r].v[e], gv[r].v[e], k);
+        for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv[r].v[e], gv[r].v[e], k));
         store_pack<VW>(a.out + off[r], o);
       }
     }
     for (; cur.u < end; cur.advance(p)) {
       Pack<VW> xv = {}, gv = {}, o;
       if constexpr (reads_x<M>()) xv = load_pack<VW>(a.x + cur.offset);
-      if constexpr (reads_dy<M>()) gv = load_pack<VW>(a.dy + cur.offset);
+      if constexpr (reads_dy<M>()) {
+        gv = load_pack<VW>(a.dy + cur.offset);
+        mask_by_relu<VW>(gv, a.relu_y, cur.offset);
+      }
 #pragma unroll
-      for (int e = 0; e < VW; ++e) o.v[e] = bn_element<M>(xv.v[e], gv.v[e], k);
+      for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv.v[e], gv.v[e], k));
       store_pack<VW>(a.out + cur.offset, o);
     }
   }
@@ -433,7 +476,8 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void __launch_bounds__(kThreads)
     rows_grad_stats_kernel(const Rows p, const float* __restrict__ x, const float* __restrict__ dy,
-                           const float* __restrict__ mean, GradPartial* __restrict__ out) {
+                           const float* __restrict__ mean, const float* __restrict__ mean_lo,
+                           const float* __restrict__ relu_y, GradPartial* __restrict__ out) {
   __shared__ float2 smem[kThreads];
   const RowsThread t(p.bx_log2);
   for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
@@ -443,25 +487,26 @@ __global__ void __launch_bounds__(kThreads)
     const bool valid = ch < p.c;
     float2 sums = make_float2(0.0f, 0.0f);
     if (valid) {
-      const float mu = mean[ch];
+      const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
       int64_t i = s * p.chunk + t.ty;
       for (; i + 3 * t.by < end; i += 4 * t.by) {
         float xv[4], gv[4];
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
-          xv[r] = x[(i + r * t.by) * p.c + ch];
-          gv[r] = dy[(i + r * t.by) * p.c + ch];
+          const int64_t at = (i + r * t.by) * p.c + ch;
+          xv[r] = x[at];
+          gv[r] = mask_by_relu(dy[at], relu_y, at);
         }
         float gx[4];
 #pragma unroll
-        for (int r = 0; r < 4; ++r) gx[r] = gv[r] * (xv[r] - mu);
+        for (int r = 0; r < 4; ++r) gx[r] = gv[r] * ((xv[r] - mu) - mu_lo);
         sums.x += pairwise_sum<4>(gv);
         sums.y += pairwise_sum<4>(gx);
       }
       for (; i < end; i += t.by) {
-        const float gv = dy[i * p.c + ch];
+        const float gv = mask_by_relu(dy[i * p.c + ch], relu_y, i * p.c + ch);
         sums.x += gv;
-        sums.y += gv * (x[i * p.c + ch] - mu);
+        sums.y += gv * ((x[i * p.c + ch] - mu) - mu_lo);
       }
     }
     sums = column_merge(sums, smem, t, MergeSums{});
@@ -473,7 +518,7 @@ template <Mode M>
 __global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, const BnArgs a) {
   __shared__ Welford wsmem[kThreads];
   __shared__ float2 gsmem[kThreads];
-  __shared__ float coef[32][4];
+  __shared__ float coef[32][kCoefficients];
   const RowsThread t(p.bx_log2);
   for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
     const int64_t g = item / p.splits, s = item - g * p.splits;
@@ -504,10 +549,10 @@ __global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, cons
     }
     if (t.ty == 0 && valid) channel_coefficients<M>(a, ch, s == 0, shift, w, sums.x, sums.y, coef[t.tx]);
     __syncthreads();
-    float k[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float k[kCoefficients] = {};
     if (valid) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) k[e] = coef[t.tx][e];
+      for (int e = 0; e < kCoefficients; ++e) k[e] = coef[t.tx][e];
     }
     __syncthreads();  // coef is rewritten by the next item
 
@@ -520,15 +565,18 @@ __global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, cons
       for (int r = 0; r < 4; ++r) {
         const int64_t at = (i + r * t.by) * p.c + ch;
         if constexpr (reads_x<M>()) xv[r] = a.x[at];
-        if constexpr (reads_dy<M>()) gv[r] = a.dy[at];
+        if constexpr (reads_dy<M>()) gv[r] = mask_by_relu(a.dy[at], a.relu_y, at);
       }
 #pragma unroll
-      for (int r = 0; r < 4; ++r) a.out[(i + r * t.by) * p.c + ch] = bn_element<M>(xv[r], gv[r], k);
+      for (int r = 0; r < 4; ++r) {
+        a.out[(i + r * t.by) * p.c + ch] = activate(a.relu, bn_element<M>(xv[r], gv[r], k));
+      }
     }
     for (; i < end; i += t.by) {
       const int64_t at = i * p.c + ch;
-      const float xv = reads_x<M>() ? a.x[at] : 0.0f, gv = reads_dy<M>() ? a.dy[at] : 0.0f;
-      a.out[at] = bn_element<M>(xv, gv, k);
+      const float xv = reads_x<M>() ? a.x[at] : 0.0f;
+      const float gv = reads_dy<M>() ? mask_by_relu(a.dy[at], a.relu_y, at) : 0.0f;
+      a.out[at] = activate(a.relu, bn_element<M>(xv, gv, k));
     }
   }
 }
@@ -607,13 +655,15 @@ void stats_pass(const BnShape& s, bool vec, const float* x, StatPartial* out, co
 
 template <class Sizes>
 void grad_stats_pass(const BnShape& s, bool vec, const float* x, const float* dy, const float* mean,
-                     GradPartial* out, const Planar& pl, const Rows& rw, const Sizes& sizes) {
+                     const float* mean_lo, const float* relu_y, GradPartial* out, const Planar& pl, const Rows& rw,
+                     const Sizes& sizes) {
   if (s.l > 1) {
     const unsigned grid = grid_exact(pl.channels * pl.splits);
-    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, out);
-    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, out);
+    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, relu_y, out);
+    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, relu_y, out);
   } else {
-    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, out);
+    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, mean_lo,
+                                                                                          relu_y, out);
   }
   check_launch("launch of batch-norm gradient statistics kernel", sizes);
 }
@@ -655,13 +705,15 @@ auto bn_sizes(const char* op, const BnShape& s) {
 }  // namespace
 }  // namespace detail
 
-void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                             float* y, float* save_mean, float* save_invstd, float* batch_var) {
-  using namespace detail;
-  const auto sizes = bn_sizes("batchnorm_forward_train", s);
+namespace detail {
+
+void forward_train(const char* op, bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
+                   float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+  const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {  // no values: report a zero mean and variance
     fill(s.c, 0.0f, save_mean);
+    fill(s.c, 0.0f, save_mean_lo);
     fill(s.c, static_cast<float>(1.0 / std::sqrt(static_cast<double>(eps))), save_invstd);
     if (batch_var) fill(s.c, 0.0f, batch_var);
     return;
@@ -677,19 +729,20 @@ void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamm
   a.gamma = gamma;
   a.beta = beta;
   a.eps = eps;
+  a.relu = relu;
   a.count = static_cast<double>(s.n * s.l);
   a.stat = partials.as<StatPartial>();
   a.splits = plan.splits;
   a.save_mean = save_mean;
+  a.save_mean_lo = save_mean_lo;
   a.save_invstd = save_invstd;
   a.batch_var = batch_var;
   apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
 }
 
-void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
-                             const float* mean, const float* var, float eps, float* y) {
-  using namespace detail;
-  const auto sizes = bn_sizes("batchnorm_forward_infer", s);
+void forward_infer(const char* op, bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
+                   const float* mean, const float* var, float eps, float* y) {
+  const auto sizes = bn_sizes(op, s);
   if (s.c <= 0 || s.n <= 0 || s.l <= 0) return;
   const bool vec = planar_vec(s, {x, y});
   const Plan plan = make_plan(s, vec);
@@ -701,20 +754,19 @@ void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamm
   a.mean = mean;
   a.var = var;
   a.eps = eps;
+  a.relu = relu;
   a.count = static_cast<double>(s.n * s.l);
   a.splits = plan.splits;
   apply_pass<Mode::ForwardInfer>(s, vec, a, plan.planar, plan.rows, sizes);
 }
 
-namespace detail {
-
 // Both backward forms: one reduction of Σdy and Σdy·(x−μ) per channel, then the elementwise pass
 // that writes dx and finishes dgamma and dbeta. Training takes the saved invstd; inference forms
-// it from the running variance and eps.
+// it from the running variance and eps. relu_y (the fused ReLU's output) masks dy, or is null.
 template <Mode M>
-void backward(const char* op, const BnShape& s, const float* x, const float* dy, const float* gamma,
-              const float* mean, const float* invstd, const float* var, float eps, float* dx, float* dgamma,
-              float* dbeta) {
+void backward(const char* op, const BnShape& s, const float* x, const float* relu_y, const float* dy,
+              const float* gamma, const float* mean, const float* mean_lo, const float* invstd, const float* var,
+              float eps, float* dx, float* dgamma, float* dbeta) {
   const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {
@@ -722,17 +774,19 @@ void backward(const char* op, const BnShape& s, const float* x, const float* dy,
     fill(s.c, 0.0f, dbeta);
     return;
   }
-  const bool vec = planar_vec(s, {x, dy, dx});
+  const bool vec = planar_vec(s, {x, relu_y, dy, dx});
   const Plan plan = make_plan(s, vec);
   Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
-  grad_stats_pass(s, vec, x, dy, mean, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
+  grad_stats_pass(s, vec, x, dy, mean, mean_lo, relu_y, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
 
   BnArgs a{};
   a.x = x;
   a.dy = dy;
+  a.relu_y = relu_y;
   a.out = dx;
   a.gamma = gamma;
   a.mean = mean;
+  a.mean_lo = mean_lo;
   a.invstd = invstd;
   a.var = var;
   a.eps = eps;
@@ -746,18 +800,51 @@ void backward(const char* op, const BnShape& s, const float* x, const float* dy,
 
 }  // namespace detail
 
+void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+  detail::forward_train("batchnorm_forward_train", false, s, x, gamma, beta, eps, y, save_mean, save_mean_lo,
+                        save_invstd, batch_var);
+}
+void batchnorm_relu_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                                  float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
+                                  float* batch_var) {
+  detail::forward_train("batchnorm_relu_forward_train", true, s, x, gamma, beta, eps, y, save_mean, save_mean_lo,
+                        save_invstd, batch_var);
+}
+
+void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                             const float* mean, const float* var, float eps, float* y) {
+  detail::forward_infer("batchnorm_forward_infer", false, s, x, gamma, beta, mean, var, eps, y);
+}
+void batchnorm_relu_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
+                                  const float* mean, const float* var, float eps, float* y) {
+  detail::forward_infer("batchnorm_relu_forward_infer", true, s, x, gamma, beta, mean, var, eps, y);
+}
+
 void batchnorm_backward_train(const BnShape& s, const float* x, const float* dy, const float* gamma,
-                              const float* save_mean, const float* save_invstd, float* dx, float* dgamma,
-                              float* dbeta) {
-  detail::backward<detail::Mode::BackwardTrain>("batchnorm_backward_train", s, x, dy, gamma, save_mean,
-                                                save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
+                              const float* save_mean, const float* save_mean_lo, const float* save_invstd,
+                              float* dx, float* dgamma, float* dbeta) {
+  detail::backward<detail::Mode::BackwardTrain>("batchnorm_backward_train", s, x, nullptr, dy, gamma, save_mean,
+                                                save_mean_lo, save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
+}
+void batchnorm_relu_backward_train(const BnShape& s, const float* x, const float* y, const float* dy,
+                                   const float* gamma, const float* save_mean, const float* save_mean_lo,
+                                   const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
+  detail::backward<detail::Mode::BackwardTrain>("batchnorm_relu_backward_train", s, x, y, dy, gamma, save_mean,
+                                                save_mean_lo, save_invstd, nullptr, 0.0f, dx, dgamma, dbeta);
 }
 
 void batchnorm_backward_infer(const BnShape& s, const float* x, const float* dy, const float* gamma,
                               const float* mean, const float* var, float eps, float* dx, float* dgamma,
                               float* dbeta) {
-  detail::backward<detail::Mode::BackwardInfer>("batchnorm_backward_infer", s, x, dy, gamma, mean, nullptr,
-                                                var, eps, dx, dgamma, dbeta);
+  detail::backward<detail::Mode::BackwardInfer>("batchnorm_backward_infer", s, x, nullptr, dy, gamma, mean, nullptr,
+                                                nullptr, var, eps, dx, dgamma, dbeta);
+}
+void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float* y, const float* dy,
+                                   const float* gamma, const float* mean, const float* var, float eps, float* dx,
+                                   float* dgamma, float* dbeta) {
+  detail::backward<detail::Mode::BackwardInfer>("batchnorm_relu_backward_infer", s, x, y, dy, gamma, mean, nullptr,
+                                                nullptr, var, eps, dx, dgamma, dbeta);
 }
 
 }  // namespace kg::cuda

@@ -11,31 +11,45 @@ BnShape bn_shape(const Args& a, size_t i) {
   return BnShape{v[0], v[1], v[2]};
 }
 
-// batchNormForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveInvstd, batchVar)
+// Each binding comes twice: batch norm alone, and fused with the ReLU after it (`Relu`, the names
+// batchNormRelu*), whose backward takes the fused output y after x.
+constexpr const char* name_of(bool relu, const char* plain, const char* fused) { return relu ? fused : plain; }
+
+// batchNorm[Relu]ForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveMeanLo, saveInvstd, batchVar)
+template <bool Relu>
 Napi::Value forward_train(const Napi::CallbackInfo& info) {
-  Args a(info, "batchNormForwardTrain", 9);
+  Args a(info, name_of(Relu, "batchNormForwardTrain", "batchNormReluForwardTrain"), 10);
   BnShape s = bn_shape(a, 0);
   Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta");
   float eps = a.f32(4, "eps");
-  Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &invstd = a.storage(7, "saveInvstd"),
-          &var = a.storage(8, "batchVar");
+  Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &mean_lo = a.storage(7, "saveMeanLo"),
+          &invstd = a.storage(8, "saveInvstd"), &var = a.storage(9, "batchVar");
   int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(y, numel, "y");
   for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
-                          {&invstd, "saveInvstd"}, {&var, "batchVar"}}) {
+                          {&mean_lo, "saveMeanLo"}, {&invstd, "saveInvstd"}, {&var, "batchVar"}}) {
     a.expect_numel(*st, s.c, name);
   }
-  Device d = a.same_device({&x, &gamma, &beta, &y, &mean, &invstd, &var});
-  KG_RUN(a, d,
-         batchnorm_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
-                                 mean.data("saveMean"), invstd.data("saveInvstd"), var.data("batchVar")));
+  Device d = a.same_device({&x, &gamma, &beta, &y, &mean, &mean_lo, &invstd, &var});
+  if constexpr (Relu) {
+    KG_RUN(a, d,
+           batchnorm_relu_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
+                                        mean.data("saveMean"), mean_lo.data("saveMeanLo"),
+                                        invstd.data("saveInvstd"), var.data("batchVar")));
+  } else {
+    KG_RUN(a, d,
+           batchnorm_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
+                                   mean.data("saveMean"), mean_lo.data("saveMeanLo"), invstd.data("saveInvstd"),
+                                   var.data("batchVar")));
+  }
   return info.Env().Undefined();
 }
 
-// batchNormForwardInfer(shape, x, gamma, beta, mean, var, eps, y)
+// batchNorm[Relu]ForwardInfer(shape, x, gamma, beta, mean, var, eps, y)
+template <bool Relu>
 Napi::Value forward_infer(const Napi::CallbackInfo& info) {
-  Args a(info, "batchNormForwardInfer", 8);
+  Args a(info, name_of(Relu, "batchNormForwardInfer", "batchNormReluForwardInfer"), 8);
   BnShape s = bn_shape(a, 0);
   Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta"),
           &mean = a.storage(4, "mean"), &var = a.storage(5, "var");
@@ -48,68 +62,110 @@ Napi::Value forward_infer(const Napi::CallbackInfo& info) {
     a.expect_numel(*st, s.c, name);
   }
   Device d = a.same_device({&x, &gamma, &beta, &mean, &var, &y});
-  KG_RUN(a, d,
-         batchnorm_forward_infer(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), mean.data("mean"),
-                                 var.data("var"), eps, y.data("y")));
+  if constexpr (Relu) {
+    KG_RUN(a, d,
+           batchnorm_relu_forward_infer(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), mean.data("mean"),
+                                        var.data("var"), eps, y.data("y")));
+  } else {
+    KG_RUN(a, d,
+           batchnorm_forward_infer(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), mean.data("mean"),
+                                   var.data("var"), eps, y.data("y")));
+  }
   return info.Env().Undefined();
 }
 
-// batchNormBackwardTrain(shape, x, dy, gamma, saveMean, saveInvstd, dx | null, dgamma, dbeta)
+// batchNormBackwardTrain(shape, x, dy, gamma, saveMean, saveMeanLo, saveInvstd, dx | null, dgamma, dbeta)
+// batchNormReluBackwardTrain(shape, x, y, dy, gamma, saveMean, saveMeanLo, saveInvstd, dx | null, dgamma, dbeta)
+template <bool Relu>
 Napi::Value backward_train(const Napi::CallbackInfo& info) {
-  Args a(info, "batchNormBackwardTrain", 9);
+  constexpr size_t o = Relu ? 1 : 0;  // y comes after x
+  Args a(info, name_of(Relu, "batchNormBackwardTrain", "batchNormReluBackwardTrain"), 10 + o);
   BnShape s = bn_shape(a, 0);
-  Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &gamma = a.storage(3, "gamma"),
-          &mean = a.storage(4, "saveMean"), &invstd = a.storage(5, "saveInvstd");
-  Storage* dx = a.optional_storage(6, "dx");
-  Storage &dgamma = a.storage(7, "dgamma"), &dbeta = a.storage(8, "dbeta");
+  Storage& x = a.storage(1, "x");
+  Storage* y = Relu ? &a.storage(2, "y") : nullptr;
+  Storage &dy = a.storage(2 + o, "dy"), &gamma = a.storage(3 + o, "gamma"), &mean = a.storage(4 + o, "saveMean"),
+          &mean_lo = a.storage(5 + o, "saveMeanLo"), &invstd = a.storage(6 + o, "saveInvstd");
+  Storage* dx = a.optional_storage(7 + o, "dx");
+  Storage &dgamma = a.storage(8 + o, "dgamma"), &dbeta = a.storage(9 + o, "dbeta");
   int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
+  if (y) a.expect_numel(*y, numel, "y");
   a.expect_numel(dy, numel, "dy");
   if (dx) a.expect_numel(*dx, numel, "dx");
-  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&mean, "saveMean"}, {&invstd, "saveInvstd"},
-                          {&dgamma, "dgamma"}, {&dbeta, "dbeta"}}) {
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&mean, "saveMean"}, {&mean_lo, "saveMeanLo"},
+                          {&invstd, "saveInvstd"}, {&dgamma, "dgamma"}, {&dbeta, "dbeta"}}) {
     a.expect_numel(*st, s.c, name);
   }
-  Device d = a.same_device({&x, &dy, &gamma, &mean, &invstd, dx, &dgamma, &dbeta});
-  KG_RUN(a, d,
-         batchnorm_backward_train(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), mean.data("saveMean"),
-                                  invstd.data("saveInvstd"), dx ? dx->data("dx") : nullptr,
-                                  dgamma.data("dgamma"), dbeta.data("dbeta")));
+  Device d = a.same_device({&x, y, &dy, &gamma, &mean, &mean_lo, &invstd, dx, &dgamma, &dbeta});
+  float* dx_data = dx ? dx->data("dx") : nullptr;
+  if constexpr (Relu) {
+    KG_RUN(a, d,
+           batchnorm_relu_backward_train(s, x.data("x"), y->data("y"), dy.data("dy"), gamma.data("gamma"),
+                                         mean.data("saveMean"), mean_lo.data("saveMeanLo"),
+                                         invstd.data("saveInvstd"), dx_data, dgamma.data("dgamma"),
+                                         dbeta.data("dbeta")));
+  } else {
+    KG_RUN(a, d,
+           batchnorm_backward_train(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), mean.data("saveMean"),
+                                    mean_lo.data("saveMeanLo"), invstd.data("saveInvstd"), dx_data,
+                                    dgamma.data("dgamma"), dbeta.data("dbeta")));
+  }
   return info.Env().Undefined();
 }
 
 // batchNormBackwardInfer(shape, x, dy, gamma, mean, var, eps, dx | null, dgamma, dbeta)
+// batchNormReluBackwardInfer(shape, x, y, dy, gamma, mean, var, eps, dx | null, dgamma, dbeta)
+template <bool Relu>
 Napi::Value backward_infer(const Napi::CallbackInfo& info) {
-  Args a(info, "batchNormBackwardInfer", 10);
+  constexpr size_t o = Relu ? 1 : 0;
+  Args a(info, name_of(Relu, "batchNormBackwardInfer", "batchNormReluBackwardInfer"), 10 + o);
   BnShape s = bn_shape(a, 0);
-  Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &gamma = a.storage(3, "gamma"),
-          &mean = a.storage(4, "mean"), &var = a.storage(5, "var");
-  float eps = a.f32(6, "eps");
-  Storage* dx = a.optional_storage(7, "dx");
-  Storage &dgamma = a.storage(8, "dgamma"), &dbeta = a.storage(9, "dbeta");
+  Storage& x = a.storage(1, "x");
+  Storage* y = Relu ? &a.storage(2, "y") : nullptr;
+  Storage &dy = a.storage(2 + o, "dy"), &gamma = a.storage(3 + o, "gamma"), &mean = a.storage(4 + o, "mean"),
+          &var = a.storage(5 + o, "var");
+  float eps = a.f32(6 + o, "eps");
+  Storage* dx = a.optional_storage(7 + o, "dx");
+  Storage &dgamma = a.storage(8 + o, "dgamma"), &dbeta = a.storage(9 + o, "dbeta");
   int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
+  if (y) a.expect_numel(*y, numel, "y");
   a.expect_numel(dy, numel, "dy");
   if (dx) a.expect_numel(*dx, numel, "dx");
   for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&mean, "mean"}, {&var, "var"}, {&dgamma, "dgamma"},
                           {&dbeta, "dbeta"}}) {
     a.expect_numel(*st, s.c, name);
   }
-  Device d = a.same_device({&x, &dy, &gamma, &mean, &var, dx, &dgamma, &dbeta});
-  KG_RUN(a, d,
-         batchnorm_backward_infer(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), mean.data("mean"),
-                                  var.data("var"), eps, dx ? dx->data("dx") : nullptr, dgamma.data("dgamma"),
-                                  dbeta.data("dbeta")));
+  Device d = a.same_device({&x, y, &dy, &gamma, &mean, &var, dx, &dgamma, &dbeta});
+  float* dx_data = dx ? dx->data("dx") : nullptr;
+  if constexpr (Relu) {
+    KG_RUN(a, d,
+           batchnorm_relu_backward_infer(s, x.data("x"), y->data("y"), dy.data("dy"), gamma.data("gamma"),
+                                         mean.data("mean"), var.data("var"), eps, dx_data, dgamma.data("dgamma"),
+                                         dbeta.data("dbeta")));
+  } else {
+    KG_RUN(a, d,
+           batchnorm_backward_infer(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), mean.data("mean"),
+                                    var.data("var"), eps, dx_data, dgamma.data("dgamma"), dbeta.data("dbeta")));
+  }
   return info.Env().Undefined();
 }
 
 }  // namespace
 
 void register_batchnorm(Napi::Env env, Napi::Object exports) {
-  exports.Set("batchNormForwardTrain", Napi::Function::New<forward_train>(env, "batchNormForwardTrain"));
-  exports.Set("batchNormForwardInfer", Napi::Function::New<forward_infer>(env, "batchNormForwardInfer"));
-  exports.Set("batchNormBackwardTrain", Napi::Function::New<backward_train>(env, "batchNormBackwardTrain"));
-  exports.Set("batchNormBackwardInfer", Napi::Function::New<backward_infer>(env, "batchNormBackwardInfer"));
+  exports.Set("batchNormForwardTrain", Napi::Function::New<forward_train<false>>(env, "batchNormForwardTrain"));
+  exports.Set("batchNormForwardInfer", Napi::Function::New<forward_infer<false>>(env, "batchNormForwardInfer"));
+  exports.Set("batchNormBackwardTrain", Napi::Function::New<backward_train<false>>(env, "batchNormBackwardTrain"));
+  exports.Set("batchNormBackwardInfer", Napi::Function::New<backward_infer<false>>(env, "batchNormBackwardInfer"));
+  exports.Set("batchNormReluForwardTrain",
+              Napi::Function::New<forward_train<true>>(env, "batchNormReluForwardTrain"));
+  exports.Set("batchNormReluForwardInfer",
+              Napi::Function::New<forward_infer<true>>(env, "batchNormReluForwardInfer"));
+  exports.Set("batchNormReluBackwardTrain",
+              Napi::Function::New<backward_train<true>>(env, "batchNormReluBackwardTrain"));
+  exports.Set("batchNormReluBackwardInfer",
+              Napi::Function::New<backward_infer<true>>(env, "batchNormReluBackwardInfer"));
 }
 
 }  // namespace kg

@@ -36,7 +36,8 @@ describe('kernelgrad CLI', () => {
     const n = Number(ckpt.readBigUInt64LE(0));
     const header = JSON.parse(ckpt.subarray(8, 8 + n).toString('utf8'));
     expect(header.__metadata__).toMatchObject({ architecture: 'bn-cnn', epoch: '0', format: 'pt' });
-    expect(header['bn3.runningVar']).toMatchObject({ dtype: 'F32', shape: [128] });
+    expect(header['bn3.running_var']).toMatchObject({ dtype: 'F32', shape: [128] });
+    expect(header['bn3.num_batches_tracked']).toMatchObject({ dtype: 'I64', shape: [] });
     expect(metrics.checkpoint).toEqual({ file: 'model.safetensors', epoch: Number(header.__metadata__.epoch) });
     expect(fs.readdirSync(out).filter((f) => f.endsWith('.tmp'))).toEqual([]);
 

@@ -49,7 +49,7 @@ describe('kg.optim, kg.io and kg.train', () => {
       /^kg\.models\.bnCnn: unknown option 'width' \(known options: device, seed, hidden, weightScale, bnMomentum, bnEps, initRunning\)/],
     ['bnCnn with hidden 0', () => kg.models.bnCnn({ hidden: 0 }), RangeError, /^kg\.models\.bnCnn: hidden must be a positive integer, got 0/],
     ['batchNorm with an unknown option', () => kg.nn.functional.batchNorm(kg.ones([2, 3]), kg.ones([3]), kg.zeros([3]), { training: true, momentun: 0.1 } as never), TypeError,
-      /batchNorm: unknown option 'momentun' \(known options: training, runningMean, runningVar, momentum, eps\)/],
+      /batchNorm: unknown option 'momentun' \(known options: training, runningMean, runningVar, momentum, runningVariance, averaging, numBatchesTracked, eps\)/],
     ['tidy of a number', () => kg.tidy(3 as never), TypeError, /^kg\.tidy: fn must be a function, got number/],
     ['Sequential of a tensor', () => new kg.nn.Sequential(kg.ones([2]) as never), TypeError, /^kg\.nn\.Sequential: '0' is not a Module, got a Tensor/],
     ['Sequential.at out of range', () => new kg.nn.Sequential(new kg.nn.ReLU()).at(3), RangeError, /^kg\.nn\.Sequential\.at: no module 3 \(1 modules: 0\)/],

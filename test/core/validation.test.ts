@@ -84,7 +84,7 @@ describe('random tensors', () => {
 
 describe('option objects', () => {
   test.each<[string, () => unknown, RegExp]>([
-    ['BatchNorm', () => new kg.nn.BatchNorm(4, { convention: 'x' } as never), /^kg\.nn\.BatchNorm: unknown option 'convention' \(known options: momentum, eps, initRunning, device\)/],
+    ['BatchNorm', () => new kg.nn.BatchNorm(4, { conventon: 'pytorch' } as never), /^kg\.nn\.BatchNorm: unknown option 'conventon' \(known options: convention, momentum, eps, initRunning, runningVariance, averaging, trackRunningStats, affine, device\)/],
     ['BatchNorm with null', () => new kg.nn.BatchNorm(4, null as never), /^kg\.nn\.BatchNorm: options must be an object, got null/],
     ['BatchNorm with a number', () => new kg.nn.BatchNorm(4, 0.9 as never), /^kg\.nn\.BatchNorm: options must be an object, got 0\.9/],
     ['BatchNorm with momentum as a string', () => new kg.nn.BatchNorm(4, { momentum: '0.9' } as never), /^kg\.nn\.BatchNorm: momentum must be a number, got "0\.9"/],

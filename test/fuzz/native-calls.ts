@@ -71,16 +71,19 @@ const dropout = fc.tuple(fc.constantFrom(0, 0.5, 0.999, 1, -0.5, NaN), fc.oneof(
   ([p, seed, n, off]) => call('dropout', p, seed, st(n), st(n + off)),
 );
 
-const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3)).map(
-  ([s, eps, a, b, withDx, which]) => {
+// Plain and fused with the ReLU (whose backward takes the output y after x).
+const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3), fc.boolean()).map(
+  ([s, eps, a, b, withDx, which, relu]) => {
     const [n, c, l] = s;
     const full = () => st(sizeFor(wrapped(n, c, l), a));
     const ch = () => st(sizeFor(wrapped(c), b));
     const dx = withDx ? full() : null;
-    if (which === 0) return call('batchNormForwardTrain', s, full(), ch(), ch(), eps, full(), ch(), ch(), ch());
-    if (which === 1) return call('batchNormForwardInfer', s, full(), ch(), ch(), ch(), ch(), eps, full());
-    if (which === 2) return call('batchNormBackwardTrain', s, full(), full(), ch(), ch(), ch(), dx, ch(), ch());
-    return call('batchNormBackwardInfer', s, full(), full(), ch(), ch(), ch(), eps, dx, ch(), ch());
+    const name = (op: string) => (relu ? `batchNormRelu${op}` : `batchNorm${op}`);
+    const y = relu ? [full()] : [];
+    if (which === 0) return call(name('ForwardTrain'), s, full(), ch(), ch(), eps, full(), ch(), ch(), ch(), ch());
+    if (which === 1) return call(name('ForwardInfer'), s, full(), ch(), ch(), ch(), ch(), eps, full());
+    if (which === 2) return call(name('BackwardTrain'), s, full(), ...y, full(), ch(), ch(), ch(), ch(), dx, ch(), ch());
+    return call(name('BackwardInfer'), s, full(), ...y, full(), ch(), ch(), ch(), eps, dx, ch(), ch());
   },
 );
 
@@ -172,7 +175,8 @@ const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMe
 /** Every export of the addon, and the Storage methods, each drawn by its own generator. */
 export const NATIVE_FUNCTIONS = [
   'Storage', 'gemm', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
-  'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer', 'binary', 'fill', 'copy', 'axpby',
+  'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
+  'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
   'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',

@@ -75,7 +75,7 @@ describe('safetensors', () => {
 
   test('bad dtype, bad sizes, gaps, overlaps and trailing bytes', () => {
     const data = new Uint8Array(16);
-    expect(() => decodeSafetensors(withHeader({ a: { dtype: 'F16', shape: [8], data_offsets: [0, 16] } }, data))).toThrow(/'a' has dtype "F16"; only F32/);
+    expect(() => decodeSafetensors(withHeader({ a: { dtype: 'F8_E4M3', shape: [16], data_offsets: [0, 16] } }, data))).toThrow(/'a' has dtype "F8_E4M3", which cannot be read as float32 \(readable: F32, F64, F16, BF16, I64/);
     expect(() => decodeSafetensors(withHeader({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, data))).toThrow(/needs 12 bytes but data_offsets \[0, 16\] span 16/);
     expect(() =>
       decodeSafetensors(withHeader({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }, data)),

@@ -146,7 +146,7 @@ describe('layers', () => {
 
   test('Sequential chains the modules and BatchNorm plugs in', () => {
     const net = new Sequential(new Linear(4, 3, { seed: 1 }), new BatchNorm(3), new ReLU());
-    expect(Object.keys(net.stateDict())).toEqual(['0.weight', '0.bias', '1.gamma', '1.beta', '1.runningMean', '1.runningVar']);
+    expect(Object.keys(net.stateDict())).toEqual(['0.weight', '0.bias', '1.gamma', '1.beta', '1.runningMean', '1.runningVar', '1.numBatchesTracked']);
     const y = net.forward(kg.randn([8, 4], { seed: 2 }));
     expect(y.shape).toEqual([8, 3]);
     expect(Array.from(y.toArray()).every((v) => v >= 0)).toBe(true);

@@ -107,7 +107,7 @@ describe('a non-finite loss', () => {
   test('non-finite data names the batch, when batch norm refuses it first', async () => {
     const e = await failure(smallNet(), withNaN(3), 0.01);
     expect(e).toBeInstanceOf(NonFiniteError);
-    expect(e.message).toMatch(/^fit: epoch 0, batch 3: its inputs hold NaN at index 13; the data is not finite, so check or clean that batch \(batchNorm: channel \d+ of x \[8, 8\] has a batch mean of NaN/);
+    expect(e.message).toMatch(/^fit: epoch 0, batch 3: its inputs hold NaN at index 13; the data is not finite, so check or clean that batch \(batchNorm(Relu)?: channel \d+ of x \[8, 8\] has a batch mean of NaN/);
   });
 
   test('a loss that overflows on finite data is divergence: lower the learning rate', async () => {
@@ -118,6 +118,6 @@ describe('a non-finite loss', () => {
 
   test('batch norm meeting the values of a diverged model on finite data says divergence too', async () => {
     const e = await failure(smallNet(), twoClasses(40, 5), 1e38);
-    expect(e.message).toMatch(/^fit: epoch 0, batch [1-4]: batchNorm: channel \d+ of x \[8, 8\] .*; the inputs are finite, so the model diverged: lower the learning rate/);
+    expect(e.message).toMatch(/^fit: epoch 0, batch [1-4]: batchNorm(Relu)?: channel \d+ of x \[8, 8\] .*; the inputs are finite, so the model diverged: lower the learning rate/);
   });
 });

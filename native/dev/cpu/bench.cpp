@@ -136,13 +136,13 @@ int main(int argc, char** argv) {
   for (const BnShape& s : {BnShape{64, 20, 676}, BnShape{64, 50, 81}, BnShape{64, 128, 1}}) {
     const int64_t n = s.n * s.c * s.l;
     auto x = random_vector(size_t(n), 7), dy = random_vector(size_t(n), 8), g = random_vector(size_t(s.c), 9);
-    std::vector<float> y(n), dx(n), mean(s.c), inv(s.c), var(size_t(s.c), 1.0f);
+    std::vector<float> y(n), dx(n), mean(s.c), mean_lo(s.c), inv(s.c), var(size_t(s.c), 1.0f);
     std::vector<float> dg(s.c), dbeta(s.c), relu_mask(n);
     double f = best_time([&] {
-      cpu::batchnorm_forward_train(s, x.data(), g.data(), g.data(), 1e-5f, y.data(), mean.data(), inv.data(), var.data());
+      cpu::batchnorm_forward_train(s, x.data(), g.data(), g.data(), 1e-5f, y.data(), mean.data(), mean_lo.data(), inv.data(), var.data());
     });
     double b = best_time([&] {
-      cpu::batchnorm_backward_train(s, x.data(), dy.data(), g.data(), mean.data(), inv.data(), dx.data(), dg.data(),
+      cpu::batchnorm_backward_train(s, x.data(), dy.data(), g.data(), mean.data(), mean_lo.data(), inv.data(), dx.data(), dg.data(),
                                     dbeta.data());
     });
     double fi = best_time([&] {

@@ -481,10 +481,10 @@ struct BnRef {
 static int64_t idx(const BnShape& s, int64_t i, int64_t ch, int64_t j) { return (i * s.c + ch) * s.l + j; }
 
 // The backward-train terms use `save_mean`/`save_invstd` when given: backward differentiates the
-// map forward actually computed, whose statistics are the saved fp32 ones (with |mean| >> std the
-// fp32 mean's rounding is a visible fraction of the spread).
+// map forward actually computed, whose statistics are the saved ones (the mean as the sum of the
+// saved float pair).
 static BnRef bn_ref(const BnShape& s, const Vec& x, const Vec& gamma, const Vec& beta, const Vec& dy, double eps,
-                    const Vec& rmean, const Vec& rvar, const Vec* save_mean = nullptr,
+                    const Vec& rmean, const Vec& rvar, const DVec* save_mean = nullptr,
                     const Vec* save_invstd = nullptr) {
   BnRef r;
   const int64_t m = s.n * s.l;
@@ -539,6 +539,13 @@ static BnRef bn_ref(const BnShape& s, const Vec& x, const Vec& gamma, const Vec&
   return r;
 }
 
+// The saved mean as the double sum of its float pair (hi, lo).
+static DVec pair_mean(const Vec& hi, const Vec& lo) {
+  DVec m(hi.size());
+  for (size_t i = 0; i < hi.size(); ++i) m[i] = double(hi[i]) + double(lo[i]);
+  return m;
+}
+
 static DVec abs_scale(const DVec& v) {  // one tolerance scale for a whole tensor: its largest |value|
   double mx = 0.0;
   for (double x : v) mx = std::max(mx, std::fabs(x));
@@ -555,39 +562,40 @@ static void test_bn_shape(const BnShape& s, const Vec& x, const std::string& wha
   DevBuf dX(x), dG(gamma), dB(beta), dDY(dy), dRM(rmean), dRV(rvar);
 
   // Forward, training.
-  DevBuf y(total), mean(s.c), invstd(s.c), var(s.c), y2(total), mean2(s.c), invstd2(s.c), var2(s.c);
+  DevBuf y(total), mean(s.c), mean_lo(s.c), invstd(s.c), var(s.c), y2(total), mean2(s.c), mean_lo2(s.c),
+      invstd2(s.c), var2(s.c);
   y.poison();
-  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), invstd.get(), var.get());
-  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y2.get(), mean2.get(), invstd2.get(), var2.get());
-  const Vec gy = y.download(), gmean = mean.download(), ginv = invstd.download(), gvar = var.download();
-  const BnRef rb = bn_ref(s, x, gamma, beta, dy, eps, rmean, rvar, &gmean, &ginv);  // backward terms
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), mean_lo.get(), invstd.get(),
+                              var.get());
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y2.get(), mean2.get(), mean_lo2.get(),
+                              invstd2.get(), var2.get());
+  const Vec gy = y.download(), gmean = mean.download(), gmean_lo = mean_lo.download(), ginv = invstd.download(),
+            gvar = var.download();
+  const DVec pmean = pair_mean(gmean, gmean_lo);
+  const BnRef rb = bn_ref(s, x, gamma, beta, dy, eps, rmean, rvar, &pmean, &ginv);  // backward terms
   DVec stddev(s.c);
   for (int64_t ch = 0; ch < s.c; ++ch) stddev[ch] = std::sqrt(r.var[ch]);
   validate("bn forward_train mean " + tag, gmean, r.mean, 0.0, 1e-6, stddev, 1e-6);
+  // The pair holds the mean to a millionth of the spread, far below a float's rounding.
+  bool pair_exact = true;
+  for (int64_t ch = 0; ch < s.c; ++ch) pair_exact = pair_exact && std::fabs(pmean[ch] - r.mean[ch]) <= 1e-6 * stddev[ch];
+  check(pair_exact, "bn forward_train mean " + tag + ": hi + lo within 1e-6 of the spread");
   validate("bn forward_train var " + tag, gvar, r.var, 1e-9, 1e-5);
   validate("bn forward_train invstd " + tag, ginv, r.invstd, 0.0, 1e-5);
-  // y against the exact map with the saved fp32 mean: any fp32 mean is off by up to half an ulp
-  // of |mean|, which is a visible fraction of the spread when |mean| >> std; the mean itself is
-  // checked above.
-  DVec yref(total);
-  for (int64_t i = 0; i < s.n; ++i)
-    for (int64_t ch = 0; ch < s.c; ++ch)
-      for (int64_t j = 0; j < s.l; ++j) {
-        const int64_t k = idx(s, i, ch, j);
-        yref[k] = (double(x[k]) - double(gmean[ch])) * r.invstd[ch] * gamma[ch] + beta[ch];
-      }
-  validate("bn forward_train y " + tag, gy, yref, 1e-5, 1e-5);
+  // y against the exact map with the exact mean.
+  validate("bn forward_train y " + tag, gy, r.y, 1e-5, 1e-5);
   check_deterministic("bn forward_train " + tag, gy, y2.download());
-  check(same_bits(gmean, mean2.download()) && same_bits(gvar, var2.download()) && same_bits(ginv, invstd2.download()),
+  check(same_bits(gmean, mean2.download()) && same_bits(gmean_lo, mean_lo2.download()) &&
+            same_bits(gvar, var2.download()) && same_bits(ginv, invstd2.download()),
         "bn forward_train statistics " + tag + ": second run bitwise identical");
 
   // Backward, training (with the saved statistics of the forward pass).
   DevBuf dx(total), dgamma(s.c), dbeta(s.c), dx2(total), dgamma2(s.c), dbeta2(s.c);
   dx.poison();
-  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), invstd.get(), dx.get(), dgamma.get(),
-                               dbeta.get());
-  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), invstd.get(), dx2.get(), dgamma2.get(),
-                               dbeta2.get());
+  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), mean_lo.get(), invstd.get(), dx.get(),
+                               dgamma.get(), dbeta.get());
+  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), mean_lo.get(), invstd.get(), dx2.get(),
+                               dgamma2.get(), dbeta2.get());
   const Vec gdx = dx.download(), gdg = dgamma.download(), gdb = dbeta.download();
   validate("bn backward_train dx " + tag, gdx, rb.dx, 0.0, 1e-4, abs_scale(rb.dx), 1e-5);
   validate("bn backward_train dgamma " + tag, gdg, rb.dgamma, 0.0, 1e-4, abs_scale(rb.dgamma), 1e-5);
@@ -597,8 +605,8 @@ static void test_bn_shape(const BnShape& s, const Vec& x, const std::string& wha
         "bn backward_train dgamma/dbeta " + tag + ": second run bitwise identical");
   // dx not wanted: the parameter gradients alone, identical to the run with dx.
   DevBuf dgamma3(s.c), dbeta3(s.c);
-  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), invstd.get(), nullptr, dgamma3.get(),
-                               dbeta3.get());
+  cu::batchnorm_backward_train(s, dX.get(), dDY.get(), dG.get(), mean.get(), mean_lo.get(), invstd.get(), nullptr,
+                               dgamma3.get(), dbeta3.get());
   check(same_bits(gdg, dgamma3.download()) && same_bits(gdb, dbeta3.download()),
         "bn backward_train without dx " + tag + ": same dgamma/dbeta");
 
@@ -630,9 +638,10 @@ static void test_bn_robust(const BnShape& s) {
     }
   const Vec gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c);
   const float eps = 1e-5f;
-  DevBuf dX(x), dG(gamma), dB(beta), y(total), mean(s.c), invstd(s.c), var(s.c);
-  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), invstd.get(), var.get());
-  const Vec gy = y.download(), gmean = mean.download(), gvar = var.download(), ginv = invstd.download();
+  DevBuf dX(x), dG(gamma), dB(beta), y(total), mean(s.c), mean_lo(s.c), invstd(s.c), var(s.c);
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), mean_lo.get(), invstd.get(),
+                              var.get());
+  const Vec gy = y.download(), gmean = mean.download(), gmean_lo = mean_lo.download(), gvar = var.download();
   const BnRef r = bn_ref(s, x, gamma, beta, Vec(total, 0.0f), eps, Vec(s.c, 0.0f), Vec(s.c, 1.0f));
 
   bool finite = true, nonneg = true;
@@ -641,7 +650,7 @@ static void test_bn_robust(const BnShape& s) {
   check(finite, "bn robust " + tag + ": every output finite");
   check(nonneg, "bn robust " + tag + ": every variance >= 0");
   // Constant channel: exactly its value as mean, exactly zero variance, exactly beta as output.
-  bool exact = gmean[1] == 3.7f && gvar[1] == 0.0f;
+  bool exact = gmean[1] == 3.7f && gmean_lo[1] == 0.0f && gvar[1] == 0.0f;
   for (int64_t i = 0; i < s.n; ++i)
     for (int64_t j = 0; j < s.l; ++j) exact = exact && gy[(i * s.c + 1) * s.l + j] == beta[1];
   check(exact, "bn robust " + tag + ": constant channel gives mean == value, var == 0, y == beta exactly");
@@ -654,27 +663,26 @@ static void test_bn_robust(const BnShape& s) {
     check(std::fabs(gvar[ch] - r.var[ch]) <= 1e-5 * r.var[ch],
           "bn robust " + tag + " channel " + std::to_string(ch) + ": variance to 1e-5 (got " +
               std::to_string(gvar[ch]) + ", exact " + std::to_string(r.var[ch]) + ")");
-    // y against the exact map with the saved fp32 mean (x - mean is then exact in fp32), and
-    // normalized: mean ~ beta, std ~ gamma.
+    // y against the exact map with the exact mean, to 1e-5 of the spread (gamma * 1e-5; a float
+    // mean alone is off by up to 5e-3 of the spread at 1e4 and 0.1), and normalized: mean beta,
+    // std gamma.
     DVec ref;
     Vec got;
     double sum = 0.0, sq = 0.0;
     for (int64_t i = 0; i < s.n; ++i)
       for (int64_t j = 0; j < s.l; ++j) {
         const int64_t k = (i * s.c + ch) * s.l + j;
-        ref.push_back((double(x[k]) - double(gmean[ch])) * r.invstd[ch] * gamma[ch] + beta[ch]);
+        ref.push_back((double(x[k]) - r.mean[ch]) * r.invstd[ch] * gamma[ch] + beta[ch]);
         got.push_back(gy[k]);
         sum += gy[k];
         sq += (gy[k] - beta[ch]) * (gy[k] - beta[ch]);
       }
-    validate("bn robust y " + tag + " channel " + std::to_string(ch), got, ref, 1e-5, 1e-5);
-    // Normalized: the output's mean is beta, shifted by what the fp32 mean's rounding leaves
-    // ((exact - fp32 mean) * invstd * gamma: ulp(2000) is 12% of a spread of 1e-3), and its
-    // standard deviation gamma * sqrt(var / (var + eps)) (eps counts when var is 1e-6).
+    validate("bn robust y " + tag + " channel " + std::to_string(ch), got, ref, 1e-5 * gamma[ch], 0.0);
+    // Normalized: the output's mean is beta and its standard deviation gamma * sqrt(var / (var +
+    // eps)) (eps counts when var is 1e-6).
     const double m = sum / got.size(), sd = std::sqrt(std::max(0.0, sq / got.size() - (m - beta[ch]) * (m - beta[ch])));
-    const double want_m = beta[ch] + (r.mean[ch] - gmean[ch]) * r.invstd[ch] * gamma[ch];
     const double want_sd = gamma[ch] * std::sqrt(r.var[ch] / (r.var[ch] + eps));
-    check(std::fabs(m - want_m) < 1e-3 * gamma[ch] && std::fabs(sd - want_sd) < 1e-2 * want_sd,
+    check(std::fabs(m - beta[ch]) < 1e-5 * gamma[ch] && std::fabs(sd - want_sd) < 1e-2 * want_sd,
           "bn robust " + tag + " channel " + std::to_string(ch) + ": output has the expected mean and std");
   }
 }
@@ -694,8 +702,9 @@ static void test_bn_huge(const BnShape& s) {
     }
   const Vec gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c);
   const float eps = 1e-5f;
-  DevBuf dX(x), dG(gamma), dB(beta), y(total), mean(s.c), invstd(s.c), var(s.c);
-  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), invstd.get(), var.get());
+  DevBuf dX(x), dG(gamma), dB(beta), y(total), mean(s.c), mean_lo(s.c), invstd(s.c), var(s.c);
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), mean_lo.get(), invstd.get(),
+                              var.get());
   const Vec gy = y.download(), gmean = mean.download(), ginv = invstd.download(), gvar = var.download();
   const BnRef r = bn_ref(s, x, gamma, beta, Vec(total, 0.0f), eps, Vec(s.c, 0.0f), Vec(s.c, 1.0f));
   validate("bn huge mean " + tag, gmean, r.mean, 0.0, 1e-6, abs_scale(r.mean), 1e-6);
@@ -714,6 +723,62 @@ static void test_bn_huge(const BnShape& s) {
   check(std::isinf(gvar[0]) && std::isinf(gvar[1]), "bn huge " + tag + ": a variance beyond float32 is reported as infinite");
 }
 
+// Batch norm fused with ReLU: forward equal to relu of the float64 reference and bitwise to
+// relu of the unfused kernel; backward against the float64 rule with dy masked by the output, and
+// equal to the unfused backward of the masked dy.
+static void test_bn_relu(const BnShape& s) {
+  const std::string tag = "(n,c,l)=" + shape_str({s.n, s.c, s.l});
+  const size_t total = s.n * s.c * s.l;
+  const float eps = 1e-5f;
+  const Vec x = randn(total, 0.3, 1.5), gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c), dy = randn(total);
+  const Vec rmean = randn(s.c), rvar = uniform(s.c, 0.5, 2.0);
+  DevBuf dX(x), dG(gamma), dB(beta), dDY(dy), dRM(rmean), dRV(rvar);
+  DevBuf y(total), yp(total), mean(s.c), mean_lo(s.c), invstd(s.c), var(s.c);
+  y.poison();
+  cu::batchnorm_relu_forward_train(s, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), mean_lo.get(),
+                                   invstd.get(), var.get());
+  cu::batchnorm_forward_train(s, dX.get(), dG.get(), dB.get(), eps, yp.get(), mean.get(), mean_lo.get(), invstd.get(),
+                              var.get());
+  const Vec gy = y.download(), ginv = invstd.download();
+  Vec pair = yp.download(), masked(total);
+  for (size_t k = 0; k < total; ++k) pair[k] = pair[k] > 0.0f ? pair[k] : 0.0f;
+  for (size_t k = 0; k < total; ++k) masked[k] = gy[k] > 0.0f ? dy[k] : 0.0f;
+  const DVec pmean = pair_mean(mean.download(), mean_lo.download());
+  const BnRef r = bn_ref(s, x, gamma, beta, masked, eps, rmean, rvar, &pmean, &ginv);
+  DVec yref(total);
+  for (size_t k = 0; k < total; ++k) yref[k] = std::max(r.y[k], 0.0);
+  validate("bn+relu forward_train y " + tag, gy, yref, 1e-5, 1e-5);
+  check(same_bits(gy, pair), "bn+relu forward_train " + tag + ": bitwise relu of the unfused output");
+
+  DevBuf dx(total), dgamma(s.c), dbeta(s.c), dM(masked), dxp(total), dgp(s.c), dbp(s.c);
+  dx.poison();
+  cu::batchnorm_relu_backward_train(s, dX.get(), y.get(), dDY.get(), dG.get(), mean.get(), mean_lo.get(), invstd.get(),
+                                    dx.get(), dgamma.get(), dbeta.get());
+  cu::batchnorm_backward_train(s, dX.get(), dM.get(), dG.get(), mean.get(), mean_lo.get(), invstd.get(), dxp.get(),
+                               dgp.get(), dbp.get());
+  const Vec gdx = dx.download(), gdg = dgamma.download(), gdb = dbeta.download();
+  validate("bn+relu backward_train dx " + tag, gdx, r.dx, 0.0, 1e-4, abs_scale(r.dx), 1e-5);
+  validate("bn+relu backward_train dgamma " + tag, gdg, r.dgamma, 0.0, 1e-4, abs_scale(r.dgamma), 1e-5);
+  check(same_bits(gdx, dxp.download()) && same_bits(gdg, dgp.download()) && same_bits(gdb, dbp.download()),
+        "bn+relu backward_train " + tag + ": bitwise the unfused backward of the masked dy");
+
+  // Inference: forward and backward against relu of the running-statistics map.
+  DevBuf yi(total), dxi(total), dgi(s.c), dbi(s.c);
+  cu::batchnorm_relu_forward_infer(s, dX.get(), dG.get(), dB.get(), dRM.get(), dRV.get(), eps, yi.get());
+  const Vec gyi = yi.download();
+  DVec yiref(total);
+  for (size_t k = 0; k < total; ++k) yiref[k] = std::max(r.y_infer[k], 0.0);
+  validate("bn+relu forward_infer y " + tag, gyi, yiref, 1e-5, 1e-5);
+  Vec masked_i(total);
+  for (size_t k = 0; k < total; ++k) masked_i[k] = gyi[k] > 0.0f ? dy[k] : 0.0f;
+  const BnRef ri = bn_ref(s, x, gamma, beta, masked_i, eps, rmean, rvar);
+  cu::batchnorm_relu_backward_infer(s, dX.get(), yi.get(), dDY.get(), dG.get(), dRM.get(), dRV.get(), eps, dxi.get(),
+                                    dgi.get(), dbi.get());
+  validate("bn+relu backward_infer dx " + tag, dxi.download(), ri.dx_infer, 1e-6, 1e-5);
+  validate("bn+relu backward_infer dbeta " + tag, dbi.download(), ri.dbeta_infer, 0.0, 1e-4, abs_scale(ri.dbeta_infer),
+           1e-5);
+}
+
 static void test_batchnorm() {
   std::printf("\n== batch norm\n");
   std::vector<BnShape> shapes = {{64, 20, 26 * 26}, {64, 50, 9 * 9}, {64, 128, 1},  {7, 3, 5},     {5, 1, 1},
@@ -724,6 +789,7 @@ static void test_batchnorm() {
   test_bn_shape({16, 4, 64}, randn(16 * 4 * 64, 3.0, 1e-3), "small spread");
   for (const BnShape& s : std::vector<BnShape>{{64, 3, 49}, {1000, 3, 1}, {8, 3, 1024}, {2, 3, 3}}) test_bn_robust(s);
   for (const BnShape& s : std::vector<BnShape>{{7, 3, 1}, {1000, 3, 1}, {64, 3, 49}, {3, 3, 4099}, {2, 3, 3}}) test_bn_huge(s);
+  for (const BnShape& s : std::vector<BnShape>{{6, 5, 16}, {3, 7, 15}, {64, 10, 1}, {9, 300, 1}}) test_bn_relu(s);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1041,13 +1107,14 @@ static void bench() {
     const size_t total = s.n * s.c * s.l;
     DevBuf x(fast_uniform(total)), dy(fast_uniform(total)), y(total), dx(total), g(uniform(s.c, 0.5, 1.5)),
         b(randn(s.c));
-    DevBuf mean(s.c), invstd(s.c), var(s.c), dg(s.c), db(s.c);
+    DevBuf mean(s.c), mean_lo(s.c), invstd(s.c), var(s.c), dg(s.c), db(s.c);
     const float fwd = time_ms([&] {
-      cu::batchnorm_forward_train(s, x.get(), g.get(), b.get(), 1e-5f, y.get(), mean.get(), invstd.get(), var.get());
+      cu::batchnorm_forward_train(s, x.get(), g.get(), b.get(), 1e-5f, y.get(), mean.get(), mean_lo.get(), invstd.get(),
+                                  var.get());
     }, 20);
     const float bwd = time_ms([&] {
-      cu::batchnorm_backward_train(s, x.get(), dy.get(), g.get(), mean.get(), invstd.get(), dx.get(), dg.get(),
-                                   db.get());
+      cu::batchnorm_backward_train(s, x.get(), dy.get(), g.get(), mean.get(), mean_lo.get(), invstd.get(), dx.get(),
+                                   dg.get(), db.get());
     }, 20);
     const double bytes = double(total) * sizeof(float);
     // "Effective" bandwidth as cuDNN/PyTorch benchmarks count it: forward reads x and writes y,
