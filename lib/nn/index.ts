@@ -9,6 +9,7 @@ export { GroupNorm } from './group-norm';
 export type { GroupNormModuleOptions } from './group-norm';
 export { LayerNorm } from './layer-norm';
 export type { LayerNormModuleOptions } from './layer-norm';
+export { foldBatchNorm } from './fold-batchnorm';
 export { Conv2d } from './conv2d';
 export type { Conv2dLayerOptions } from './conv2d';
 export { Linear } from './linear';

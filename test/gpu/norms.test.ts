@@ -1,8 +1,8 @@
 // GroupNorm, LayerNorm and BatchRenorm on the GPU (or under the emulated CUDA backend): the same
 // float64 references and finite-difference gradients as on the CPU, the batch-renorm running
-// statistics and exactness at a large mean.
+// statistics, exactness at a large mean, and folding a ResNet on the device.
 import * as kg from '../../lib';
-import { checkOp, closeTo } from '../helpers/gradcheck';
+import { checkOp, closeTo, maxAbs } from '../helpers/gradcheck';
 import { BATCH_RENORM_SHAPES, GROUP_NORM_SHAPES, LAYER_NORM_SHAPES, batchRenormCase, groupNormCase, layerNormCase } from '../helpers/norm-reference';
 import { describeGpu, expectSameOnDevices, input, normal } from './helpers';
 
@@ -41,5 +41,14 @@ describeGpu('GPU: groupNorm, layerNorm, batchRenorm against float64 references',
       row.forEach((v, i) => (want[r * 300 + i] = (v - mean) / sd));
     }
     expect(closeTo(y, want, 0, 1e-5)).toBeNull();
+  });
+
+  test('foldBatchNorm on a ResNet on the device: eval predictions agree to 1e-5', () => {
+    const model = kg.models.resnet({ depth: 8, width: 4, device: 'cuda', seed: 3 });
+    model.forward(kg.tensor(normal(4 * 3 * 6 * 6, 11, 0.5, 2), [4, 3, 6, 6], { device: 'cuda' })); // moves the running statistics
+    const folded = kg.nn.foldBatchNorm(model);
+    const x = kg.tensor(normal(2 * 3 * 7 * 5, 12), [2, 3, 7, 5], { device: 'cuda' });
+    const want = model.eval().forward(x).toArray();
+    expect(closeTo(folded.forward(x).toArray(), want, 1e-5, 1e-5 * maxAbs(want))).toBeNull();
   });
 });
