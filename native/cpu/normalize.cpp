@@ -13,6 +13,7 @@
 // gradients are summed in chunks whose boundaries depend only on the shape, added in chunk order.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "accumulate.h"
@@ -36,12 +37,80 @@ void for_each_stretch(const NormShape& s, int64_t g, F&& f) {
   for (int64_t o = 0; o < s.outer; ++o) f((o * s.groups + g) * s.inner, s.inner);
 }
 
-// Calls f(p, e0) for each run of group g: elements [e0, e0 + run) use parameter p.
+// Calls f(step, e0, n, p0) for the spans of x[base, base + len), a stretch inside one group:
+// element e0 + j of a span uses parameter p0 + j * step, where step is a compile-time 1 when
+// every element has its own parameter (run == 1, layer norm) and 0 when a run of elements shares
+// one (group norm, batch renorm). The constant step lets the loops over a span vectorize.
 template <class F>
-void for_each_run(const NormShape& s, int64_t g, F&& f) {
-  for_each_stretch(s, g, [&](int64_t base, int64_t len) {
-    for (int64_t e0 = base; e0 < base + len; e0 += s.run) f(e0 / s.run % s.params, e0);
-  });
+void for_each_span(const NormShape& s, int64_t base, int64_t len, F&& f) {
+  int64_t p = base / s.run % s.params;
+  if (s.run == 1) {
+    for (int64_t e0 = base; e0 < base + len; p = 0) {
+      const int64_t n = std::min(base + len - e0, s.params - p);
+      f(std::integral_constant<int64_t, 1>{}, e0, n, p);
+      e0 += n;
+    }
+  } else {
+    for (int64_t e0 = base; e0 < base + len; e0 += s.run) {
+      f(std::integral_constant<int64_t, 0>{}, e0, s.run, p);
+      if (++p == s.params) p = 0;
+    }
+  }
+}
+
+// for_each_span over every stretch of group g.
+template <class F>
+void for_each_group_span(const NormShape& s, int64_t g, F&& f) {
+  for_each_stretch(s, g, [&](int64_t base, int64_t len) { for_each_span(s, base, len, f); });
+}
+
+// s1 += sum t, s2 += sum t * (x - mean) with t = dy[j] * gamma[j * Step], in 8 double lanes
+// added in a fixed order (vectorizable without reassociation).
+template <int64_t Step>
+void add_grad_terms(const float* x, const float* dy, const float* gamma, int64_t n, double mean, double& s1,
+                    double& s2) {
+  constexpr int kLanes = 8;
+  double a[kLanes] = {}, b[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const double t = double(dy[j + l]) * double(gamma[(j + l) * Step]);
+      a[l] += t;
+      b[l] += t * (double(x[j + l]) - mean);
+    }
+  }
+  for (; j < n; ++j) {
+    const double t = double(dy[j]) * double(gamma[j * Step]);
+    a[0] += t;
+    b[0] += t * (double(x[j]) - mean);
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    s1 += a[l];
+    s2 += b[l];
+  }
+}
+
+// sg += sum dy * xhat, sb += sum dy with xhat = ((x - mu) - lo) * k + d as in forward, in 8
+// double lanes added in a fixed order.
+void add_param_terms(const float* x, const float* dy, int64_t n, float mu, float lo, float k, float d, double& sg,
+                     double& sb) {
+  constexpr int kLanes = 8;
+  double a[kLanes] = {}, b[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      a[l] += double(dy[j + l]) * double(((x[j + l] - mu) - lo) * k + d);
+      b[l] += double(dy[j + l]);
+    }
+  }
+  for (; j < n; ++j) {
+    a[0] += double(dy[j]) * double(((x[j] - mu) - lo) * k + d);
+    b[0] += double(dy[j]);
+  }
+  for (int l = 0; l < kLanes; ++l) {
+    sg += a[l];
+    sb += b[l];
+  }
 }
 
 // mean and biased variance of every group, in double.
@@ -65,9 +134,9 @@ void apply(const NormShape& s, const float* x, const float* gamma, const float* 
            const float* mean_lo, const float* a, const float* b, float* y) {
   parallel_for(s.groups, numel(s) >= kParallelWork, [&](int64_t g) {
     const float mu = mean[g], lo = mean_lo[g], k = a[g], d = b[g];
-    for_each_run(s, g, [&](int64_t p, int64_t e0) {
-      const float gm = gamma[p], bt = beta[p];
-      for (int64_t e = e0; e < e0 + s.run; ++e) y[e] = (((x[e] - mu) - lo) * k + d) * gm + bt;
+    for_each_group_span(s, g, [&](auto step, int64_t e0, int64_t n, int64_t p0) {
+      const float *gm = gamma + p0, *bt = beta + p0;
+      for (int64_t j = 0; j < n; ++j) y[e0 + j] = (((x[e0 + j] - mu) - lo) * k + d) * gm[j * step] + bt[j * step];
     });
   });
 }
@@ -126,26 +195,30 @@ void norm_backward(const NormShape& s, const float* x, const float* dy, const fl
     b[g] = d ? d[g] : 0.0f;
   }
 
-  // Parameter gradients: x is params * run elements repeated `blocks` times.
+  // Parameter gradients, in chunks of whole repetitions of the params * run pattern, each chunk
+  // walked group stretch by group stretch.
   const int64_t width = s.params * s.run, blocks = width ? total / width : 0;
   const int64_t chunks = std::clamp<int64_t>(total / kParallelWork, 1, std::min(kMaxGradChunks, std::max<int64_t>(1, blocks)));
-  const int64_t per_chunk = ceil_div(std::max<int64_t>(blocks, 1), chunks);
+  const int64_t per_chunk = ceil_div(std::max<int64_t>(blocks, 1), chunks) * width;
   std::vector<double> partial(size_t(chunks * 2 * s.params), 0.0);
   parallel_for(chunks, chunks > 1, [&](int64_t ck) {
     double* sg = &partial[size_t(ck * 2 * s.params)];
     double* sb = sg + s.params;
-    for (int64_t k = ck * per_chunk; k < std::min(blocks, (ck + 1) * per_chunk); ++k) {
-      for (int64_t p = 0; p < s.params; ++p) {
-        const int64_t e0 = (k * s.params + p) * s.run, g = e0 / s.inner % s.groups;
-        const float mu = save_mean[g], lo = save_mean_lo[g], kk = a[g], dd = b[g];
-        double tg = 0.0, tb = 0.0;
-        for (int64_t e = e0; e < e0 + s.run; ++e) {
-          tg += double(dy[e]) * double(((x[e] - mu) - lo) * kk + dd);
-          tb += double(dy[e]);
+    const int64_t end = std::min(total, (ck + 1) * per_chunk);
+    for (int64_t e = ck * per_chunk; e < end;) {
+      const int64_t g = e / s.inner % s.groups, len = std::min(end, (e / s.inner + 1) * s.inner) - e;
+      const float mu = save_mean[g], lo = save_mean_lo[g], k = a[g], d = b[g];
+      for_each_span(s, e, len, [&](auto step, int64_t e0, int64_t n, int64_t p0) {
+        if constexpr (decltype(step)::value == 0) {
+          add_param_terms(x + e0, dy + e0, n, mu, lo, k, d, sg[p0], sb[p0]);
+        } else {
+          for (int64_t j = 0; j < n; ++j) {
+            sg[p0 + j] += double(dy[e0 + j]) * double(((x[e0 + j] - mu) - lo) * k + d);
+            sb[p0 + j] += double(dy[e0 + j]);
+          }
         }
-        sg[p] += tg;
-        sb[p] += tb;
-      }
+      });
+      e += len;
     }
   });
   for (int64_t p = 0; p < s.params; ++p) {
@@ -162,20 +235,17 @@ void norm_backward(const NormShape& s, const float* x, const float* dy, const fl
   parallel_for(s.groups, total >= kParallelWork, [&](int64_t g) {
     const double mu = double(save_mean[g]) + double(save_mean_lo[g]);
     double s1 = 0.0, s2 = 0.0;
-    for_each_run(s, g, [&](int64_t p, int64_t e0) {
-      const double gm = gamma[p];
-      for (int64_t e = e0; e < e0 + s.run; ++e) {
-        const double t = double(dy[e]) * gm;
-        s1 += t;
-        s2 += t * (double(x[e]) - mu);
-      }
+    for_each_group_span(s, g, [&](auto step, int64_t e0, int64_t n, int64_t p0) {
+      add_grad_terms<decltype(step)::value>(x + e0, dy + e0, gamma + p0, n, mu, s1, s2);
     });
     const double invstd = save_invstd[g];
     const float k = a[g], ca = float(s1 / double(m)), cb = float(invstd * invstd * s2 / double(m));
     const float hi = save_mean[g], lo = save_mean_lo[g];
-    for_each_run(s, g, [&](int64_t p, int64_t e0) {
-      const float gm = gamma[p];
-      for (int64_t e = e0; e < e0 + s.run; ++e) dx[e] = k * ((dy[e] * gm - ca) - ((x[e] - hi) - lo) * cb);
+    for_each_group_span(s, g, [&](auto step, int64_t e0, int64_t n, int64_t p0) {
+      const float* gm = gamma + p0;
+      for (int64_t j = 0; j < n; ++j) {
+        dx[e0 + j] = k * ((dy[e0 + j] * gm[j * step] - ca) - ((x[e0 + j] - hi) - lo) * cb);
+      }
     });
   });
 }

@@ -5,6 +5,7 @@ import { checkOp, closeTo } from '../helpers/gradcheck';
 import { BATCH_RENORM_SHAPES, GROUP_NORM_SHAPES, LAYER_NORM_SHAPES, batchRenormCase, groupNormCase, layerNormCase, renormFactors } from '../helpers/norm-reference';
 import { batchNormTrain } from '../helpers/reference';
 import { Random } from '../../lib/random';
+import { bitwiseEqual, withThreads } from '../native/reference';
 
 const F = kg.nn.functional;
 
@@ -94,6 +95,27 @@ describe('exact at any mean', () => {
   test('a constant group gives exactly beta', () => {
     const y = F.groupNorm(kg.full([2, 3, 4], 1234.5), 3, kg.tensor([2, 3, 4]), kg.tensor([0.25, -1, 3]));
     expect(Array.from(y.toArray())).toEqual(Array.from({ length: 24 }, (_, i) => [0.25, -1, 3][Math.floor(i / 4) % 3]));
+  });
+});
+
+describe('determinism', () => {
+  test.each([
+    ['groupNorm', [8, 16, 32, 32], (x: kg.Tensor, g: kg.Tensor, b: kg.Tensor) => F.groupNorm(x, 4, g, b), [16]],
+    ['layerNorm', [256, 513], (x: kg.Tensor, g: kg.Tensor, b: kg.Tensor) => F.layerNorm(x, 513, g, b), [513]],
+  ] as const)('%s on %j: the same bits with 1 thread and 2', (_, shape, op, pshape) => {
+    const xs = normal(shape.reduce((a, b) => a * b, 1), 61, 2, 3);
+    const head = kg.tensor(normal(xs.length, 62), [...shape]);
+    const run = () => {
+      const x = kg.tensor(xs, [...shape]).attachGrad();
+      const g = kg.tensor(normal(pshape[0], 63, 1, 0.2), [...pshape]).attachGrad();
+      const b = kg.zeros([...pshape]).attachGrad();
+      const y = kg.autograd.record(() => op(x, g, b));
+      y.backward(head);
+      return [y, x.grad, g.grad, b.grad].map((t) => (t as kg.Tensor).toArray());
+    };
+    const one = withThreads(1, run);
+    const two = withThreads(2, run);
+    one.forEach((v, i) => expect(bitwiseEqual(v, two[i])).toBe(true));
   });
 });
 
