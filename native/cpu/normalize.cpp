@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "accumulate.h"
@@ -64,51 +65,28 @@ void for_each_group_span(const NormShape& s, int64_t g, F&& f) {
   for_each_stretch(s, g, [&](int64_t base, int64_t len) { for_each_span(s, base, len, f); });
 }
 
-// s1 += sum t, s2 += sum t * (x - mean) with t = dy[j] * gamma[j * Step], in 8 double lanes
-// added in a fixed order (vectorizable without reassociation).
-template <int64_t Step>
-void add_grad_terms(const float* x, const float* dy, const float* gamma, int64_t n, double mean, double& s1,
-                    double& s2) {
+// sa += sum of the first terms, sb += sum of the second over j < n, where terms(j) returns the
+// pair for element j: in 8 double lanes added in a fixed order (vectorizable without
+// reassociating anything, so the result depends only on the data).
+template <class Terms>
+void lane_sums(int64_t n, Terms&& terms, double& sa, double& sb) {
   constexpr int kLanes = 8;
   double a[kLanes] = {}, b[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     for (int l = 0; l < kLanes; ++l) {
-      const double t = double(dy[j + l]) * double(gamma[(j + l) * Step]);
-      a[l] += t;
-      b[l] += t * (double(x[j + l]) - mean);
+      const auto [ta, tb] = terms(j + l);
+      a[l] += ta;
+      b[l] += tb;
     }
   }
   for (; j < n; ++j) {
-    const double t = double(dy[j]) * double(gamma[j * Step]);
-    a[0] += t;
-    b[0] += t * (double(x[j]) - mean);
+    const auto [ta, tb] = terms(j);
+    a[0] += ta;
+    b[0] += tb;
   }
   for (int l = 0; l < kLanes; ++l) {
-    s1 += a[l];
-    s2 += b[l];
-  }
-}
-
-// sg += sum dy * xhat, sb += sum dy with xhat = ((x - mu) - lo) * k + d as in forward, in 8
-// double lanes added in a fixed order.
-void add_param_terms(const float* x, const float* dy, int64_t n, float mu, float lo, float k, float d, double& sg,
-                     double& sb) {
-  constexpr int kLanes = 8;
-  double a[kLanes] = {}, b[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      a[l] += double(dy[j + l]) * double(((x[j + l] - mu) - lo) * k + d);
-      b[l] += double(dy[j + l]);
-    }
-  }
-  for (; j < n; ++j) {
-    a[0] += double(dy[j]) * double(((x[j] - mu) - lo) * k + d);
-    b[0] += double(dy[j]);
-  }
-  for (int l = 0; l < kLanes; ++l) {
-    sg += a[l];
+    sa += a[l];
     sb += b[l];
   }
 }
@@ -210,7 +188,13 @@ void norm_backward(const NormShape& s, const float* x, const float* dy, const fl
       const float mu = save_mean[g], lo = save_mean_lo[g], k = a[g], d = b[g];
       for_each_span(s, e, len, [&](auto step, int64_t e0, int64_t n, int64_t p0) {
         if constexpr (decltype(step)::value == 0) {
-          add_param_terms(x + e0, dy + e0, n, mu, lo, k, d, sg[p0], sb[p0]);
+          lane_sums(
+              n,
+              [&](int64_t j) {
+                const double g = dy[e0 + j];
+                return std::pair{g * double(((x[e0 + j] - mu) - lo) * k + d), g};
+              },
+              sg[p0], sb[p0]);
         } else {
           for (int64_t j = 0; j < n; ++j) {
             sg[p0 + j] += double(dy[e0 + j]) * double(((x[e0 + j] - mu) - lo) * k + d);
@@ -236,7 +220,13 @@ void norm_backward(const NormShape& s, const float* x, const float* dy, const fl
     const double mu = double(save_mean[g]) + double(save_mean_lo[g]);
     double s1 = 0.0, s2 = 0.0;
     for_each_group_span(s, g, [&](auto step, int64_t e0, int64_t n, int64_t p0) {
-      add_grad_terms<decltype(step)::value>(x + e0, dy + e0, gamma + p0, n, mu, s1, s2);
+      lane_sums(
+          n,
+          [&](int64_t j) {
+            const double t = double(dy[e0 + j]) * double(gamma[p0 + j * step]);
+            return std::pair{t, t * (double(x[e0 + j]) - mu)};
+          },
+          s1, s2);
     });
     const double invstd = save_invstd[g];
     const float k = a[g], ca = float(s1 / double(m)), cb = float(invstd * invstd * s2 / double(m));
