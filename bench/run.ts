@@ -27,10 +27,11 @@ import * as convCase from './cases/conv2d';
 import * as poolCase from './cases/avgpool';
 import * as trainCase from './cases/train-step';
 import * as inferCase from './cases/inference';
+import * as foldCase from './cases/fold';
 import * as epochCase from './cases/epoch';
 import * as raceCase from './cases/race';
 
-const CASES = [copyCase, gemmCase, bnCase, convCase, poolCase, trainCase, inferCase, epochCase, raceCase];
+const CASES = [copyCase, gemmCase, bnCase, convCase, poolCase, trainCase, inferCase, foldCase, epochCase, raceCase];
 const IMPLS = ['kernelgrad', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
 
 interface Options {

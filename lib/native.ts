@@ -41,6 +41,8 @@ export type PoolShapeArg = [number, number, number, number, number, number, numb
 export type MaxPoolShapeArg = [number, number, number, number, number, number, number, number, number, number];
 /** [n, c, l]: batch norm views every input as (n, c, l), l = h*w or 1. */
 export type BnShapeArg = [number, number, number];
+/** [outer, groups, inner, params, run]: group norm, layer norm and batch renorm (kg/shapes.h NormShape). */
+export type NormShapeArg = [number, number, number, number, number];
 
 export interface CudaDeviceInfo {
   index: number;
@@ -116,6 +118,10 @@ export interface Native {
   batchNormReluForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;
   batchNormReluBackwardTrain(shape: BnShapeArg, x: Storage, y: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
   batchNormReluBackwardInfer(shape: BnShapeArg, x: Storage, y: Storage, dy: Storage, gamma: Storage, mean: Storage, variance: Storage, eps: number, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
+
+  normForward(shape: NormShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage): void;
+  renormForward(shape: NormShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, runningMean: Storage, runningVar: Storage, rMax: number, dMax: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage, r: Storage, d: Storage): void;
+  normBackward(shape: NormShapeArg, x: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, r: Storage | null, d: Storage | null, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
 
   binary(op: BinaryOpCode, shape: number[], aStrides: number[], bStrides: number[], a: Storage, b: Storage, out: Storage): void;
   fill(out: Storage, value: number): void;

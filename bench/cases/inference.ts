@@ -13,6 +13,16 @@ import { makeTfjsNet } from '../reference/tfjs/net';
 
 const CASE = 'net.infer';
 
+/** Logits against the float64 network's, to 1e-4 of the largest logit. */
+export function checkLogits(got: Float32Array, ref: Float64Array | number[], what: string): Check {
+  let scale = 0;
+  for (const v of ref) scale = Math.max(scale, Math.abs(v));
+  const ck = new Checker(1e-4);
+  if (got.length !== ref.length) ck.add(NaN, 0, 1);
+  for (let i = 0; i < ref.length; i++) ck.add(got[i], ref[i], scale, () => `logit ${i}`);
+  return ck.result(`${what}, error / max |logit|`);
+}
+
 function checkOursInfer(o: Ours, n: number): Check {
   const p = initParams(8);
   const stats = initRunningStats(9);
@@ -24,24 +34,23 @@ function checkOursInfer(o: Ours, n: number): Check {
     const y = net.infer(x);
     const got = y.toArray();
     y.dispose();
-    const ref = plainInfer(p, stats, xd, n, NET.eps);
-    let scale = 0;
-    for (const v of ref) scale = Math.max(scale, Math.abs(v));
-    const ck = new Checker(1e-4);
-    if (got.length !== ref.length) ck.add(NaN, 0, 1);
-    for (let i = 0; i < ref.length; i++) ck.add(got[i], ref[i], scale, () => `logit ${i}`);
-    return ck.result(`batch ${n} logits, error / max |logit|`);
+    return checkLogits(got, plainInfer(p, stats, xd, n, NET.eps), `batch ${n} logits`);
   } finally {
     x.dispose();
     net.dispose();
   }
 }
 
-export async function run(ctx: Ctx): Promise<Figure[]> {
+/** Throughput at batch 1000 and, on the CPU, latency at batch 1: [batch, shape label]. */
+export function inferenceBatches(ctx: Ctx): Array<[number, string]> {
   const batches: Array<[number, string]> = [[NET.inferBatch, NET.inferLabel]];
   if (ctx.device === 'cpu') batches.push([NET.latencyBatch, NET.latencyLabel]);
+  return batches;
+}
+
+export async function run(ctx: Ctx): Promise<Figure[]> {
   const out: Figure[] = [];
-  for (const [n, shape] of batches) if (ctx.wanted(CASE, shape)) out.push(...(await runBatch(ctx, n, shape)));
+  for (const [n, shape] of inferenceBatches(ctx)) if (ctx.wanted(CASE, shape)) out.push(...(await runBatch(ctx, n, shape)));
   return out;
 }
 

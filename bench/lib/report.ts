@@ -10,7 +10,7 @@ export const OURS = 'kernelgrad';
 const IMPL_ORDER = [OURS, 'torch', 'onnxruntime', 'torch-cl', 'torch-graph', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
 const CASE_ORDER = [
   'ceiling.copy', 'gemm', 'bn.train_fwd', 'bn.infer_fwd', 'bn.backward', 'conv.fwd', 'conv.bwd_data', 'conv.bwd_filter',
-  'pool.fwd', 'pool.bwd', 'net.train_step', 'net.infer', 'net.epoch', 'race.mnist99', 'mem.train_peak', 'mem.growth',
+  'pool.fwd', 'pool.bwd', 'net.train_step', 'net.infer', 'net.infer_folded', 'net.epoch', 'race.mnist99', 'mem.train_peak', 'mem.growth',
 ];
 
 function fmtNum(v: number): string {

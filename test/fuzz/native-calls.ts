@@ -87,6 +87,23 @@ const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.const
   },
 );
 
+// [outer, groups, inner, params, run]: mostly consistent (params * run dividing groups * inner), or hostile.
+const normShape = fc.oneof(
+  dims(5),
+  fc.tuple(smallDim, smallDim, smallDim, smallDim).map(([o, g, k, p]) => [o, g * (p || 1), k * (p || 1), p || 1, k || 1]),
+);
+const norms = fc.tuple(normShape, scalar, spare, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2), scalar).map(
+  ([s, eps, a, b, c, withDx, which, limit]) => {
+    const [o, g, i, p] = s;
+    const full = () => st(sizeFor(wrapped(o, g, i), a));
+    const grp = () => st(sizeFor(wrapped(g), b));
+    const par = () => st(sizeFor(wrapped(p), c));
+    if (which === 0) return call('normForward', s, full(), par(), par(), eps, full(), grp(), grp(), grp());
+    if (which === 1) return call('renormForward', s, full(), par(), par(), eps, grp(), grp(), limit, limit, full(), grp(), grp(), grp(), grp(), grp(), grp());
+    return call('normBackward', s, full(), full(), par(), grp(), grp(), grp(), withDx ? grp() : null, withDx ? grp() : null, withDx ? full() : null, par(), par());
+  },
+);
+
 // Shapes with strides that may reach past the operands, or wrap.
 const binary = fc
   .tuple(fc.constantFrom(0, 1, 2, 3, 3, 7, -1, 1.5), fc.integer({ min: 0, max: 7 }), fc.array(fc.oneof(fc.tuple(dim, dim, dim), dims(3)), { maxLength: 8 }), spare, spare, spare)
@@ -176,7 +193,8 @@ const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMe
 export const NATIVE_FUNCTIONS = [
   'Storage', 'gemm', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
-  'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer', 'binary', 'fill', 'copy', 'axpby',
+  'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
+  'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
   'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',
@@ -190,6 +208,7 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 2, arbitrary: maxPool },
     { weight: 1, arbitrary: dropout },
     { weight: 3, arbitrary: batchNorm },
+    { weight: 2, arbitrary: norms },
     { weight: 3, arbitrary: binary },
     { weight: 2, arbitrary: elementwise },
     { weight: 2, arbitrary: reduceSum },

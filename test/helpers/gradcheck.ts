@@ -20,6 +20,8 @@ export interface OpCase {
   forwardRtol?: number;
   gradRtol?: number;
   seed?: number;
+  /** Where the inputs live and the op runs (default 'cpu'); the references always run in float64 here. */
+  device?: kg.Device;
 }
 
 export function closeTo(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number): string | null {
@@ -54,7 +56,7 @@ export function checkOp(c: OpCase): void {
   const rng = new Random(c.seed ?? 1234);
   const values = c.inputs.map((s) => s.values ?? rng.fillNormal(new Float32Array(s.shape.reduce((a, b) => a * b, 1))));
   const tensors = c.inputs.map((s, i) => {
-    const t = kg.tensor(values[i], s.shape);
+    const t = kg.tensor(values[i], s.shape, { device: c.device ?? 'cpu' });
     return s.grad === false ? t : t.attachGrad();
   });
   const x64 = values.map((v) => Float64Array.from(v));
@@ -65,7 +67,7 @@ export function checkOp(c: OpCase): void {
   if (fwd) throw new Error(`forward: ${fwd}`);
 
   const head = rng.fillNormal(new Float32Array(out.numel));
-  out.backward(kg.tensor(head, out.shape));
+  out.backward(kg.tensor(head, out.shape, { device: c.device ?? 'cpu' }));
   const w = Float64Array.from(head);
 
   c.inputs.forEach((spec, i) => {

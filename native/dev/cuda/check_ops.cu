@@ -793,6 +793,116 @@ static void test_batchnorm() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Group norm, layer norm, batch renorm: normalization over the groups of a NormShape
+
+struct NormRef {
+  DVec y, dx, dgamma, dbeta, mean, invstd, r, d;
+};
+
+// Double precision, from the NormShape's definition: element e is in group e / inner % groups and
+// uses parameter e / run % params. With running statistics, batch renorm's clipped r and d.
+static NormRef norm_ref(const kg::NormShape& s, const Vec& x, const Vec& gamma, const Vec& beta, const Vec& dy,
+                        double eps, const Vec* rmean, const Vec* rvar, double r_max, double d_max) {
+  const size_t total = x.size();
+  auto group = [&](size_t e) { return int64_t(e) / s.inner % s.groups; };
+  auto param = [&](size_t e) { return int64_t(e) / s.run % s.params; };
+  NormRef out{DVec(total), DVec(total), DVec(s.params), DVec(s.params), DVec(s.groups), DVec(s.groups),
+              DVec(s.groups, 1.0), DVec(s.groups, 0.0)};
+  const double m = double(s.outer * s.inner);
+  DVec var(s.groups), s1(s.groups), s2(s.groups);
+  for (size_t e = 0; e < total; ++e) out.mean[group(e)] += x[e] / m;
+  for (size_t e = 0; e < total; ++e) var[group(e)] += std::pow(x[e] - out.mean[group(e)], 2) / m;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    out.invstd[g] = 1.0 / std::sqrt(var[g] + eps);
+    if (rmean) {
+      const double sigma = std::sqrt((*rvar)[g] + eps);
+      out.r[g] = std::clamp(std::sqrt(var[g] + eps) / sigma, 1.0 / r_max, r_max);
+      out.d[g] = std::clamp((out.mean[g] - (*rmean)[g]) / sigma, -d_max, d_max);
+    }
+  }
+  for (size_t e = 0; e < total; ++e) {
+    const int64_t g = group(e), p = param(e);
+    const double xhat = (x[e] - out.mean[g]) * out.invstd[g] * out.r[g] + out.d[g];
+    out.y[e] = xhat * gamma[p] + beta[p];
+    out.dgamma[p] += dy[e] * xhat;
+    out.dbeta[p] += dy[e];
+    s1[g] += double(dy[e]) * gamma[p];
+    s2[g] += double(dy[e]) * gamma[p] * (x[e] - out.mean[g]);
+  }
+  for (size_t e = 0; e < total; ++e) {
+    const int64_t g = group(e), p = param(e);
+    const double is = out.invstd[g];
+    out.dx[e] = is * out.r[g] * (double(dy[e]) * gamma[p] - s1[g] / m - (x[e] - out.mean[g]) * is * is * s2[g] / m);
+  }
+  return out;
+}
+
+static void test_norm_shape(const kg::NormShape& s, double mean, double std, bool renorm, const std::string& what) {
+  const std::string tag = what + " (outer,groups,inner,params,run)=" + shape_str({s.outer, s.groups, s.inner, s.params, s.run});
+  const size_t total = size_t(s.outer * s.groups * s.inner);
+  const float eps = 1e-5f, r_max = 1.5f, d_max = 0.3f;
+  const Vec x = randn(total, mean, std), gamma = uniform(s.params, 0.5, 1.5), beta = randn(s.params), dy = randn(total);
+  const Vec rmean = randn(s.groups, mean, 0.3 * std), rvar = uniform(s.groups, 0.3 * std * std, 3.0 * std * std);
+  const NormRef r = norm_ref(s, x, gamma, beta, dy, eps, renorm ? &rmean : nullptr, &rvar, r_max, d_max);
+  DevBuf dX(x), dG(gamma), dB(beta), dDY(dy), dRM(rmean), dRV(rvar);
+  DevBuf y(total), hi(s.groups), lo(s.groups), invstd(s.groups), var(s.groups), rr(s.groups), dd(s.groups), y2(total);
+  y.poison();
+  const kg::RenormArgs rn{dRM.get(), dRV.get(), r_max, d_max, var.get(), rr.get(), dd.get()};
+  for (DevBuf* out : {&y, &y2}) {
+    if (renorm) cu::renorm_forward(s, dX.get(), dG.get(), dB.get(), eps, rn, out->get(), hi.get(), lo.get(), invstd.get());
+    else cu::norm_forward(s, dX.get(), dG.get(), dB.get(), eps, out->get(), hi.get(), lo.get(), invstd.get());
+  }
+  const Vec gy = y.download(), ghi = hi.download(), glo = lo.download();
+  validate("norm forward mean " + tag, ghi, r.mean, 0.0, 1e-7);
+  // The pair hi + lo holds the mean to ~2^-48 of its magnitude: far below the spread.
+  double worst = 0.0;
+  for (int64_t g = 0; g < s.groups; ++g) worst = std::max(worst, std::fabs(double(ghi[g]) + double(glo[g]) - r.mean[g]));
+  check(worst <= 1e-7 * std + 1e-13 * std::fabs(mean), "norm forward mean hi + lo " + tag);
+  validate("norm forward invstd " + tag, invstd.download(), r.invstd, 0.0, 1e-5);
+  validate("norm forward y " + tag, gy, r.y, 1e-5, 1e-5, abs_scale(r.y), 1e-6);
+  if (renorm) {
+    validate("renorm r " + tag, rr.download(), r.r, 0.0, 1e-6);
+    validate("renorm d " + tag, dd.download(), r.d, 1e-6, 1e-5);
+  }
+  check_deterministic("norm forward " + tag, gy, y2.download());
+
+  DevBuf dx(total), dgamma(s.params), dbeta(s.params), dx2(total), dgamma2(s.params), dbeta2(s.params);
+  dx.poison();
+  const float* r_ptr = renorm ? rr.get() : nullptr;
+  const float* d_ptr = renorm ? dd.get() : nullptr;
+  cu::norm_backward(s, dX.get(), dDY.get(), dG.get(), hi.get(), lo.get(), invstd.get(), r_ptr, d_ptr, dx.get(),
+                    dgamma.get(), dbeta.get());
+  cu::norm_backward(s, dX.get(), dDY.get(), dG.get(), hi.get(), lo.get(), invstd.get(), r_ptr, d_ptr, dx2.get(),
+                    dgamma2.get(), dbeta2.get());
+  const Vec gdx = dx.download(), gdg = dgamma.download();
+  validate("norm backward dx " + tag, gdx, r.dx, 0.0, 1e-4, abs_scale(r.dx), 1e-5);
+  validate("norm backward dgamma " + tag, gdg, r.dgamma, 0.0, 1e-4, abs_scale(r.dgamma), 1e-5);
+  validate("norm backward dbeta " + tag, dbeta.download(), r.dbeta, 0.0, 1e-4, abs_scale(r.dbeta), 1e-5);
+  check_deterministic("norm backward dx " + tag, gdx, dx2.download());
+  check_deterministic("norm backward dgamma " + tag, gdg, dgamma2.download());
+}
+
+static void test_norms() {
+  std::printf("\n== group norm, layer norm, batch renorm\n");
+  const auto group_norm = [](int64_t n, int64_t c, int64_t l, int64_t groups) {
+    return kg::NormShape{1, n * groups, c / groups * l, c, l};
+  };
+  const auto layer_norm = [](int64_t rows, int64_t d) { return kg::NormShape{1, rows, d, d, 1}; };
+  const auto renorm = [](int64_t n, int64_t c, int64_t l) { return kg::NormShape{n, c, l, c, l}; };
+  for (const kg::NormShape& s : {group_norm(4, 6, 25, 3), group_norm(3, 10, 13 * 7, 5), group_norm(2, 5, 9, 5),
+                                 group_norm(5, 4, 1, 1), group_norm(1, 3, 1, 3)}) {
+    test_norm_shape(s, 0.5, 2.0, false, "group norm");
+  }
+  for (const kg::NormShape& s : {layer_norm(7, 13), layer_norm(37, 300), layer_norm(1, 1025), layer_norm(300, 1)}) {
+    test_norm_shape(s, 0.5, 2.0, false, "layer norm");
+  }
+  test_norm_shape(layer_norm(4, 300), 1e4, 0.1, false, "layer norm, mean 1e4 spread 0.1");
+  for (const kg::NormShape& s : {renorm(9, 5, 1), renorm(3, 4, 15), renorm(64, 3, 49), renorm(2, 7, 3)}) {
+    test_norm_shape(s, 0.2, 1.3, true, "batch renorm");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Elementwise, reductions, loss, SGD
 
 static BroadcastShape make_broadcast(const std::vector<int64_t>& out, const std::vector<int64_t>& as,
@@ -1169,6 +1279,7 @@ int main(int argc, char** argv) {
     if (wanted("maxpool")) test_maxpool();
     if (wanted("dropout")) test_dropout();
     if (wanted("bn")) test_batchnorm();
+    if (wanted("norms")) test_norms();
     if (wanted("elementwise")) test_elementwise();
     if (wanted("reduce")) test_reduce();
     if (wanted("loss")) test_loss();

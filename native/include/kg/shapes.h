@@ -36,6 +36,32 @@ struct BnShape {
   int64_t n, c, l;
 };
 
+// Group norm, layer norm and batch renorm, as one "normalize over a set of axes" shape. x is seen
+// as (outer, groups, inner): one mean and variance per group g over its outer * inner values,
+// element e = (o * groups + g) * inner + i. The affine parameters gamma/beta have `params` entries,
+// each applying to `run` consecutive elements in turn: element e uses p = (e / run) % params.
+//   batch renorm (n, c, l):      outer n, groups c,     inner l,            params c, run l
+//   group norm (n, c, l), G:     outer 1, groups n * G, inner (c / G) * l,  params c, run l
+//   layer norm (rows, d):        outer 1, groups rows,  inner d,            params d, run 1
+// A run never crosses a group (inner % run == 0) and groups * inner is a multiple of params * run.
+struct NormShape {
+  int64_t outer, groups, inner;
+  int64_t params, run;
+};
+
+// Batch renorm's extra inputs and outputs (Ioffe, 2017): per group, r = clip(sigma_batch / sigma,
+// 1 / r_max, r_max) and d = clip((mean_batch - mean) / sigma, -d_max, d_max) with
+// sigma = sqrt(running_var + eps); written to r and d for backward, where they are constants.
+// batch_var receives the biased batch variance for the running statistics.
+struct RenormArgs {
+  const float* running_mean;
+  const float* running_var;
+  float r_max, d_max;
+  float* batch_var;
+  float* r;
+  float* d;
+};
+
 // Up to this many dimensions take part in a broadcasting elementwise op.
 constexpr int kMaxDims = 6;
 
