@@ -56,7 +56,7 @@ export class BatchRenorm extends BatchNorm {
   }
 
   override forward(x: Tensor): Tensor {
-    if (!this.training) return super.forward(x);
+    if (!this.training || this.frozen) return super.forward(x);
     // The first batch copies its statistics in (momentum 0) and is not corrected towards the
     // placeholder ones it replaces.
     const first = !this.renormReady;
