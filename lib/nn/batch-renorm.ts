@@ -4,6 +4,7 @@
 // both are writable for such a schedule.
 import { Device } from '../device';
 import { batchRenorm, checkMomentum, checkRenormLimits } from '../ops/batch-renorm';
+import { countBatch } from '../ops/batchnorm';
 import { checkEps } from '../ops/normalize';
 import { readOptions } from '../options';
 import { Tensor } from '../tensor';
@@ -69,6 +70,7 @@ export class BatchRenorm extends BatchNorm {
       rMax: first ? 1 : this.limits.rMax,
       dMax: first ? 0 : this.limits.dMax,
     });
+    countBatch(this.numBatchesTracked);
     this.renormReady = true;
     return y;
   }

@@ -178,7 +178,8 @@ function normalize(op: string, relu: boolean, x: Tensor, gamma: Tensor | null, b
 }
 
 /** count += 1 in place, on the count's device, without reading it back. */
-function countBatch(count: Tensor): void {
+/** Adds one to a layer's numBatchesTracked, on its device (no host read, so a captured step can hold it). */
+export function countBatch(count: Tensor): void {
   const one = ones([1], { device: count.device });
   native.axpby(1, one.storage, 1, count.storageForWrite());
   one.dispose();

@@ -70,7 +70,21 @@ describe('batchRenorm conventions', () => {
     const y3 = brn.forward(kg.tensor(x2, shape));
     const inferred = F.batchNorm(kg.tensor(x2, shape), brn.gamma, brn.beta, { training: false, runningMean: brn.runningMean, runningVar: brn.runningVar });
     expect(Array.from(y3.toArray())).toEqual(Array.from(inferred.toArray()));
-    expect(Object.keys(brn.stateDict()).sort()).toEqual(['beta', 'gamma', 'runningMean', 'runningVar']);
+    expect(Object.keys(brn.stateDict()).sort()).toEqual(['beta', 'gamma', 'numBatchesTracked', 'runningMean', 'runningVar']);
+    expect(brn.numBatchesTracked.item()).toBe(2);
+  });
+
+  test('a frozen layer normalizes with its moving statistics in training mode and leaves them alone', () => {
+    const brn = new kg.nn.BatchRenorm(3, { rMax: 1.2, dMax: 0.1 });
+    brn.forward(kg.tensor(x, shape));
+    const before = [brn.runningMean.toArray(), brn.runningVar.toArray()];
+    brn.freeze();
+    const x2 = normal(180, 15, 2, 3);
+    const y = brn.forward(kg.tensor(x2, shape)).toArray();
+    const inferred = F.batchNorm(kg.tensor(x2, shape), brn.gamma, brn.beta, { training: false, runningMean: brn.runningMean, runningVar: brn.runningVar });
+    expect(Array.from(y)).toEqual(Array.from(inferred.toArray()));
+    expect([brn.runningMean.toArray(), brn.runningVar.toArray()]).toEqual(before);
+    expect(brn.numBatchesTracked.item()).toBe(1);
   });
 });
 
