@@ -73,6 +73,20 @@ export interface CudaMemoryStats {
   numMallocs: number;
 }
 
+/** The host caching allocator's counters (native/cpu/host_allocator.h), in bytes. */
+export interface HostMemoryStats {
+  /** In blocks held by live tensors (each request rounded up to its size class). */
+  allocated: number;
+  /** Allocated plus cached, free for reuse. */
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+  /** Blocks obtained from the system. */
+  numMallocs: number;
+  /** Requests served from the cache. */
+  numReuses: number;
+}
+
 /** The addon's exports. Semantics of each kernel: native/include/kg/ops.inc. */
 export interface Native {
   Storage: StorageConstructor;
@@ -115,6 +129,8 @@ export interface Native {
   cudaMemoryStats(): CudaMemoryStats;
   cudaEmptyCache(): void;
   cudaSynchronize(): void;
+  hostMemoryStats(): HostMemoryStats;
+  hostEmptyCache(): void;
   cpuThreads(): number;
   /** The CPU kernels' vector instruction set: the CPU's widest, or a narrower one named by KG_CPU_ISA. */
   cpuIsa(): 'avx512' | 'avx2' | 'baseline';

@@ -150,7 +150,7 @@ const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim
 );
 
 // setCpuThreads changes the state the later calls of the child run in.
-const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
+const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'hostMemoryStats', 'hostEmptyCache', 'cpuThreads', 'cpuIsa', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
   ([fn, n]) => (fn === 'setCpuThreads' ? call(fn, n) : call(fn)),
 );
 
@@ -161,6 +161,7 @@ export const NATIVE_FUNCTIONS = [
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
   'maxPool2dForward', 'maxPool2dBackward', 'dropout',
+  'hostMemoryStats', 'hostEmptyCache',
 ];
 
 export const nativeCall: fc.Arbitrary<Call> = mutated(
