@@ -3,6 +3,7 @@
 import bindings from 'bindings';
 import * as fs from 'fs';
 import * as path from 'path';
+import { withThreadPolicy } from './thread-policy';
 
 /** A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). */
 export interface Storage {
@@ -176,4 +177,4 @@ function load(): Native {
 }
 
 /** The loaded addon. */
-export const native: Native = load();
+export const native: Native = withThreadPolicy(load);
