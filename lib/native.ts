@@ -5,7 +5,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { withThreadPolicy } from './thread-policy';
 
-/** A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). */
+/**
+ * A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). Once
+ * disposed it holds nothing: numel is 0, and reading device or the values throws.
+ */
 export interface Storage {
   readonly numel: number;
   readonly device: 'cpu' | 'cuda';
