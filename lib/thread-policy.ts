@@ -4,12 +4,12 @@
 // GOMP_SPINCOUNT: their choice wins.
 //
 // By default libgomp spins for a long while (GOMP_SPINCOUNT 300,000) before it sleeps. With one core
-// taken by another busy process, a spinning thread then burns the time slice the thread it waits for
-// needs: the tutorial's training step (2 threads, 2 cores) went from 15.5 to 24.5 ms median, and
-// to 81 ms at the 90th percentile, beside a single `node -e 'for(;;){}'`. Sleeping at once
-// (OMP_WAIT_POLICY=PASSIVE) kept it at 18.6 ms (90th percentile 24 ms), and cost nothing
-// measurable on the idle machine (16.2 ms, within the run-to-run noise). bench/RESULTS.md,
-// "Busy machines", has the figures.
+// taken by another busy process, a spinning thread burns the time slice that the thread it waits
+// for needs. Measured on the tutorial's training step (2 threads, 2 cores) beside one
+// `node -e 'for(;;){}'`: the default's 90th percentile went from about 18 ms to 37-82 ms, pure
+// spinning's to 142 ms, a short spin (GOMP_SPINCOUNT=10000) doubled even the median, while sleeping
+// at once (OMP_WAIT_POLICY=PASSIVE) stayed at 24-30 ms; alone, passive costs at most a millisecond
+// or so. bench/RESULTS.md, "Busy machines", has the figures.
 const POLICY = { name: 'OMP_WAIT_POLICY', value: 'PASSIVE' };
 
 /** Runs `load` (which loads the addon, and libgomp with it) under the wait policy. */
