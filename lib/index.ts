@@ -15,6 +15,7 @@ export { NonFiniteError } from './non-finite';
 export * as autograd from './autograd';
 export * as nn from './nn';
 export * as cuda from './cuda';
+export * as memory from './memory';
 export * as optim from './optim';
 export * as data from './data';
 export * as io from './io';

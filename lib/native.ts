@@ -3,8 +3,12 @@
 import bindings from 'bindings';
 import * as fs from 'fs';
 import * as path from 'path';
+import { withThreadPolicy } from './thread-policy';
 
-/** A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). */
+/**
+ * A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). Once
+ * disposed it holds nothing: numel is 0, and reading device or the values throws.
+ */
 export interface Storage {
   readonly numel: number;
   readonly device: 'cpu' | 'cuda';
@@ -92,6 +96,20 @@ export interface CudaCounters {
 /** A native object (a CUDA graph, a readback) freed by its finalizer or its dispose binding. */
 export type CudaHandle = { readonly __cudaHandle: unique symbol };
 
+/** The host caching allocator's counters (native/cpu/host_allocator.h), in bytes. */
+export interface HostMemoryStats {
+  /** In blocks held by live tensors (each request rounded up to its size class). */
+  allocated: number;
+  /** Allocated plus cached, free for reuse. */
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+  /** Blocks obtained from the system. */
+  numMallocs: number;
+  /** Requests served from the cache. */
+  numReuses: number;
+}
+
 /** The addon's exports. Semantics of each kernel: native/include/kg/ops.inc. */
 export interface Native {
   Storage: StorageConstructor;
@@ -159,6 +177,8 @@ export interface Native {
   cudaReadbackEnqueue(readback: CudaHandle, storage: Storage, offset: number): void;
   cudaReadbackRead(readback: CudaHandle): Float32Array;
   cudaReadbackDispose(readback: CudaHandle): void;
+  hostMemoryStats(): HostMemoryStats;
+  hostEmptyCache(): void;
   cpuThreads(): number;
   /** The CPU kernels' vector instruction set: the CPU's widest, or a narrower one named by KG_CPU_ISA. */
   cpuIsa(): 'avx512' | 'avx2' | 'baseline';
@@ -204,4 +224,4 @@ function load(): Native {
 }
 
 /** The loaded addon. */
-export const native: Native = load();
+export const native: Native = withThreadPolicy(load);

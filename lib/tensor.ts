@@ -20,7 +20,14 @@ class SharedStorage {
   release(): void {
     if (--this.refs === 0) this.storage.dispose();
   }
+  /** True while another tensor (a reshape) views the same memory. */
+  get viewed(): boolean {
+    return this.refs > 1;
+  }
 }
+
+/** Counts the tensors made so far, so code can tell the tensors it made from older ones. */
+let tensorsMade = 0;
 
 export class Tensor {
   readonly shape: readonly number[];
@@ -32,6 +39,8 @@ export class Tensor {
   private shared: SharedStorage | null;
   private leaf = false;
   private persistent = false;
+  /** @internal The number of tensors made before this one. */
+  readonly serial: number = tensorsMade++;
 
   /** @internal Use kg.tensor/zeros/... to make tensors. */
   constructor(shape: Shape, device: Device, shared: SharedStorage) {
@@ -101,6 +110,11 @@ export class Tensor {
     const shared = this.sharedStorage();
     shared.version++;
     return shared.storage;
+  }
+
+  /** @internal True when no other live tensor (a reshape of this one, or this of another) shares the memory. */
+  get ownsStorage(): boolean {
+    return this.shared !== null && !this.shared.viewed;
   }
 
   private sharedStorage(): SharedStorage {
@@ -178,6 +192,11 @@ export class Tensor {
     const values = this.numel <= 20 ? ` [${Array.from(this.toArray(), (v) => +v.toPrecision(6)).join(', ')}]` : '';
     return `Tensor(${formatShape(this.shape)}, ${this.device})${values}`;
   }
+}
+
+/** @internal The serial the next tensor made will get. */
+export function nextTensorSerial(): number {
+  return tensorsMade;
 }
 
 /** @internal */

@@ -3,7 +3,7 @@
 // accumulated (+=) into the `grad` of tensors that called attachGrad().
 import { native } from '../native';
 import { formatShape, sameShape } from '../shape';
-import { Tensor } from '../tensor';
+import { nextTensorSerial, Tensor } from '../tensor';
 import { checkBackward, checkHeadGrad, isDetectingAnomaly } from './anomaly';
 import { pause } from './tape';
 
@@ -31,26 +31,88 @@ function topologicalOrder(root: Tensor): Tensor[] {
   return order;
 }
 
-function sum(a: Tensor, b: Tensor): Tensor {
-  const out = Tensor.empty(a.shape, a.device);
-  out.storage.copyFrom(a.storage);
-  native.axpby(1, b.storage, 1, out.storage);
-  return out;
-}
+/**
+ * The gradients of one backward pass, and which of them the pass may hand over or overwrite
+ * instead of copying. A gradient is the pass's own when the pass made it (not the caller's
+ * headGrad, nor a forward tensor a rule passed through), no other tensor views its memory, and it
+ * is held in one place only: a rule may return the same tensor for two inputs (add's [g, g]), and
+ * a leaf that took a gradient keeps it. Anything else is copied where it is taken.
+ */
+class Gradients {
+  private readonly pending = new Map<Tensor, Tensor>();
+  /** How many pending entries hold each gradient tensor. */
+  private readonly holders = new Map<Tensor, number>();
+  /** Gradients that became a leaf's grad: never written or handed over again. */
+  private readonly kept = new Set<Tensor>();
 
-function accumulateInto(leaf: Tensor, g: Tensor): void {
-  if (leaf.grad === null || leaf.grad.disposed) {
+  constructor(private readonly firstSerial: number) {}
+
+  /** Removes and returns the gradient waiting for `t`. */
+  take(t: Tensor): Tensor | undefined {
+    const g = this.pending.get(t);
+    if (g === undefined) return undefined;
+    this.pending.delete(t);
+    this.holders.set(g, (this.holders.get(g) as number) - 1);
+    return g;
+  }
+
+  /** Adds `g` to the gradient waiting for `t`: in place when one of the two is ours to write. */
+  add(t: Tensor, g: Tensor): void {
+    const prev = this.pending.get(t);
+    if (prev === undefined) return this.set(t, g);
+    if (prev !== g && this.owned(prev, 1)) {
+      native.axpby(1, g.storage, 1, prev.storageForWrite());
+    } else if (prev !== g && this.owned(g, 0)) {
+      native.axpby(1, prev.storage, 1, g.storageForWrite());
+      this.set(t, g);
+    } else {
+      const out = Tensor.empty(prev.shape, prev.device);
+      out.storage.copyFrom(prev.storage);
+      native.axpby(1, g.storage, 1, out.storage);
+      this.set(t, out);
+    }
+  }
+
+  /**
+   * Accumulates `g` into `leaf.grad`. A leaf without one takes `g` itself when it is ours (no
+   * copy); it is a copy otherwise, so that a later in-place update of either never shows in the other.
+   */
+  accumulate(leaf: Tensor, g: Tensor): void {
+    if (leaf.grad !== null && !leaf.grad.disposed) {
+      if (!sameShape(leaf.grad.shape, leaf.shape) || leaf.grad.device !== leaf.device) {
+        throw new RangeError(
+          `backward: the existing grad ${formatShape(leaf.grad.shape)} on ${leaf.grad.device} does not match ` +
+            `its tensor ${formatShape(leaf.shape)} on ${leaf.device}`,
+        );
+      }
+      native.axpby(1, g.storage, 1, leaf.grad.storageForWrite());
+      return;
+    }
+    if (this.owned(g, 0) && sameShape(g.shape, leaf.shape)) {
+      this.kept.add(g);
+      leaf.grad = g.keep();
+      return;
+    }
     const copy = Tensor.empty(leaf.shape, leaf.device).keep();
     copy.storage.copyFrom(g.storage);
     leaf.grad = copy;
-  } else {
-    if (!sameShape(leaf.grad.shape, leaf.shape) || leaf.grad.device !== leaf.device) {
-      throw new RangeError(
-        `backward: the existing grad ${formatShape(leaf.grad.shape)} on ${leaf.grad.device} does not match ` +
-          `its tensor ${formatShape(leaf.shape)} on ${leaf.device}`,
-      );
-    }
-    native.axpby(1, g.storage, 1, leaf.grad.storageForWrite());
+  }
+
+  /** Frees `g` once its node has used it, unless it is held elsewhere or is not ours. */
+  release(g: Tensor): void {
+    if (this.owned(g, 0)) g.dispose();
+  }
+
+  private set(t: Tensor, g: Tensor): void {
+    const prev = this.pending.get(t);
+    if (prev !== undefined) this.holders.set(prev, (this.holders.get(prev) as number) - 1);
+    this.pending.set(t, g);
+    this.holders.set(g, (this.holders.get(g) ?? 0) + 1);
+  }
+
+  /** True when `g` is this pass's own and held by exactly `holders` pending entries. */
+  private owned(g: Tensor, holders: number): boolean {
+    return g.serial >= this.firstSerial && !this.kept.has(g) && g.ownsStorage && (this.holders.get(g) ?? 0) === holders;
   }
 }
 
@@ -69,6 +131,7 @@ export function backward(root: Tensor, headGrad?: Tensor, options: BackwardOptio
       'backward: this tensor does not depend on any tensor that called attachGrad() inside autograd.record()',
     );
   }
+  const firstSerial = nextTensorSerial();
   let head: Tensor;
   if (headGrad === undefined) {
     head = Tensor.empty(root.shape, root.device);
@@ -90,23 +153,23 @@ export function backward(root: Tensor, headGrad?: Tensor, options: BackwardOptio
   // Every node is checked before any gradient is accumulated, so a failed backward changes nothing.
   for (const t of order) t.node?.check();
   if (isDetectingAnomaly() || root.node?.anomaly) checkHeadGrad(head);
-  const grads = new Map<Tensor, Tensor>([[root, head]]);
+  const grads = new Gradients(firstSerial);
+  grads.add(root, head);
   pause(() => {
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
-      const g = grads.get(t);
+      const g = grads.take(t);
       if (g === undefined) continue;
-      grads.delete(t);
-      if (t.requiresGrad) accumulateInto(t, g);
+      if (t.requiresGrad) grads.accumulate(t, g);
       if (t.node === null) continue;
       const inputGrads = t.node.backward(g);
       if (isDetectingAnomaly() || t.node.anomaly) checkBackward(t.node.op, t.node.inputs, g, inputGrads);
       t.node.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
         if (gi === null || gi === undefined || !input.tracksGrad) return;
-        const prev = grads.get(input);
-        grads.set(input, prev === undefined ? gi : sum(prev, gi));
+        grads.add(input, gi);
       });
+      grads.release(g);
     }
   });
   if (!options.retainGraph) {

@@ -32,8 +32,8 @@ class Args {
     if (!Storage::is(env(), info_[i])) {
       throw Napi::TypeError::New(env(), prefix() + name + " must be a Storage");
     }
-    Storage* s = Storage::Unwrap(info_[i].As<Napi::Object>());
-    if (s->disposed()) throw Napi::Error::New(env(), prefix() + name + " was disposed");
+    Storage* s = Storage::live(env(), info_[i]);
+    if (s == nullptr) throw Napi::Error::New(env(), prefix() + name + " was disposed");
     return *s;
   }
   // null or undefined gives nullptr.

@@ -3,6 +3,7 @@
 
 #include "addon.h"
 #include "args.h"
+#include "../cpu/host_allocator.h"
 #include "../cpu/isa.h"
 #if KG_WITH_CUDA
 #include "kg/cuda_runtime.h"
@@ -101,6 +102,25 @@ Napi::Value cuda_synchronize(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// hostMemoryStats(): the host caching allocator's counters (native/cpu/host_allocator.h), in bytes.
+Napi::Value host_memory_stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const cpu::HostMemoryStats s = cpu::host_memory_stats();
+  auto o = Napi::Object::New(env);
+  o.Set("allocated", static_cast<double>(s.allocated));
+  o.Set("reserved", static_cast<double>(s.reserved));
+  o.Set("peakAllocated", static_cast<double>(s.peak_allocated));
+  o.Set("peakReserved", static_cast<double>(s.peak_reserved));
+  o.Set("numMallocs", static_cast<double>(s.num_mallocs));
+  o.Set("numReuses", static_cast<double>(s.num_reuses));
+  return o;
+}
+
+Napi::Value host_empty_cache(const Napi::CallbackInfo& info) {
+  cpu::host_empty_cache();
+  return info.Env().Undefined();
+}
+
 // The number of threads the CPU kernels use.
 Napi::Value cpu_threads(const Napi::CallbackInfo& info) {
 #ifdef _OPENMP
@@ -139,6 +159,8 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaMemoryStats", Napi::Function::New<cuda_memory_stats>(env, "cudaMemoryStats"));
   exports.Set("cudaEmptyCache", Napi::Function::New<cuda_empty_cache>(env, "cudaEmptyCache"));
   exports.Set("cudaSynchronize", Napi::Function::New<cuda_synchronize>(env, "cudaSynchronize"));
+  exports.Set("hostMemoryStats", Napi::Function::New<host_memory_stats>(env, "hostMemoryStats"));
+  exports.Set("hostEmptyCache", Napi::Function::New<host_empty_cache>(env, "hostEmptyCache"));
   exports.Set("cpuThreads", Napi::Function::New<cpu_threads>(env, "cpuThreads"));
   exports.Set("cpuIsa", Napi::Function::New<cpu_isa>(env, "cpuIsa"));
   exports.Set("setCpuThreads", Napi::Function::New<set_cpu_threads>(env, "setCpuThreads"));

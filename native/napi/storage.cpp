@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "../cpu/host_allocator.h"
 #include "addon.h"
 #if KG_WITH_CUDA
 #include "kg/cuda_runtime.h"
@@ -16,21 +17,10 @@ namespace kg {
 const char* device_name(Device d) { return d == Device::Cuda ? "cuda" : "cpu"; }
 
 namespace {
-constexpr size_t kAlign = 64;  // one cache line, and a full AVX-512 vector
 
-// Host blocks are aligned by hand over malloc rather than with aligned_alloc: glibc before 2.38
-// often fails to reuse memalign'd blocks after free (its bug 14581), and a training loop that
-// allocates and frees the same sizes every step then grows its heap by a whole step's worth of
-// memory each step. The malloc'd pointer is kept just below the aligned one.
-float* host_alloc(size_t bytes) {
-  void* raw = std::malloc(bytes + kAlign + sizeof(void*));
-  if (!raw) throw std::runtime_error("out of host memory allocating " + std::to_string(bytes) + " bytes");
-  uintptr_t aligned = (reinterpret_cast<uintptr_t>(raw) + sizeof(void*) + kAlign - 1) & ~uintptr_t(kAlign - 1);
-  reinterpret_cast<void**>(aligned)[-1] = raw;
-  return reinterpret_cast<float*>(aligned);
-}
-
-void host_free(float* p) { std::free(reinterpret_cast<void**>(p)[-1]); }
+// Marks the objects the constructor made, so that a look-alike (Object.create(Storage.prototype),
+// or an object another addon wrapped) is never taken for a Storage.
+constexpr napi_type_tag kStorageTag = {0x6b67'5374'6f72'6167ull, 0x65d1'0b3a'9f42'7c15ull};
 
 float* allocate(Device device, int64_t numel) {
   if (numel == 0) return nullptr;
@@ -42,8 +32,13 @@ float* allocate(Device device, int64_t numel) {
     throw std::runtime_error("kernelgrad was built without CUDA (nvcc was not found at install time)");
 #endif
   }
-  return host_alloc(bytes);
+  try {
+    return cpu::host_alloc(bytes);
+  } catch (const std::bad_alloc&) {
+    throw std::runtime_error("out of host memory allocating " + std::to_string(bytes) + " bytes");
+  }
 }
+
 // Tells V8 about memory it cannot see, so a program holding large tensors collects sooner. Through
 // the C call, whose status is ignored: this also runs from the destructor while a worker's
 // environment is being torn down, where the C++ wrapper would throw, and a throw would abort.
@@ -51,27 +46,84 @@ void report_bytes(napi_env env, int64_t numel) {
   int64_t total = 0;
   (void)napi_adjust_external_memory(env, numel * static_cast<int64_t>(sizeof(float)), &total);
 }
+
+// A binding's body as a Node-API callback: a Napi::Error it throws becomes the JS exception.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+napi_value guarded(napi_env env, napi_callback_info cb) {
+  try {
+    Napi::CallbackInfo info(env, cb);
+    return F(info);
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+    return nullptr;
+  }
+}
+
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+napi_property_descriptor method(const char* name) {
+  return {name, nullptr, guarded<F>, nullptr, nullptr, nullptr, napi_default_method, nullptr};
+}
+
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+napi_property_descriptor getter(const char* name) {
+  return {name, nullptr, nullptr, guarded<F>, nullptr, nullptr, napi_configurable, nullptr};
+}
 }  // namespace
 
 Napi::Function Storage::define(Napi::Env env) {
-  return DefineClass(env, "Storage",
-                     {InstanceMethod<&Storage::dispose>("dispose"),
-                      InstanceMethod<&Storage::read>("read"),
-                      InstanceMethod<&Storage::write>("write"),
-                      InstanceMethod<&Storage::copyFrom>("copyFrom"),
-                      InstanceAccessor<&Storage::getNumel>("numel"),
-                      InstanceAccessor<&Storage::getDevice>("device"),
-                      InstanceAccessor<&Storage::getDisposed>("disposed")});
+  const napi_property_descriptor props[] = {
+      method<&Storage::dispose>("dispose"),   method<&Storage::read>("read"),
+      method<&Storage::write>("write"),       method<&Storage::copyFrom>("copyFrom"),
+      getter<&Storage::getNumel>("numel"),    getter<&Storage::getDevice>("device"),
+      getter<&Storage::getDisposed>("disposed"),
+  };
+  napi_value ctor = nullptr;
+  napi_status status = napi_define_class(env, "Storage", NAPI_AUTO_LENGTH, guarded<&Storage::construct>, nullptr,
+                                         sizeof(props) / sizeof(props[0]), props, &ctor);
+  NAPI_THROW_IF_FAILED(env, status, Napi::Function());
+  return Napi::Function(env, ctor);
 }
 
 bool Storage::is(Napi::Env env, Napi::Value v) {
   if (!v.IsObject()) return false;
-  return v.As<Napi::Object>().InstanceOf(env.GetInstanceData<AddonData>()->storage_ctor.Value());
+  bool tagged = false;
+  return napi_check_object_type_tag(env, v, &kStorageTag, &tagged) == napi_ok && tagged;
 }
 
+Storage* Storage::live(Napi::Env env, Napi::Value v) {
+  if (!is(env, v)) return nullptr;
+  void* p = nullptr;
+  // Fails (without throwing) once dispose() removed the wrap.
+  if (napi_unwrap(env, v, &p) != napi_ok) return nullptr;
+  return static_cast<Storage*>(p);
+}
+
+Storage::Storage(napi_env env, Device device, int64_t numel) : env_(env), device_(device), numel_(numel) {
+  data_ = allocate(device_, numel_);
+  report_bytes(env_, numel_);
+}
+
+Storage::~Storage() {
+  if (data_) {
+    if (device_ == Device::Cuda) {
+#if KG_WITH_CUDA
+      cuda::release(data_);
+#endif
+    } else {
+      cpu::host_release(data_);
+    }
+  }
+  report_bytes(env_, -numel_);
+}
+
+void Storage::finalize(napi_env, void* data, void*) { delete static_cast<Storage*>(data); }
+
 // new Storage(device: 0 | 1, numel: number)
-Storage::Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(info), env_(info.Env()) {
+Napi::Value Storage::construct(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (info.NewTarget().IsEmpty() || info.NewTarget().IsUndefined()) {
+    throw Napi::TypeError::New(env, "Storage(device, numel): call it with new");
+  }
   if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
     throw Napi::TypeError::New(env, "Storage(device, numel): expected two numbers");
   }
@@ -81,88 +133,90 @@ Storage::Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(inf
   if (!(numel >= 0 && numel <= 9.0e15) || numel != std::floor(numel)) {
     throw Napi::RangeError::New(env, "Storage: numel must be a non-negative integer, got " + std::to_string(numel));
   }
-  device_ = static_cast<Device>(static_cast<int>(dev));
-  numel_ = static_cast<int64_t>(numel);
+  Napi::Object self = info.This().As<Napi::Object>();
+  if (is(env, self)) throw Napi::TypeError::New(env, "Storage(device, numel): this object is already a Storage");
+  Storage* s = nullptr;
   try {
-    data_ = allocate(device_, numel_);
+    s = new Storage(env, static_cast<Device>(static_cast<int>(dev)), static_cast<int64_t>(numel));
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, e.what());
   }
-  report_bytes(env, numel_);
-}
-
-Storage::~Storage() { free_memory(); }
-
-void Storage::free_memory() {
-  if (freed_) return;
-  freed_ = true;
-  if (data_) {
-    if (device_ == Device::Cuda) {
-#if KG_WITH_CUDA
-      cuda::release(data_);
-#endif
-    } else {
-      host_free(data_);
-    }
-    data_ = nullptr;
+  napi_status status = napi_wrap(env, self, s, &Storage::finalize, nullptr, nullptr);
+  if (status == napi_ok) status = napi_type_tag_object(env, self, &kStorageTag);
+  if (status != napi_ok) {
+    void* unused = nullptr;
+    (void)napi_remove_wrap(env, self, &unused);
+    delete s;
+    NAPI_THROW_IF_FAILED(env, status, Napi::Value());
   }
-  report_bytes(env_, -numel_);
+  return env.Undefined();
 }
 
-float* Storage::data(const char* what) const {
-  if (freed_) throw Napi::Error::New(env_, std::string(what) + ": the tensor's memory was disposed");
-  return data_;
+Storage& Storage::self(const Napi::CallbackInfo& info, const char* method) {
+  Napi::Env env = info.Env();
+  Storage* s = live(env, info.This());
+  if (s != nullptr) return *s;
+  if (is(env, info.This())) throw Napi::Error::New(env, std::string("Storage.") + method + ": the tensor's memory was disposed");
+  throw Napi::TypeError::New(env, std::string("Storage.") + method + ": `this` is not a Storage");
 }
 
 Napi::Value Storage::dispose(const Napi::CallbackInfo& info) {
-  free_memory();
-  return info.Env().Undefined();
+  Napi::Env env = info.Env();
+  Storage* s = live(env, info.This());
+  if (s == nullptr) {
+    if (!is(env, info.This())) throw Napi::TypeError::New(env, "Storage.dispose: `this` is not a Storage");
+    return env.Undefined();  // disposed already
+  }
+  void* unused = nullptr;
+  NAPI_THROW_IF_FAILED(env, napi_remove_wrap(env, info.This(), &unused), Napi::Value());
+  delete s;
+  return env.Undefined();
 }
 
 Napi::Value Storage::read(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  float* src = data("read");
-  auto out = Napi::Float32Array::New(env, static_cast<size_t>(numel_));
-  size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+  const Storage& s = self(info, "read");
+  auto out = Napi::Float32Array::New(env, static_cast<size_t>(s.numel_));
+  size_t bytes = static_cast<size_t>(s.numel_) * sizeof(float);
   if (bytes == 0) return out;
-  if (device_ == Device::Cuda) {
+  if (s.device_ == Device::Cuda) {
 #if KG_WITH_CUDA
     try {
-      cuda::copy_d2h(out.Data(), src, bytes);
+      cuda::copy_d2h(out.Data(), s.data_, bytes);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
 #endif
   } else {
-    std::memcpy(out.Data(), src, bytes);
+    std::memcpy(out.Data(), s.data_, bytes);
   }
   return out;
 }
 
 Napi::Value Storage::write(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Storage& s = self(info, "write");
   if (info.Length() != 1 || !info[0].IsTypedArray() ||
       info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
     throw Napi::TypeError::New(env, "Storage.write: expected one Float32Array");
   }
   auto src = info[0].As<Napi::Float32Array>();
-  if (static_cast<int64_t>(src.ElementLength()) != numel_) {
+  if (static_cast<int64_t>(src.ElementLength()) != s.numel_) {
     throw Napi::RangeError::New(env, "Storage.write: got " + std::to_string(src.ElementLength()) +
-                                         " values for a storage of " + std::to_string(numel_));
+                                         " values for a storage of " + std::to_string(s.numel_));
   }
-  float* dst = data("write");
-  size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
+  size_t bytes = static_cast<size_t>(s.numel_) * sizeof(float);
   if (bytes == 0) return env.Undefined();
-  if (device_ == Device::Cuda) {
+  if (s.device_ == Device::Cuda) {
 #if KG_WITH_CUDA
     try {
-      cuda::copy_h2d(dst, src.Data(), bytes);
+      cuda::copy_h2d(s.data_, src.Data(), bytes);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
 #endif
   } else {
-    std::memcpy(dst, src.Data(), bytes);
+    std::memcpy(s.data_, src.Data(), bytes);
   }
   return env.Undefined();
 }
@@ -170,26 +224,26 @@ Napi::Value Storage::write(const Napi::CallbackInfo& info) {
 // this.copyFrom(other): same number of elements, any pair of devices.
 Napi::Value Storage::copyFrom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Storage& dst = self(info, "copyFrom");
   if (info.Length() != 1 || !Storage::is(env, info[0])) {
     throw Napi::TypeError::New(env, "Storage.copyFrom: expected one Storage");
   }
-  Storage* src = Storage::Unwrap(info[0].As<Napi::Object>());
-  if (src->numel_ != numel_) {
+  Storage* src = live(env, info[0]);
+  if (src == nullptr) throw Napi::Error::New(env, "Storage.copyFrom: the source's memory was disposed");
+  if (src->numel_ != dst.numel_) {
     throw Napi::RangeError::New(env, "Storage.copyFrom: sizes differ (" + std::to_string(src->numel_) +
-                                         " vs " + std::to_string(numel_) + ")");
+                                         " vs " + std::to_string(dst.numel_) + ")");
   }
-  float* s = src->data("copyFrom");
-  float* d = data("copyFrom");
-  size_t bytes = static_cast<size_t>(numel_) * sizeof(float);
-  if (bytes == 0) return env.Undefined();
+  size_t bytes = static_cast<size_t>(dst.numel_) * sizeof(float);
+  if (bytes == 0 || src == &dst) return env.Undefined();
   try {
-    if (device_ == Device::Cpu && src->device_ == Device::Cpu) {
-      std::memcpy(d, s, bytes);
+    if (dst.device_ == Device::Cpu && src->device_ == Device::Cpu) {
+      std::memcpy(dst.data_, src->data_, bytes);
     } else {
 #if KG_WITH_CUDA
-      if (device_ == Device::Cuda && src->device_ == Device::Cuda) cuda::copy_d2d(d, s, bytes);
-      else if (device_ == Device::Cuda) cuda::copy_h2d(d, s, bytes);
-      else cuda::copy_d2h(d, s, bytes);
+      if (dst.device_ == Device::Cuda && src->device_ == Device::Cuda) cuda::copy_d2d(dst.data_, src->data_, bytes);
+      else if (dst.device_ == Device::Cuda) cuda::copy_h2d(dst.data_, src->data_, bytes);
+      else cuda::copy_d2h(dst.data_, src->data_, bytes);
 #endif
     }
   } catch (const std::exception& e) {
@@ -198,14 +252,20 @@ Napi::Value Storage::copyFrom(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// A disposed storage has no elements and no device left.
 Napi::Value Storage::getNumel(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(numel_));
+  Napi::Env env = info.Env();
+  Storage* s = live(env, info.This());
+  if (s == nullptr && !is(env, info.This())) throw Napi::TypeError::New(env, "Storage.numel: `this` is not a Storage");
+  return Napi::Number::New(env, s ? static_cast<double>(s->numel_) : 0.0);
 }
 Napi::Value Storage::getDevice(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), device_name(device_));
+  return Napi::String::New(info.Env(), device_name(self(info, "device").device_));
 }
 Napi::Value Storage::getDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), freed_);
+  Napi::Env env = info.Env();
+  if (!is(env, info.This())) throw Napi::TypeError::New(env, "Storage.disposed: `this` is not a Storage");
+  return Napi::Boolean::New(env, live(env, info.This()) == nullptr);
 }
 
 }  // namespace kg

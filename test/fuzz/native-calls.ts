@@ -4,7 +4,8 @@
 import fc from 'fast-check';
 
 import type { Call } from './harness';
-import { BAD_NUMBERS, dim, dims, LABELS, mutated, scalar, sizeFor, smallDim, st, wrapped } from './values';
+import { native } from '../../lib/native';
+import { BAD_NUMBERS, dim, dims, fakeStorage, LABELS, mutated, plainObject, scalar, sizeFor, smallDim, st, wrapped } from './values';
 
 const spare = fc.integer({ min: 0, max: 64 });
 const call = (fn: string, ...args: unknown[]): Call => ({ fn, args });
@@ -185,8 +186,24 @@ const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim
 );
 
 // setCpuThreads changes the state the later calls of the child run in.
-const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cudaCounters', 'cpuThreads', 'cpuIsa', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
+const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cudaCounters', 'hostMemoryStats', 'hostEmptyCache', 'cpuThreads', 'cpuIsa', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
   ([fn, n]) => (fn === 'setCpuThreads' ? call(fn, n) : call(fn)),
+);
+
+const GRAPH_FUNCTIONS = [
+  'cudaCaptureBegin', 'cudaCaptureEnd', 'cudaCaptureAbandon', 'cudaCapturing', 'cudaGraphReplay', 'cudaGraphKernels', 'cudaGraphDispose',
+  'cudaReadbackCreate', 'cudaReadbackEnqueue', 'cudaReadbackRead', 'cudaReadbackDispose',
+];
+
+// A handle argument of the wrong kind (a storage, a look-alike, a number) or none at all; the
+// readback's size and offset as hostile numbers.
+const notAHandle = fc.constantFrom<unknown>(0, -1, NaN, plainObject, fakeStorage, st(3), st(0, { disposed: true }));
+const graphs = fc.tuple(fc.constantFrom(...GRAPH_FUNCTIONS), fc.option(notAHandle, { nil: undefined }), fc.oneof(dim, fc.constantFrom(...BAD_NUMBERS)), spare).map(
+  ([fn, handle, n, len]) => {
+    if (fn === 'cudaReadbackCreate') return call(fn, n);
+    if (fn === 'cudaReadbackEnqueue') return call(fn, handle ?? null, st(len), n);
+    return handle === undefined ? call(fn) : call(fn, handle);
+  },
 );
 
 /** Every export of the addon, and the Storage methods, each drawn by its own generator. */
@@ -198,6 +215,9 @@ export const NATIVE_FUNCTIONS = [
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
   'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',
+  'hostMemoryStats', 'hostEmptyCache',
+  // Built only with CUDA: the graph-capture and readback bindings.
+  ...(native.builtWithCuda() ? GRAPH_FUNCTIONS : []),
 ];
 
 export const nativeCall: fc.Arbitrary<Call> = mutated(
@@ -220,5 +240,6 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 1, arbitrary: l2Norm },
     { weight: 2, arbitrary: storage },
     { weight: 2, arbitrary: runtime },
+    ...(native.builtWithCuda() ? [{ weight: 1, arbitrary: graphs }] : []),
   ),
 );
