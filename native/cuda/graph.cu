@@ -81,6 +81,9 @@ Graph* end_capture() {
 }
 
 void abandon_capture() {
+  // Nothing to end, and no stream to touch: on a machine whose driver cannot create one, asking
+  // for it would throw.
+  if (!capturing()) return;
   cudaError_t err = cudaSuccess;
   int64_t pool = 0;
   cudaGraph_t graph = finish(&err, &pool);

@@ -102,7 +102,7 @@ Napi::Value capture_end(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value capture_abandon(const Napi::CallbackInfo& info) {
-  cuda::abandon_capture();
+  guarded(info.Env(), "cudaCaptureAbandon", [] { cuda::abandon_capture(); });
   return info.Env().Undefined();
 }
 

@@ -41,8 +41,8 @@ std::vector<Storage*> storage_list(const Args& a, const Napi::CallbackInfo& info
   for (uint32_t k = 0; k < list.Length(); ++k) {
     Napi::Value v = list.Get(k);
     if (!Storage::is(a.env(), v)) throw Napi::TypeError::New(a.env(), a.prefix() + name + "[" + std::to_string(k) + "] must be a Storage");
-    Storage* st = Storage::Unwrap(v.As<Napi::Object>());
-    if (st->disposed()) throw Napi::Error::New(a.env(), a.prefix() + name + "[" + std::to_string(k) + "] was disposed");
+    Storage* st = Storage::live(a.env(), v);
+    if (st == nullptr) throw Napi::Error::New(a.env(), a.prefix() + name + "[" + std::to_string(k) + "] was disposed");
     out.push_back(st);
   }
   return out;

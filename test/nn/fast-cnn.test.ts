@@ -9,9 +9,9 @@ describe('fastCnn', () => {
     const model = fastCnn({ device: 'cpu', seed: 3 });
     const shapes = Object.fromEntries(Object.entries(model.stateDict()).map(([k, t]) => [k, t.shape]));
     expect(shapes).toEqual({
-      'conv1.weight': [20, 1, 5, 5], 'bn1.gamma': [20], 'bn1.beta': [20], 'bn1.runningMean': [20], 'bn1.runningVar': [20],
-      'conv2.weight': [50, 20, 5, 5], 'bn2.gamma': [50], 'bn2.beta': [50], 'bn2.runningMean': [50], 'bn2.runningVar': [50],
-      'fc1.weight': [128, 800], 'bn3.gamma': [128], 'bn3.beta': [128], 'bn3.runningMean': [128], 'bn3.runningVar': [128],
+      'conv1.weight': [20, 1, 5, 5], 'bn1.gamma': [20], 'bn1.beta': [20], 'bn1.runningMean': [20], 'bn1.runningVar': [20], 'bn1.numBatchesTracked': [],
+      'conv2.weight': [50, 20, 5, 5], 'bn2.gamma': [50], 'bn2.beta': [50], 'bn2.runningMean': [50], 'bn2.runningVar': [50], 'bn2.numBatchesTracked': [],
+      'fc1.weight': [128, 800], 'bn3.gamma': [128], 'bn3.beta': [128], 'bn3.runningMean': [128], 'bn3.runningVar': [128], 'bn3.numBatchesTracked': [],
       'fc2.weight': [10, 128], 'fc2.bias': [10],
     });
     // PyTorch's default: U(-1/sqrt(fanIn), 1/sqrt(fanIn)); the running statistics start at 0 and 1.

@@ -16,6 +16,7 @@ function randomizeBatchNorms(model: kg.nn.Module, seed: number): void {
       beta: kg.tensor(rng.fillNormal(new Float32Array(c), 0, 0.5), [c]),
       runningMean: kg.tensor(rng.fillNormal(new Float32Array(c), 0, 0.3), [c]),
       runningVar: kg.tensor(rng.fillUniform(new Float32Array(c), 0.05, 3), [c]),
+      numBatchesTracked: kg.tensor([7], []),
     });
   }
 }
