@@ -1,5 +1,7 @@
 #include "host_allocator.h"
 
+#include "kg/size_class.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <mutex>
@@ -13,14 +15,7 @@ namespace {
 constexpr size_t kAlign = 64;  // one cache line, and a full AVX-512 vector
 constexpr size_t kMinBlock = 64;
 
-// Four classes per power of two (1, 1.25, 1.5, 1.75 times 2^k), as the CUDA allocator's: a block
-// wastes at most a quarter of itself, and few distinct classes means frequent reuse.
-size_t size_class(size_t bytes) {
-  if (bytes <= kMinBlock) return kMinBlock;
-  size_t pow2 = size_t{1} << (63 - __builtin_clzll(static_cast<unsigned long long>(bytes)));
-  size_t step = std::max(kMinBlock, pow2 / 4);
-  return (bytes + step - 1) / step * step;
-}
+size_t size_class(size_t bytes) { return kg::size_class(bytes, kMinBlock); }
 
 // Blocks are aligned by hand over malloc rather than with aligned_alloc: glibc before 2.38 often
 // fails to reuse memalign'd blocks after free (its bug 14581). The two words just below the

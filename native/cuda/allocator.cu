@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "kg/size_class.h"
 
 namespace kg::cuda {
 
@@ -35,12 +36,7 @@ namespace {
 
 constexpr size_t kMinBlock = 512;
 
-size_t size_class(size_t bytes) {
-  if (bytes <= kMinBlock) return kMinBlock;
-  size_t pow2 = size_t{1} << (63 - __builtin_clzll(static_cast<unsigned long long>(bytes)));
-  size_t step = std::max(kMinBlock, pow2 / 4);
-  return (bytes + step - 1) / step * step;
-}
+size_t size_class(size_t bytes) { return kg::size_class(bytes, kMinBlock); }
 
 std::string human_bytes(size_t bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
