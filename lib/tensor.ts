@@ -119,7 +119,7 @@ export class Tensor {
 
   private sharedStorage(): SharedStorage {
     if (this.shared === null) {
-      throw new Error(`this tensor ${formatShape(this.shape)} was disposed and can no longer be used`);
+      throw new Error(`kg.Tensor: this tensor ${formatShape(this.shape)} was disposed and can no longer be used`);
     }
     return this.shared;
   }
@@ -132,7 +132,7 @@ export class Tensor {
   /** The value of a one-element tensor. */
   item(): number {
     if (this.numel !== 1) {
-      throw new RangeError(`item() needs a tensor with one element, got shape ${formatShape(this.shape)}`);
+      throw new RangeError(`kg.Tensor.item(): needs a tensor with one element, got shape ${formatShape(this.shape)}`);
     }
     return this.toArray()[0];
   }
@@ -179,9 +179,9 @@ export class Tensor {
    * history of the op that made it.
    */
   copy_(src: Tensor): this {
-    if (!(src instanceof Tensor)) throw new TypeError('copy_: the source must be a Tensor');
+    if (!(src instanceof Tensor)) throw new TypeError('kg.Tensor.copy_: the source must be a Tensor');
     if (src.numel !== this.numel || src.ndim !== this.ndim || src.shape.some((d, i) => d !== this.shape[i])) {
-      throw new RangeError(`copy_: shapes differ (${formatShape(src.shape)} into ${formatShape(this.shape)})`);
+      throw new RangeError(`kg.Tensor.copy_: shapes differ (${formatShape(src.shape)} into ${formatShape(this.shape)})`);
     }
     this.storageForWrite().copyFrom(src.storage);
     this.node = null;

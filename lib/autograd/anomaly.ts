@@ -9,7 +9,7 @@ let depth = 0;
 
 /** Runs fn with anomaly detection on (forward ops and the backward passes it runs). Nests. */
 export function detectAnomaly<T>(fn: () => T): T {
-  if (typeof fn !== 'function') throw new TypeError('autograd.detectAnomaly(fn): fn must be a function');
+  if (typeof fn !== 'function') throw new TypeError('kg.autograd.detectAnomaly(fn): fn must be a function');
   depth++;
   try {
     return fn();

@@ -137,14 +137,14 @@ export function backward(root: Tensor, headGrad?: Tensor, options: BackwardOptio
     head = Tensor.empty(root.shape, root.device);
     native.fill(head.storage, 1);
   } else {
-    if (!(headGrad instanceof Tensor)) throw new TypeError('backward: headGrad must be a Tensor');
+    if (!(headGrad instanceof Tensor)) throw new TypeError('kg.Tensor.backward: headGrad must be a Tensor');
     if (!sameShape(headGrad.shape, root.shape)) {
       throw new RangeError(
         `backward: headGrad ${formatShape(headGrad.shape)} must have the shape of the output ${formatShape(root.shape)}`,
       );
     }
     if (headGrad.device !== root.device) {
-      throw new Error(`backward: headGrad is on ${headGrad.device}, the output on ${root.device}`);
+      throw new Error(`kg.Tensor.backward: headGrad is on ${headGrad.device}, the output on ${root.device}`);
     }
     head = headGrad;
   }

@@ -14,7 +14,7 @@ export interface RecordOptions {
 
 /** Runs fn with recording on and returns its result. Nests. */
 export function record<T>(fn: () => T, options: RecordOptions = {}): T {
-  if (typeof fn !== 'function') throw new TypeError('autograd.record(fn): fn must be a function');
+  if (typeof fn !== 'function') throw new TypeError('kg.autograd.record(fn): fn must be a function');
   if (options.detectAnomaly) return detectAnomaly(() => record(fn));
   depth++;
   try {
