@@ -95,7 +95,7 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     expect(per.kernelLaunches).toBeLessThanOrEqual(2);
     expect(per.hostSyncs).toBe(0);
     expect(per.graphKernels).toBeGreaterThan(0);
-    // The issue's bound is 30; what this network's graph holds is printed for the record.
+    // The aim is at most 30; what this network's graph holds is printed for the record.
     console.log(`compiled bnCnn step at batch ${BATCH}: ${per.graphKernels} graph kernels, ${per.kernelLaunches} other launches, ${per.hostSyncs} host syncs`);
     for (const b of batches) b.x.dispose();
     step.dispose();
