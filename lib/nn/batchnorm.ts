@@ -185,6 +185,10 @@ export class BatchNorm extends Module {
     this.statisticsReady = true;
   }
 
+  protected override optionalStateKeys(): readonly string[] {
+    return this.trackRunningStats ? ['numBatchesTracked'] : [];
+  }
+
   protected override setStatisticsFrozen(frozen: boolean): void {
     if (frozen) this.freeze();
     else this.unfreeze();

@@ -89,6 +89,14 @@ export abstract class Module {
   /** Called on each module after `loadStateDict` has written its values. Default: nothing. */
   protected afterLoadStateDict(): void {}
 
+  /**
+   * Buffers a state dict may lack, because files written before they existed lack them
+   * (BatchNorm's numBatchesTracked): loadStateDict then leaves them as they are.
+   */
+  protected optionalStateKeys(): readonly string[] {
+    return [];
+  }
+
   /** Layers with moving statistics (batch norm) override this; see `freezeBatchNorm`. */
   protected setStatisticsFrozen(_frozen: boolean): void {}
 
@@ -180,8 +188,9 @@ export abstract class Module {
 
   /**
    * Copies values into the module's tensors in place (`t.copy_(src)`; `src` may live on any device).
-   * Every key must be present with the same shape and no extra key is allowed; otherwise nothing is
-   * written and the Error names the offending keys and shapes. Then calls `afterLoadStateDict()` on
+   * Every key must be present with the same shape (but for the optional buffers of older files,
+   * which keep their values) and no extra key is allowed; otherwise nothing is written and the
+   * Error names the offending keys and shapes. Then calls `afterLoadStateDict()` on
    * every module.
    */
   loadStateDict(dict: Record<string, Tensor>): void {
@@ -189,7 +198,8 @@ export abstract class Module {
       throw new TypeError(`${this.constructor.name}.loadStateDict: dict must be an object of tensors by name, got ${dict === null ? 'null' : typeof dict}`);
     }
     const own = this.stateDict();
-    const missing = Object.keys(own).filter((k) => !(k in dict));
+    const optional = new Set(this.namedModules().flatMap(([prefix, m]) => m.optionalStateKeys().map((k) => join(prefix, k))));
+    const missing = Object.keys(own).filter((k) => !(k in dict) && !optional.has(k));
     const extra = Object.keys(dict).filter((k) => !(k in own));
     const problems: string[] = [];
     if (missing.length > 0) problems.push(`missing keys: ${missing.join(', ')}`);
@@ -204,7 +214,7 @@ export abstract class Module {
     if (problems.length > 0) {
       throw new Error(`${this.constructor.name}.loadStateDict: ${problems.join('; ')}`);
     }
-    for (const [k, t] of Object.entries(own)) if (dict[k] !== t) t.copy_(dict[k]);
+    for (const [k, t] of Object.entries(own)) if (k in dict && dict[k] !== t) t.copy_(dict[k]);
     for (const [, m] of this.namedModules()) m.afterLoadStateDict();
   }
 

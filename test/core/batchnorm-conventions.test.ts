@@ -229,3 +229,19 @@ describe('bad options get a clear error', () => {
     expect(call).toThrow(message);
   });
 });
+
+describe('state dicts written before numBatchesTracked existed', () => {
+  test('load into a model, keeping its count; any other missing key still fails', () => {
+    const model = new kg.nn.Sequential(new kg.nn.Linear(3, 2), new kg.nn.BatchNorm(2));
+    model.forward(kg.tensor([1, 2, 3, 4, 5, 6, 0, 1, 7], [3, 3]));
+    const bn = model.namedModules().map(([, m]) => m).find((m) => m instanceof kg.nn.BatchNorm) as kg.nn.BatchNorm;
+    const old = Object.fromEntries(Object.entries(model.stateDict()).filter(([k]) => !k.endsWith('numBatchesTracked')));
+    const mean = kg.tensor([0.25, -0.5], [2]);
+    const key = Object.keys(old).find((k) => k.endsWith('runningMean')) as string;
+    model.loadStateDict({ ...old, [key]: mean });
+    expect(Array.from(bn.runningMean.toArray())).toEqual(Array.from(mean.toArray()));
+    expect(bn.numBatchesTracked.item()).toBe(1);
+    const { [key]: _dropped, ...noMean } = old;
+    expect(() => model.loadStateDict(noMean)).toThrow(/missing keys: .*runningMean/);
+  });
+});
