@@ -121,6 +121,14 @@ export interface Native {
   conv2dBackwardBias(shape: ConvShapeArg, dy: Storage, db: Storage): void;
   avgPool2dForward(shape: PoolShapeArg, x: Storage, y: Storage): void;
   avgPool2dBackward(shape: PoolShapeArg, dy: Storage, dx: Storage): void;
+  /**
+   * conv2d -> batch norm with fixed statistics (gamma, beta, mean, var: all four or all null) ->
+   * ReLU when relu -> average pooling when pool ([kh, kw, sh, sw]), in one pass; CPU only.
+   */
+  convBlockInfer(
+    shape: ConvShapeArg, pool: [number, number, number, number] | null, x: Storage, w: Storage, bias: Storage | null,
+    gamma: Storage | null, beta: Storage | null, mean: Storage | null, variance: Storage | null, eps: number, relu: boolean, y: Storage,
+  ): void;
   /** argmax receives each window's input position (row * w + col in its plane), as floats. */
   maxPool2dForward(shape: MaxPoolShapeArg, x: Storage, y: Storage, argmax: Storage): void;
   maxPool2dBackward(shape: MaxPoolShapeArg, dy: Storage, argmax: Storage, dx: Storage): void;

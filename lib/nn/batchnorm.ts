@@ -50,6 +50,15 @@ const PRESETS: Record<BatchNormConvention, { initRunning: 'firstBatch' | 'zeroOn
   pytorch: { initRunning: 'zeroOne', runningVariance: 'unbiased' },
 };
 
+/** What batch norm's inference form reads: y = (x - runningMean) / sqrt(runningVar + eps) * gamma + beta. */
+export interface InferenceConstants {
+  gamma: Tensor | null;
+  beta: Tensor | null;
+  runningMean: Tensor;
+  runningVar: Tensor;
+  eps: number;
+}
+
 /**
  * Batch normalization over the channels of (batch, features) or (batch, channels, h, w) input.
  * Training mode (the default, see train()/eval()) normalizes with the batch's statistics and
@@ -161,6 +170,22 @@ export class BatchNorm extends Module {
    */
   forwardRelu(x: Tensor): Tensor {
     return this.normalize(x, batchNormRelu);
+  }
+
+  /**
+   * @internal The constants of the inference form when this layer, as it is now, normalizes with
+   * its moving statistics (inference mode, or frozen); null when it uses the batch's. For fused
+   * inference blocks (lib/nn/inference-blocks.ts).
+   */
+  inferenceConstants(): InferenceConstants | null {
+    if (!this.trackRunningStats || (this.training && !this.statisticsFrozen)) return null;
+    return {
+      gamma: this.affine ? this.gamma : null,
+      beta: this.affine ? this.beta : null,
+      runningMean: this.runningMean,
+      runningVar: this.runningVar,
+      eps: this.eps,
+    };
   }
 
   private normalize(x: Tensor, op: typeof batchNorm): Tensor {

@@ -3,6 +3,7 @@ import type { Tensor } from '../tensor';
 import { describe } from '../options';
 import { ReLU } from './activation';
 import { BatchNorm } from './batchnorm';
+import { runConvBlock } from './inference-blocks';
 import { Module } from './module';
 
 /**
@@ -52,6 +53,13 @@ export class Sequential extends Module {
     const kids = this.children().map(([, m]) => m);
     let h = x;
     for (let i = 0; i < kids.length; i++) {
+      // Inference on the CPU: a convolution with its batch norm, ReLU and pooling in one pass.
+      const block = runConvBlock(kids, i, h);
+      if (block) {
+        h = block.y;
+        i += block.layers - 1;
+        continue;
+      }
       // A BatchNorm followed by a ReLU runs as one fused op: the same values, one pass less each
       // way. Exact classes only, so that a subclass's own forward is never bypassed.
       if (kids[i].constructor === BatchNorm && kids[i + 1]?.constructor === ReLU) {

@@ -25,6 +25,7 @@
 #include "isa.h"
 #include "parallel.h"
 #include "scratch.h"
+#include "simd.h"
 
 #if defined(__STRICT_ANSI__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=fast")
@@ -155,13 +156,16 @@ inline __attribute__((always_inline)) void forward_rows(const Plan& p, int64_t n
         const int64_t cols = std::min<int64_t>(CH * W, s.ow - c0);
         for (int kk = 0; kk < KT && k0 + kk < K; ++kk) {
           float* out = p.out + (n * K + k0 + kk) * P + oy * s.ow + c0;
-          if (cols == CH * W) {
+          // Whole vectors straight out; a row's ragged end through `tail` with a few vector
+          // moves (a memcpy call per row and filter cost as much as the arithmetic at ow = 26).
 #pragma GCC unroll 4
-            for (int c = 0; c < CH; ++c) store(out + c * W, acc[kk][c]);
-          } else {
-#pragma GCC unroll 4
-            for (int c = 0; c < CH; ++c) store(tail + c * W, acc[kk][c]);
-            std::memcpy(out, tail, size_t(cols) * sizeof(float));
+          for (int c = 0; c < CH; ++c) {
+            if ((c + 1) * W <= cols) {
+              store(out + c * W, acc[kk][c]);
+            } else if (c * W < cols) {
+              store(tail, acc[kk][c]);
+              copy_short(out + c * W, tail, cols - c * W);
+            }
           }
         }
       }

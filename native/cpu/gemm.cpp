@@ -17,6 +17,61 @@ void scale_matrix(int64_t count, float beta, float* c) {
   });
 }
 
+// Rows of A per call of the small-m path below.
+constexpr int64_t kDotRows = 2;
+// Outputs per parallel task of the small-m path.
+constexpr int64_t kDotColumnsPerTask = 16;
+
+// C (m x n) = alpha * A (m x k) * B^T + beta * C for B stored n x k (a dense layer's weight) and
+// m = M <= kDotRows: each element one dot product of two contiguous rows, J of them at a time so
+// that J * M independent chains of 8 lanes hide the latency of the multiply-adds, summed in a fixed
+// order. For a single input row the packed path would spend more time packing the whole of B (a
+// strided transpose) than multiplying it.
+template <int M, int J>
+inline __attribute__((always_inline)) void dot_block(int64_t j, int64_t k, float alpha, const float* A,
+                                                     const float* B, float beta, float* C, int64_t n) {
+  v8f acc[M][J] = {};
+  int64_t p = 0;
+  for (; p + 8 <= k; p += 8) {
+    v8f a[M];
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) a[i] = load8(A + i * k + p);
+#pragma GCC unroll 4
+    for (int c = 0; c < J; ++c) {
+      const v8f b = load8(B + (j + c) * k + p);
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) acc[i][c] += a[i] * b;
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    for (int c = 0; c < J; ++c) {
+      const v8f& v = acc[i][c];
+      float total = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+      for (int64_t q = p; q < k; ++q) total += A[i * k + q] * B[(j + c) * k + q];
+      float& out = C[i * n + j + c];
+      out = beta == 0.0f ? alpha * total : alpha * total + beta * out;
+    }
+  }
+}
+
+template <int M>
+inline __attribute__((always_inline)) void dot_rows(int64_t j0, int64_t j1, int64_t k, float alpha, const float* A,
+                                                    const float* B, float beta, float* C, int64_t n) {
+  constexpr int J = 4;
+  int64_t j = j0;
+  for (; j + J <= j1; j += J) dot_block<M, J>(j, k, alpha, A, B, beta, C, n);
+  for (; j < j1; ++j) dot_block<M, 1>(j, k, alpha, A, B, beta, C, n);
+}
+
+// Outputs j0 .. j1 - 1 of every row, through the instance of dot_rows for m.
+KG_MULTIVERSION void dot_columns(int64_t m, int64_t j0, int64_t j1, int64_t k, float alpha, const float* A,
+                                 const float* B, float beta, float* C, int64_t n) {
+  switch (m) {
+    case 1: return dot_rows<1>(j0, j1, k, alpha, A, B, beta, C, n);
+    default: return dot_rows<kDotRows>(j0, j1, k, alpha, A, B, beta, C, n);
+  }
+}
+
 }  // namespace
 
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
@@ -24,6 +79,13 @@ void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha
   if (m <= 0 || n <= 0) return;
   if (k == 0 || alpha == 0.0f) {  // no product term (BLAS semantics: A and B are not read)
     scale_matrix(m * n, beta, C);
+    return;
+  }
+  if (!transA && transB && m <= kDotRows) {
+    const int64_t tasks = ceil_div(n, kDotColumnsPerTask);
+    parallel_for(tasks, 2.0 * double(m) * double(n) * double(k) >= kGemmParallelFlops, [&](int64_t t) {
+      dot_columns(m, t * kDotColumnsPerTask, std::min(n, (t + 1) * kDotColumnsPerTask), k, alpha, A, B, beta, C, n);
+    });
     return;
   }
   // op(A)(i, p) = A[i * a_rs + p * a_ps] and op(B)(p, j) = B[p * b_ps + j * b_cs].

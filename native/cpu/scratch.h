@@ -7,7 +7,9 @@
 namespace kg::cpu {
 
 // Independent buffers a thread may hold at the same time.
-enum class Scratch : int { PackA = 0, PackB = 1, Columns = 2, Count = 3 };
+// Block holds an inference block's intermediate tile (conv_block.cpp) while the kernels it calls
+// use the others.
+enum class Scratch : int { PackA = 0, PackB = 1, Columns = 2, Block = 3, Count = 4 };
 
 // A 64-byte aligned buffer of at least `floats` floats owned by the calling thread. Its contents
 // are unspecified; the pointer stays valid until the same thread asks for the same slot again.

@@ -158,6 +158,18 @@ class Args {
   const char* op_;
 };
 
+// Runs a CPU kernel, turning C++ exceptions (out of memory) into JS errors that name the op.
+#define KG_RUN_CPU(args, call)                                                       \
+  do {                                                                               \
+    try {                                                                            \
+      ::kg::cpu::call;                                                               \
+    } catch (const Napi::Error&) {                                                   \
+      throw;                                                                         \
+    } catch (const std::exception& e) {                                              \
+      throw Napi::Error::New((args).env(), (args).prefix() + e.what());              \
+    }                                                                                \
+  } while (0)
+
 // Runs a kernel on the device of its operands, turning C++ exceptions (CUDA errors, out of memory)
 // into JS errors that name the op. In a build without CUDA no storage can live on the GPU.
 #if KG_WITH_CUDA
@@ -173,16 +185,10 @@ class Args {
     }                                                                                \
   } while (0)
 #else
-#define KG_RUN(args, device, call)                                                   \
-  do {                                                                               \
-    (void)(device);                                                                  \
-    try {                                                                            \
-      ::kg::cpu::call;                                                               \
-    } catch (const Napi::Error&) {                                                   \
-      throw;                                                                         \
-    } catch (const std::exception& e) {                                              \
-      throw Napi::Error::New((args).env(), (args).prefix() + e.what());              \
-    }                                                                                \
+#define KG_RUN(args, device, call) \
+  do {                             \
+    (void)(device);                \
+    KG_RUN_CPU(args, call);        \
   } while (0)
 #endif
 

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "addon.h"
+#include "../cpu/conv_block.h"
 #include "args.h"
 #include "kg/ops.h"
 
@@ -155,6 +156,59 @@ Napi::Value avgpool2d_backward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// convBlockInfer(convShape, pool [kh, kw, sh, sw] | null, x, w, bias | null,
+//                gamma | null, beta | null, mean | null, var | null, eps, relu, y)
+// conv2d -> batch norm with fixed statistics (the four per-channel storages, all or none) ->
+// ReLU when relu -> average pooling when pool; y holds the block's output. CPU only.
+Napi::Value conv_block_infer(const Napi::CallbackInfo& info) {
+  Args a(info, "convBlockInfer", 12);
+  ConvShape s = conv_shape(a, 0);
+  PoolShape pool{};
+  const bool pooled = !(info[1].IsNull() || info[1].IsUndefined());
+  if (pooled) {
+    auto v = a.ints(1, "pool", 4);
+    pool = PoolShape{s.n, s.k, s.oh, s.ow, v[0], v[1], v[2], v[3], 0, 0};
+    if (pool.kh < 1 || pool.kw < 1 || pool.sh < 1 || pool.sw < 1) {
+      throw Napi::RangeError::New(a.env(), a.prefix() + "pooling kernel size and stride must be at least 1");
+    }
+    if (s.oh < pool.kh || s.ow < pool.kw) {
+      throw Napi::RangeError::New(a.env(), a.prefix() + "the pooling window is larger than the convolution's output");
+    }
+    pool.oh = (s.oh - pool.kh) / pool.sh + 1;
+    pool.ow = (s.ow - pool.kw) / pool.sw + 1;
+  }
+  Storage &x = a.storage(2, "x"), &w = a.storage(3, "w");
+  Storage* b = a.optional_storage(4, "bias");
+  const char* bn_names[4] = {"gamma", "beta", "mean", "var"};
+  Storage* bn[4];
+  for (int i = 0; i < 4; ++i) bn[i] = a.optional_storage(5 + size_t(i), bn_names[i]);
+  const bool normalized = bn[0] != nullptr;
+  for (int i = 0; i < 4; ++i) {
+    if ((bn[i] != nullptr) != normalized) {
+      throw Napi::TypeError::New(a.env(), a.prefix() + "gamma, beta, mean and var come all four or not at all");
+    }
+    if (bn[i]) a.expect_numel(*bn[i], s.k, bn_names[i]);
+  }
+  const float eps = a.f32(9, "eps");
+  if (eps < 0.0f) throw Napi::RangeError::New(a.env(), a.prefix() + "eps must be >= 0");
+  const bool relu = a.boolean(10, "relu");
+  Storage& y = a.storage(11, "y");
+  a.expect_numel(x, x_numel(a, s), "x");
+  a.expect_numel(w, w_numel(a, s), "w");
+  if (b) a.expect_numel(*b, s.k, "bias");
+  if (pooled) a.expect_numel(y, {s.n, s.k, pool.oh, pool.ow}, "y");
+  else a.expect_numel(y, y_numel(a, s), "y");
+  if (a.same_device({&x, &w, b, bn[0], bn[1], bn[2], bn[3], &y}) != Device::Cpu) {
+    throw Napi::Error::New(a.env(), a.prefix() + "runs on the CPU only; on CUDA the block runs as its separate ops");
+  }
+  if (y.numel() == 0) return info.Env().Undefined();
+  BnInference stats{};
+  if (normalized) stats = {bn[0]->data("gamma"), bn[1]->data("beta"), bn[2]->data("mean"), bn[3]->data("var"), eps};
+  const ConvBlock block{s, normalized ? &stats : nullptr, relu, pooled ? &pool : nullptr};
+  KG_RUN_CPU(a, conv_block_infer(block, x.data("x"), w.data("w"), b ? b->data("bias") : nullptr, y.data("y")));
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_linalg(Napi::Env env, Napi::Object exports) {
@@ -165,6 +219,7 @@ void register_linalg(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dBackwardBias", Napi::Function::New<conv2d_backward_bias>(env, "conv2dBackwardBias"));
   exports.Set("avgPool2dForward", Napi::Function::New<avgpool2d_forward>(env, "avgPool2dForward"));
   exports.Set("avgPool2dBackward", Napi::Function::New<avgpool2d_backward>(env, "avgPool2dBackward"));
+  exports.Set("convBlockInfer", Napi::Function::New<conv_block_infer>(env, "convBlockInfer"));
 }
 
 }  // namespace kg

@@ -51,6 +51,23 @@ const conv = fc.tuple(convShape, fc.boolean(), spare, spare, spare, spare, fc.co
   },
 );
 
+// The fused inference block: the convolution's shape, a pooling window (or none) and the batch
+// norm's four per-channel storages (each present or not, so "all or none" is tested too).
+const convBlock = fc.tuple(convShape, fc.option(dims(4), { nil: null }), fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+  scalar, fc.boolean(), spare, spare, spare, spare).map(([s, window, present, eps, relu, a, b, c, d]) => {
+  const z = convSizes(s);
+  const [n, , h, w, k, kh, kw, sh, sw, ph, pw] = s;
+  const oh = outSize(h, ph, kh, sh), ow = outSize(w, pw, kw, sw);
+  let y = z.y;
+  if (window) {
+    const poh = outSize(oh, 0, window[0], window[2]), pow = outSize(ow, 0, window[1], window[3]);
+    y = poh < 0 || pow < 0 ? null : wrapped(n, k, poh, pow);
+  }
+  const ch = () => st(sizeFor(z.k, d));
+  const [bias, ...bn] = present.map((p) => (p ? ch() : null));
+  return call('convBlockInfer', s, window, st(sizeFor(z.x, a)), st(sizeFor(z.w, b)), bias, ...bn, eps, relu, st(sizeFor(y, c)));
+});
+
 const pool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, dim, smallDim, dim, smallDim)), spare, spare, fc.boolean()).map(([s, a, b, fwd]) => {
   const [n, c, h, w, kh, kw, sh, sw] = s;
   const oh = outSize(h, 0, kh, sh), ow = outSize(w, 0, kw, sw);
@@ -209,6 +226,7 @@ const graphs = fc.tuple(fc.constantFrom(...GRAPH_FUNCTIONS), fc.option(notAHandl
 /** Every export of the addon, and the Storage methods, each drawn by its own generator. */
 export const NATIVE_FUNCTIONS = [
   'Storage', 'gemm', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
+  'convBlockInfer',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
   'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
   'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
@@ -225,6 +243,7 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 3, arbitrary: gemm },
     { weight: 5, arbitrary: conv },
     { weight: 2, arbitrary: pool },
+    { weight: 2, arbitrary: convBlock },
     { weight: 2, arbitrary: maxPool },
     { weight: 1, arbitrary: dropout },
     { weight: 3, arbitrary: batchNorm },

@@ -51,6 +51,17 @@ describe('gemm', () => {
     check(rng, false, true, 64, 800, 128, 1, 0); // input gradient
   });
 
+  test('one or two rows times a transposed B (a dense layer at batch 1 or 2): the dot-product path', () => {
+    const rng = new Rng(23);
+    for (const m of [1, 2]) {
+      for (const n of [1, 3, 4, 5, 17, 128]) {
+        for (const k of [1, 7, 8, 15, 16, 17, 800]) check(rng, false, true, m, n, k, rng.uniform(-2, 2), rng.pick([0, 1, 0.3]));
+      }
+    }
+    check(rng, false, true, 1, 4096, 1024, 1, 0); // enough work for every thread
+    check(rng, false, true, 3, 10, 100, 1, 0); // three rows: the packed path again
+  });
+
   test('k = 0 scales C by beta; beta = 0 then gives zeros', () => {
     const C = store([1, 2, 3, 4, 5, 6]);
     native.gemm(false, false, 2, 3, 0, 1, empty(0), empty(0), 2, C);

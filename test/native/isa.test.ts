@@ -1,6 +1,7 @@
 // The CPU kernels' instruction set: the widest the CPU has, a narrower one when KG_CPU_ISA asks,
 // never a wider one. Every narrower path this CPU can run is checked by running the GEMM and
-// convolution tests again in a child jest with KG_CPU_ISA set (the choice is made once, at load).
+// convolution tests (and the fused inference blocks built on them) again in a child jest with
+// KG_CPU_ISA set (the choice is made once, at load).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -51,7 +52,7 @@ function runChild(isa: string, files: string[]): { status: number | null; out: s
 parentTest.each(ORDER.slice(0, -1))('GEMM and convolutions pass on the %s path too', (isa) => {
   const best = widestOfCpu();
   if (ORDER.indexOf(isa as Isa) >= ORDER.indexOf(best)) return; // the parent run already covers the widest
-  const r = runChild(isa, ['test/native/isa.test.ts', 'test/native/gemm.test.ts', 'test/native/conv2d.test.ts']);
+  const r = runChild(isa, ['test/native/isa.test.ts', 'test/native/gemm.test.ts', 'test/native/conv2d.test.ts', 'test/nn/inference-blocks.test.ts']);
   if (r.status !== 0) throw new Error(`KG_CPU_ISA=${isa}: jest exited ${r.status}\n${r.out.slice(-4000)}`);
   expect(r.out).toMatch(/Tests:.*\b[1-9]\d* passed/);
   expect(r.out).not.toMatch(/Tests:.*failed/);

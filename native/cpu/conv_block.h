@@ -1,0 +1,45 @@
+// Inference of a convolution block -- conv2d, then optionally batch norm with fixed statistics,
+// ReLU and average pooling -- as one call that keeps the intermediate maps in cache.
+//
+// Run layer by layer, a block at batch 1000 writes and re-reads its full-size activations
+// (54 MB for the tutorial's first layer) three times between the convolution and the pool. Here
+// the batch goes through in chunks of a few samples, each chunk's convolution output held in a
+// per-thread buffer the size of the L2 cache, normalized, rectified and pooled there, and only
+// the pooled result is written out. Rows and columns that no pooling window reads are not
+// computed at all (the tutorial's 9x9 map pools to 4x4 from its first 8x8).
+//
+// The results are bitwise those of the separate kernels: each stage calls the same kernel on a
+// chunk, and none of them rounds differently for a sub-batch or a cropped map (convolution outputs
+// are computed element by element from the same packed operands; batch norm's inference form and
+// the pool are elementwise over planes).
+//
+// CPU only: on the GPU, the separate kernels run (there the cache is not the bottleneck).
+#pragma once
+#include "kg/shapes.h"
+
+namespace kg {
+
+// Batch norm's inference form, y = (x - mean) * gamma / sqrt(var + eps) + beta, per channel.
+struct BnInference {
+  const float* gamma;
+  const float* beta;
+  const float* mean;
+  const float* var;
+  float eps;
+};
+
+struct ConvBlock {
+  ConvShape conv;        // the whole convolution (oh, ow as the layer computes them)
+  const BnInference* bn; // null: no batch norm
+  bool relu;
+  const PoolShape* pool; // null: no pooling; else over (n, k, conv.oh, conv.ow)
+};
+
+}  // namespace kg
+
+namespace kg::cpu {
+
+// y is (n, k, pool.oh, pool.ow) with a pool, else (n, k, conv.oh, conv.ow). bias may be null.
+void conv_block_infer(const ConvBlock& b, const float* x, const float* w, const float* bias, float* y);
+
+}  // namespace kg::cpu

@@ -1,0 +1,238 @@
+// Fused inference blocks: a Sequential on the CPU runs Conv2d [-> BatchNorm in inference form]
+// [-> ReLU] [-> AvgPool2d] as one native call (lib/nn/inference-blocks.ts). Checked here: bitwise
+// equal to the layers run one by one, close to a float64 reference, chunk and thread counts
+// changing nothing, the fusion staying out of the way of gradients and of training-mode batch
+// norm, and errors that still name the layer that raises them.
+import * as kg from '../../lib';
+import { native } from '../../lib/native';
+import {
+  avgPoolForwardRef, bitwiseEqual, bnNormalizeRef, conv2dForwardRef, convOut, disposeAll, empty, expectClose, Rng, store, withThreads,
+} from '../native/reference';
+
+interface Case {
+  n: number; c: number; h: number; w: number; k: number; kh: number; kw: number;
+  stride: number; padding: number;
+  bn: 'affine' | 'plain' | null;
+  relu: boolean;
+  pool: [number, number, number, number] | null; // kh, kw, sh, sw
+}
+
+const base = { stride: 1, padding: 0, bn: 'affine', relu: true } as const;
+const CASES: Array<[string, Case]> = [
+  ['the tutorial\'s first block (one input channel, 3x3)', { ...base, n: 5, c: 1, h: 28, w: 28, k: 20, kh: 3, kw: 3, pool: [2, 2, 2, 2] }],
+  ['the tutorial\'s second block (9x9 map pooled from its first 8x8)', { ...base, n: 3, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, pool: [2, 2, 2, 2] }],
+  ['odd sizes, stride and padding, 3x3 pool at stride 2', { ...base, n: 7, c: 3, h: 17, w: 11, k: 5, kh: 3, kw: 2, stride: 2, padding: 1, pool: [3, 3, 2, 2] }],
+  ['overlapping 2x2 windows at stride 1', { ...base, n: 2, c: 4, h: 9, w: 10, k: 7, kh: 3, kw: 3, pool: [2, 2, 1, 1] }],
+  ['batch norm without affine parameters, no ReLU', { ...base, n: 4, c: 2, h: 8, w: 9, k: 3, kh: 2, kw: 2, bn: 'plain', relu: false, pool: [2, 2, 2, 2] }],
+  ['no batch norm: conv, ReLU, pool', { ...base, n: 3, c: 3, h: 10, w: 7, k: 6, kh: 3, kw: 3, bn: null, pool: [2, 3, 2, 1] }],
+  ['no pool: conv, batch norm, ReLU', { ...base, n: 3, c: 2, h: 6, w: 9, k: 4, kh: 3, kw: 3, pool: null }],
+  ['a batch of one', { ...base, n: 1, c: 1, h: 28, w: 28, k: 20, kh: 5, kw: 5, pool: [2, 2, 2, 2] }],
+  ['many chunks (one L2-sized chunk holds 4 samples)', { ...base, n: 37, c: 2, h: 32, w: 32, k: 16, kh: 3, kw: 3, pool: [2, 2, 2, 2] }],
+];
+
+interface Built {
+  model: kg.nn.Sequential;
+  x: kg.Tensor;
+  params: { w: Float32Array; b: Float32Array; gamma: Float32Array; beta: Float32Array; mean: Float32Array; variance: Float32Array };
+  eps: number;
+}
+
+function build(cs: Case, seed: number): Built {
+  const rng = new Rng(seed);
+  const conv = new kg.nn.Conv2d(cs.c, cs.k, [cs.kh, cs.kw], { stride: cs.stride, padding: cs.padding, seed });
+  const params = {
+    w: rng.array(cs.k * cs.c * cs.kh * cs.kw, -0.5, 0.5),
+    b: rng.array(cs.k, -0.3, 0.3),
+    gamma: cs.bn === 'affine' ? rng.array(cs.k, 0.5, 1.5) : new Float32Array(cs.k).fill(1),
+    beta: cs.bn === 'affine' ? rng.array(cs.k, -0.5, 0.5) : new Float32Array(cs.k),
+    mean: rng.array(cs.k, -0.4, 0.4),
+    variance: rng.array(cs.k, 0.2, 2),
+  };
+  conv.weight.copy_(kg.tensor(params.w, conv.weight.shape));
+  conv.bias!.copy_(kg.tensor(params.b, [cs.k]));
+  const layers: kg.nn.Module[] = [conv];
+  const eps = 1e-3;
+  if (cs.bn) {
+    const bn = new kg.nn.BatchNorm(cs.k, { eps, affine: cs.bn === 'affine' });
+    if (cs.bn === 'affine') {
+      bn.gamma.copy_(kg.tensor(params.gamma, [cs.k]));
+      bn.beta.copy_(kg.tensor(params.beta, [cs.k]));
+    }
+    bn.runningMean.copy_(kg.tensor(params.mean, [cs.k]));
+    bn.runningVar.copy_(kg.tensor(params.variance, [cs.k]));
+    layers.push(bn);
+  }
+  if (cs.relu) layers.push(new kg.nn.ReLU());
+  if (cs.pool) layers.push(new kg.nn.AvgPool2d([cs.pool[0], cs.pool[1]], [cs.pool[2], cs.pool[3]]));
+  const model = new kg.nn.Sequential(...layers).eval();
+  // Centred near the batch norm's means, so that the ReLU cuts a good share of the values.
+  const x = kg.tensor(rng.array(cs.n * cs.c * cs.h * cs.w, -1, 1), [cs.n, cs.c, cs.h, cs.w]);
+  return { model, x, params, eps };
+}
+
+/** The same layers one at a time (each module's own forward: no fusion of any kind). */
+function layerByLayer(model: kg.nn.Sequential, x: kg.Tensor): Float32Array {
+  let h = x;
+  for (const [, m] of model.children()) h = m.forward(h);
+  return h.toArray();
+}
+
+/** float64: conv, batch norm, ReLU, pool, with the scale of each output's terms for the tolerance. */
+function reference(cs: Case, b: Built): { value: Float64Array; scale: Float64Array } {
+  const g = { n: cs.n, c: cs.c, h: cs.h, w: cs.w, k: cs.k, kh: cs.kh, kw: cs.kw, sh: cs.stride, sw: cs.stride, ph: cs.padding, pw: cs.padding };
+  const conv = conv2dForwardRef(g, b.x.toArray(), b.params.w, b.params.b);
+  const { oh, ow } = convOut(g);
+  let value: Float64Array = conv.value;
+  // Rounding errors of the convolution pass through batch norm's scale gamma / sqrt(var + eps).
+  let scale: Float64Array = conv.scale.map((s, i) => {
+    const ch = Math.floor(i / (oh * ow)) % cs.k;
+    return cs.bn ? (s * Math.abs(b.params.gamma[ch])) / Math.sqrt(b.params.variance[ch] + b.eps) + Math.abs(b.params.beta[ch]) : s;
+  });
+  if (cs.bn) value = bnNormalizeRef({ n: cs.n, c: cs.k, l: oh * ow }, value, b.params.gamma, b.params.beta, b.params.mean, b.params.variance, b.eps);
+  if (cs.relu) value = value.map((v) => Math.max(v, 0));
+  if (cs.pool) {
+    const pg = { n: cs.n, c: cs.k, h: oh, w: ow, kh: cs.pool[0], kw: cs.pool[1], sh: cs.pool[2], sw: cs.pool[3] };
+    value = avgPoolForwardRef(pg, value);
+    scale = avgPoolForwardRef(pg, scale);
+  }
+  return { value, scale };
+}
+
+function countingBlockCalls(): { calls: () => number; restore: () => void } {
+  const spy = jest.spyOn(native, 'convBlockInfer');
+  return { calls: () => spy.mock.calls.length, restore: () => spy.mockRestore() };
+}
+
+describe('fused inference blocks', () => {
+  test.each(CASES)('%s: one native call, bitwise the layers one by one, close to float64', (_, cs) => {
+    const b = build(cs, 11);
+    const spy = countingBlockCalls();
+    let fused: Float32Array;
+    try {
+      fused = b.model.forward(b.x).toArray();
+      expect(spy.calls()).toBe(1);
+    } finally {
+      spy.restore();
+    }
+    const separate = layerByLayer(b.model, b.x);
+    expect(bitwiseEqual(fused, separate)).toBe(true);
+    const ref = reference(cs, b);
+    expectClose(fused, ref.value, { rtol: 2e-6, atol: 1e-6, scale: ref.scale }, 'block output');
+    if (cs.relu) expect(fused.some((v) => v === 0) && fused.some((v) => v > 0)).toBe(true); // both sides of the kink
+  });
+
+  test('the thread count and the chunking change no bit', () => {
+    const cs = CASES[CASES.length - 1][1];
+    const b = build(cs, 12);
+    const one = withThreads(1, () => b.model.forward(b.x).toArray());
+    const two = withThreads(2, () => b.model.forward(b.x).toArray());
+    expect(bitwiseEqual(one, two)).toBe(true);
+    // Sample by sample (each call one chunk of one sample): the same bits as the whole batch.
+    for (const s of [0, 17, 36]) {
+      const xs = kg.tensor(b.x.toArray().subarray(s * cs.c * cs.h * cs.w, (s + 1) * cs.c * cs.h * cs.w), [1, cs.c, cs.h, cs.w]);
+      const ys = b.model.forward(xs).toArray();
+      expect(bitwiseEqual(ys, one.subarray(s * ys.length, (s + 1) * ys.length))).toBe(true);
+    }
+  });
+
+  test('the tutorial\'s network in eval mode runs its two convolution blocks fused, equal to the layers one by one', () => {
+    const model = kg.models.bnCnn({ seed: 3, device: 'cpu' });
+    kg.tidy(() => model.forward(kg.rand([16, 1, 28, 28], { seed: 4 }))); // moving statistics from a batch
+    model.eval();
+    const x = kg.rand([9, 1, 28, 28], { seed: 5 });
+    const spy = countingBlockCalls();
+    let fused: Float32Array;
+    try {
+      fused = model.forward(x).toArray();
+      expect(spy.calls()).toBe(2);
+    } finally {
+      spy.restore();
+    }
+    expect(bitwiseEqual(fused, layerByLayer(model, x))).toBe(true);
+  });
+
+  test('while gradients are recorded the layers run one by one, and gradients flow', () => {
+    const b = build(CASES[2][1], 13);
+    const x = kg.tensor(b.x.toArray(), b.x.shape).attachGrad();
+    const spy = countingBlockCalls();
+    try {
+      const y = kg.autograd.record(() => b.model.forward(x));
+      expect(spy.calls()).toBe(0);
+      y.backward(kg.ones(y.shape));
+      expect(x.grad).not.toBeNull();
+      expect(x.grad!.toArray().some((v) => v !== 0)).toBe(true);
+    } finally {
+      spy.restore();
+    }
+  });
+
+  test('a batch norm in training mode normalizes with the batch and updates its statistics: not fused', () => {
+    const b = build(CASES[0][1], 14);
+    b.model.train();
+    const bn = b.model.at(1) as kg.nn.BatchNorm;
+    const before = bn.runningMean.toArray();
+    const spy = countingBlockCalls();
+    try {
+      b.model.forward(b.x);
+      expect(spy.calls()).toBe(0);
+    } finally {
+      spy.restore();
+    }
+    expect(bitwiseEqual(bn.runningMean.toArray(), before)).toBe(false);
+  });
+
+  test('a frozen batch norm uses its moving statistics in training mode too: fused, equal to the layers', () => {
+    const b = build(CASES[1][1], 15);
+    b.model.train();
+    (b.model.at(1) as kg.nn.BatchNorm).freeze();
+    const spy = countingBlockCalls();
+    let fused: Float32Array;
+    try {
+      fused = b.model.forward(b.x).toArray();
+      expect(spy.calls()).toBe(1);
+    } finally {
+      spy.restore();
+    }
+    expect(bitwiseEqual(fused, layerByLayer(b.model, b.x))).toBe(true);
+  });
+
+  test('a subclass keeps its own forward: not fused', () => {
+    class Doubled extends kg.nn.ReLU {
+      override forward(x: kg.Tensor): kg.Tensor {
+        return kg.mul(super.forward(x), 2);
+      }
+    }
+    const conv = new kg.nn.Conv2d(2, 3, 3, { seed: 1 });
+    const model = new kg.nn.Sequential(conv, new Doubled(), new kg.nn.AvgPool2d(2)).eval();
+    const x = kg.rand([2, 2, 8, 8], { seed: 2 });
+    const y = model.forward(x).toArray();
+    expect(bitwiseEqual(y, layerByLayer(model, x))).toBe(true);
+  });
+
+  test('bad input gets the error of the layer that raises it', () => {
+    const b = build(CASES[0][1], 16);
+    expect(() => b.model.forward(kg.rand([2, 3, 28, 28]))).toThrow(/kg\.nn\.functional\.conv2d: x \[2, 3, 28, 28\] has 3 channels, weight \[20, 1, 3, 3\] expects 1/);
+    expect(() => b.model.forward(kg.rand([2, 1, 2, 2]))).toThrow(/kg\.nn\.functional\.conv2d: kernel 3x3 is larger than the padded input 2x2/);
+    expect(() => b.model.forward(kg.rand([2, 1, 3, 3]))).toThrow(/kg\.nn\.functional\.avgPool2d: window 2x2 is larger than the input \[2, 20, 1, 1\]/);
+  });
+
+  test('the raw binding refuses inconsistent arguments with JS errors', () => {
+    const rng = new Rng(17);
+    const shape: [number, number, number, number, number, number, number, number, number, number, number] = [2, 1, 6, 6, 3, 3, 3, 1, 1, 0, 0];
+    const x = store(rng.array(72)), w = store(rng.array(27)), k = () => store(rng.array(3, 0.5, 1));
+    try {
+      // 4x4 maps, pooled 2x2 to 2x2: y holds 2 * 3 * 2 * 2 = 24 values.
+      expect(() => native.convBlockInfer(shape, [2, 2, 2, 2], x, w, null, null, null, null, null, 0, true, empty(96))).toThrow(/y has 96 elements/);
+      expect(() => native.convBlockInfer(shape, [2, 2, 2, 2], x, w, null, k(), k(), null, k(), 1e-5, true, empty(24))).toThrow(/all four or not at all/);
+      expect(() => native.convBlockInfer(shape, [5, 5, 1, 1], x, w, null, null, null, null, null, 0, true, empty(24))).toThrow(/larger than the convolution's output/);
+      expect(() => native.convBlockInfer(shape, [0, 2, 1, 1], x, w, null, null, null, null, null, 0, true, empty(24))).toThrow(/at least 1/);
+      expect(() => native.convBlockInfer(shape, null, x, w, null, k(), k(), k(), k(), -1, true, empty(96))).toThrow(/eps/);
+      expect(() => native.convBlockInfer(shape, null, x, w, null, k(), k(), k(), store([1, 2]), 1e-5, true, empty(96))).toThrow(/var has 2 elements/);
+      const y = empty(24);
+      native.convBlockInfer(shape, [2, 2, 2, 2], x, w, k(), k(), k(), k(), k(), 1e-5, true, y);
+      expect(y.read().every((v: number) => Number.isFinite(v) && v >= 0)).toBe(true); // every output written, rectified
+    } finally {
+      disposeAll();
+    }
+  });
+});
