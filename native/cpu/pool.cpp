@@ -64,6 +64,25 @@ void backward_plane(const PoolShape s, const float* g, float* out, float inv_are
   }
 }
 
+// backward_plane<false> for 2x2 windows at stride 2: each dy / 4 to its four pixels, two output
+// rows at a time (vectorized, where the generic loop writes pixel by pixel). Pixels of a last odd
+// row or column belong to no window and get zeros.
+KG_MULTIVERSION void backward_plane_2x2(const PoolShape s, const float* g, float* out) {
+  for (int64_t i = 0; i < s.oh; ++i) {
+    float* r0 = out + 2 * i * s.w;
+    float* r1 = r0 + s.w;
+    const float* gi = g + i * s.ow;
+    for (int64_t j = 0; j < s.ow; ++j) {
+      const float v = gi[j] * 0.25f;
+      r0[2 * j] = v;
+      r0[2 * j + 1] = v;
+    }
+    for (int64_t j = 0; j < 2 * s.ow; ++j) r1[j] = r0[j];
+    for (int64_t j = 2 * s.ow; j < s.w; ++j) r0[j] = r1[j] = 0.0f;
+  }
+  for (int64_t r = 2 * s.oh; r < s.h; ++r) std::fill(out + r * s.w, out + (r + 1) * s.w, 0.0f);
+}
+
 }  // namespace
 
 void avgpool2d_forward(const PoolShape& s, const float* x, float* y) {
@@ -81,11 +100,13 @@ void avgpool2d_backward(const PoolShape& s, const float* dy, float* dx) {
   const float inv_area = 1.0f / float(s.kh * s.kw);
   const bool overlap = s.sh < s.kh || s.sw < s.kw;
   const bool gaps = s.sh > s.kh || s.sw > s.kw || (s.oh - 1) * s.sh + s.kh < s.h || (s.ow - 1) * s.sw + s.kw < s.w;
+  const bool two_by_two = s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2;
   for_plane_chunks(s, [&](int64_t first, int64_t last) {
     for (int64_t pl = first; pl < last; ++pl) {
       const float* g = dy + pl * s.oh * s.ow;
       float* out = dx + pl * s.h * s.w;
-      if (overlap) backward_plane<true>(s, g, out, inv_area, gaps);
+      if (two_by_two) backward_plane_2x2(s, g, out);
+      else if (overlap) backward_plane<true>(s, g, out, inv_area, gaps);
       else backward_plane<false>(s, g, out, inv_area, gaps);
     }
   });
