@@ -1,5 +1,6 @@
 // Batch norm: training forward, inference forward, backward, at the seed network's shapes and
-// large ones. Bandwidth counted at the minimal bytes (train fwd 12 B/elem, infer 8, backward 20).
+// large ones, and the fused batch norm + ReLU (ours: one op each way; PyTorch: relu(batch_norm)).
+// Bandwidth counted at the minimal bytes (BN_BYTES_PER_ELEM).
 import type { Figure } from '../lib/schema';
 import { Ctx, cycler, gbs, rotationSets, runMeasured, skipped } from '../lib/context';
 import { BN_BYTES_PER_ELEM, BN_SHAPES, BnCase, BnOp, bnNcl } from '../lib/shapes';
@@ -10,7 +11,9 @@ import { TF_IMPL, tf, useBackend } from '../reference/tfjs/setup';
 import { bnInfer, bnTrain, bnTrainGrads, nhwc } from '../reference/tfjs/ops';
 
 const EPS = 1e-5;
-const OPS: BnOp[] = ['bn.train_fwd', 'bn.infer_fwd', 'bn.backward'];
+const OPS: BnOp[] = ['bn.train_fwd', 'bn.infer_fwd', 'bn.backward', 'bn_relu.train_fwd', 'bn_relu.backward'];
+/** What TensorFlow.js runs (it has no fused batch norm + ReLU). */
+const TFJS_OPS: BnOp[] = ['bn.train_fwd', 'bn.infer_fwd', 'bn.backward'];
 
 interface Data {
   x: Float32Array;
@@ -128,6 +131,52 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
         })),
       );
     }
+    if (want('bn_relu.train_fwd')) {
+      const next = cycler(sets);
+      out.push(
+        runMeasured(ctx, { case: 'bn_relu.train_fwd', shape: s.label, impl: 'kernelgrad' }, () => ({
+          fn: () => {
+            const i = next();
+            nat.batchNormReluForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv);
+          },
+          check: () => {
+            nat.batchNormReluForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv);
+            return checkBnTrainFwd(d.x, ncl, d.gamma, d.beta, EPS, channels, y[0].read(), sm.read(), si.read(), bv.read(), 1e-4, true).result(how);
+          },
+          metric: gbs(BN_BYTES_PER_ELEM['bn_relu.train_fwd'] * n),
+          sync: o.sync,
+          note: [note, 'batchNormRelu: one kernel'].filter(Boolean).join('; '),
+        })),
+      );
+    }
+    if (want('bn_relu.backward')) {
+      // The forward's output per set (the ReLU's mask), and dx buffers of their own.
+      for (let i = 0; i < sets; i++) nat.batchNormReluForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv);
+      const dy = Array.from({ length: sets }, () => o.storage(d.dy));
+      const dx = Array.from({ length: sets }, () => o.storage(n));
+      const dg = o.storage(c);
+      const db = o.storage(c);
+      const next = cycler(sets);
+      out.push(
+        runMeasured(ctx, { case: 'bn_relu.backward', shape: s.label, impl: 'kernelgrad' }, () => ({
+          fn: () => {
+            const i = next();
+            nat.batchNormReluBackwardTrain(ncl, x[i], y[i], dy[i], gamma, sm, sml, si, dx[i], dg, db);
+          },
+          check: () => {
+            nat.batchNormReluBackwardTrain(ncl, x[0], y[0], dy[0], gamma, sm, sml, si, dx[0], dg, db);
+            // Batch norm's backward of dy masked where the output is 0.
+            const yv = y[0].read();
+            const masked = d.dy.map((g, j) => (yv[j] > 0 ? g : 0));
+            return checkBnBackward(d.x, masked, ncl, d.gamma, EPS, channels, dx[0].read(), dg.read(), db.read()).result(how);
+          },
+          metric: gbs(BN_BYTES_PER_ELEM['bn_relu.backward'] * n),
+          sync: o.sync,
+          note: [note, 'batchNormRelu backward: one kernel, the mask read from y'].filter(Boolean).join('; '),
+          dispose: () => disposeAll(dy, dx, dg, db),
+        })),
+      );
+    }
   } finally {
     o.sync();
     disposeAll(x, y, gamma, beta, rmean, rvar, sm, sml, si, bv);
@@ -139,7 +188,7 @@ async function tfjs(ctx: Ctx, s: BnCase, d: Data): Promise<Figure[]> {
   const out: Figure[] = [];
   for (const b of ctx.tfjsBackends) {
     const impl = TF_IMPL[b];
-    if (!OPS.some((op) => ctx.wanted(op, s.label, impl))) continue;
+    if (!TFJS_OPS.some((op) => ctx.wanted(op, s.label, impl))) continue;
     await useBackend(b);
     const shape = nhwc(s.shape);
     const x = tf.tensor(d.x, shape);

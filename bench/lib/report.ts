@@ -9,7 +9,7 @@ import { RACE } from './shapes';
 export const OURS = 'kernelgrad';
 const IMPL_ORDER = [OURS, 'torch', 'onnxruntime', 'torch-cl', 'torch-graph', 'tfjs-wasm', 'tfjs-cpu', 'tfjs-node'];
 const CASE_ORDER = [
-  'ceiling.copy', 'gemm', 'bn.train_fwd', 'bn.infer_fwd', 'bn.backward', 'conv.fwd', 'conv.bwd_data', 'conv.bwd_filter',
+  'ceiling.copy', 'gemm', 'bn.train_fwd', 'bn.infer_fwd', 'bn.backward', 'bn_relu.train_fwd', 'bn_relu.backward', 'conv.fwd', 'conv.bwd_data', 'conv.bwd_filter',
   'pool.fwd', 'pool.bwd', 'net.train_step', 'net.infer', 'net.infer_folded', 'net.epoch', 'race.mnist99', 'mem.train_peak', 'mem.growth',
 ];
 

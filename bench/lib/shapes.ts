@@ -22,7 +22,11 @@ export const BN_SHAPES: BnCase[] = [
 
 /** Minimal bytes per element: training forward reads x twice and writes y; inference reads x and
  *  writes y; backward reads x and dy twice and writes dx. fp32. */
-export const BN_BYTES_PER_ELEM = { 'bn.train_fwd': 12, 'bn.infer_fwd': 8, 'bn.backward': 20 } as const;
+// The fused batch norm + ReLU: its forward moves what batch norm's does; its backward also reads
+// the output y (the ReLU's mask) in both passes.
+export const BN_BYTES_PER_ELEM = {
+  'bn.train_fwd': 12, 'bn.infer_fwd': 8, 'bn.backward': 20, 'bn_relu.train_fwd': 12, 'bn_relu.backward': 28,
+} as const;
 export type BnOp = keyof typeof BN_BYTES_PER_ELEM;
 
 /** (N,C,L): batch norm views every input as n x c x l. */

@@ -59,10 +59,10 @@ export function bnChannelStats(x: Arr, [n, c, l]: [number, number, number], ch: 
   return { mean, variance, invstd: 1 / Math.sqrt(variance + eps) };
 }
 
-/** Checks y (and the saved statistics) of the training forward on the given channels. */
+/** Checks y (and the saved statistics) of the training forward on the given channels; with relu, y is max(batch norm, 0). */
 export function checkBnTrainFwd(
   x: Arr, ncl: [number, number, number], gamma: Arr, beta: Arr, eps: number, channels: number[],
-  y: Arr, saveMean: Arr, saveInvstd: Arr, batchVar: Arr, tol = 1e-4,
+  y: Arr, saveMean: Arr, saveInvstd: Arr, batchVar: Arr, tol = 1e-4, relu = false,
 ): Checker {
   const [n, c, l] = ncl;
   const ck = new Checker(tol);
@@ -73,8 +73,9 @@ export function checkBnTrainFwd(
     ck.add(batchVar[ch], st.variance, st.variance + eps, () => `var[${ch}]`);
     for (let i = 0; i < n; i++)
       for (let j = 0, o = (i * c + ch) * l; j < l; j++) {
-        const ref = gamma[ch] * (x[o + j] - st.mean) * st.invstd + beta[ch];
-        ck.add(y[o + j], ref, 1 + Math.abs(ref), () => `y[${o + j}]`);
+        const bn = gamma[ch] * (x[o + j] - st.mean) * st.invstd + beta[ch];
+        const ref = relu ? Math.max(bn, 0) : bn;
+        ck.add(y[o + j], ref, 1 + Math.abs(bn), () => `y[${o + j}]`);
       }
   }
   return ck;

@@ -174,10 +174,24 @@ def case_bn(tm):
             y = F.batch_norm(x, rm, rv, wg, bg, True, NET["torch_momentum"], NET["eps"])
             return lambda: torch.autograd.grad(y, (x, wg, bg), dy, retain_graph=True)
 
+        def relu_train_fwd(w=w, b=b, rm=rm, rv=rv):
+            x, _ = inputs()
+            return lambda: F.relu(F.batch_norm(x, rm, rv, w, b, True, NET["torch_momentum"], NET["eps"]))
+
+        def relu_backward(rm=rm, rv=rv, c=c):
+            x, dy = inputs()
+            x.requires_grad_()
+            wg = (torch.randn(c) * 0.1 + 1).requires_grad_()
+            bg = (torch.randn(c) * 0.1).requires_grad_()
+            y = F.relu(F.batch_norm(x, rm, rv, wg, bg, True, NET["torch_momentum"], NET["eps"]))
+            return lambda: torch.autograd.grad(y, (x, wg, bg), dy, retain_graph=True)
+
         kind = "step" if numel > 1 << 22 else "kernel"
         timed(tm, "bn.train_fwd", label, train_fwd, kind, "GB/s", 12 * numel, "F.batch_norm(training=True)")
         timed(tm, "bn.infer_fwd", label, infer_fwd, kind, "GB/s", 8 * numel, "F.batch_norm(training=False)")
         timed(tm, "bn.backward", label, backward, kind, "GB/s", 20 * numel, "autograd.grad of F.batch_norm(training=True): dx, dgamma, dbeta")
+        timed(tm, "bn_relu.train_fwd", label, relu_train_fwd, kind, "GB/s", 12 * numel, "F.relu(F.batch_norm(training=True))")
+        timed(tm, "bn_relu.backward", label, relu_backward, kind, "GB/s", 28 * numel, "autograd.grad of F.relu(F.batch_norm(training=True)): dx, dgamma, dbeta")
 
 
 def case_conv(tm):
