@@ -129,6 +129,11 @@ export interface Native {
     shape: ConvShapeArg, pool: [number, number, number, number] | null, x: Storage, w: Storage, bias: Storage | null,
     gamma: Storage | null, beta: Storage | null, mean: Storage | null, variance: Storage | null, eps: number, relu: boolean, y: Storage,
   ): void;
+  /** y (m, n) = x (m, k) w^T + bias -> batch norm with fixed statistics (as convBlockInfer) -> ReLU when relu; CPU only. */
+  denseBlockInfer(
+    m: number, n: number, k: number, x: Storage, w: Storage, bias: Storage | null,
+    gamma: Storage | null, beta: Storage | null, mean: Storage | null, variance: Storage | null, eps: number, relu: boolean, y: Storage,
+  ): void;
   /** argmax receives each window's input position (row * w + col in its plane), as floats. */
   maxPool2dForward(shape: MaxPoolShapeArg, x: Storage, y: Storage, argmax: Storage): void;
   maxPool2dBackward(shape: MaxPoolShapeArg, dy: Storage, argmax: Storage, dx: Storage): void;

@@ -3,7 +3,7 @@ import type { Tensor } from '../tensor';
 import { describe } from '../options';
 import { ReLU } from './activation';
 import { BatchNorm } from './batchnorm';
-import { runConvBlock } from './inference-blocks';
+import { runConvBlock, runDenseBlock } from './inference-blocks';
 import { Module } from './module';
 
 /**
@@ -53,8 +53,9 @@ export class Sequential extends Module {
     const kids = this.children().map(([, m]) => m);
     let h = x;
     for (let i = 0; i < kids.length; i++) {
-      // Inference on the CPU: a convolution with its batch norm, ReLU and pooling in one pass.
-      const block = runConvBlock(kids, i, h);
+      // Inference on the CPU: a convolution with its batch norm, ReLU and pooling in one pass, a
+      // dense layer with its bias, batch norm and ReLU in one call.
+      const block = runConvBlock(kids, i, h) ?? runDenseBlock(kids, i, h);
       if (block) {
         h = block.y;
         i += block.layers - 1;

@@ -1,5 +1,5 @@
-// conv_block_infer: see conv_block.h.
-#include "conv_block.h"
+// conv_block_infer: see inference_blocks.h.
+#include "inference_blocks.h"
 
 #include <algorithm>
 

@@ -35,6 +35,7 @@ float inv_std(double var, float eps) { return float(1.0 / std::sqrt(var + double
 // Calls f(base, len) for each contiguous stretch x[base, base + len) of group g, in order.
 template <class F>
 void for_each_stretch(const NormShape& s, int64_t g, F&& f) {
+  if (s.inner == 0) return;  // no elements, however large outer is (it may be up to 2^53)
   for (int64_t o = 0; o < s.outer; ++o) f((o * s.groups + g) * s.inner, s.inner);
 }
 

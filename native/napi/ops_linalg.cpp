@@ -2,7 +2,7 @@
 #include <string>
 
 #include "addon.h"
-#include "../cpu/conv_block.h"
+#include "../cpu/inference_blocks.h"
 #include "args.h"
 #include "kg/ops.h"
 
@@ -156,6 +156,34 @@ Napi::Value avgpool2d_backward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The batch norm arguments of an inference block, gamma, beta, mean and var at `first` ..
+// first + 3 and eps after them: all four storages of `channels` elements, or all four null (no
+// batch norm: returns false).
+bool block_batchnorm(const Args& a, size_t first, int64_t channels, Storage* bn[4], float& eps) {
+  static const char* const names[4] = {"gamma", "beta", "mean", "var"};
+  for (int i = 0; i < 4; ++i) bn[i] = a.optional_storage(first + size_t(i), names[i]);
+  const bool present = bn[0] != nullptr;
+  for (int i = 0; i < 4; ++i) {
+    if ((bn[i] != nullptr) != present) {
+      throw Napi::TypeError::New(a.env(), a.prefix() + "gamma, beta, mean and var come all four or not at all");
+    }
+    if (bn[i]) a.expect_numel(*bn[i], channels, names[i]);
+  }
+  eps = a.f32(first + 4, "eps");
+  if (eps < 0.0f) throw Napi::RangeError::New(a.env(), a.prefix() + "eps must be >= 0");
+  return present;
+}
+
+BnInference block_stats(Storage* const bn[4], float eps) {
+  return {bn[0]->data("gamma"), bn[1]->data("beta"), bn[2]->data("mean"), bn[3]->data("var"), eps};
+}
+
+void expect_cpu(const Args& a, Device d) {
+  if (d != Device::Cpu) {
+    throw Napi::Error::New(a.env(), a.prefix() + "runs on the CPU only; on CUDA the block runs as its separate ops");
+  }
+}
+
 // convBlockInfer(convShape, pool [kh, kw, sh, sw] | null, x, w, bias | null,
 //                gamma | null, beta | null, mean | null, var | null, eps, relu, y)
 // conv2d -> batch norm with fixed statistics (the four per-channel storages, all or none) ->
@@ -179,18 +207,9 @@ Napi::Value conv_block_infer(const Napi::CallbackInfo& info) {
   }
   Storage &x = a.storage(2, "x"), &w = a.storage(3, "w");
   Storage* b = a.optional_storage(4, "bias");
-  const char* bn_names[4] = {"gamma", "beta", "mean", "var"};
   Storage* bn[4];
-  for (int i = 0; i < 4; ++i) bn[i] = a.optional_storage(5 + size_t(i), bn_names[i]);
-  const bool normalized = bn[0] != nullptr;
-  for (int i = 0; i < 4; ++i) {
-    if ((bn[i] != nullptr) != normalized) {
-      throw Napi::TypeError::New(a.env(), a.prefix() + "gamma, beta, mean and var come all four or not at all");
-    }
-    if (bn[i]) a.expect_numel(*bn[i], s.k, bn_names[i]);
-  }
-  const float eps = a.f32(9, "eps");
-  if (eps < 0.0f) throw Napi::RangeError::New(a.env(), a.prefix() + "eps must be >= 0");
+  float eps = 0.0f;
+  const bool normalized = block_batchnorm(a, 5, s.k, bn, eps);
   const bool relu = a.boolean(10, "relu");
   Storage& y = a.storage(11, "y");
   a.expect_numel(x, x_numel(a, s), "x");
@@ -198,17 +217,37 @@ Napi::Value conv_block_infer(const Napi::CallbackInfo& info) {
   if (b) a.expect_numel(*b, s.k, "bias");
   if (pooled) a.expect_numel(y, {s.n, s.k, pool.oh, pool.ow}, "y");
   else a.expect_numel(y, y_numel(a, s), "y");
-  if (a.same_device({&x, &w, b, bn[0], bn[1], bn[2], bn[3], &y}) != Device::Cpu) {
-    throw Napi::Error::New(a.env(), a.prefix() + "runs on the CPU only; on CUDA the block runs as its separate ops");
-  }
+  expect_cpu(a, a.same_device({&x, &w, b, bn[0], bn[1], bn[2], bn[3], &y}));
   if (y.numel() == 0) return info.Env().Undefined();
-  BnInference stats{};
-  if (normalized) stats = {bn[0]->data("gamma"), bn[1]->data("beta"), bn[2]->data("mean"), bn[3]->data("var"), eps};
+  const BnInference stats = normalized ? block_stats(bn, eps) : BnInference{};
   const ConvBlock block{s, normalized ? &stats : nullptr, relu, pooled ? &pool : nullptr};
   KG_RUN_CPU(a, conv_block_infer(block, x.data("x"), w.data("w"), b ? b->data("bias") : nullptr, y.data("y")));
   return info.Env().Undefined();
 }
 
+// denseBlockInfer(m, n, k, x, w, bias | null, gamma | null, beta | null, mean | null, var | null, eps, relu, y)
+// y (m, n) = x (m, k) w^T + bias -> batch norm with fixed statistics -> ReLU when relu. CPU only.
+Napi::Value dense_block_infer(const Napi::CallbackInfo& info) {
+  Args a(info, "denseBlockInfer", 13);
+  const int64_t m = a.i64(0, "m"), n = a.i64(1, "n"), k = a.i64(2, "k");
+  Storage &x = a.storage(3, "x"), &w = a.storage(4, "w");
+  Storage* b = a.optional_storage(5, "bias");
+  Storage* bn[4];
+  float eps = 0.0f;
+  const bool normalized = block_batchnorm(a, 6, n, bn, eps);
+  const bool relu = a.boolean(11, "relu");
+  Storage& y = a.storage(12, "y");
+  a.expect_numel(x, {m, k}, "x");
+  a.expect_numel(w, {n, k}, "w");
+  if (b) a.expect_numel(*b, n, "bias");
+  a.expect_numel(y, {m, n}, "y");
+  expect_cpu(a, a.same_device({&x, &w, b, bn[0], bn[1], bn[2], bn[3], &y}));
+  if (y.numel() == 0) return info.Env().Undefined();
+  const BnInference stats = normalized ? block_stats(bn, eps) : BnInference{};
+  KG_RUN_CPU(a, dense_block_infer(m, n, k, x.data("x"), w.data("w"), b ? b->data("bias") : nullptr,
+                                  normalized ? &stats : nullptr, relu, y.data("y")));
+  return info.Env().Undefined();
+}
 }  // namespace
 
 void register_linalg(Napi::Env env, Napi::Object exports) {
@@ -220,6 +259,7 @@ void register_linalg(Napi::Env env, Napi::Object exports) {
   exports.Set("avgPool2dForward", Napi::Function::New<avgpool2d_forward>(env, "avgPool2dForward"));
   exports.Set("avgPool2dBackward", Napi::Function::New<avgpool2d_backward>(env, "avgPool2dBackward"));
   exports.Set("convBlockInfer", Napi::Function::New<conv_block_infer>(env, "convBlockInfer"));
+  exports.Set("denseBlockInfer", Napi::Function::New<dense_block_infer>(env, "denseBlockInfer"));
 }
 
 }  // namespace kg

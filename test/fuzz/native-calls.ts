@@ -68,6 +68,13 @@ const convBlock = fc.tuple(convShape, fc.option(dims(4), { nil: null }), fc.arra
   return call('convBlockInfer', s, window, st(sizeFor(z.x, a)), st(sizeFor(z.w, b)), bias, ...bn, eps, relu, st(sizeFor(y, c)));
 });
 
+// The fused dense block: (m, n, k) with the bias and batch norm storages each present or not.
+const denseBlock = fc.tuple(dims(3), fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }), scalar, fc.boolean(), spare, spare, spare, spare)
+  .map(([[m, n, k], present, eps, relu, a, b, c, d]) => {
+    const [bias, ...bn] = present.map((p) => (p ? st(sizeFor(wrapped(n), d)) : null));
+    return call('denseBlockInfer', m, n, k, st(sizeFor(wrapped(m, k), a)), st(sizeFor(wrapped(n, k), b)), bias, ...bn, eps, relu, st(sizeFor(wrapped(m, n), c)));
+  });
+
 const pool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, dim, smallDim, dim, smallDim)), spare, spare, fc.boolean()).map(([s, a, b, fwd]) => {
   const [n, c, h, w, kh, kw, sh, sw] = s;
   const oh = outSize(h, 0, kh, sh), ow = outSize(w, 0, kw, sw);
@@ -226,7 +233,7 @@ const graphs = fc.tuple(fc.constantFrom(...GRAPH_FUNCTIONS), fc.option(notAHandl
 /** Every export of the addon, and the Storage methods, each drawn by its own generator. */
 export const NATIVE_FUNCTIONS = [
   'Storage', 'gemm', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
-  'convBlockInfer',
+  'convBlockInfer', 'denseBlockInfer',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
   'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
   'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
@@ -244,6 +251,7 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 5, arbitrary: conv },
     { weight: 2, arbitrary: pool },
     { weight: 2, arbitrary: convBlock },
+    { weight: 1, arbitrary: denseBlock },
     { weight: 2, arbitrary: maxPool },
     { weight: 1, arbitrary: dropout },
     { weight: 3, arbitrary: batchNorm },

@@ -1,12 +1,13 @@
 // Fused inference blocks: a Sequential on the CPU runs Conv2d [-> BatchNorm in inference form]
-// [-> ReLU] [-> AvgPool2d] as one native call (lib/nn/inference-blocks.ts). Checked here: bitwise
+// [-> ReLU] [-> AvgPool2d], and Linear [-> BatchNorm] [-> ReLU], as one native call each
+// (lib/nn/inference-blocks.ts). Checked here: bitwise
 // equal to the layers run one by one, close to a float64 reference, chunk and thread counts
 // changing nothing, the fusion staying out of the way of gradients and of training-mode batch
 // norm, and errors that still name the layer that raises them.
 import * as kg from '../../lib';
 import { native } from '../../lib/native';
 import {
-  avgPoolForwardRef, bitwiseEqual, bnNormalizeRef, conv2dForwardRef, convOut, disposeAll, empty, expectClose, Rng, store, withThreads,
+  avgPoolForwardRef, bitwiseEqual, bnNormalizeRef, conv2dForwardRef, convOut, disposeAll, empty, expectClose, gemmRef, Rng, store, withThreads,
 } from '../native/reference';
 
 interface Case {
@@ -98,8 +99,8 @@ function reference(cs: Case, b: Built): { value: Float64Array; scale: Float64Arr
   return { value, scale };
 }
 
-function countingBlockCalls(): { calls: () => number; restore: () => void } {
-  const spy = jest.spyOn(native, 'convBlockInfer');
+function countingBlockCalls(fn: 'convBlockInfer' | 'denseBlockInfer' = 'convBlockInfer'): { calls: () => number; restore: () => void } {
+  const spy = jest.spyOn(native, fn);
   return { calls: () => spy.mock.calls.length, restore: () => spy.mockRestore() };
 }
 
@@ -234,5 +235,105 @@ describe('fused inference blocks', () => {
     } finally {
       disposeAll();
     }
+  });
+
+  describe('dense blocks', () => {
+    const DENSE: Array<[string, { m: number; k: number; n: number; bn: 'affine' | 'plain' | null; relu: boolean; bias: boolean }]> = [
+      ['the tutorial\'s fc1 at batch 1: Linear, BatchNorm, ReLU', { m: 1, k: 800, n: 128, bn: 'affine', relu: true, bias: true }],
+      ['batch 2 (the dot-product GEMM), batch norm without affine parameters', { m: 2, k: 37, n: 13, bn: 'plain', relu: true, bias: true }],
+      ['batch 67 (the packed GEMM), no ReLU', { m: 67, k: 130, n: 33, bn: 'affine', relu: false, bias: true }],
+      ['Linear and ReLU, no batch norm', { m: 5, k: 9, n: 7, bn: null, relu: true, bias: true }],
+      ['a Linear alone (its bias in the same call)', { m: 3, k: 128, n: 10, bn: null, relu: false, bias: true }],
+      ['no bias, then batch norm', { m: 4, k: 17, n: 6, bn: 'affine', relu: true, bias: false }],
+    ];
+    test.each(DENSE)('%s: one native call, bitwise the layers one by one, close to float64', (_, cs) => {
+      const rng = new Rng(21);
+      const fc = new kg.nn.Linear(cs.k, cs.n, { seed: 3, bias: cs.bias });
+      const w = rng.array(cs.n * cs.k, -0.3, 0.3);
+      const bias = rng.array(cs.n, -0.5, 0.5);
+      fc.weight.copy_(kg.tensor(w, [cs.n, cs.k]));
+      if (cs.bias) fc.bias!.copy_(kg.tensor(bias, [cs.n]));
+      const layers: kg.nn.Module[] = [fc];
+      const gamma = cs.bn === 'affine' ? rng.array(cs.n, 0.5, 1.5) : new Float32Array(cs.n).fill(1);
+      const beta = cs.bn === 'affine' ? rng.array(cs.n, -0.5, 0.5) : new Float32Array(cs.n);
+      const mean = rng.array(cs.n, -0.4, 0.4), variance = rng.array(cs.n, 0.2, 2);
+      if (cs.bn) {
+        const bn = new kg.nn.BatchNorm(cs.n, { eps: 1e-3, affine: cs.bn === 'affine' });
+        if (cs.bn === 'affine') {
+          bn.gamma.copy_(kg.tensor(gamma, [cs.n]));
+          bn.beta.copy_(kg.tensor(beta, [cs.n]));
+        }
+        bn.runningMean.copy_(kg.tensor(mean, [cs.n]));
+        bn.runningVar.copy_(kg.tensor(variance, [cs.n]));
+        layers.push(bn);
+      }
+      if (cs.relu) layers.push(new kg.nn.ReLU());
+      const model = new kg.nn.Sequential(...layers).eval();
+      const xd = rng.array(cs.m * cs.k);
+      const x = kg.tensor(xd, [cs.m, cs.k]);
+      const spy = countingBlockCalls('denseBlockInfer');
+      let fused: Float32Array;
+      try {
+        fused = model.forward(x).toArray();
+        expect(spy.calls()).toBe(1);
+      } finally {
+        spy.restore();
+      }
+      expect(bitwiseEqual(fused, layerByLayer(model, x))).toBe(true);
+      const ref = gemmRef(false, true, cs.m, cs.n, cs.k, 1, xd, w, 0, new Float32Array(cs.m * cs.n));
+      let value: Float64Array = ref.value.map((v, e) => v + (cs.bias ? bias[e % cs.n] : 0));
+      let scale: Float64Array = ref.scale.map((v, e) => v + (cs.bias ? Math.abs(bias[e % cs.n]) : 0));
+      if (cs.bn) {
+        value = bnNormalizeRef({ n: cs.m, c: cs.n, l: 1 }, value, gamma, beta, mean, variance, 1e-3);
+        scale = scale.map((v, e) => (v * Math.abs(gamma[e % cs.n])) / Math.sqrt(variance[e % cs.n] + 1e-3) + Math.abs(beta[e % cs.n]));
+      }
+      if (cs.relu) value = value.map((v) => Math.max(v, 0));
+      expectClose(fused, value, { rtol: 2e-6 * Math.sqrt(cs.k), atol: 1e-6, scale }, 'dense block output');
+    });
+
+    test('a Linear without bias and nothing after it is a plain GEMM: not a block', () => {
+      const model = new kg.nn.Sequential(new kg.nn.Linear(4, 3, { seed: 1, bias: false })).eval();
+      const spy = countingBlockCalls('denseBlockInfer');
+      try {
+        model.forward(kg.rand([2, 4], { seed: 1 }));
+        expect(spy.calls()).toBe(0);
+      } finally {
+        spy.restore();
+      }
+    });
+
+    test('the tutorial\'s network at batch 1 makes four block calls: two convolution blocks and two dense', () => {
+      const model = kg.models.bnCnn({ seed: 3, device: 'cpu' });
+      kg.tidy(() => model.forward(kg.rand([16, 1, 28, 28], { seed: 4 })));
+      model.eval();
+      const x = kg.rand([1, 1, 28, 28], { seed: 6 });
+      const conv = countingBlockCalls('convBlockInfer');
+      const dense = countingBlockCalls('denseBlockInfer');
+      let fused: Float32Array;
+      try {
+        fused = model.forward(x).toArray();
+        expect([conv.calls(), dense.calls()]).toEqual([2, 2]);
+      } finally {
+        conv.restore();
+        dense.restore();
+      }
+      expect(bitwiseEqual(fused, layerByLayer(model, x))).toBe(true);
+    });
+
+    test('the raw binding refuses inconsistent arguments with JS errors', () => {
+      const rng = new Rng(22);
+      const x = store(rng.array(6)), w = store(rng.array(12)), k = () => store(rng.array(4, 0.5, 1));
+      try {
+        expect(() => native.denseBlockInfer(2, 4, 3, x, w, null, null, null, null, null, 0, false, empty(6))).toThrow(/y has 6 elements/);
+        expect(() => native.denseBlockInfer(2, 4, 3, x, w, k(), k(), null, k(), k(), 1e-5, true, empty(8))).toThrow(/all four or not at all/);
+        expect(() => native.denseBlockInfer(2, 4, 4, x, w, null, null, null, null, null, 0, true, empty(8))).toThrow(/x has 6 elements/);
+        expect(() => native.denseBlockInfer(2, 4, 3, x, w, store([1, 2]), null, null, null, null, 0, true, empty(8))).toThrow(/bias has 2 elements/);
+        const y = empty(8);
+        native.denseBlockInfer(2, 4, 3, x, w, k(), k(), k(), k(), k(), 1e-5, true, y);
+        expect(y.read().every((v: number) => Number.isFinite(v) && v >= 0)).toBe(true);
+      } finally {
+        disposeAll();
+      }
+    });
   });
 });

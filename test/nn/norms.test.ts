@@ -4,6 +4,7 @@ import * as kg from '../../lib';
 import { checkOp, closeTo } from '../helpers/gradcheck';
 import { BATCH_RENORM_SHAPES, GROUP_NORM_SHAPES, LAYER_NORM_SHAPES, batchRenormCase, groupNormCase, layerNormCase, renormFactors } from '../helpers/norm-reference';
 import { batchNormTrain } from '../helpers/reference';
+import { native } from '../../lib/native';
 import { Random } from '../../lib/random';
 import { bitwiseEqual, withThreads } from '../native/reference';
 
@@ -186,5 +187,15 @@ describe('errors', () => {
     expect(() => F.batchRenorm(kg.tensor(v, [2, 6, 3, 1]), kg.ones([6]), kg.zeros([6]), { training: true, runningMean, runningVar: kg.ones([6]) })).toThrow(/batchRenorm: channel 0 .* the running statistics were left unchanged/);
     expect(Array.from(runningMean.toArray()).every((m) => m === 0)).toBe(true);
     expect(() => F.layerNorm(kg.zeros([2, 3]), 3, kg.ones([3]), kg.zeros([3]), { eps: 0 })).toThrow(/layerNorm: row 0 of x \[2, 3\] has zero variance and eps is 0/);
+  });
+});
+
+describe('the raw binding', () => {
+  test('an empty shape with a huge outer dimension returns at once (no loop over 2^52 empty stretches)', () => {
+    const s = (n: number) => new native.Storage(0, n);
+    const started = Date.now();
+    native.normForward([2 ** 52, 7, 0, 2, 7], s(0), s(2), s(2), 1e-5, s(0), s(7), s(7), s(7));
+    native.normBackward([2 ** 52, 7, 0, 2, 7], s(0), s(0), s(2), s(7), s(7), s(7), null, null, s(0), s(2), s(2));
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 });

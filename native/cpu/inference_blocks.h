@@ -1,7 +1,7 @@
-// Inference of a convolution block -- conv2d, then optionally batch norm with fixed statistics,
-// ReLU and average pooling -- as one call that keeps the intermediate maps in cache.
+// Inference blocks: a layer with weights and what follows it -- batch norm with fixed statistics,
+// ReLU, and for a convolution average pooling -- as one call.
 //
-// Run layer by layer, a block at batch 1000 writes and re-reads its full-size activations
+// Convolution blocks (conv_block.cpp). Run layer by layer, a block at batch 1000 writes and re-reads its full-size activations
 // (54 MB for the tutorial's first layer) three times between the convolution and the pool. Here
 // the batch goes through in chunks of a few samples, each chunk's convolution output held in a
 // per-thread buffer the size of the L2 cache, normalized, rectified and pooled there, and only
@@ -12,6 +12,11 @@
 // chunk, and none of them rounds differently for a sub-batch or a cropped map (convolution outputs
 // are computed element by element from the same packed operands; batch norm's inference form and
 // the pool are elementwise over planes).
+//
+// Dense blocks (dense_block.cpp): a dense layer (GEMM and bias), batch norm, ReLU. Mostly a matter
+// of calls at small batches: at batch 1 the three ops cost more in calls than in arithmetic. The
+// same bitwise equality holds: the bias is added by the same float addition, then batch norm's own
+// kernel runs in place.
 //
 // CPU only: on the GPU, the separate kernels run (there the cache is not the bottleneck).
 #pragma once
@@ -41,5 +46,10 @@ namespace kg::cpu {
 
 // y is (n, k, pool.oh, pool.ow) with a pool, else (n, k, conv.oh, conv.ow). bias may be null.
 void conv_block_infer(const ConvBlock& b, const float* x, const float* w, const float* bias, float* y);
+
+// y (m, n) = x (m, k) * w^T + bias (w is (n, k), a dense layer's weight; bias may be null), then
+// batch norm over the n features when bn, then ReLU when relu.
+void dense_block_infer(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
+                       const BnInference* bn, bool relu, float* y);
 
 }  // namespace kg::cpu
