@@ -142,11 +142,17 @@ Napi::Value Storage::construct(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, e.what());
   }
   napi_status status = napi_wrap(env, self, s, &Storage::finalize, nullptr, nullptr);
-  if (status == napi_ok) status = napi_type_tag_object(env, self, &kStorageTag);
   if (status != napi_ok) {
-    void* unused = nullptr;
-    (void)napi_remove_wrap(env, self, &unused);
     delete s;
+    NAPI_THROW_IF_FAILED(env, status, Napi::Value());
+  }
+  status = napi_type_tag_object(env, self, &kStorageTag);
+  if (status != napi_ok) {
+    // The wrap owns s now. Removing it fails where Node-API can no longer run JavaScript (a
+    // worker being terminated, which is also when the tag fails): then the wrap's finalizer
+    // deletes s at the environment's teardown, and deleting it here too would free it twice.
+    void* unused = nullptr;
+    if (napi_remove_wrap(env, self, &unused) == napi_ok) delete s;
     NAPI_THROW_IF_FAILED(env, status, Napi::Value());
   }
   return env.Undefined();
