@@ -94,7 +94,7 @@ describe('option objects', () => {
     ['Conv2d stride 0', () => new kg.nn.Conv2d(1, 2, 3, { stride: 0 }), /^kg\.nn\.Conv2d: stride must be an integer >= 1/],
     ['Conv2d with a fractional seed', () => new kg.nn.Conv2d(1, 2, 3, { seed: 0.5 }), /^kg\.nn\.Conv2d: seed must be an integer/],
     ['AvgPool2d kernel 0', () => new kg.nn.AvgPool2d(0), /^kg\.nn\.AvgPool2d: kernelSize must be a positive integer/],
-    ['conv2d', () => F.conv2d(kg.ones([1, 1, 4, 4]), kg.ones([1, 1, 3, 3]), null, { strides: 2 } as never), /^kg\.nn\.functional\.conv2d: unknown option 'strides' \(known options: stride, padding\)/],
+    ['conv2d', () => F.conv2d(kg.ones([1, 1, 4, 4]), kg.ones([1, 1, 3, 3]), null, { strides: 2 } as never), /^kg\.nn\.functional\.conv2d: unknown option 'strides' \(known options: stride, padding, groups\)/],
     ['conv2d with null', () => F.conv2d(kg.ones([1, 1, 4, 4]), kg.ones([1, 1, 3, 3]), null, null as never), /options must be an object, got null/],
     ['avgPool2d with null', () => F.avgPool2d(kg.ones([1, 1, 4, 4]), null as never), /^kg\.nn\.functional\.avgPool2d: options must be an object, got null/],
     ['softmaxCrossEntropy', () => F.softmaxCrossEntropy(kg.ones([2, 3]), [0, 1], { reduce: 'sum' } as never), /^kg\.nn\.functional\.softmaxCrossEntropy: unknown option 'reduce' \(known options: reduction\)/],
