@@ -90,7 +90,7 @@ describe('option objects', () => {
     ['BatchNorm with momentum as a string', () => new kg.nn.BatchNorm(4, { momentum: '0.9' } as never), /^kg\.nn\.BatchNorm: momentum must be a number, got "0\.9"/],
     ['Linear', () => new kg.nn.Linear(2, 3, { biased: false } as never), /^kg\.nn\.Linear: unknown option 'biased' \(known options: device, seed, bias\)/],
     ['Linear bias as a string', () => new kg.nn.Linear(2, 3, { bias: 'no' } as never), /^kg\.nn\.Linear: bias must be true or false, got "no"/],
-    ['Conv2d', () => new kg.nn.Conv2d(1, 2, 3, { pad: 1 } as never), /^kg\.nn\.Conv2d: unknown option 'pad' \(known options: device, seed, stride, padding, bias\)/],
+    ['Conv2d', () => new kg.nn.Conv2d(1, 2, 3, { pad: 1 } as never), /^kg\.nn\.Conv2d: unknown option 'pad' \(known options: device, seed, stride, padding, groups, bias\)/],
     ['Conv2d stride 0', () => new kg.nn.Conv2d(1, 2, 3, { stride: 0 }), /^kg\.nn\.Conv2d: stride must be an integer >= 1/],
     ['Conv2d with a fractional seed', () => new kg.nn.Conv2d(1, 2, 3, { seed: 0.5 }), /^kg\.nn\.Conv2d: seed must be an integer/],
     ['AvgPool2d kernel 0', () => new kg.nn.AvgPool2d(0), /^kg\.nn\.AvgPool2d: kernelSize must be a positive integer/],
