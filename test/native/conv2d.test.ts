@@ -45,6 +45,18 @@ function checkAll(g: ConvGeometry, rng: Rng, withBias = true): void {
 
 const base = { sh: 1, sw: 1, ph: 0, pw: 0 };
 
+/** Random kernel, padding, image, batch and strides, with the channels that `channels` draws. */
+function randomGeometry(rng: Rng, channels: () => { c: number; k: number; groups?: number }): ConvGeometry {
+  const kh = rng.int(1, 5);
+  const kw = rng.int(1, 5);
+  const ph = rng.int(0, 2);
+  const pw = rng.int(0, 2);
+  const h = rng.int(Math.max(1, kh - 2 * ph), 12);
+  const w = rng.int(Math.max(1, kw - 2 * pw), 12);
+  const n = rng.int(1, 4);
+  return { n, ...channels(), h, w, kh, kw, sh: rng.int(1, 3), sw: rng.int(1, 3), ph, pw };
+}
+
 describe('conv2d', () => {
   test('1x1 kernel, single pixel, single channel', () => {
     checkAll({ n: 1, c: 1, h: 1, w: 1, k: 1, kh: 1, kw: 1, ...base }, new Rng(1));
@@ -66,13 +78,7 @@ describe('conv2d', () => {
   test('random geometries', () => {
     const rng = new Rng(5);
     for (let t = 0; t < 10; t++) {
-      const kh = rng.int(1, 5);
-      const kw = rng.int(1, 5);
-      const ph = rng.int(0, 2);
-      const pw = rng.int(0, 2);
-      const h = rng.int(Math.max(1, kh - 2 * ph), 12);
-      const w = rng.int(Math.max(1, kw - 2 * pw), 12);
-      checkAll({ n: rng.int(1, 4), c: rng.int(1, 4), h, w, k: rng.int(1, 9), kh, kw, sh: rng.int(1, 3), sw: rng.int(1, 3), ph, pw }, rng, rng.next() < 0.7);
+      checkAll(randomGeometry(rng, () => ({ c: rng.int(1, 4), k: rng.int(1, 9) })), rng, rng.next() < 0.7);
     }
   });
 
@@ -89,17 +95,15 @@ describe('conv2d with groups', () => {
   test('random geometries, groups 2, 3 and depthwise, odd sizes, strides and paddings', () => {
     const rng = new Rng(11);
     for (let t = 0; t < 12; t++) {
-      const groups = [2, 3, 0][t % 3];
-      const kh = rng.int(1, 5);
-      const kw = rng.int(1, 5);
-      const ph = rng.int(0, 2);
-      const pw = rng.int(0, 2);
-      const h = rng.int(Math.max(1, kh - 2 * ph), 12);
-      const w = rng.int(Math.max(1, kw - 2 * pw), 12);
-      const c = groups === 0 ? rng.int(1, 7) : groups * rng.int(1, 3);
-      const g = groups === 0 ? c : groups;  // 0: depthwise, c groups with a channel multiplier of 1 or 2
-      const k = g * rng.int(1, 3);
-      checkAll({ n: rng.int(1, 4), c, h, w, k, kh, kw, sh: rng.int(1, 3), sw: rng.int(1, 3), ph, pw, groups: g }, rng, rng.next() < 0.7);
+      const channels = () => {
+        if (t % 3 === 2) {  // depthwise: c groups, with a channel multiplier of 1 or 2
+          const c = rng.int(1, 7);
+          return { c, k: c * rng.int(1, 3), groups: c };
+        }
+        const groups = 2 + (t % 3);
+        return { c: groups * rng.int(1, 3), k: groups * rng.int(1, 3), groups };
+      };
+      checkAll(randomGeometry(rng, channels), rng, rng.next() < 0.7);
     }
   });
 
