@@ -37,8 +37,8 @@ export const enum BinaryOpCode {
   Div = 3,
 }
 
-/** [n, c, h, w, k, kh, kw, strideH, strideW, padH, padW] */
-export type ConvShapeArg = [number, number, number, number, number, number, number, number, number, number, number];
+/** [n, c, h, w, k, kh, kw, strideH, strideW, padH, padW, groups] (kg/shapes.h ConvShape). */
+export type ConvShapeArg = [number, number, number, number, number, number, number, number, number, number, number, number];
 /** [n, c, h, w, kh, kw, strideH, strideW] */
 export type PoolShapeArg = [number, number, number, number, number, number, number, number];
 /** [n, c, h, w, kh, kw, strideH, strideW, padH, padW] */

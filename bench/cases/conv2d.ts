@@ -36,7 +36,7 @@ function ours(ctx: Ctx, s: ConvCase, xd: Float32Array, wd: Float32Array, bd: Flo
   const nat = o.native;
   const d = dims(s);
   const yShape = convOut(s);
-  const shape: ConvShapeArg = [d.n, d.c, d.h, d.w, d.k, d.kh, d.kw, s.stride, s.stride, s.pad, s.pad];
+  const shape: ConvShapeArg = [d.n, d.c, d.h, d.w, d.k, d.kh, d.kw, s.stride, s.stride, s.pad, s.pad, 1];
   const sets = rotationSets(ctx, 4 * (xd.length + dyd.length));
   const x = Array.from({ length: sets }, () => o.storage(xd));
   const dy = Array.from({ length: sets }, () => o.storage(dyd));

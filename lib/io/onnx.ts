@@ -2,7 +2,7 @@
 // ONNX runtime: train here, deploy anywhere. Opset 13, float32, NCHW, input "input" of shape
 // (batch, ...inputShape) with a symbolic batch dimension, output "output".
 //
-//   Conv2d     -> Conv (pads, strides), bias as its third input
+//   Conv2d     -> Conv (pads, strides, group when not 1), bias as its third input
 //   BatchNorm  -> BatchNormalization in inference mode: the running mean and variance as stored
 //                 (both sides compute gamma * (x - mean) / sqrt(var + eps) + beta, so our biased
 //                 running variance is exactly what the node expects), eps as `epsilon`
@@ -128,11 +128,13 @@ function addLayer(g: Graph, name: string, m: Module, outName: string | undefined
     if (oh < 1 || ow < 1) throw new RangeError(`${FN}: ${where}: its ${kh}x${kw} kernel does not fit the ${s[1]}x${s[2]} input (padding ${ph}x${pw})`);
     const inputs = [param('weight', m.weight)];
     if (m.bias) inputs.push(param('bias', m.bias));
-    push('Conv', inputs, [m.outChannels, oh, ow], [
+    const attrs: Attr[] = [
       { name: 'kernel_shape', ints: [kh, kw] },
       { name: 'pads', ints: [ph, pw, ph, pw] },
       { name: 'strides', ints: [sh, sw] },
-    ]);
+    ];
+    if (m.groups !== 1) attrs.push({ name: 'group', i: m.groups });  // ONNX's default is 1
+    push('Conv', inputs, [m.outChannels, oh, ow], attrs);
   } else if (m instanceof BatchNorm) {
     if (s[0] !== m.numFeatures || s.length > 3) {
       throw new RangeError(`${FN}: ${where} takes (batch, ${m.numFeatures}) or (batch, ${m.numFeatures}, h, w), but gets (batch, ${s.join(', ')})`);

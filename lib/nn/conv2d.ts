@@ -11,6 +11,8 @@ type Pair = number | [number, number];
 export interface Conv2dLayerOptions extends InitOptions {
   stride?: Pair;
   padding?: Pair;
+  /** Channel groups (default 1); must divide inChannels and outChannels. groups = inChannels is depthwise. */
+  groups?: number;
   /** Learn an additive bias per output channel (default true). */
   bias?: boolean;
 }
@@ -24,8 +26,9 @@ function pair(v: Pair, name: string, min: number): [number, number] {
 }
 
 /**
- * Cross-correlation of (n, inChannels, h, w) input with `outChannels` filters of size kernelSize.
- * Initialized like PyTorch: U(-1/sqrt(fanIn), 1/sqrt(fanIn)) with fanIn = inChannels * kh * kw.
+ * Cross-correlation of (n, inChannels, h, w) input with `outChannels` filters of size kernelSize,
+ * each filter seeing the inChannels / groups channels of its group.
+ * Initialized like PyTorch: U(-1/sqrt(fanIn), 1/sqrt(fanIn)) with fanIn = inChannels / groups * kh * kw.
  */
 export class Conv2d extends Module {
   readonly inChannels: number;
@@ -33,11 +36,12 @@ export class Conv2d extends Module {
   readonly kernelSize: [number, number];
   readonly stride: Pair;
   readonly padding: Pair;
+  readonly groups: number;
 
   constructor(inChannels: number, outChannels: number, kernelSize: Pair, options?: Conv2dLayerOptions) {
     super();
     const fn = 'kg.nn.Conv2d';
-    const opts = readInitOptions(options, fn, ['stride', 'padding', 'bias']);
+    const opts = readInitOptions(options, fn, ['stride', 'padding', 'groups', 'bias']);
     this.inChannels = checkPositiveInt(inChannels, fn, 'inChannels');
     this.outChannels = checkPositiveInt(outChannels, fn, 'outChannels');
     this.kernelSize = pair(kernelSize, 'kernelSize', 1);
@@ -45,17 +49,22 @@ export class Conv2d extends Module {
     this.padding = opts.padding ?? 0;
     pair(this.stride, 'stride', 1);
     pair(this.padding, 'padding', 0);
+    this.groups = checkPositiveInt(opts.groups ?? 1, fn, 'groups');
+    if (inChannels % this.groups !== 0 || outChannels % this.groups !== 0) {
+      throw new RangeError(`${fn}: groups (${this.groups}) must divide inChannels (${inChannels}) and outChannels (${outChannels})`);
+    }
     const bias = checkBoolean(opts.bias, true, fn, 'bias');
     const [kh, kw] = this.kernelSize;
-    const fanIn = inChannels * kh * kw;
-    this.registerParameter('weight', uniformFanIn([outChannels, inChannels, kh, kw], fanIn, opts.device, opts.seed));
+    const perGroup = inChannels / this.groups;
+    const fanIn = perGroup * kh * kw;
+    this.registerParameter('weight', uniformFanIn([outChannels, perGroup, kh, kw], fanIn, opts.device, opts.seed));
     if (bias) {
       const biasSeed = opts.seed === undefined ? undefined : opts.seed + 1;
       this.registerParameter('bias', uniformFanIn([outChannels], fanIn, opts.device, biasSeed));
     }
   }
 
-  /** (outChannels, inChannels, kh, kw). */
+  /** (outChannels, inChannels / groups, kh, kw). */
   get weight(): Tensor {
     return this.param('weight');
   }
@@ -66,10 +75,11 @@ export class Conv2d extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding });
+    return conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, groups: this.groups });
   }
 
   override toString(): string {
-    return `Conv2d(${this.inChannels}, ${this.outChannels}, kernelSize=[${this.kernelSize.join(', ')}])`;
+    const groups = this.groups === 1 ? '' : `, groups=${this.groups}`;
+    return `Conv2d(${this.inChannels}, ${this.outChannels}, kernelSize=[${this.kernelSize.join(', ')}]${groups})`;
   }
 }

@@ -17,12 +17,20 @@ export function pair(v: Pair | undefined, fallback: number, op: string, name: st
 export interface Conv2dOptions {
   stride?: Pair;
   padding?: Pair;
+  /**
+   * Split the channels into this many groups (default 1), each convolved with its own k / groups
+   * filters, which see only the c / groups input channels of their group; groups = c is depthwise.
+   */
+  groups?: number;
 }
 
-/** Cross-correlation of x (n, c, h, w) with w (k, c, kh, kw), plus bias (k). */
+/**
+ * Cross-correlation of x (n, c, h, w) with w (k, c / groups, kh, kw), plus bias (k). Output channel
+ * o reads the input channels of its group g = floor(o / (k / groups)) only.
+ */
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options?: Conv2dOptions): Tensor {
   const op = 'kg.nn.functional.conv2d';
-  const opts = readOptions(options, op, ['stride', 'padding']);
+  const opts = readOptions(options, op, ['stride', 'padding', 'groups']);
   checkTensor(x, op, 'x');
   checkTensor(w, op, 'weight');
   if (bias !== undefined && bias !== null) checkTensor(bias, op, 'bias');
@@ -31,10 +39,22 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options?: Con
   checkSameDevice(op, { x, weight: w, bias });
   const [sh, sw] = pair(opts.stride, 1, op, 'stride', 1);
   const [ph, pw] = pair(opts.padding, 0, op, 'padding', 0);
+  const groups = opts.groups === undefined ? 1 : checkPositiveInt(opts.groups, op, 'groups', 1);
   const [n, c, h, wd] = x.shape;
   const [k, wc, kh, kw] = w.shape;
-  if (wc !== c) {
+  if (c % groups !== 0) {
+    throw new RangeError(`${op}: groups (${groups}) must divide the ${c} channels of x ${formatShape(x.shape)}`);
+  }
+  if (k % groups !== 0) {
+    throw new RangeError(`${op}: groups (${groups}) must divide the ${k} output channels of weight ${formatShape(w.shape)}`);
+  }
+  if (groups === 1 && wc !== c) {
     throw new RangeError(`${op}: x ${formatShape(x.shape)} has ${c} channels, weight ${formatShape(w.shape)} expects ${wc}`);
+  }
+  if (wc !== c / groups) {
+    throw new RangeError(
+      `${op}: weight's second dimension must be c / groups = ${c} / ${groups} = ${c / groups} for x ${formatShape(x.shape)}, but weight is ${formatShape(w.shape)}`,
+    );
   }
   if (bias && (bias.ndim !== 1 || bias.shape[0] !== k)) {
     throw new RangeError(`${op}: bias must have shape [${k}], got ${formatShape(bias.shape)}`);
@@ -44,7 +64,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options?: Con
   }
   const oh = Math.floor((h + 2 * ph - kh) / sh) + 1;
   const ow = Math.floor((wd + 2 * pw - kw) / sw) + 1;
-  const shape: ConvShapeArg = [n, c, h, wd, k, kh, kw, sh, sw, ph, pw];
+  const shape: ConvShapeArg = [n, c, h, wd, k, kh, kw, sh, sw, ph, pw, groups];
   const y = Tensor.empty([n, k, oh, ow], x.device);
   native.conv2dForward(shape, x.storage, w.storage, bias ? bias.storage : null, y.storage);
   const inputs = bias ? [x, w, bias] : [x, w];

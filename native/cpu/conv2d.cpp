@@ -7,6 +7,11 @@
 // Treating the batch as one wide matrix keeps the GEMMs large even for small images, and needs
 // no column buffer except in backward data. A first layer on grey images (one input channel,
 // where the GEMMs' k would be kh * kw) goes to the direct kernels of conv2d_single_channel.cpp.
+//
+// Grouped convolution runs the same GEMMs once per group, on the group's slices: its C/groups
+// input channels (so CKK counts the taps of one group), its K/groups filters and output channels.
+// The slices are reached through offset pointers; the samples' strides stay those of the whole
+// x and y (s.c and s.k), so every helper below works unchanged on a group's slice.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -21,8 +26,29 @@
 namespace kg::cpu {
 namespace {
 
-int64_t taps(const ConvShape& s) { return s.c * s.kh * s.kw; }  // CKK
+int64_t group_channels(const ConvShape& s) { return s.c / s.groups; }
+int64_t group_filters(const ConvShape& s) { return s.k / s.groups; }
+int64_t taps(const ConvShape& s) { return group_channels(s) * s.kh * s.kw; }  // CKK, of one group
 int64_t pixels(const ConvShape& s) { return s.oh * s.ow; }
+
+// Where group g's slices start: its input channels in x (and dx), its filters in w (and dw), its
+// output channels in y (and dy) and its first filter's index (into the bias).
+struct GroupOffsets {
+  int64_t x, w, y, k;
+};
+GroupOffsets group_offsets(const ConvShape& s, int64_t g) {
+  const int64_t k0 = g * group_filters(s);
+  return {g * group_channels(s) * s.h * s.w, k0 * taps(s), k0 * pixels(s), k0};
+}
+
+// Calls f(offsets of group g, parallel) for every group. Groups write disjoint parts of the output,
+// so with enough of them (depthwise) they run in parallel, each GEMM serially; otherwise one after
+// another, each GEMM parallel inside.
+template <class F>
+void for_each_group(const ConvShape& s, F&& f) {
+  const bool across = s.groups >= 2 * available_threads();
+  parallel_for_dynamic(s.groups, across, [&](int64_t g) { f(group_offsets(s, g), !across); });
+}
 
 // out[t] = offset in dy (or y) of column q0 + t's pixel in output channel 0, for t < len.
 void output_offsets(const ConvShape& s, int64_t q0, int64_t len, int64_t* out) {
@@ -43,8 +69,8 @@ void output_offsets(const ConvShape& s, int64_t q0, int64_t len, int64_t* out) {
 // bounds handling.
 std::vector<int64_t> tap_offsets(const ConvShape& s) {
   std::vector<int64_t> tap;
-  tap.reserve(size_t(s.c * s.kh * s.kw));
-  for (int64_t ci = 0; ci < s.c; ++ci)
+  tap.reserve(size_t(taps(s)));
+  for (int64_t ci = 0; ci < group_channels(s); ++ci)
     for (int64_t ki = 0; ki < s.kh; ++ki)
       for (int64_t kj = 0; kj < s.kw; ++kj) tap.push_back((ci * s.h + ki) * s.w + kj);
   return tap;
@@ -102,7 +128,7 @@ constexpr int64_t kMaxColumnBufferFloats = int64_t(1) << 20;
 }  // namespace
 
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
-  const int64_t K = s.k, CKK = taps(s), Q = s.n * pixels(s);
+  const int64_t K = s.k, Kg = group_filters(s), CKK = taps(s), Q = s.n * pixels(s);
   if (K == 0 || Q == 0) return;
   if (CKK == 0) {  // no input channels: the output is the bias
     parallel_for(s.n * K, true, [&](int64_t nk) {
@@ -112,52 +138,57 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   }
   if (single_channel_conv(s)) return single_channel_conv_forward(s, x, w, bias, y);
   const std::vector<int64_t> tap = tap_offsets(s);
-  run_gemm(
-      K, Q, CKK, true,
-      [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {
-        pack_panels<kMR>(dst, w + i0 * CKK + p0, CKK, 1, rows, kc);
-      },
-      [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col
-        for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
-          int64_t off[kNR];
-          if (interior_offsets(s, j0 + c0, n, off)) {
-            pack_panel_gather<kNR>(panel, x, off, n, tap.data() + p0, kc);
-          } else {
-            im2col(s, x, p0, kc, j0 + c0, n, panel, kNR, 1);
-            zero_columns(panel, kc, n);
-          }
-        });
-      },
-      OutputStore{s, y, bias});
+  for_each_group(s, [&](const GroupOffsets& o, bool parallel) {
+    const float* xg = x + o.x;
+    run_gemm(
+        Kg, Q, CKK, parallel,
+        [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {
+          pack_panels<kMR>(dst, w + o.w + i0 * CKK + p0, CKK, 1, rows, kc);
+        },
+        [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col
+          for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
+            int64_t off[kNR];
+            if (interior_offsets(s, j0 + c0, n, off)) {
+              pack_panel_gather<kNR>(panel, xg, off, n, tap.data() + p0, kc);
+            } else {
+              im2col(s, xg, p0, kc, j0 + c0, n, panel, kNR, 1);
+              zero_columns(panel, kc, n);
+            }
+          });
+        },
+        OutputStore{s, y + o.y, bias ? bias + o.k : nullptr});
+  });
 }
 
 void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
-  const int64_t K = s.k, CKK = taps(s), P = pixels(s);
-  const int64_t image = s.c * s.h * s.w;
+  const int64_t K = s.k, Kg = group_filters(s), CKK = taps(s), P = pixels(s);
+  const int64_t image = s.c * s.h * s.w, group_image = group_channels(s) * s.h * s.w;
   if (s.n == 0 || image == 0) return;
   if (K == 0 || P == 0 || CKK == 0) {
     std::fill(dx, dx + s.n * image, 0.0f);
     return;
   }
-  // Tasks are groups of whole samples, so each task owns its part of dx; a task walks its
-  // columns in chunks of at most `width`. Both depend on the shape only, which fixes the order
-  // in which col2im adds into each element of dx.
-  const int64_t group = std::clamp<int64_t>(kTargetChunkColumns / P, 1, s.n);
-  const int64_t tasks = ceil_div(s.n, group);
-  const int64_t width = std::max<int64_t>(kNR, std::min(group * P, kMaxColumnBufferFloats / CKK));
+  // Tasks are runs of whole samples within one group, so each task owns its part of dx (those
+  // samples' channels of the group); a task walks its columns in chunks of at most `width`. Both
+  // depend on the shape only, which fixes the order in which col2im adds into each element of dx.
+  const int64_t batch = std::clamp<int64_t>(kTargetChunkColumns / P, 1, s.n);
+  const int64_t batches = ceil_div(s.n, batch), tasks = batches * s.groups;
+  const int64_t width = std::max<int64_t>(kNR, std::min(batch * P, kMaxColumnBufferFloats / CKK));
   // Parallel over tasks when there are enough of them, else inside each GEMM and col2im.
   const bool across_tasks = tasks >= 2 * available_threads();
 
   parallel_for_dynamic(tasks, across_tasks, [&](int64_t task) {
-    const int64_t s0 = task * group, s1 = std::min(s.n, s0 + group);
-    std::fill(dx + s0 * image, dx + s1 * image, 0.0f);
+    const int64_t s0 = task / s.groups * batch, s1 = std::min(s.n, s0 + batch);
+    const GroupOffsets o = group_offsets(s, task % s.groups);
+    float* dxg = dx + o.x;
+    for (int64_t i = s0; i < s1; ++i) std::fill(dxg + i * image, dxg + i * image + group_image, 0.0f);
     float* dcol = scratch(Scratch::Columns, size_t(CKK * width));
     for (int64_t q0 = s0 * P; q0 < s1 * P; q0 += width) {
       const int64_t len = std::min(width, s1 * P - q0);
       run_gemm(
-          CKK, len, K, !across_tasks,
+          CKK, len, Kg, !across_tasks,
           [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {  // W^T
-            pack_panels<kMR>(dst, w + p0 * CKK + i0, 1, CKK, rows, kc);
+            pack_panels<kMR>(dst, w + o.w + p0 * CKK + i0, 1, CKK, rows, kc);
           },
           [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // dy columns
             int64_t poff[kKC];
@@ -165,21 +196,21 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
             for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
               int64_t roff[kNR];
               output_offsets(s, q0 + j0 + c0, n, roff);
-              pack_panel_gather<kNR>(panel, dy, roff, n, poff, kc);
+              pack_panel_gather<kNR>(panel, dy + o.y, roff, n, poff, kc);
             });
           },
           DenseStore{dcol, len, 1.0f, 0.0f});
       // col2im by input channel: channels own disjoint parts of dx, so they may run in parallel.
       const int64_t kk = s.kh * s.kw;
-      parallel_for(s.c, !across_tasks, [&](int64_t ci) {
-        col2im_add(s, dcol + ci * kk * len, ci * kk, kk, q0, len, len, 1, dx);
+      parallel_for(group_channels(s), !across_tasks, [&](int64_t ci) {
+        col2im_add(s, dcol + ci * kk * len, ci * kk, kk, q0, len, len, 1, dxg);
       });
     }
   });
 }
 
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
-  const int64_t K = s.k, CKK = taps(s), Q = s.n * pixels(s);
+  const int64_t K = s.k, Kg = group_filters(s), CKK = taps(s), Q = s.n * pixels(s);
   if (K == 0 || CKK == 0) return;
   if (Q == 0) {
     std::fill(dw, dw + K * CKK, 0.0f);
@@ -188,30 +219,33 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
   if (single_channel_conv(s)) return single_channel_conv_backward_weight(s, x, dy, dw);
   const int64_t P = pixels(s);
   const std::vector<int64_t> tap = tap_offsets(s);
-  run_gemm(
-      K, CKK, Q, true,
-      [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {  // dy, k runs over columns q
-        int64_t poff[kKC];
-        output_offsets(s, p0, kc, poff);
-        for_each_panel<kMR>(dst, rows, kc, [&](float* panel, int64_t r0, int64_t n) {
-          int64_t roff[kMR];
-          for (int64_t r = 0; r < n; ++r) roff[r] = (i0 + r0 + r) * P;
-          pack_panel_gather<kMR>(panel, dy, roff, n, poff, kc);
-        });
-      },
-      [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col^T: taps are columns
-        int64_t off[kKC];
-        const bool interior = interior_offsets(s, p0, kc, off);
-        for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
-          if (interior) {
-            pack_panel_gather<kNR>(panel, x, tap.data() + j0 + c0, n, off, kc);
-          } else {
-            im2col(s, x, j0 + c0, n, p0, kc, panel, 1, kNR);
-            zero_columns(panel, kc, n);
-          }
-        });
-      },
-      DenseStore{dw, CKK, 1.0f, 0.0f});
+  for_each_group(s, [&](const GroupOffsets& o, bool parallel) {
+    const float *xg = x + o.x, *dyg = dy + o.y;
+    run_gemm(
+        Kg, CKK, Q, parallel,
+        [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {  // dy, k runs over columns q
+          int64_t poff[kKC];
+          output_offsets(s, p0, kc, poff);
+          for_each_panel<kMR>(dst, rows, kc, [&](float* panel, int64_t r0, int64_t n) {
+            int64_t roff[kMR];
+            for (int64_t r = 0; r < n; ++r) roff[r] = (i0 + r0 + r) * P;
+            pack_panel_gather<kMR>(panel, dyg, roff, n, poff, kc);
+          });
+        },
+        [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col^T: taps are columns
+          int64_t off[kKC];
+          const bool interior = interior_offsets(s, p0, kc, off);
+          for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
+            if (interior) {
+              pack_panel_gather<kNR>(panel, xg, tap.data() + j0 + c0, n, off, kc);
+            } else {
+              im2col(s, xg, j0 + c0, n, p0, kc, panel, 1, kNR);
+              zero_columns(panel, kc, n);
+            }
+          });
+        },
+        DenseStore{dw + o.w, CKK, 1.0f, 0.0f});
+  });
 }
 
 void conv2d_backward_bias(const ConvShape& s, const float* dy, float* db) {

@@ -5,6 +5,8 @@
 //   col(p, q) = x[sample, ci, oy * sh + ki - ph, ox * sw + kj - pw]   (0 in the padding).
 // The convolution kernels never build the whole matrix: the GEMM packers pull the blocks they
 // need straight from x (conv2d.cpp), and backward-data goes through a bounded column buffer.
+// A grouped convolution passes x (or dx) offset to its group's first channel and uses only the
+// rows of the group's channels; s.c stays the channel count of a whole sample, its stride.
 #pragma once
 #include <algorithm>
 #include <cstdint>

@@ -18,6 +18,10 @@
 // from it, in a fixed (p, q) order.
 //
 // A 1x1 convolution with stride 1 and no padding needs no col at all: col[b] is x[b] itself.
+//
+// Grouped convolution: im2col, col2im and the dy permutation see all channels as usual. Group g's
+// patch rows, filters and output channels are contiguous slices of col, W and y (g * ckk/groups
+// rows on, and so on), so each GEMM above becomes one per group over those slices (gemm_groups).
 #include "common.cuh"
 
 namespace kg::cuda {
@@ -28,6 +32,8 @@ constexpr int kThreads = 256;
 constexpr int64_t kScratchFloats = int64_t{1} << 25;  // 128 MiB of col buffers per call at most
 
 int64_t patch_rows(const ConvShape& s) { return s.c * s.kh * s.kw; }
+int64_t group_rows(const ConvShape& s) { return patch_rows(s) / s.groups; }  // patch rows of one group
+int64_t group_filters(const ConvShape& s) { return s.k / s.groups; }
 int64_t out_pixels(const ConvShape& s) { return s.oh * s.ow; }
 bool is_pointwise(const ConvShape& s) {
   return s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0;
@@ -247,9 +253,32 @@ void add_bias(const ConvShape& s, const float* bias, float* y, const Sizes& size
 
 auto conv_sizes(const char* op, const ConvShape& s) {
   return [op, &s] {
-    return describe(op, " x=(", s.n, ",", s.c, ",", s.h, ",", s.w, ") w=(", s.k, ",", s.c, ",", s.kh, ",", s.kw,
-                    ") stride=(", s.sh, ",", s.sw, ") pad=(", s.ph, ",", s.pw, ") out=(", s.oh, ",", s.ow, ")");
+    return describe(op, " x=(", s.n, ",", s.c, ",", s.h, ",", s.w, ") w=(", s.k, ",", s.c / s.groups, ",", s.kh, ",",
+                    s.kw, ") stride=(", s.sh, ",", s.sw, ") pad=(", s.ph, ",", s.pw, ") out=(", s.oh, ",", s.ow,
+                    ") groups=", s.groups);
   };
+}
+
+// g for group 0 of `groups`, and again with a, b and c moved on by (da, db, dc) floats for each
+// further group. gemm_batched has one batch dimension and g's runs over samples: the loop goes
+// over whichever of groups and samples is shorter, batching the other.
+void gemm_groups(const GemmBatch& g, int64_t groups, int64_t da, int64_t db, int64_t dc) {
+  if (groups == 1) return gemm_batched(g);
+  const bool loop_groups = groups <= g.batch;
+  GemmBatch each = g;
+  if (!loop_groups) {
+    each.batch = groups;
+    each.stride_a = da;
+    each.stride_b = db;
+    each.stride_c = dc;
+  }
+  const int64_t steps = loop_groups ? groups : g.batch;
+  for (int64_t i = 0; i < steps; ++i) {
+    each.a = g.a + i * (loop_groups ? da : g.stride_a);
+    each.b = g.b + i * (loop_groups ? db : g.stride_b);
+    each.c = g.c + i * (loop_groups ? dc : g.stride_c);
+    gemm_batched(each);
+  }
 }
 
 }  // namespace
@@ -258,7 +287,7 @@ auto conv_sizes(const char* op, const ConvShape& s) {
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
   using namespace detail;
   const auto sizes = conv_sizes("conv2d_forward", s);
-  const int64_t rows = patch_rows(s), pixels = out_pixels(s);
+  const int64_t rows = patch_rows(s), grows = group_rows(s), kg = group_filters(s), pixels = out_pixels(s);
   if (s.n <= 0 || s.k <= 0 || pixels <= 0) return;
 
   const bool pointwise = is_pointwise(s);
@@ -269,11 +298,11 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     const float* xb = x + b0 * s.c * s.h * s.w;
     if (!pointwise) im2col(s, samples, true, xb, col.as<float>(), sizes);
     GemmBatch g;
-    g.m = s.k;
+    g.m = kg;
     g.n = pixels;
-    g.k = rows;
+    g.k = grows;
     g.a = w;
-    g.lda = rows;
+    g.lda = grows;
     g.stride_a = 0;  // the same filters for every sample
     g.b = pointwise ? xb : col.as<float>();
     g.ldb = pixels;
@@ -282,7 +311,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     g.ldc = pixels;
     g.stride_c = s.k * pixels;
     g.batch = samples;
-    gemm_batched(g);  // rows == 0 (no input channels) writes zeros
+    gemm_groups(g, s.groups, kg * grows, grows * pixels, kg * pixels);  // rows == 0 (no input channels) writes zeros
   }
   if (bias) add_bias(s, bias, y, sizes);
 }
@@ -290,7 +319,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
 void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
   using namespace detail;
   const auto sizes = conv_sizes("conv2d_backward_data", s);
-  const int64_t rows = patch_rows(s), pixels = out_pixels(s);
+  const int64_t rows = patch_rows(s), grows = group_rows(s), kg = group_filters(s), pixels = out_pixels(s);
   if (s.n <= 0 || s.c <= 0 || s.h <= 0 || s.w <= 0) return;
 
   const bool pointwise = is_pointwise(s);
@@ -301,11 +330,11 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
     float* dxb = dx + b0 * s.c * s.h * s.w;
     GemmBatch g;
     g.trans_a = true;  // W is stored (k, ckk): W^T without moving it
-    g.m = rows;
+    g.m = grows;
     g.n = pixels;
-    g.k = s.k;
+    g.k = kg;
     g.a = w;
-    g.lda = rows;
+    g.lda = grows;
     g.stride_a = 0;
     g.b = dy + b0 * s.k * pixels;
     g.ldb = pixels;
@@ -314,7 +343,7 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
     g.ldc = pixels;
     g.stride_c = rows * pixels;
     g.batch = samples;
-    gemm_batched(g);
+    gemm_groups(g, s.groups, kg * grows, kg * pixels, grows * pixels);
     if (!pointwise) col2im(s, samples, dcol.as<float>(), dxb, sizes);
   }
 }
@@ -322,10 +351,10 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
   using namespace detail;
   const auto sizes = conv_sizes("conv2d_backward_weight", s);
-  const int64_t rows = patch_rows(s), pixels = out_pixels(s);
+  const int64_t rows = patch_rows(s), grows = group_rows(s), kg = group_filters(s), pixels = out_pixels(s);
   if (s.k <= 0 || rows <= 0) return;
   if (s.n <= 0 || pixels <= 0) {
-    fill(s.k * rows, 0.0f, dw);
+    fill(s.k * grows, 0.0f, dw);
     return;
   }
 
@@ -338,17 +367,18 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
     im2col(s, samples, false, x + b0 * s.c * s.h * s.w, colT.as<float>(), sizes);
     GemmBatch g;
     g.trans_b = true;  // colT is stored (ckk, samples * pixels)
-    g.m = s.k;
-    g.n = rows;
+    g.m = kg;
+    g.n = grows;
     g.k = samples * pixels;
     g.a = dyT.as<float>();
     g.lda = samples * pixels;
     g.b = colT.as<float>();
     g.ldb = samples * pixels;
     g.c = dw;
-    g.ldc = rows;
+    g.ldc = grows;
     g.beta = b0 == 0 ? 0.0f : 1.0f;  // chunks add up in chunk order
-    gemm_batched(g);
+    const int64_t span = samples * pixels;
+    gemm_groups(g, s.groups, kg * span, grows * span, kg * grows);
   }
 }
 

@@ -27,12 +27,18 @@ Napi::Value gemm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// [n, c, h, w, k, kh, kw, sh, sw, ph, pw] -> ConvShape with the output size.
+// [n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups] -> ConvShape with the output size.
 ConvShape conv_shape(const Args& a, size_t i) {
-  auto v = a.ints(i, "shape", 11);
-  ConvShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], 0, 0};
+  auto v = a.ints(i, "shape", 12);
+  ConvShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], 0, 0, v[11]};
   if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1) {
     throw Napi::RangeError::New(a.env(), a.prefix() + "kernel size and stride must be at least 1");
+  }
+  if (s.groups < 1 || s.c % s.groups != 0 || s.k % s.groups != 0) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "groups (" + std::to_string(s.groups) +
+                                             ") must be at least 1 and divide both the input channels (" +
+                                             std::to_string(s.c) + ") and the output channels (" +
+                                             std::to_string(s.k) + ")");
   }
   if (s.h + 2 * s.ph < s.kh || s.w + 2 * s.pw < s.kw) {
     throw Napi::RangeError::New(a.env(), a.prefix() + "the kernel is larger than the padded input");
@@ -45,7 +51,7 @@ ConvShape conv_shape(const Args& a, size_t i) {
   return s;
 }
 int64_t x_numel(const Args& a, const ConvShape& s) { return a.numel({s.n, s.c, s.h, s.w}, "x"); }
-int64_t w_numel(const Args& a, const ConvShape& s) { return a.numel({s.k, s.c, s.kh, s.kw}, "w"); }
+int64_t w_numel(const Args& a, const ConvShape& s) { return a.numel({s.k, s.c / s.groups, s.kh, s.kw}, "w"); }
 int64_t y_numel(const Args& a, const ConvShape& s) { return a.numel({s.n, s.k, s.oh, s.ow}, "y"); }
 
 // conv2dForward(shape, x, w, bias | null, y)

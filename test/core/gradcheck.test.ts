@@ -1,6 +1,7 @@
 // Every differentiable op, forward and gradient, against its float64 reference on random inputs
 // with odd sizes.
 import * as kg from '../../lib';
+import { GROUPED_CONV_CASES, conv2dCase } from '../helpers/conv-cases';
 import { checkOp } from '../helpers/gradcheck';
 import * as ref from '../helpers/reference';
 
@@ -93,14 +94,10 @@ describe('convolution and pooling', () => {
     { n: 2, c: 2, h: 6, w: 7, k: 3, kh: 3, kw: 2, sh: 3, sw: 2, ph: 2, pw: 1 },
   ];
   for (const p of convCases) {
-    test(`conv2d ${JSON.stringify(p)}`, () => {
-      checkOp({
-        inputs: [{ shape: [p.n, p.c, p.h, p.w] }, { shape: [p.k, p.c, p.kh, p.kw] }, { shape: [p.k] }],
-        ours: ([x, w, b]) => F.conv2d(x, w, b, { stride: [p.sh, p.sw], padding: [p.ph, p.pw] }),
-        ref: ([x, w, b]) => ref.conv2d(x, w, b, p),
-      });
-    });
+    test(`conv2d ${JSON.stringify(p)}`, () => checkOp(conv2dCase(p)));
   }
+  test.each(GROUPED_CONV_CASES.map((p) => [p]))('conv2d grouped %j', (p) => checkOp(conv2dCase(p)));
+  test('conv2d grouped, without bias', () => checkOp(conv2dCase(GROUPED_CONV_CASES[0], false)));
   test('conv2d without bias', () => {
     const p = convCases[0];
     checkOp({

@@ -122,6 +122,19 @@ describe('bad input', () => {
     expect(() => F.conv2d(kg.ones([1, 1, 2, 2]), kg.ones([1, 1, 3, 3]))).toThrow(/larger than the padded input/);
     expect(() => F.conv2d(kg.ones([1, 1, 5, 5]), kg.ones([1, 1, 3, 3]), null, { stride: 0 })).toThrow(RangeError);
     expect(() => F.conv2d(kg.ones([1, 1, 5, 5]), kg.ones([2, 1, 3, 3]), kg.ones([3]))).toThrow(/bias must have shape \[2\]/);
+    // groups: a positive integer dividing both channel counts, the weight holding c / groups channels.
+    const conv = /^kg\.nn\.functional\.conv2d: /;
+    for (const groups of [0, 1.5, -2, NaN, '2']) {
+      expect(() => F.conv2d(kg.ones([1, 4, 5, 5]), kg.ones([4, 2, 3, 3]), null, { groups } as never)).toThrow(/groups must be a positive integer/);
+    }
+    expect(() => F.conv2d(kg.ones([1, 3, 5, 5]), kg.ones([4, 1, 3, 3]), null, { groups: 2 })).toThrow(RangeError);
+    expect(() => F.conv2d(kg.ones([1, 3, 5, 5]), kg.ones([4, 1, 3, 3]), null, { groups: 2 })).toThrow(/groups \(2\) must divide the 3 channels of x \[1, 3, 5, 5\]/);
+    expect(() => F.conv2d(kg.ones([1, 4, 5, 5]), kg.ones([3, 2, 3, 3]), null, { groups: 2 })).toThrow(/groups \(2\) must divide the 3 output channels of weight \[3, 2, 3, 3\]/);
+    expect(() => F.conv2d(kg.ones([1, 6, 5, 5]), kg.ones([6, 6, 3, 3]), null, { groups: 3 })).toThrow(
+      /weight's second dimension must be c \/ groups = 6 \/ 3 = 2 for x \[1, 6, 5, 5\], but weight is \[6, 6, 3, 3\]/,
+    );
+    expect(() => F.conv2d(kg.ones([1, 6, 5, 5]), kg.ones([6, 1, 3, 3]), null, { groups: 3 })).toThrow(conv);
+    expect(F.conv2d(kg.ones([1, 6, 5, 5]), kg.ones([6, 1, 3, 3]), null, { groups: 6 }).shape).toEqual([1, 6, 3, 3]);
     expect(() => F.avgPool2d(kg.ones([1, 1, 1, 5]), { kernelSize: 2 })).toThrow(/larger than the input/);
     expect(() => F.avgPool2d(kg.ones([1, 1, 4, 4]), {} as never)).toThrow(TypeError);
     expect(() => F.linear(kg.ones([2, 3]), kg.ones([4, 5]))).toThrow(/has 3 features/);
@@ -142,7 +155,7 @@ describe('bad input', () => {
     expect(() => native.fill(s, Infinity)).toThrow(/value must be finite/);
     expect(() => new native.Storage(0, -1)).toThrow(/non-negative integer/);
     expect(() => new native.Storage(2 as never, 1)).toThrow(/device must be 0/);
-    expect(() => native.conv2dForward([1, 1, 2, 2, 1, 3, 3, 1, 1, 0, 0], s, s, null, s)).toThrow(/larger than the padded input/);
+    expect(() => native.conv2dForward([1, 1, 2, 2, 1, 3, 3, 1, 1, 0, 0, 1], s, s, null, s)).toThrow(/larger than the padded input/);
     const d = new native.Storage(0, 4);
     d.dispose();
     expect(() => native.reluForward(d, s)).toThrow(/disposed/);

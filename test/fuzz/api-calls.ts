@@ -36,8 +36,9 @@ const reshaping = fc.tuple(fc.constantFrom('reshape', 'broadcastTo', 'flatten', 
   fn === 'flatten' || fn === 'argmax' || fn === 'nn.functional.relu' ? call(fn, t) : call(fn, t, s),
 );
 
-const conv = fc.tuple(tensor4, tensor4, fc.oneof(fc.constant(null), tensor), pair, pair).map(([x, w, b, stride, padding]) =>
-  call('nn.functional.conv2d', x, w, b, { stride, padding }),
+const groups = fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 2, arbitrary: fc.integer({ min: 1, max: 3 }) }, dim, hostile);
+const conv = fc.tuple(tensor4, tensor4, fc.oneof(fc.constant(null), tensor), pair, pair, groups).map(([x, w, b, stride, padding, g]) =>
+  call('nn.functional.conv2d', x, w, b, { stride, padding, groups: g }),
 );
 
 const pool = fc.tuple(tensor4, pair, fc.oneof(fc.constant(undefined), pair)).map(([x, kernelSize, stride]) =>

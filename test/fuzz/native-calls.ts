@@ -24,10 +24,15 @@ const gemm = fc
     call('gemm', ta, tb, m, n, k, alpha, st(sizeFor(wrapped(m, k), s1)), st(sizeFor(wrapped(k, n), s2)), beta, st(sizeFor(wrapped(m, n), s3))),
   );
 
-// [n, c, h, w, k, kh, kw, sh, sw, ph, pw], mostly small with one or two hostile entries.
-const convShape = fc.oneof(dims(11), fc.tuple(
-  smallDim, smallDim, dim, dim, smallDim, dim, smallDim, dim, smallDim, dim, smallDim,
-)).chain((v) => fc.shuffledSubarray([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], { maxLength: 2 }).chain((at) =>
+// [n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups], mostly small (groups dividing both channel
+// counts, so that grouped calls reach the kernels) with one or two hostile entries.
+const smallConvShape = fc.tuple(
+  smallDim, smallDim, dim, dim, smallDim, dim, smallDim, dim, smallDim, dim, smallDim, fc.constantFrom(1, 1, 2, 3),
+).map((v) => {
+  const groups = v[11];
+  return [v[0], v[1] * groups, v[2], v[3], v[4] * groups, ...v.slice(5)];
+});
+const convShape = fc.oneof(dims(12), smallConvShape).chain((v) => fc.shuffledSubarray([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], { maxLength: 2 }).chain((at) =>
   fc.tuple(...at.map(() => dim)).map((values) => {
     const out = [...v];
     at.forEach((i, j) => (out[i] = values[j]));
@@ -35,9 +40,11 @@ const convShape = fc.oneof(dims(11), fc.tuple(
   })));
 
 function convSizes(s: number[]): { x: bigint | null; w: bigint | null; y: bigint | null; k: bigint | null } {
-  const [n, c, h, w, k, kh, kw, sh, sw, ph, pw] = s;
+  const [n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups] = s;
   const oh = outSize(h, ph, kh, sh), ow = outSize(w, pw, kw, sw);
-  return { x: wrapped(n, c, h, w), w: wrapped(k, c, kh, kw), y: oh < 0 || ow < 0 ? null : wrapped(n, k, oh, ow), k: wrapped(k) };
+  // The weight holds c / groups channels per filter; with groups that do not divide c, any size.
+  const perGroup = Number.isInteger(groups) && groups > 0 && c % groups === 0 ? c / groups : c;
+  return { x: wrapped(n, c, h, w), w: wrapped(k, perGroup, kh, kw), y: oh < 0 || ow < 0 ? null : wrapped(n, k, oh, ow), k: wrapped(k) };
 }
 
 const conv = fc.tuple(convShape, fc.boolean(), spare, spare, spare, spare, fc.constantFrom('forward', 'data', 'weight', 'bias')).map(

@@ -68,6 +68,18 @@ describeGpu('GPU vs CPU: residual blocks and a ResNet-8', () => {
     expect(cuda.out.length).toBe(cpu.out.length);
   });
 
+  test('a depthwise-separable block: depthwise Conv2d (groups = channels), then a 1x1 Conv2d', () => {
+    const make = (device: kg.Device) =>
+      new kg.nn.Sequential(
+        new kg.nn.Conv2d(6, 12, 3, { groups: 6, padding: 1, seed: 4, device }),
+        new kg.nn.ReLU(),
+        new kg.nn.Conv2d(12, 5, 1, { seed: 5, device }),
+      );
+    const cpuBlock = make('cpu');
+    const cudaBlock = make('cuda');
+    expectSameOnDevices([input([3, 6, 9, 7], 93)], ([t]) => (t.device === 'cpu' ? cpuBlock : cudaBlock).forward(t));
+  });
+
   test('resnet({ depth: 8, width: 4 }): logits and input gradient', () => {
     const cpuNet = kg.models.resnet({ depth: 8, width: 4, device: 'cpu', seed: 3 });
     const cudaNet = kg.models.resnet({ depth: 8, width: 4, device: 'cuda', seed: 3 });

@@ -4,6 +4,8 @@
 // tensor's largest value, for entries that cancel to near zero).
 import * as kg from '../../lib';
 import { SGD } from '../../lib/optim/sgd';
+import { GROUPED_CONV_CASES, conv2dCase } from '../helpers/conv-cases';
+import { checkOp } from '../helpers/gradcheck';
 import { bitwiseEqual, describeGpu, expectSameOnDevices, input, mismatch, normal, runOn } from './helpers';
 
 const F = kg.nn.functional;
@@ -83,6 +85,24 @@ describeGpu('GPU vs CPU: relu, conv2d, avgPool2d', () => {
     const inputs = [input(xs, 41), input(ws, 42)];
     if (bias) inputs.push(input([ws[0]], 43));
     expectSameOnDevices(inputs, ([x, w, b]) => F.conv2d(x, w, b ?? null, { stride, padding }));
+  });
+
+  // Grouped: fewer groups than samples (one batched GEMM per group) and more (one per sample),
+  // depthwise, 1x1 (no im2col), and the tutorial's second layer split into 10 groups.
+  const groupedConvs: Array<[number[], number[], number | [number, number], number | [number, number], number]> = [
+    [[5, 6, 9, 7], [9, 2, 3, 3], 1, 1, 3],
+    [[1, 6, 9, 7], [4, 3, 3, 2], [2, 1], [1, 0], 2],
+    [[3, 8, 10, 11], [8, 1, 3, 3], [1, 2], 1, 8],
+    [[2, 5, 7, 7], [10, 1, 5, 5], 2, 2, 5],
+    [[4, 6, 5, 6], [9, 2, 1, 1], 1, 0, 3],
+    [[16, 20, 12, 12], [50, 2, 5, 5], 1, 0, 10],
+  ];
+  test.each(groupedConvs)('conv2d x %j w %j stride %j padding %j groups %i', (xs, ws, stride, padding, groups) => {
+    const inputs = [input(xs, 44), input(ws, 45), input([ws[0]], 46)];
+    expectSameOnDevices(inputs, ([x, w, b]) => F.conv2d(x, w, b, { stride, padding, groups }));
+  });
+  test.each(GROUPED_CONV_CASES.map((p) => [p]))('conv2d grouped %j against the float64 reference', (p) => {
+    checkOp({ ...conv2dCase(p), device: 'cuda' });
   });
 
   test.each([

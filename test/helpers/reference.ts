@@ -77,6 +77,8 @@ export function linear(x: Float64Array, w: Float64Array, b: Float64Array | null,
 export interface ConvParams {
   n: number; c: number; h: number; w: number; k: number; kh: number; kw: number;
   sh: number; sw: number; ph: number; pw: number;
+  /** Channel groups, default 1: filter k sees the c / groups input channels of group floor(k / (k / groups)). */
+  groups?: number;
 }
 
 export function convOut(p: ConvParams): [number, number] {
@@ -86,18 +88,20 @@ export function convOut(p: ConvParams): [number, number] {
 export function conv2d(x: Float64Array, w: Float64Array, b: Float64Array | null, p: ConvParams): Float64Array {
   const [oh, ow] = convOut(p);
   const y = new Float64Array(p.n * p.k * oh * ow);
+  const cg = p.c / (p.groups ?? 1), kg = p.k / (p.groups ?? 1);  // per group
   for (let n = 0; n < p.n; n++)
     for (let k = 0; k < p.k; k++)
       for (let i = 0; i < oh; i++)
         for (let j = 0; j < ow; j++) {
           let s = b ? b[k] : 0;
-          for (let c = 0; c < p.c; c++)
+          for (let cw = 0; cw < cg; cw++)
             for (let u = 0; u < p.kh; u++)
               for (let v = 0; v < p.kw; v++) {
                 const hi = i * p.sh + u - p.ph;
                 const wi = j * p.sw + v - p.pw;
                 if (hi < 0 || hi >= p.h || wi < 0 || wi >= p.w) continue;
-                s += x[((n * p.c + c) * p.h + hi) * p.w + wi] * w[((k * p.c + c) * p.kh + u) * p.kw + v];
+                const c = Math.floor(k / kg) * cg + cw;  // the input channel, in filter k's group
+                s += x[((n * p.c + c) * p.h + hi) * p.w + wi] * w[((k * cg + cw) * p.kh + u) * p.kw + v];
               }
           y[((n * p.k + k) * oh + i) * ow + j] = s;
         }

@@ -119,6 +119,25 @@ describe('kg.io.exportOnnx', () => {
     model.dispose();
   });
 
+  withOrt('grouped and depthwise convolutions export their group attribute', () => {
+    const { Sequential, Conv2d, ReLU, Flatten } = kg.nn;
+    const model = new Sequential(
+      new Conv2d(4, 6, 3, { groups: 2, padding: 1, seed: 1, device: 'cpu' }),
+      new ReLU(),
+      new Conv2d(6, 6, [3, 2], { groups: 6, stride: [2, 1], seed: 2, device: 'cpu' }),
+      new Conv2d(6, 3, 1, { groups: 3, bias: false, seed: 3, device: 'cpu' }),
+      new Flatten(),
+    );
+    const file = path.join(dir, 'grouped.onnx');
+    kg.io.exportOnnx(model, file, { inputShape: [4, 9, 7] });
+    const x = uniform(3 * 4 * 9 * 7, -2, 2);
+    const want = ours(model, x, [3, 4, 9, 7]);
+    const got = theirs(file, x, [3, 4, 9, 7]);
+    expect(got.dims).toEqual([3, 3 * 4 * 6]);
+    expect(relErr(got.data, want)).toBeLessThan(1e-5);
+    model.dispose();
+  });
+
   test('bad inputs: clear errors naming the function, the argument and the layer', () => {
     const model = bnCnn({ device: 'cpu' });
     const file = path.join(dir, 'bad.onnx');

@@ -1,6 +1,6 @@
 // Misuse of the bindings must raise a JS error (TypeError / RangeError / Error), never crash the
 // process or reach a kernel with bad sizes.
-import { BinaryOpCode, native } from '../../lib/native';
+import { BinaryOpCode, ConvShapeArg, native } from '../../lib/native';
 import { disposeAll, empty, store } from './reference';
 
 afterEach(disposeAll);
@@ -47,9 +47,9 @@ describe('binding argument checks', () => {
     expectThrows(() => native.gemm(false, false, -1, 2, 2, 1, empty(4), empty(4), 0, empty(4)), 'RangeError');
     expectThrows(() => native.gemm(false, false, 1.5, 2, 2, 1, empty(4), empty(4), 0, empty(4)), 'RangeError');
     expectThrows(() => native.gemm(false, false, 2, 2, 2, NaN, empty(4), empty(4), 0, empty(4)), 'RangeError');
-    expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0], empty(16), empty(9), null, empty(9)), 'RangeError');
-    expectThrows(() => native.conv2dForward([1, 1, 2, 2, 1, 3, 3, 1, 1, 0, 0], empty(4), empty(9), null, empty(1)), 'RangeError');
-    expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 0, 1, 0, 0], empty(16), empty(9), null, empty(4)), 'RangeError');
+    expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0, 1], empty(16), empty(9), null, empty(9)), 'RangeError');
+    expectThrows(() => native.conv2dForward([1, 1, 2, 2, 1, 3, 3, 1, 1, 0, 0, 1], empty(4), empty(9), null, empty(1)), 'RangeError');
+    expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 0, 1, 0, 0, 1], empty(16), empty(9), null, empty(4)), 'RangeError');
     expectThrows(() => native.avgPool2dForward([1, 1, 2, 2, 3, 3, 1, 1], empty(4), empty(1)), 'RangeError');
     expectThrows(() => native.batchNormForwardTrain([2, 3, 1], empty(6), empty(3), empty(3), 1e-5, empty(6), empty(3), empty(3), empty(2), empty(3)), 'RangeError');
     expectThrows(() => native.binary(BinaryOpCode.Add, [2, 3], [3, 1], [0, 1], empty(6), empty(2), empty(6)), 'RangeError');
@@ -69,8 +69,8 @@ describe('binding argument checks', () => {
     expectThrows(() => native.softmaxXentBackward(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16), empty(2 ** 16), empty(0)), 'RangeError', wraps);
     expectThrows(() => native.argmaxRows(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16)), 'RangeError', wraps);
     expectThrows(() => native.avgPool2dForward([big, big, 4, 4, 2, 2, 2, 2], empty(0), empty(0)), 'RangeError', wraps);
-    expectThrows(() => native.conv2dForward([big, big, 4, 4, 1, 3, 3, 1, 1, 0, 0], empty(0), empty(9), null, empty(0)), 'RangeError', wraps);
-    expectThrows(() => native.conv2dBackwardWeight([2 ** 16, 1, 2 ** 24, 2 ** 24, 1, 1, 1, 1, 1, 0, 0], empty(0), empty(0), empty(1)), 'RangeError', wraps);
+    expectThrows(() => native.conv2dForward([big, big, 4, 4, 1, 3, 3, 1, 1, 0, 0, 1], empty(0), empty(9), null, empty(0)), 'RangeError', wraps);
+    expectThrows(() => native.conv2dBackwardWeight([2 ** 16, 1, 2 ** 24, 2 ** 24, 1, 1, 1, 1, 1, 0, 0, 1], empty(0), empty(0), empty(1)), 'RangeError', wraps);
     expectThrows(() => native.batchNormForwardInfer([big, 1, big], empty(0), empty(1), empty(1), empty(1), empty(1), 1e-5, empty(0)), 'RangeError', wraps);
     // (2^11 + 1 - 1) * 2^53 = 2^64: a stride check that wraps would accept a 1-element b.
     expectThrows(() => native.binary(BinaryOpCode.Add, [2 ** 11 + 1], [1], [2 ** 53], empty(2 ** 11 + 1), empty(1), empty(2 ** 11 + 1)), 'RangeError');
@@ -78,13 +78,29 @@ describe('binding argument checks', () => {
 
   test('every size past 2^53 is refused, with the value in the message', () => {
     expectThrows(() => native.gemm(false, false, 2 ** 60, 1, 1, 1, empty(1), empty(1), 0, empty(1)), 'RangeError', /m must be an integer in \[0, 2\^53\], got 1152921504606846976/);
-    expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 1, 1, 2 ** 62, 0], empty(16), empty(9), null, empty(4)), 'RangeError', /shape\[9\]/);
+    expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 1, 1, 2 ** 62, 0, 1], empty(16), empty(9), null, empty(4)), 'RangeError', /shape\[9\]/);
     expectThrows(() => new native.Storage(NaN as 0, 1), 'RangeError');
     expectThrows(() => new native.Storage(0, Infinity), 'RangeError');
   });
 
+  test('conv2d groups: at least 1, dividing both channel counts, and the weight sized per group', () => {
+    const shape = (c: number, k: number, groups: number): ConvShapeArg => [1, c, 4, 4, k, 3, 3, 1, 1, 0, 0, groups];
+    const divide = /groups \(\d+\) must be at least 1 and divide both the input channels/;
+    expectThrows(() => native.conv2dForward(shape(2, 2, 0), empty(32), empty(18), null, empty(8)), 'RangeError', divide);
+    expectThrows(() => native.conv2dForward(shape(3, 2, 2), empty(48), empty(18), null, empty(8)), 'RangeError', /input channels \(3\)/);
+    expectThrows(() => native.conv2dBackwardData(shape(4, 3, 2), empty(12), empty(54), empty(64)), 'RangeError', /output channels \(3\)/);
+    expectThrows(() => native.conv2dBackwardBias(shape(4, 4, 2 ** 53), empty(16), empty(4)), 'RangeError', divide);
+    expectThrows(() => native.conv2dBackwardWeight([1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0, -1], empty(16), empty(4), empty(9)), 'RangeError', /shape\[11\]/);
+    expectThrows(() => loose.conv2dForward([1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0], empty(16), empty(9), null, empty(4)), 'RangeError', /12 entries/);
+    // The weight holds k * c / groups filters' worth: the ungrouped size is refused.
+    expectThrows(() => native.conv2dForward(shape(4, 6, 2), empty(64), empty(6 * 4 * 9), null, empty(24)), 'RangeError', /w has 216 elements, the shapes need 108/);
+    expectThrows(() => native.conv2dBackwardWeight(shape(4, 6, 2), empty(64), empty(24), empty(6 * 4 * 9)), 'RangeError', /dw has 216 elements/);
+    // Groups as large as the sizes: the size checks still hold.
+    expectThrows(() => native.conv2dForward([0, 2 ** 52, 1, 1, 2 ** 52, 1, 1, 1, 1, 0, 0, 2 ** 52], empty(0), empty(0), null, empty(0)), 'RangeError', /w has 0 elements, the shapes need 4503599627370496/);
+  });
+
   test('an empty batch gives zero weight and bias gradients, whatever its other sizes', () => {
-    const shape: [number, number, number, number, number, number, number, number, number, number, number] = [0, 1, 2 ** 20, 2 ** 20, 2, 1, 1, 1, 1, 0, 0];
+    const shape: ConvShapeArg = [0, 1, 2 ** 20, 2 ** 20, 2, 1, 1, 1, 1, 0, 0, 1];
     const dw = store([5, 5]);
     const db = store([5, 5]);
     native.conv2dBackwardWeight(shape, empty(0), empty(0), dw);

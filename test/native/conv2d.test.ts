@@ -14,7 +14,8 @@ function tol(terms: number) {
 
 function checkAll(g: ConvGeometry, rng: Rng, withBias = true): void {
   const { oh, ow } = convOut(g);
-  const taps = g.c * g.kh * g.kw;
+  const groups = g.groups ?? 1;
+  const taps = (g.c / groups) * g.kh * g.kw;  // terms of one output
   const x = rng.array(g.n * g.c * g.h * g.w);
   const w = rng.array(g.k * taps);
   const b = rng.array(g.k);
@@ -29,7 +30,7 @@ function checkAll(g: ConvGeometry, rng: Rng, withBias = true): void {
   const dx = empty(x.length);
   native.conv2dBackwardData(convArg(g), store(dy), store(w), dx);
   const dxRef = conv2dBackwardDataRef(g, dy, w);
-  expectClose(dx.read(), dxRef.value, { ...tol(g.k * g.kh * g.kw), scale: dxRef.scale }, `backward data ${label}`);
+  expectClose(dx.read(), dxRef.value, { ...tol((g.k / groups) * g.kh * g.kw), scale: dxRef.scale }, `backward data ${label}`);
 
   const dw = empty(w.length);
   native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw);
@@ -43,6 +44,18 @@ function checkAll(g: ConvGeometry, rng: Rng, withBias = true): void {
 }
 
 const base = { sh: 1, sw: 1, ph: 0, pw: 0 };
+
+/** Random kernel, padding, image, batch and strides, with the channels that `channels` draws. */
+function randomGeometry(rng: Rng, channels: () => { c: number; k: number; groups?: number }): ConvGeometry {
+  const kh = rng.int(1, 5);
+  const kw = rng.int(1, 5);
+  const ph = rng.int(0, 2);
+  const pw = rng.int(0, 2);
+  const h = rng.int(Math.max(1, kh - 2 * ph), 12);
+  const w = rng.int(Math.max(1, kw - 2 * pw), 12);
+  const n = rng.int(1, 4);
+  return { n, ...channels(), h, w, kh, kw, sh: rng.int(1, 3), sw: rng.int(1, 3), ph, pw };
+}
 
 describe('conv2d', () => {
   test('1x1 kernel, single pixel, single channel', () => {
@@ -65,13 +78,7 @@ describe('conv2d', () => {
   test('random geometries', () => {
     const rng = new Rng(5);
     for (let t = 0; t < 10; t++) {
-      const kh = rng.int(1, 5);
-      const kw = rng.int(1, 5);
-      const ph = rng.int(0, 2);
-      const pw = rng.int(0, 2);
-      const h = rng.int(Math.max(1, kh - 2 * ph), 12);
-      const w = rng.int(Math.max(1, kw - 2 * pw), 12);
-      checkAll({ n: rng.int(1, 4), c: rng.int(1, 4), h, w, k: rng.int(1, 9), kh, kw, sh: rng.int(1, 3), sw: rng.int(1, 3), ph, pw }, rng, rng.next() < 0.7);
+      checkAll(randomGeometry(rng, () => ({ c: rng.int(1, 4), k: rng.int(1, 9) })), rng, rng.next() < 0.7);
     }
   });
 
@@ -79,6 +86,33 @@ describe('conv2d', () => {
     const rng = new Rng(6);
     checkAll({ n: 8, c: 1, h: 28, w: 28, k: 20, kh: 3, kw: 3, ...base }, rng);
     checkAll({ n: 4, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, ...base }, rng);
+  });
+});
+
+// Grouped: each group a convolution over its own slice of channels and filters. Depthwise with
+// many groups runs the groups in parallel (one GEMM each), few groups one after another.
+describe('conv2d with groups', () => {
+  test('random geometries, groups 2, 3 and depthwise, odd sizes, strides and paddings', () => {
+    const rng = new Rng(11);
+    for (let t = 0; t < 12; t++) {
+      const channels = () => {
+        if (t % 3 === 2) {  // depthwise: c groups, with a channel multiplier of 1 or 2
+          const c = rng.int(1, 7);
+          return { c, k: c * rng.int(1, 3), groups: c };
+        }
+        const groups = 2 + (t % 3);
+        return { c: groups * rng.int(1, 3), k: groups * rng.int(1, 3), groups };
+      };
+      checkAll(randomGeometry(rng, channels), rng, rng.next() < 0.7);
+    }
+  });
+
+  test('depthwise with many channels, 1x1 grouped, and a batch spread over backward-data tasks', () => {
+    const rng = new Rng(12);
+    checkAll({ n: 3, c: 33, h: 9, w: 7, k: 33, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 33 }, rng);
+    checkAll({ n: 2, c: 12, h: 5, w: 7, k: 9, kh: 1, kw: 1, ...base, groups: 3 }, rng);
+    checkAll({ n: 37, c: 4, h: 3, w: 3, k: 6, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 2 }, rng);
+    checkAll({ n: 2, c: 40, h: 13, w: 13, k: 50, kh: 5, kw: 5, ...base, groups: 10 }, rng);
   });
 });
 

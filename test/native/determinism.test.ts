@@ -1,7 +1,7 @@
 // Results must not depend on the number of CPU threads: every kernel, on shapes large enough to
 // take its parallel paths, gives bitwise identical outputs with 1 and with 2 (and 3) threads.
 import { BinaryOpCode, native, Storage } from '../../lib/native';
-import { Rng, bitwiseEqual, convArg, convOut, disposeAll, empty, store, withThreads } from './reference';
+import { ConvGeometry, Rng, bitwiseEqual, convArg, convOut, disposeAll, empty, store, withThreads } from './reference';
 
 afterEach(disposeAll);
 
@@ -34,15 +34,18 @@ describe('thread-count independence', () => {
     });
   });
 
-  test('conv2d, all parts (tutorial layer 2 at batch 16, a padded strided layer, a one-channel first layer)', () => {
-    for (const g of [
+  test('conv2d, all parts (tutorial layer 2 at batch 16, a padded strided layer, a one-channel first layer, grouped and depthwise)', () => {
+    const geometries: ConvGeometry[] = [
       { n: 16, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, sh: 1, sw: 1, ph: 0, pw: 0 },
       { n: 21, c: 1, h: 28, w: 28, k: 20, kh: 5, kw: 5, sh: 1, sw: 1, ph: 0, pw: 0 },
       { n: 3, c: 3, h: 30, w: 30, k: 8, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
-    ]) {
+      { n: 16, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, sh: 1, sw: 1, ph: 0, pw: 0, groups: 5 },
+      { n: 5, c: 32, h: 15, w: 15, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 32 },
+    ];
+    for (const g of geometries) {
       const { oh, ow } = convOut(g);
       const x = store(rng.array(g.n * g.c * g.h * g.w));
-      const w = store(rng.array(g.k * g.c * g.kh * g.kw));
+      const w = store(rng.array((g.k * g.c * g.kh * g.kw) / (g.groups ?? 1)));
       const b = store(rng.array(g.k));
       const dy = store(rng.array(g.n * g.k * oh * ow));
       expectSameForAnyThreads(`conv2d ${JSON.stringify(g)}`, () => {

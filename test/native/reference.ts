@@ -1,7 +1,7 @@
 // Shared helpers for the native kernel tests: a seeded RNG, storage helpers, a tolerant
 // comparison that prints the first mismatches, and float64 reference implementations of every
 // kernel, written as plain loops straight from the definitions in native/include/kg/ops.inc.
-import { native, Storage } from '../../lib/native';
+import { ConvShapeArg, native, Storage } from '../../lib/native';
 
 // Jest runs tests in a vm context, where every global lookup (`Math` too) goes through a slow
 // interceptor; hot reference loops use these module-level bindings instead.
@@ -170,30 +170,34 @@ export interface ConvGeometry {
   n: number; c: number; h: number; w: number;
   k: number; kh: number; kw: number;
   sh: number; sw: number; ph: number; pw: number;
+  /** Channel groups (default 1): filter k sees input channels [g * c/groups, (g + 1) * c/groups), g = k / (k/groups). */
+  groups?: number;
 }
 
 export function convOut(g: ConvGeometry): { oh: number; ow: number } {
   return { oh: floor((g.h + 2 * g.ph - g.kh) / g.sh) + 1, ow: floor((g.w + 2 * g.pw - g.kw) / g.sw) + 1 };
 }
 
-export function convArg(g: ConvGeometry): [number, number, number, number, number, number, number, number, number, number, number] {
-  return [g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw];
+export function convArg(g: ConvGeometry): ConvShapeArg {
+  return [g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.groups ?? 1];
 }
 
 /** Visits every (input element, weight, output element) triple of the convolution. */
 function forEachConvTerm(g: ConvGeometry, f: (xi: number, wi: number, yi: number) => void): void {
   const { oh, ow } = convOut(g);
+  const cg = g.c / (g.groups ?? 1), kg = g.k / (g.groups ?? 1);  // per group
   for (let s = 0; s < g.n; s++)
     for (let k = 0; k < g.k; k++)
       for (let i = 0; i < oh; i++)
         for (let j = 0; j < ow; j++)
-          for (let c = 0; c < g.c; c++)
+          for (let cw = 0; cw < cg; cw++)
             for (let p = 0; p < g.kh; p++)
               for (let q = 0; q < g.kw; q++) {
                 const y = i * g.sh + p - g.ph;
                 const x = j * g.sw + q - g.pw;
                 if (y < 0 || y >= g.h || x < 0 || x >= g.w) continue;
-                f(((s * g.c + c) * g.h + y) * g.w + x, ((k * g.c + c) * g.kh + p) * g.kw + q, ((s * g.k + k) * oh + i) * ow + j);
+                const c = floor(k / kg) * cg + cw;  // the input channel, in filter k's group
+                f(((s * g.c + c) * g.h + y) * g.w + x, ((k * cg + cw) * g.kh + p) * g.kw + q, ((s * g.k + k) * oh + i) * ow + j);
               }
 }
 
@@ -227,7 +231,7 @@ export function conv2dBackwardDataRef(g: ConvGeometry, dy: ArrayLike<number>, w:
 }
 
 export function conv2dBackwardWeightRef(g: ConvGeometry, x: ArrayLike<number>, dy: ArrayLike<number>): WithScale {
-  const value = new Float64Array(g.k * g.c * g.kh * g.kw);
+  const value = new Float64Array((g.k * g.c * g.kh * g.kw) / (g.groups ?? 1));
   const scale = new Float64Array(value.length);
   forEachConvTerm(g, (xi, wi, yi) => {
     value[wi] += dy[yi] * x[xi];

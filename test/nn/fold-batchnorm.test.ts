@@ -89,6 +89,18 @@ describe('kg.nn.foldBatchNorm', () => {
     expect(countOf(folded, kg.nn.BatchNorm)).toBe(0);
   });
 
+  test('grouped and depthwise convolutions fold: the scale is per output channel, whatever its group', () => {
+    const model = new kg.nn.Sequential(
+      new kg.nn.Conv2d(4, 6, 3, { groups: 2, padding: 1, seed: 5 }),
+      new kg.nn.BatchNorm(6),
+      new kg.nn.Conv2d(6, 6, 3, { groups: 6, bias: false, seed: 6 }),
+      new kg.nn.BatchNorm(6),
+    );
+    const folded = expectSamePredictions(model, [3, 4, 7, 5], 17);
+    expect(countOf(folded, kg.nn.BatchNorm)).toBe(0);
+    expect(String((folded as kg.nn.Sequential).at(1))).toBe('Conv2d(6, 6, kernelSize=[3, 3], groups=6)');
+  });
+
   test('a model that is not a Module is refused by name', () => {
     expect(() => kg.nn.foldBatchNorm({} as never)).toThrow(new TypeError('kg.nn.foldBatchNorm: model must be a Module, got an object'));
   });

@@ -137,6 +137,28 @@ describe('layers', () => {
     expect(Array.from(one.forward(kg.tensor([1, 2, 3, 4], [1, 1, 2, 2])).toArray())).toEqual([3, 5, 7, 9]);
   });
 
+  test('Conv2d with groups: weight (out, in / groups, kh, kw), fan-in per group, each group its own channels', () => {
+    const c = new Conv2d(6, 4, 3, { groups: 2, seed: 3 });
+    expect(c.weight.shape).toEqual([4, 3, 3, 3]);
+    expect(c.groups).toBe(2);
+    expect(String(c)).toBe('Conv2d(6, 4, kernelSize=[3, 3], groups=2)');
+    expect(String(new Conv2d(6, 4, 3))).toBe('Conv2d(6, 4, kernelSize=[3, 3])');
+    // PyTorch's init: U(-1/sqrt(fanIn), 1/sqrt(fanIn)), fanIn = 3 * 3 * 3 here, and it is used.
+    const bound = 1 / Math.sqrt(27);
+    const w = Array.from(c.weight.toArray());
+    expect(w.every((v) => Math.abs(v) <= bound)).toBe(true);
+    expect(Math.max(...w.map(Math.abs))).toBeGreaterThan(bound / 2);
+    // Depthwise 1x1 with weights 1..3: each channel scaled by its own weight, no mixing.
+    const dw = new Conv2d(3, 3, 1, { groups: 3, bias: false });
+    expect(dw.weight.shape).toEqual([3, 1, 1, 1]);
+    dw.loadStateDict({ weight: kg.tensor([1, 2, 3], [3, 1, 1, 1]) });
+    expect(Array.from(dw.forward(kg.tensor([1, 1, 1, 1, 1, 1], [1, 3, 1, 2])).toArray())).toEqual([1, 1, 2, 2, 3, 3]);
+    // Bad groups are RangeErrors naming the layer and both channel counts.
+    expect(() => new Conv2d(2, 2, 3, { groups: 0 })).toThrow(/^kg\.nn\.Conv2d: groups must be a positive integer, got 0/);
+    expect(() => new Conv2d(3, 4, 3, { groups: 2 })).toThrow(/^kg\.nn\.Conv2d: groups \(2\) must divide inChannels \(3\) and outChannels \(4\)/);
+    expect(() => new Conv2d(4, 3, 3, { groups: 2 })).toThrow(RangeError);
+  });
+
   test('AvgPool2d, ReLU, Flatten', () => {
     const x = kg.tensor([1, 2, 3, 4, -1, -2, -3, -4], [1, 2, 2, 2]);
     expect(Array.from(new AvgPool2d(2, 2).forward(x).toArray())).toEqual([2.5, -2.5]);

@@ -71,8 +71,9 @@ void bench_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
   report(name, s, 2.0 * double(m) * double(n) * double(k));
 }
 
-ConvShape conv_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw) {
-  ConvShape s{n, c, h, w, k, kh, kw, 1, 1, 0, 0, 0, 0};
+ConvShape conv_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw,
+                     int64_t groups = 1) {
+  ConvShape s{n, c, h, w, k, kh, kw, 1, 1, 0, 0, 0, 0, groups};
   s.oh = h - kh + 1;
   s.ow = w - kw + 1;
   return s;
@@ -84,11 +85,12 @@ struct ConvTimes {
 };
 
 ConvTimes bench_conv(const char* label, const ConvShape& s) {
-  const int64_t xn = s.n * s.c * s.h * s.w, wn = s.k * s.c * s.kh * s.kw, yn = s.n * s.k * s.oh * s.ow;
+  const int64_t cg = s.c / s.groups;  // input channels per filter
+  const int64_t xn = s.n * s.c * s.h * s.w, wn = s.k * cg * s.kh * s.kw, yn = s.n * s.k * s.oh * s.ow;
   auto x = random_vector(size_t(xn), 3), w = random_vector(size_t(wn), 4), b = random_vector(size_t(s.k), 5);
   auto dy = random_vector(size_t(yn), 6);
   std::vector<float> y(yn), dx(xn), dw(wn), db(s.k);
-  const double flops = 2.0 * double(yn) * double(s.c * s.kh * s.kw);
+  const double flops = 2.0 * double(yn) * double(cg * s.kh * s.kw);
   ConvTimes t{};
   t.fwd = best_time([&] { cpu::conv2d_forward(s, x.data(), w.data(), b.data(), y.data()); });
   t.bwd_data = best_time([&] { cpu::conv2d_backward_data(s, dy.data(), w.data(), dx.data()); });
@@ -128,6 +130,9 @@ int main(int argc, char** argv) {
   const ConvShape c2 = conv_shape(64, 20, 13, 13, 50, 5, 5);   // -> 64 x 50 x 9 x 9
   const ConvTimes t1 = bench_conv("conv1 x 64x1x28x28, w 20x1x3x3", c1);
   const ConvTimes t2 = bench_conv("conv2 x 64x20x13x13, w 50x20x5x5", c2);
+  std::printf("Grouped convolutions, batch 64 (not part of the network)\n");
+  bench_conv("groups 4: x 64x32x13x13, w 32x8x3x3", conv_shape(64, 32, 13, 13, 32, 3, 3, 4));
+  bench_conv("depthwise: x 64x32x13x13, w 32x1x3x3", conv_shape(64, 32, 13, 13, 32, 3, 3, 32));
 
   // The rest of the network: BN + ReLU + 2x2 average pooling after each conv, then
   // fc 800 -> 128, BN, ReLU, fc 128 -> 10 and the loss.

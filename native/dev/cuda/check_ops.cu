@@ -243,8 +243,8 @@ static void test_gemm() {
 // Convolution and pooling
 
 static ConvShape conv_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k, int64_t kh, int64_t kw,
-                            int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
-  ConvShape s{n, c, h, w, k, kh, kw, sh, sw, ph, pw, 0, 0};
+                            int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t groups = 1) {
+  ConvShape s{n, c, h, w, k, kh, kw, sh, sw, ph, pw, 0, 0, groups};
   s.oh = (h + 2 * ph - kh) / sh + 1;
   s.ow = (w + 2 * pw - kw) / sw + 1;
   return s;
@@ -258,16 +258,23 @@ static void test_conv() {
       conv_shape(2, 4, 9, 9, 3, 1, 1, 2, 2, 0, 0),      conv_shape(1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0),
       conv_shape(16, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0),  // the tutorial's conv2 (split-K weight gradient)
       conv_shape(8, 1, 28, 28, 20, 3, 3, 1, 1, 0, 0),    conv_shape(2, 3, 5, 5, 2, 5, 5, 1, 1, 2, 2),
+      // Grouped: groups looped (fewer than samples) or batched, depthwise, 1x1, split-K weight gradient.
+      conv_shape(5, 6, 9, 7, 9, 3, 3, 1, 1, 1, 1, 3),   conv_shape(1, 6, 9, 7, 4, 3, 2, 2, 1, 1, 0, 2),
+      conv_shape(3, 8, 10, 11, 8, 3, 3, 1, 2, 1, 1, 8), conv_shape(2, 5, 7, 7, 10, 5, 5, 2, 2, 2, 2, 5),
+      conv_shape(4, 6, 5, 6, 9, 1, 1, 1, 1, 0, 0, 3),   conv_shape(16, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 10),
   };
   for (int r = 0; r < 3; ++r) {
-    const int64_t kh = rand_int(1, 4), kw = rand_int(1, 4);
-    cases.push_back(conv_shape(rand_int(1, 5), rand_int(1, 6), rand_int(kh, 15), rand_int(kw, 15), rand_int(1, 7), kh,
-                               kw, rand_int(1, 3), rand_int(1, 3), rand_int(0, 2), rand_int(0, 2)));
+    const int64_t kh = rand_int(1, 4), kw = rand_int(1, 4), groups = rand_int(1, 3);
+    cases.push_back(conv_shape(rand_int(1, 5), groups * rand_int(1, 3), rand_int(kh, 15), rand_int(kw, 15),
+                               groups * rand_int(1, 3), kh, kw, rand_int(1, 3), rand_int(1, 3), rand_int(0, 2),
+                               rand_int(0, 2), groups));
   }
   for (const ConvShape& s : cases) {
-    const std::string tag = "x" + shape_str({s.n, s.c, s.h, s.w}) + " w" + shape_str({s.k, s.c, s.kh, s.kw}) +
-                            " s" + shape_str({s.sh, s.sw}) + " p" + shape_str({s.ph, s.pw});
-    const int64_t xn = s.n * s.c * s.h * s.w, wn = s.k * s.c * s.kh * s.kw, yn = s.n * s.k * s.oh * s.ow;
+    const int64_t cg = s.c / s.groups, kg = s.k / s.groups;  // channels and filters per group
+    const std::string tag = "x" + shape_str({s.n, s.c, s.h, s.w}) + " w" + shape_str({s.k, cg, s.kh, s.kw}) +
+                            " s" + shape_str({s.sh, s.sw}) + " p" + shape_str({s.ph, s.pw}) +
+                            (s.groups > 1 ? " groups=" + std::to_string(s.groups) : "");
+    const int64_t xn = s.n * s.c * s.h * s.w, wn = s.k * cg * s.kh * s.kw, yn = s.n * s.k * s.oh * s.ow;
     const Vec x = randn(xn), w = randn(wn), b = randn(s.k), dy = randn(yn);
     // References: direct loops over the definition.
     DVec y(yn), yabs(yn), dx(xn, 0.0), dxabs(xn, 0.0), dw(wn, 0.0), dwabs(wn, 0.0), db(s.k, 0.0), dbabs(s.k, 0.0);
@@ -280,12 +287,13 @@ static void test_conv() {
             const double g = dy[yi];
             db[o] += g;
             dbabs[o] += std::fabs(g);
-            for (int64_t ch = 0; ch < s.c; ++ch)
+            for (int64_t ci = 0; ci < cg; ++ci)
               for (int64_t p = 0; p < s.kh; ++p)
                 for (int64_t q = 0; q < s.kw; ++q) {
                   const int64_t ih = oi * s.sh + p - s.ph, iw = oj * s.sw + q - s.pw;
                   if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
-                  const int64_t xi = ((i * s.c + ch) * s.h + ih) * s.w + iw, wi = ((o * s.c + ch) * s.kh + p) * s.kw + q;
+                  const int64_t ch = o / kg * cg + ci;  // the input channel, in filter o's group
+                  const int64_t xi = ((i * s.c + ch) * s.h + ih) * s.w + iw, wi = ((o * cg + ci) * s.kh + p) * s.kw + q;
                   acc += double(x[xi]) * w[wi];
                   aacc += std::fabs(double(x[xi]) * w[wi]);
                   dx[xi] += g * w[wi];

@@ -5,13 +5,18 @@
 
 namespace kg {
 
-// A 2-D convolution of x (n, c, h, w) with w (k, c, kh, kw) into y (n, k, oh, ow), cross-correlation
-// as in every framework: y[n,k,i,j] = b[k] + sum_{c,p,q} x[n,c,i*sh+p-ph, j*sw+q-pw] * w[k,c,p,q].
+// A 2-D convolution of x (n, c, h, w) with w (k, c / groups, kh, kw) into y (n, k, oh, ow),
+// cross-correlation as in every framework. The channels split into `groups` equal groups, each an
+// independent convolution: output channel k reads only the input channels of its group
+// g = k / (k_total / groups), input channel c = g * c_per_group + cg:
+//   y[n,k,i,j] = b[k] + sum_{cg,p,q} x[n, g*c/groups + cg, i*sh+p-ph, j*sw+q-pw] * w[k,cg,p,q].
+// groups == c is a depthwise convolution; groups == 1 the ordinary one.
 struct ConvShape {
   int64_t n, c, h, w;     // input
   int64_t k, kh, kw;      // filters
   int64_t sh, sw, ph, pw; // stride and zero padding
   int64_t oh, ow;         // output, (h + 2ph - kh) / sh + 1
+  int64_t groups;         // >= 1, divides c and k
 };
 
 // Average pooling without padding: y[n,c,i,j] = mean of the kh x kw window at (i*sh, j*sw).
