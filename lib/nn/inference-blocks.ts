@@ -30,6 +30,7 @@ export function runConvBlock(layers: readonly Module[], i: number, x: Tensor): {
     bias: c.bias,
     stride: pair(c.stride, 1, op, 'stride', 1),
     padding: pair(c.padding, 0, op, 'padding', 0),
+    groups: c.groups,
     batchNorm: null,
     relu: false,
     pool: null,

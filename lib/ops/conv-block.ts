@@ -13,6 +13,7 @@ export interface ConvBlock {
   bias: Tensor | null;
   stride: [number, number];
   padding: [number, number];
+  groups: number;
   batchNorm: InferenceConstants | null;
   relu: boolean;
   pool: { kernelSize: [number, number]; stride: [number, number] } | null;
@@ -36,7 +37,7 @@ export function convBlockInference(x: Tensor, b: ConvBlock): Tensor {
   const [k, , kh, kw] = b.weight.shape;
   const out = convBlockOutput(b, h, w);
   if (!out) throw new RangeError(`convBlockInference: the block's windows do not fit x [${x.shape.join(', ')}]`);
-  const shape: ConvShapeArg = [n, c, h, w, k, kh, kw, b.stride[0], b.stride[1], b.padding[0], b.padding[1]];
+  const shape: ConvShapeArg = [n, c, h, w, k, kh, kw, b.stride[0], b.stride[1], b.padding[0], b.padding[1], b.groups];
   const y = Tensor.empty([n, k, out[0], out[1]], x.device);
   const pool: [number, number, number, number] | null = b.pool ? [...b.pool.kernelSize, ...b.pool.stride] : null;
   const bn = b.batchNorm;

@@ -12,7 +12,7 @@ import {
 
 interface Case {
   n: number; c: number; h: number; w: number; k: number; kh: number; kw: number;
-  stride: number; padding: number;
+  stride: number; padding: number; groups?: number;
   bn: 'affine' | 'plain' | null;
   relu: boolean;
   pool: [number, number, number, number] | null; // kh, kw, sh, sw
@@ -27,6 +27,7 @@ const CASES: Array<[string, Case]> = [
   ['batch norm without affine parameters, no ReLU', { ...base, n: 4, c: 2, h: 8, w: 9, k: 3, kh: 2, kw: 2, bn: 'plain', relu: false, pool: [2, 2, 2, 2] }],
   ['no batch norm: conv, ReLU, pool', { ...base, n: 3, c: 3, h: 10, w: 7, k: 6, kh: 3, kw: 3, bn: null, pool: [2, 3, 2, 1] }],
   ['no pool: conv, batch norm, ReLU', { ...base, n: 3, c: 2, h: 6, w: 9, k: 4, kh: 3, kw: 3, pool: null }],
+  ['grouped (3 groups) and depthwise-sized channels', { ...base, n: 4, c: 6, h: 11, w: 10, k: 9, kh: 3, kw: 3, groups: 3, pool: [2, 2, 2, 2] }],
   ['a batch of one', { ...base, n: 1, c: 1, h: 28, w: 28, k: 20, kh: 5, kw: 5, pool: [2, 2, 2, 2] }],
   ['many chunks (one L2-sized chunk holds 4 samples)', { ...base, n: 37, c: 2, h: 32, w: 32, k: 16, kh: 3, kw: 3, pool: [2, 2, 2, 2] }],
 ];
@@ -40,9 +41,10 @@ interface Built {
 
 function build(cs: Case, seed: number): Built {
   const rng = new Rng(seed);
-  const conv = new kg.nn.Conv2d(cs.c, cs.k, [cs.kh, cs.kw], { stride: cs.stride, padding: cs.padding, seed });
+  const groups = cs.groups ?? 1;
+  const conv = new kg.nn.Conv2d(cs.c, cs.k, [cs.kh, cs.kw], { stride: cs.stride, padding: cs.padding, groups, seed });
   const params = {
-    w: rng.array(cs.k * cs.c * cs.kh * cs.kw, -0.5, 0.5),
+    w: rng.array((cs.k * cs.c * cs.kh * cs.kw) / groups, -0.5, 0.5),
     b: rng.array(cs.k, -0.3, 0.3),
     gamma: cs.bn === 'affine' ? rng.array(cs.k, 0.5, 1.5) : new Float32Array(cs.k).fill(1),
     beta: cs.bn === 'affine' ? rng.array(cs.k, -0.5, 0.5) : new Float32Array(cs.k),
@@ -80,7 +82,7 @@ function layerByLayer(model: kg.nn.Sequential, x: kg.Tensor): Float32Array {
 
 /** float64: conv, batch norm, ReLU, pool, with the scale of each output's terms for the tolerance. */
 function reference(cs: Case, b: Built): { value: Float64Array; scale: Float64Array } {
-  const g = { n: cs.n, c: cs.c, h: cs.h, w: cs.w, k: cs.k, kh: cs.kh, kw: cs.kw, sh: cs.stride, sw: cs.stride, ph: cs.padding, pw: cs.padding };
+  const g = { n: cs.n, c: cs.c, h: cs.h, w: cs.w, k: cs.k, kh: cs.kh, kw: cs.kw, sh: cs.stride, sw: cs.stride, ph: cs.padding, pw: cs.padding, groups: cs.groups };
   const conv = conv2dForwardRef(g, b.x.toArray(), b.params.w, b.params.b);
   const { oh, ow } = convOut(g);
   let value: Float64Array = conv.value;
@@ -219,7 +221,7 @@ describe('fused inference blocks', () => {
 
   test('the raw binding refuses inconsistent arguments with JS errors', () => {
     const rng = new Rng(17);
-    const shape: [number, number, number, number, number, number, number, number, number, number, number] = [2, 1, 6, 6, 3, 3, 3, 1, 1, 0, 0];
+    const shape: [number, number, number, number, number, number, number, number, number, number, number, number] = [2, 1, 6, 6, 3, 3, 3, 1, 1, 0, 0, 1];
     const x = store(rng.array(72)), w = store(rng.array(27)), k = () => store(rng.array(3, 0.5, 1));
     try {
       // 4x4 maps, pooled 2x2 to 2x2: y holds 2 * 3 * 2 * 2 = 24 values.
