@@ -1,11 +1,11 @@
 // Inference blocks: a layer with weights and what follows it -- batch norm with fixed statistics,
 // ReLU, and for a convolution average pooling -- as one call.
 //
-// Convolution blocks (conv_block.cpp). Run layer by layer, a block at batch 1000 writes and re-reads its full-size activations
-// (54 MB for the tutorial's first layer) three times between the convolution and the pool. Here
-// the batch goes through in chunks of a few samples, each chunk's convolution output held in a
-// per-thread buffer the size of the L2 cache, normalized, rectified and pooled there, and only
-// the pooled result is written out. Rows and columns that no pooling window reads are not
+// Convolution blocks (conv_block.cpp). Run layer by layer, a block at batch 1000 writes and
+// re-reads its full-size activations (54 MB for the tutorial's first layer) three times between
+// the convolution and the pool. Here the batch goes through in chunks of a few samples, each
+// chunk's convolution output held in a per-thread buffer the size of the L2 cache, normalized,
+// rectified and pooled there, and only the pooled result is written out. Rows and columns that no pooling window reads are not
 // computed at all (the tutorial's 9x9 map pools to 4x4 from its first 8x8).
 //
 // The results are bitwise those of the separate kernels: each stage calls the same kernel on a

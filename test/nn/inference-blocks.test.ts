@@ -101,24 +101,34 @@ function reference(cs: Case, b: Built): { value: Float64Array; scale: Float64Arr
   return { value, scale };
 }
 
-function countingBlockCalls(fn: 'convBlockInfer' | 'denseBlockInfer' = 'convBlockInfer'): { calls: () => number; restore: () => void } {
+type BlockCall = 'convBlockInfer' | 'denseBlockInfer';
+
+function countingBlockCalls(fn: BlockCall = 'convBlockInfer'): { calls: () => number; restore: () => void } {
   const spy = jest.spyOn(native, fn);
   return { calls: () => spy.mock.calls.length, restore: () => spy.mockRestore() };
+}
+
+/**
+ * model.forward(x), checking that it made the expected block calls and that its result is bitwise
+ * that of the layers one by one; returns the result.
+ */
+function fusedForward(model: kg.nn.Sequential, x: kg.Tensor, expected: Partial<Record<BlockCall, number>>): Float32Array {
+  const spies = (Object.keys(expected) as BlockCall[]).map((fn) => [fn, countingBlockCalls(fn)] as const);
+  let fused: Float32Array;
+  try {
+    fused = model.forward(x).toArray();
+    expect(Object.fromEntries(spies.map(([fn, spy]) => [fn, spy.calls()]))).toEqual(expected);
+  } finally {
+    for (const [, spy] of spies) spy.restore();
+  }
+  expect(bitwiseEqual(fused, layerByLayer(model, x))).toBe(true);
+  return fused;
 }
 
 describe('fused inference blocks', () => {
   test.each(CASES)('%s: one native call, bitwise the layers one by one, close to float64', (_, cs) => {
     const b = build(cs, 11);
-    const spy = countingBlockCalls();
-    let fused: Float32Array;
-    try {
-      fused = b.model.forward(b.x).toArray();
-      expect(spy.calls()).toBe(1);
-    } finally {
-      spy.restore();
-    }
-    const separate = layerByLayer(b.model, b.x);
-    expect(bitwiseEqual(fused, separate)).toBe(true);
+    const fused = fusedForward(b.model, b.x, { convBlockInfer: 1 });
     const ref = reference(cs, b);
     expectClose(fused, ref.value, { rtol: 2e-6, atol: 1e-6, scale: ref.scale }, 'block output');
     if (cs.relu) expect(fused.some((v) => v === 0) && fused.some((v) => v > 0)).toBe(true); // both sides of the kink
@@ -142,16 +152,7 @@ describe('fused inference blocks', () => {
     const model = kg.models.bnCnn({ seed: 3, device: 'cpu' });
     kg.tidy(() => model.forward(kg.rand([16, 1, 28, 28], { seed: 4 }))); // moving statistics from a batch
     model.eval();
-    const x = kg.rand([9, 1, 28, 28], { seed: 5 });
-    const spy = countingBlockCalls();
-    let fused: Float32Array;
-    try {
-      fused = model.forward(x).toArray();
-      expect(spy.calls()).toBe(2);
-    } finally {
-      spy.restore();
-    }
-    expect(bitwiseEqual(fused, layerByLayer(model, x))).toBe(true);
+    fusedForward(model, kg.rand([9, 1, 28, 28], { seed: 5 }), { convBlockInfer: 2 });
   });
 
   test('while gradients are recorded the layers run one by one, and gradients flow', () => {
@@ -188,15 +189,7 @@ describe('fused inference blocks', () => {
     const b = build(CASES[1][1], 15);
     b.model.train();
     (b.model.at(1) as kg.nn.BatchNorm).freeze();
-    const spy = countingBlockCalls();
-    let fused: Float32Array;
-    try {
-      fused = b.model.forward(b.x).toArray();
-      expect(spy.calls()).toBe(1);
-    } finally {
-      spy.restore();
-    }
-    expect(bitwiseEqual(fused, layerByLayer(b.model, b.x))).toBe(true);
+    fusedForward(b.model, b.x, { convBlockInfer: 1 });
   });
 
   test('a subclass keeps its own forward: not fused', () => {
@@ -272,16 +265,7 @@ describe('fused inference blocks', () => {
       if (cs.relu) layers.push(new kg.nn.ReLU());
       const model = new kg.nn.Sequential(...layers).eval();
       const xd = rng.array(cs.m * cs.k);
-      const x = kg.tensor(xd, [cs.m, cs.k]);
-      const spy = countingBlockCalls('denseBlockInfer');
-      let fused: Float32Array;
-      try {
-        fused = model.forward(x).toArray();
-        expect(spy.calls()).toBe(1);
-      } finally {
-        spy.restore();
-      }
-      expect(bitwiseEqual(fused, layerByLayer(model, x))).toBe(true);
+      const fused = fusedForward(model, kg.tensor(xd, [cs.m, cs.k]), { denseBlockInfer: 1 });
       const ref = gemmRef(false, true, cs.m, cs.n, cs.k, 1, xd, w, 0, new Float32Array(cs.m * cs.n));
       let value: Float64Array = ref.value.map((v, e) => v + (cs.bias ? bias[e % cs.n] : 0));
       let scale: Float64Array = ref.scale.map((v, e) => v + (cs.bias ? Math.abs(bias[e % cs.n]) : 0));
@@ -295,31 +279,14 @@ describe('fused inference blocks', () => {
 
     test('a Linear without bias and nothing after it is a plain GEMM: not a block', () => {
       const model = new kg.nn.Sequential(new kg.nn.Linear(4, 3, { seed: 1, bias: false })).eval();
-      const spy = countingBlockCalls('denseBlockInfer');
-      try {
-        model.forward(kg.rand([2, 4], { seed: 1 }));
-        expect(spy.calls()).toBe(0);
-      } finally {
-        spy.restore();
-      }
+      fusedForward(model, kg.rand([2, 4], { seed: 1 }), { denseBlockInfer: 0 });
     });
 
     test('the tutorial\'s network at batch 1 makes four block calls: two convolution blocks and two dense', () => {
       const model = kg.models.bnCnn({ seed: 3, device: 'cpu' });
       kg.tidy(() => model.forward(kg.rand([16, 1, 28, 28], { seed: 4 })));
       model.eval();
-      const x = kg.rand([1, 1, 28, 28], { seed: 6 });
-      const conv = countingBlockCalls('convBlockInfer');
-      const dense = countingBlockCalls('denseBlockInfer');
-      let fused: Float32Array;
-      try {
-        fused = model.forward(x).toArray();
-        expect([conv.calls(), dense.calls()]).toEqual([2, 2]);
-      } finally {
-        conv.restore();
-        dense.restore();
-      }
-      expect(bitwiseEqual(fused, layerByLayer(model, x))).toBe(true);
+      fusedForward(model, kg.rand([1, 1, 28, 28], { seed: 6 }), { convBlockInfer: 2, denseBlockInfer: 2 });
     });
 
     test('the raw binding refuses inconsistent arguments with JS errors', () => {
