@@ -36,8 +36,11 @@
 
 namespace kg::cpu {
 
-// Below this many flops a second thread costs more than it saves.
-constexpr double kGemmParallelFlops = 4.0e5;
+// Below this many flops a second thread costs more than it saves. The threads sleep between
+// parallel regions (lib/thread-policy.ts says why), and waking one costs tens of microseconds on a
+// virtual machine; 1e7 flops take about 100 us on one core. (At 4e5, the tutorial's network at
+// batch 1 took 0.17 ms on 2 threads against 0.07 ms on one.)
+constexpr double kGemmParallelFlops = 1.0e7;
 
 namespace gemm_detail {
 

@@ -58,7 +58,7 @@ describe('gemm', () => {
         for (const k of [1, 7, 8, 15, 16, 17, 800]) check(rng, false, true, m, n, k, rng.uniform(-2, 2), rng.pick([0, 1, 0.3]));
       }
     }
-    check(rng, false, true, 1, 4096, 1024, 1, 0); // enough work for every thread
+    check(rng, false, true, 1, 8192, 1024, 1, 0); // enough work for every thread
     check(rng, false, true, 3, 10, 100, 1, 0); // three rows: the packed path again
   });
 
