@@ -51,7 +51,7 @@ void channel_sums(const BnShape& s, double* out, Run&& run, Row&& row) {
   const int64_t c = s.c;
   std::fill(out, out + K * c, 0.0);
   if (s.n * s.c * s.l == 0) return;
-  const bool parallel = s.n * s.c * s.l >= 2 * kStatsChunk;
+  const bool parallel = s.n * s.c * s.l > kParallelElements;
   if (s.l > 1) {
     const int64_t per_item = std::clamp<int64_t>(kStatsChunk / s.l, 1, s.n);  // samples
     const int64_t chunks = ceil_div(s.n, per_item);

@@ -250,7 +250,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
 
 void conv2d_backward_bias(const ConvShape& s, const float* dy, float* db) {
   const int64_t P = pixels(s);
-  parallel_for(s.k, s.n * s.k * P >= kElementwiseGrain, [&](int64_t k) {
+  parallel_for(s.k, s.n * s.k * P >= kParallelElements, [&](int64_t k) {
     double total = 0.0;
     for (int64_t n = 0; n < s.n; ++n) total += sum(dy + (n * s.k + k) * P, P);
     db[k] = float(total);

@@ -312,7 +312,7 @@ void single_channel_conv_forward(const ConvShape& s, const float* x, const float
   if (bias) std::copy(bias, bias + K, bt.begin());
   const Plan p{s, x, wt.data(), bt.data(), nullptr, y};
   const int64_t blocks = ceil_div(s.oh, kRowsPerTask);
-  parallel_for_dynamic(s.n * blocks, s.n * K * s.oh * s.ow >= kElementwiseGrain, [&](int64_t task) {
+  parallel_for_dynamic(s.n * blocks, s.n * K * s.oh * s.ow >= kParallelElements, [&](int64_t task) {
     const int64_t n = task / blocks, oy0 = task % blocks * kRowsPerTask;
     kern.forward_rows(p, n, oy0, std::min(s.oh, oy0 + kRowsPerTask));
   });
@@ -323,7 +323,7 @@ void single_channel_conv_backward_weight(const ConvShape& s, const float* x, con
   const int64_t K = s.k, T = s.kh * s.kw, kpad = ceil_to(K, kern.bwd_k);
   const int64_t nchunks = ceil_div(s.n, kSamplesPerChunk);
   std::vector<float> partial(size_t(nchunks * kpad * T));  // per chunk, (k, ki, kj)
-  parallel_for_dynamic(nchunks, s.n * K * s.oh * s.ow >= kElementwiseGrain, [&](int64_t chunk) {
+  parallel_for_dynamic(nchunks, s.n * K * s.oh * s.ow >= kParallelElements, [&](int64_t chunk) {
     const Plan p{s, x, nullptr, nullptr, dy, partial.data() + chunk * kpad * T};
     kern.weight_chunk(p, chunk * kSamplesPerChunk, std::min(s.n, (chunk + 1) * kSamplesPerChunk));
   });

@@ -98,7 +98,7 @@ void group_statistics(const NormShape& s, const float* x, std::vector<double>& m
   mean.assign(s.groups, 0.0);
   var.assign(s.groups, 0.0);
   if (m == 0) return;
-  parallel_for(s.groups, numel(s) >= kParallelWork, [&](int64_t g) {
+  parallel_for(s.groups, numel(s) > kParallelElements, [&](int64_t g) {
     double total = 0.0, sq = 0.0;
     for_each_stretch(s, g, [&](int64_t base, int64_t len) { total += sum(x + base, len); });
     const double mu = total / m;
@@ -111,7 +111,7 @@ void group_statistics(const NormShape& s, const float* x, std::vector<double>& m
 // y = ((x - mean) * a + b) * gamma[p] + beta[p] per group, with a = invstd * r and b = d.
 void apply(const NormShape& s, const float* x, const float* gamma, const float* beta, const float* mean,
            const float* mean_lo, const float* a, const float* b, float* y) {
-  parallel_for(s.groups, numel(s) >= kParallelWork, [&](int64_t g) {
+  parallel_for(s.groups, numel(s) > kParallelElements, [&](int64_t g) {
     const float mu = mean[g], lo = mean_lo[g], k = a[g], d = b[g];
     for_each_group_span(s, g, [&](auto step, int64_t e0, int64_t n, int64_t p0) {
       const float *gm = gamma + p0, *bt = beta + p0;
@@ -217,7 +217,7 @@ void norm_backward(const NormShape& s, const float* x, const float* dy, const fl
   }
   if (!dx || m == 0) return;
 
-  parallel_for(s.groups, total >= kParallelWork, [&](int64_t g) {
+  parallel_for(s.groups, total > kParallelElements, [&](int64_t g) {
     const double mu = double(save_mean[g]) + double(save_mean_lo[g]);
     double s1 = 0.0, s2 = 0.0;
     for_each_group_span(s, g, [&](auto step, int64_t e0, int64_t n, int64_t p0) {

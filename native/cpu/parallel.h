@@ -69,16 +69,25 @@ void parallel_for_dynamic(int64_t count, [[maybe_unused]] bool parallel, F&& f) 
   if (error) std::rethrow_exception(error);
 }
 
-// Elementwise work below this many elements is not worth waking a second thread for.
+// Streaming work (a few operations per element) below this many elements runs on the calling
+// thread alone. The other threads sleep between parallel regions (lib/thread-policy.ts says why),
+// and waking one costs tens of microseconds on a virtual machine, about what one core needs for
+// 2^18 elements: on the 2-core development machine batch norm's inference form on 64x50x9x9
+// (259,200 elements) took 35 us on one thread and 78 us on two.
+constexpr int64_t kParallelElements = int64_t(1) << 18;
+
+// The elements of one chunk of streaming work.
 constexpr int64_t kElementwiseGrain = 32768;
 
-// Splits [0, n) into chunks of `grain` elements (the last one shorter) and calls
-// f(begin, end) for each, in parallel when there are several.
+// Splits [0, n) into chunks of `grain` (the last one shorter) and calls f(begin, end) for each,
+// in parallel when there are enough of them. Every caller sizes `grain` so that a chunk holds
+// about kElementwiseGrain elements (grain = kElementwiseGrain / row length for rows), so the
+// chunk count measures the work.
 template <class F>
 void parallel_range(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;
   const int64_t chunks = ceil_div(n, grain);
-  parallel_for(chunks, chunks > 1, [&](int64_t c) { f(c * grain, std::min(n, (c + 1) * grain)); });
+  parallel_for(chunks, chunks * kElementwiseGrain > kParallelElements, [&](int64_t c) { f(c * grain, std::min(n, (c + 1) * grain)); });
 }
 
 }  // namespace kg::cpu

@@ -31,7 +31,7 @@ void reduce_sum(int64_t outer, int64_t r, int64_t inner, float scale, const floa
   int64_t pieces = slabs >= 16 ? 1 : std::clamp<int64_t>(r * block / kReduceChunk, 1, kMaxPieces);
   const int64_t piece_len = ceil_div(r, pieces);
   pieces = ceil_div(r, piece_len);
-  const bool parallel = outer * r * inner >= 2 * kReduceChunk;
+  const bool parallel = outer * r * inner > kParallelElements;
 
   // Each item sums into a local block; with one piece per slab that is the result, otherwise
   // the pieces' partial sums are kept and added in piece order afterwards.
