@@ -19,6 +19,8 @@ export interface Storage {
   write(data: Float32Array): void;
   /** Copies another storage of the same size, from any device. */
   copyFrom(src: Storage): void;
+  /** Tells the garbage collector about the bytes, if that was left out when it was made (setGcReporting). */
+  reportToGc(): void;
 }
 
 export interface StorageConstructor {
@@ -192,6 +194,11 @@ export interface Native {
   cudaReadbackDispose(readback: CudaHandle): void;
   hostMemoryStats(): HostMemoryStats;
   hostEmptyCache(): void;
+  /**
+   * Whether storages made from now on tell the garbage collector about their bytes (default true).
+   * kg.tidy turns it off for the storages it frees itself, and announces those that outlive it.
+   */
+  setGcReporting(on: boolean): void;
   cpuThreads(): number;
   /** The CPU kernels' vector instruction set: the CPU's widest, or a narrower one named by KG_CPU_ISA. */
   cpuIsa(): 'avx512' | 'avx2' | 'baseline';

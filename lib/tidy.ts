@@ -2,6 +2,12 @@
 // tensors that must outlive a step (parameters, their gradients, buffers marked with keep()).
 // Training loops wrap each step in it so that GPU memory is returned at once instead of whenever
 // the garbage collector runs.
+//
+// The garbage collector is told about the memory of tensors made outside tidy (so that those left
+// to it make it collect sooner), but not about the ones the outermost tidy makes: it frees them
+// itself, and announcing a step's activations made V8 start a full collection every step. What
+// outlives the outermost tidy is announced when it returns.
+import { native } from './native';
 import { Tensor } from './tensor';
 
 const scopes: Tensor[][] = [];
@@ -24,15 +30,19 @@ function collectTensors(value: unknown, into: Set<Tensor>, depth = 0): void {
 export function tidy<T>(fn: () => T): T {
   if (typeof fn !== 'function') throw new TypeError(`kg.tidy: fn must be a function, got ${fn === null ? 'null' : typeof fn}`);
   const created: Tensor[] = [];
+  const outermost = scopes.length === 0;
   scopes.push(created);
+  if (outermost) native.setGcReporting(false);
   let result: T;
   try {
     result = fn();
   } catch (e) {
     for (const t of created) if (!t.isPersistent) t.dispose();
+    if (outermost) announce(created);
     throw e;
   } finally {
     scopes.pop();
+    if (outermost) native.setGcReporting(true);
   }
   if (result instanceof Promise) throw new TypeError('kg.tidy: fn must be synchronous (it returned a Promise)');
   const keep = new Set<Tensor>();
@@ -45,5 +55,11 @@ export function tidy<T>(fn: () => T): T {
       t.dispose();
     }
   }
+  if (outermost) announce(created);
   return result;
+}
+
+/** Tells the garbage collector about the memory of the tensors that outlive the outermost tidy. */
+function announce(created: readonly Tensor[]): void {
+  for (const t of created) if (!t.disposed) t.storage.reportToGc();
 }

@@ -6,6 +6,8 @@ namespace kg {
 
 struct AddonData {
   Napi::FunctionReference storage_ctor;
+  // Whether new storages tell V8 about their bytes (Storage's constructor); off inside kg.tidy.
+  bool report_allocations = true;
 };
 
 // Each file of bindings adds its functions to the module's exports.
@@ -18,5 +20,6 @@ void register_layers(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
 void register_graphs(Napi::Env env, Napi::Object exports);
 void register_flags(Napi::Env env, Napi::Object exports);
+void register_storage_reporting(Napi::Env env, Napi::Object exports);
 
 }  // namespace kg

@@ -1,5 +1,6 @@
 // Storage: a block of float32 memory on one device, owned by a JS object. Tensors in lib/ hold one
-// each. V8 is told about the bytes so that large tensors make it collect sooner.
+// each. V8 is told about their bytes, so that large tensors left to the garbage collector make it
+// collect sooner; those that kg.tidy frees at once are not announced (see the constructor).
 //
 // While live, the JS object carries its Storage through napi_wrap, whose finalizer frees the
 // memory if the object is garbage collected. Under Node-API 8 that finalizer runs only when the
@@ -43,7 +44,7 @@ class Storage {
   }
 
  private:
-  Storage(napi_env env, Device device, int64_t numel);
+  Storage(napi_env env, Device device, int64_t numel, bool report);
   ~Storage();
 
   static Napi::Value construct(const Napi::CallbackInfo& info);
@@ -52,6 +53,7 @@ class Storage {
   static Napi::Value read(const Napi::CallbackInfo& info);
   static Napi::Value write(const Napi::CallbackInfo& info);
   static Napi::Value copyFrom(const Napi::CallbackInfo& info);
+  static Napi::Value reportToGc(const Napi::CallbackInfo& info);
   static Napi::Value getNumel(const Napi::CallbackInfo& info);
   static Napi::Value getDevice(const Napi::CallbackInfo& info);
   static Napi::Value getDisposed(const Napi::CallbackInfo& info);
@@ -62,6 +64,7 @@ class Storage {
   Device device_;
   int64_t numel_;
   float* data_ = nullptr;
+  bool reported_ = false;  // whether V8 was told about the bytes
 };
 
 }  // namespace kg

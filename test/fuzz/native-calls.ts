@@ -206,19 +206,20 @@ const adam = fc.tuple(fc.constantFrom(0.9, 0, NaN), scalar, scalar, fc.constantF
 
 const l2Norm = fc.tuple(dim, spare, fc.integer({ min: -1, max: 66 })).map(([n, len, index]) => call('l2Norm', st(sizeFor(wrapped(n), 0)), st(len), index));
 
-const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim, spare, fc.constantFrom(0, 1), fc.constantFrom('new', 'read', 'write', 'copyFrom', 'dispose')).map(
+const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim, spare, fc.constantFrom(0, 1), fc.constantFrom('new', 'read', 'write', 'copyFrom', 'dispose', 'reportToGc')).map(
   ([device, numel, n, off, fn]) => {
     if (fn === 'new') return call('new Storage', device, numel);
     if (fn === 'read') return call('Storage.read', st(n, { disposed: off === 1 }));
     if (fn === 'write') return call('Storage.write', st(n), { $f32: n + off });
     if (fn === 'copyFrom') return call('Storage.copyFrom', st(n), st(n + off));
+    if (fn === 'reportToGc') return call('Storage.reportToGc', st(n, { disposed: off === 1 }));
     return call('Storage.dispose', st(n));
   },
 );
 
-// setCpuThreads changes the state the later calls of the child run in.
-const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cudaCounters', 'hostMemoryStats', 'hostEmptyCache', 'cpuThreads', 'cpuIsa', 'setCpuThreads'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS))).map(
-  ([fn, n]) => (fn === 'setCpuThreads' ? call(fn, n) : call(fn)),
+// setCpuThreads and setGcReporting change the state the later calls of the child run in.
+const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cudaCounters', 'hostMemoryStats', 'hostEmptyCache', 'cpuThreads', 'cpuIsa', 'setCpuThreads', 'setGcReporting'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS)), fc.constantFrom<unknown>(true, false, 0, 'yes', undefined)).map(
+  ([fn, n, flag]) => (fn === 'setCpuThreads' ? call(fn, n) : fn === 'setGcReporting' ? call(fn, flag) : call(fn)),
 );
 
 const GRAPH_FUNCTIONS = [
@@ -247,7 +248,7 @@ export const NATIVE_FUNCTIONS = [
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
   'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',
-  'hostMemoryStats', 'hostEmptyCache',
+  'hostMemoryStats', 'hostEmptyCache', 'setGcReporting',
   // Built only with CUDA: the graph-capture and readback bindings.
   ...(native.builtWithCuda() ? GRAPH_FUNCTIONS : []),
 ];
