@@ -6,7 +6,7 @@ import { checkOutput } from '../autograd/tape';
 import { ConvShapeArg, native } from '../native';
 import type { InferenceConstants } from '../nn/batchnorm';
 import { Tensor } from '../tensor';
-import { ones, zeros } from './creation';
+import { blockBatchNorm } from './block-batchnorm';
 
 export interface ConvBlock {
   weight: Tensor;
@@ -40,15 +40,8 @@ export function convBlockInference(x: Tensor, b: ConvBlock): Tensor {
   const shape: ConvShapeArg = [n, c, h, w, k, kh, kw, b.stride[0], b.stride[1], b.padding[0], b.padding[1], b.groups];
   const y = Tensor.empty([n, k, out[0], out[1]], x.device);
   const pool: [number, number, number, number] | null = b.pool ? [...b.pool.kernelSize, ...b.pool.stride] : null;
-  const bn = b.batchNorm;
-  const gamma = bn ? (bn.gamma ?? ones([k], { device: x.device })) : null;
-  const beta = bn ? (bn.beta ?? zeros([k], { device: x.device })) : null;
-  native.convBlockInfer(
-    shape, pool, x.storage, b.weight.storage, b.bias ? b.bias.storage : null,
-    gamma ? gamma.storage : null, beta ? beta.storage : null,
-    bn ? bn.runningMean.storage : null, bn ? bn.runningVar.storage : null, bn ? bn.eps : 0, b.relu, y.storage,
-  );
-  const inputs = [x, b.weight, b.bias, gamma, beta, bn?.runningMean, bn?.runningVar].filter((t): t is Tensor => !!t);
-  checkOutput('convBlockInference', y, inputs);
+  const bn = blockBatchNorm(b.batchNorm, k, x.device);
+  native.convBlockInfer(shape, pool, x.storage, b.weight.storage, b.bias ? b.bias.storage : null, ...bn.args, b.relu, y.storage);
+  checkOutput('convBlockInference', y, [x, b.weight, ...(b.bias ? [b.bias] : []), ...bn.tensors]);
   return y;
 }

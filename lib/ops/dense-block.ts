@@ -7,7 +7,7 @@ import { checkOutput } from '../autograd/tape';
 import { native } from '../native';
 import type { InferenceConstants } from '../nn/batchnorm';
 import { Tensor } from '../tensor';
-import { ones, zeros } from './creation';
+import { blockBatchNorm } from './block-batchnorm';
 
 export interface DenseBlock {
   /** (out, in), as kg.nn.Linear stores it. */
@@ -22,15 +22,8 @@ export function denseBlockInference(x: Tensor, b: DenseBlock): Tensor {
   const [m, k] = x.shape;
   const n = b.weight.shape[0];
   const y = Tensor.empty([m, n], x.device);
-  const bn = b.batchNorm;
-  const gamma = bn ? (bn.gamma ?? ones([n], { device: x.device })) : null;
-  const beta = bn ? (bn.beta ?? zeros([n], { device: x.device })) : null;
-  native.denseBlockInfer(
-    m, n, k, x.storage, b.weight.storage, b.bias ? b.bias.storage : null,
-    gamma ? gamma.storage : null, beta ? beta.storage : null,
-    bn ? bn.runningMean.storage : null, bn ? bn.runningVar.storage : null, bn ? bn.eps : 0, b.relu, y.storage,
-  );
-  const inputs = [x, b.weight, b.bias, gamma, beta, bn?.runningMean, bn?.runningVar].filter((t): t is Tensor => !!t);
-  checkOutput('denseBlockInference', y, inputs);
+  const bn = blockBatchNorm(b.batchNorm, n, x.device);
+  native.denseBlockInfer(m, n, k, x.storage, b.weight.storage, b.bias ? b.bias.storage : null, ...bn.args, b.relu, y.storage);
+  checkOutput('denseBlockInference', y, [x, b.weight, ...(b.bias ? [b.bias] : []), ...bn.tensors]);
   return y;
 }

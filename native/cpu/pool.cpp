@@ -32,7 +32,9 @@ void forward_plane(const PoolShape s, const float* in, float* out, float inv_are
   }
 }
 
-// The same for 2x2 windows at stride 2, the usual pool, with the same sums in the same order
+bool is_2x2_stride_2(const PoolShape& s) { return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2; }
+
+// The same for 2x2 windows at stride 2 (is_2x2_stride_2), the usual pool, with the same sums in the same order
 // (0 + a + b + c + d, then the scale): the generic loop's strided accumulation does not
 // vectorize, this one does (the even/odd columns become shuffles).
 KG_MULTIVERSION void forward_plane_2x2(const PoolShape s, const float* in, float* out) {
@@ -87,7 +89,7 @@ KG_MULTIVERSION void backward_plane_2x2(const PoolShape s, const float* g, float
 
 void avgpool2d_forward(const PoolShape& s, const float* x, float* y) {
   const float inv_area = 1.0f / float(s.kh * s.kw);
-  const bool two_by_two = s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2;
+  const bool two_by_two = is_2x2_stride_2(s);
   for_plane_chunks(s, [&](int64_t first, int64_t last) {
     for (int64_t pl = first; pl < last; ++pl) {
       if (two_by_two) forward_plane_2x2(s, x + pl * s.h * s.w, y + pl * s.oh * s.ow);
@@ -100,7 +102,7 @@ void avgpool2d_backward(const PoolShape& s, const float* dy, float* dx) {
   const float inv_area = 1.0f / float(s.kh * s.kw);
   const bool overlap = s.sh < s.kh || s.sw < s.kw;
   const bool gaps = s.sh > s.kh || s.sw > s.kw || (s.oh - 1) * s.sh + s.kh < s.h || (s.ow - 1) * s.sw + s.kw < s.w;
-  const bool two_by_two = s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2;
+  const bool two_by_two = is_2x2_stride_2(s);
   for_plane_chunks(s, [&](int64_t first, int64_t last) {
     for (int64_t pl = first; pl < last; ++pl) {
       const float* g = dy + pl * s.oh * s.ow;

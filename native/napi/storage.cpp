@@ -107,10 +107,13 @@ Storage* Storage::live(Napi::Env env, Napi::Value v) {
 Storage::Storage(napi_env env, Device device, int64_t numel, bool report)
     : env_(env), device_(device), numel_(numel) {
   data_ = allocate(device_, numel_);
-  if (report) {
-    report_bytes(env_, numel_);
-    reported_ = true;
-  }
+  if (report) announce();
+}
+
+void Storage::announce() {
+  if (reported_) return;
+  report_bytes(env_, numel_);
+  reported_ = true;
 }
 
 Storage::~Storage() {
@@ -192,11 +195,7 @@ Napi::Value Storage::dispose(const Napi::CallbackInfo& info) {
 
 // storage.reportToGc(): tells V8 about the bytes of a storage made while reporting was off, once.
 Napi::Value Storage::reportToGc(const Napi::CallbackInfo& info) {
-  Storage& s = self(info, "reportToGc");
-  if (!s.reported_) {
-    report_bytes(s.env_, s.numel_);
-    s.reported_ = true;
-  }
+  self(info, "reportToGc").announce();
   return info.Env().Undefined();
 }
 

@@ -46,6 +46,8 @@ class Storage {
  private:
   Storage(napi_env env, Device device, int64_t numel, bool report);
   ~Storage();
+  // Tells V8 about the bytes, once.
+  void announce();
 
   static Napi::Value construct(const Napi::CallbackInfo& info);
   static void finalize(napi_env env, void* data, void* hint);
