@@ -293,8 +293,8 @@ cudaError_t run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
         device_block_end(block_idx);
       }
   g_run.current = nullptr;
-  // KG_EMU_TRACE_KERNELS=1 names every grid as it finishes: what a step launches, in order.
-  static const bool trace = std::getenv("KG_EMU_TRACE_KERNELS") != nullptr;
+  // EMU_TRACE_KERNELS=1 names every grid as it finishes: what a step launches, in order.
+  static const bool trace = std::getenv("EMU_TRACE_KERNELS") != nullptr;
   if (trace) std::fprintf(stderr, "emu: kernel %s <<<(%u,%u,%u),(%u,%u,%u)>>>\n", g_kernel ? g_kernel : "?", grid.x,
                           grid.y, grid.z, block.x, block.y, block.z);
   device_launch_end();
