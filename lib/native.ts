@@ -164,7 +164,9 @@ export interface Native {
   reluBackward(x: Storage, dy: Storage, dx: Storage): void;
   reduceSum(outer: number, r: number, inner: number, scale: number, x: Storage, y: Storage): void;
   softmaxXentForward(n: number, k: number, logits: Storage, labels: Storage, loss: Storage): void;
-  softmaxXentBackward(n: number, k: number, logits: Storage, labels: Storage, dloss: Storage, dlogits: Storage): void;
+  softmaxXentForwardSum(n: number, k: number, logits: Storage, labels: Storage, scale: number, out: Storage): void;
+  /** dloss: one value per row, or one for every row (the gradient of a sum); each is multiplied by scale. */
+  softmaxXentBackward(n: number, k: number, logits: Storage, labels: Storage, dloss: Storage, scale: number, dlogits: Storage): void;
   argmaxRows(n: number, k: number, x: Storage, out: Storage): void;
   sgdUpdate(lr: number, momentum: number, weightDecay: number, nesterov: boolean, param: Storage, grad: Storage, velocity: Storage | null): void;
   /** sgdUpdate of every parameter, the rate read from the one-element `lr` on their device (one launch per 64 on the GPU). */

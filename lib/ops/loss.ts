@@ -114,15 +114,32 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: { 
   const [n, k] = logits.shape;
   if (k < 1) throw new RangeError(`${op}: logits need at least one class, got ${formatShape(logits.shape)}`);
   const y = labelTensor(labels, n, k, logits);
+  if (reduction !== 'none' && n > 0) return reducedLoss(logits, y, reduction === 'mean' ? 1 / n : 1);
   const loss = Tensor.empty([n], logits.device);
   native.softmaxXentForward(n, k, logits.storage, y.storage, loss.storage);
   const perExample = recordOp('softmaxCrossEntropy', loss, [logits], [logits, y], (g) => {
     const dlogits = Tensor.empty(logits.shape, logits.device);
-    native.softmaxXentBackward(n, k, logits.storage, y.storage, g.storage, dlogits.storage);
+    native.softmaxXentBackward(n, k, logits.storage, y.storage, g.storage, 1, dlogits.storage);
     return [dlogits];
   });
   if (reduction === 'none') return perExample;
   return reduction === 'sum' ? sum(perExample) : mean(perExample);
+}
+
+/**
+ * The summed (scale 1) or averaged (scale 1/n) loss as one op: the per-example losses are never
+ * stored, and backward hands its one upstream value to every row inside the gradient kernel, so
+ * that a training step spends one launch each way on its loss instead of three.
+ */
+function reducedLoss(logits: Tensor, y: Tensor, scale: number): Tensor {
+  const [n, k] = logits.shape;
+  const loss = Tensor.empty([], logits.device);
+  native.softmaxXentForwardSum(n, k, logits.storage, y.storage, scale, loss.storage);
+  return recordOp('softmaxCrossEntropy', loss, [logits], [logits, y], (g) => {
+    const dlogits = Tensor.empty(logits.shape, logits.device);
+    native.softmaxXentBackward(n, k, logits.storage, y.storage, g.storage, scale, dlogits.storage);
+    return [dlogits];
+  });
 }
 
 /** Index of the largest value in each row of a 2-D tensor (the first one on ties), as floats. */

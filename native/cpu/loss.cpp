@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "kg/ops.h"
 #include "parallel.h"
@@ -54,8 +55,15 @@ void softmax_xent_forward(int64_t n, int64_t k, const float* logits, const float
   });
 }
 
+void softmax_xent_forward_sum(int64_t n, int64_t k, const float* logits, const float* labels, float scale,
+                              float* out) {
+  std::vector<float> losses(static_cast<size_t>(n));
+  softmax_xent_forward(n, k, logits, labels, losses.data());
+  reduce_sum(1, n, 1, scale, losses.data(), out);
+}
+
 void softmax_xent_backward(int64_t n, int64_t k, const float* logits, const float* labels, const float* dloss,
-                           float* dlogits) {
+                           bool per_row, float scale, float* dlogits) {
   for_rows(n, k, [&](int64_t i) {
     const float* row = logits + i * k;
     const RowStats st = row_stats(row, k);
@@ -64,7 +72,7 @@ void softmax_xent_backward(int64_t n, int64_t k, const float* logits, const floa
       std::fill(dlogits + i * k, dlogits + (i + 1) * k, kNaN);
       return;
     }
-    const double g = dloss[i], inv_sum = 1.0 / st.sum_exp;
+    const double g = dloss[per_row ? i : 0] * scale, inv_sum = 1.0 / st.sum_exp;
     for (int64_t j = 0; j < k; ++j) {
       const double p = std::exp(double(row[j]) - double(st.max)) * inv_sum;
       dlogits[i * k + j] = float((p - (j == label ? 1.0 : 0.0)) * g);

@@ -8,6 +8,13 @@
 // Stability: loss = log(sum_j exp(x_j - max)) + max - x_label. exp never overflows, and the
 // largest term is exactly 1, so the sum is at least 1 and the log is well-defined.
 //
+// A batch's summed (or averaged) loss, the form training uses, is one launch when the batch is
+// small (softmax_xent_sum_kernel: one block takes every row, then adds the rows' losses in a
+// fixed order) and the per-row kernel plus a reduction otherwise: a training step on a small
+// batch is a few microseconds of GPU work per kernel, so a launch saved is time saved. Its
+// backward takes the one upstream gradient for every row (times the 1/n of a mean), so no
+// broadcast of it is needed either.
+//
 // Labels: the binding cannot check labels in GPU memory without a sync per call, so the kernels
 // never index a row by a label that is not a class index (an integer in [0, k): not NaN, not
 // fractional, not out of range). Such a row gets a NaN loss and NaN gradients, which the caller
@@ -69,6 +76,17 @@ __device__ __forceinline__ void row_softmax_stats(const float* row, int64_t k, i
   max_out = m;
 }
 
+// The loss of row i, in lane 0 of its group (the others get garbage).
+template <int kGroup>
+__device__ __forceinline__ float row_loss(const float* logits, const float* labels, int64_t k, int64_t i, int lane,
+                                          float* smem) {
+  const float* row = logits + i * k;
+  float m, s;
+  row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
+  const int64_t label = class_index(labels[i], k);
+  return label < 0 ? nanf("") : (logf(s) + m) - row[label];
+}
+
 // Rows are distributed over groups: group index = block * groups_per_block + group in block.
 // The loop bound is the same for all threads of a group (and of a block when kGroup is the
 // block), so every thread reaches every barrier.
@@ -81,21 +99,34 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % kGroup;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kGroups + threadIdx.x / kGroup; i < n;
        i += static_cast<int64_t>(gridDim.x) * kGroups) {
-    const float* row = logits + i * k;
-    float m, s;
-    row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
-    if (lane == 0) {
-      const int64_t label = class_index(labels[i], k);
-      loss[i] = label < 0 ? nanf("") : (logf(s) + m) - row[label];
-    }
+    const float l = row_loss<kGroup>(logits, labels, k, i, lane, smem);
+    if (lane == 0) loss[i] = l;
   }
 }
 
+// out[0] = scale * the sum of every row's loss, by one block: warp w takes rows w, w + 8, ...
+// (lane 0 adding them in row order), then the warps' sums are added in warp order.
+__global__ void __launch_bounds__(kThreads)
+    softmax_xent_sum_kernel(int64_t n, int64_t k, const float* __restrict__ logits, const float* __restrict__ labels,
+                            float scale, float* __restrict__ out) {
+  __shared__ float smem[kThreads / kWarp];
+  const int lane = threadIdx.x % kWarp;
+  float total = 0.0f;
+  for (int64_t i = threadIdx.x / kWarp; i < n; i += kThreads / kWarp) {
+    const float l = row_loss<kWarp>(logits, labels, k, i, lane, smem);
+    if (lane == 0) total += l;
+  }
+  if (lane != 0) total = 0.0f;
+  total = block_sum<kThreads>(total, smem);
+  if (threadIdx.x == 0) out[0] = total * scale;
+}
+
+// dloss holds one value per row (per_row) or one for every row; either is multiplied by scale.
 template <int kGroup>
 __global__ void __launch_bounds__(kThreads)
     softmax_xent_backward_kernel(int64_t n, int64_t k, const float* __restrict__ logits,
-                                 const float* __restrict__ labels, const float* __restrict__ dloss,
-                                 float* __restrict__ dlogits) {
+                                 const float* __restrict__ labels, const float* __restrict__ dloss, bool per_row,
+                                 float scale, float* __restrict__ dlogits) {
   __shared__ float smem[kThreads / kWarp];
   constexpr int kGroups = kThreads / kGroup;
   const int lane = threadIdx.x % kGroup;
@@ -105,7 +136,7 @@ __global__ void __launch_bounds__(kThreads)
     float m, s;
     row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
     const int64_t label = class_index(labels[i], k);
-    const float d = label < 0 ? nanf("") : dloss[i];
+    const float d = label < 0 ? nanf("") : dloss[per_row ? i : 0] * scale;
     float* out = dlogits + i * k;
     for (int64_t j = lane; j < k; j += kGroup) {
       const float p = expf(row[j] - m) / s;
@@ -187,8 +218,9 @@ struct ForwardLaunch {
 template <int G>
 struct BackwardLaunch {
   static void run(unsigned grid, int64_t n, int64_t k, const float* logits, const float* labels, const float* dloss,
-                  float* dlogits) {
-    softmax_xent_backward_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, logits, labels, dloss, dlogits);
+                  bool per_row, float scale, float* dlogits) {
+    softmax_xent_backward_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, logits, labels, dloss, per_row, scale,
+                                                                      dlogits);
   }
 };
 template <int G>
@@ -197,6 +229,10 @@ struct ArgmaxLaunch {
     argmax_rows_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, x, out);
   }
 };
+
+// Batches up to this many logits (with warp-sized rows) take the one-block sum: for them one SM
+// finishes in about the time a second launch would cost.
+constexpr int64_t kOneBlockLogits = int64_t{1} << 16;
 
 }  // namespace
 }  // namespace detail
@@ -208,11 +244,30 @@ void softmax_xent_forward(int64_t n, int64_t k, const float* logits, const float
   check_launch("launch of softmax_xent_forward_kernel", [&] { return describe("softmax_xent n=", n, " k=", k); });
 }
 
+void softmax_xent_forward_sum(int64_t n, int64_t k, const float* logits, const float* labels, float scale,
+                              float* out) {
+  using namespace detail;
+  if (k <= 0) return;
+  auto sizes = [&] { return describe("softmax_xent_forward_sum n=", n, " k=", k); };
+  if (n <= 0) {
+    fill(1, 0.0f, out);  // an empty sum, as reduce_sum writes it
+    return;
+  }
+  if (k <= kWarpRowLimit && n * k <= kOneBlockLogits) {
+    softmax_xent_sum_kernel<<<1, kThreads, 0, stream()>>>(n, k, logits, labels, scale, out);
+    check_launch("launch of softmax_xent_sum_kernel", sizes);
+    return;
+  }
+  Scratch losses(static_cast<size_t>(n) * sizeof(float));
+  softmax_xent_forward(n, k, logits, labels, losses.as<float>());
+  reduce_sum(1, n, 1, scale, losses.as<float>(), out);
+}
+
 void softmax_xent_backward(int64_t n, int64_t k, const float* logits, const float* labels, const float* dloss,
-                           float* dlogits) {
+                           bool per_row, float scale, float* dlogits) {
   using namespace detail;
   if (n <= 0 || k <= 0) return;
-  by_row_length<BackwardLaunch>(n, k, logits, labels, dloss, dlogits);
+  by_row_length<BackwardLaunch>(n, k, logits, labels, dloss, per_row, scale, dlogits);
   check_launch("launch of softmax_xent_backward_kernel", [&] { return describe("softmax_xent n=", n, " k=", k); });
 }
 

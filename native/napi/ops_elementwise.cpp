@@ -143,22 +143,45 @@ Napi::Value xent_forward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// softmaxXentBackward(n, k, logits, labels, dloss, dlogits)
-Napi::Value xent_backward(const Napi::CallbackInfo& info) {
-  Args a(info, "softmaxXentBackward", 6);
+// softmaxXentForwardSum(n, k, logits, labels, scale, out): out (one value) = scale * sum of the losses
+Napi::Value xent_forward_sum(const Napi::CallbackInfo& info) {
+  Args a(info, "softmaxXentForwardSum", 6);
   int64_t n = a.i64(0, "n"), k = a.i64(1, "k", 1);
-  Storage &logits = a.storage(2, "logits"), &labels = a.storage(3, "labels"), &dloss = a.storage(4, "dloss"),
-          &dlogits = a.storage(5, "dlogits");
+  Storage &logits = a.storage(2, "logits"), &labels = a.storage(3, "labels");
+  float scale = a.f32(4, "scale");
+  Storage& out = a.storage(5, "out");
   a.expect_numel(logits, {n, k}, "logits");
   a.expect_numel(labels, n, "labels");
-  a.expect_numel(dloss, n, "dloss");
+  a.expect_numel(out, 1, "out");
+  Device d = a.same_device({&logits, &labels, &out});
+  if (n > 0) check_labels(a, d, labels, k);
+  KG_RUN(a, d,
+         softmax_xent_forward_sum(n, k, logits.data("logits"), labels.data("labels"), scale, out.data("out")));
+  return info.Env().Undefined();
+}
+
+// softmaxXentBackward(n, k, logits, labels, dloss, scale, dlogits): dloss holds n values (one per
+// row) or one (the gradient of the summed loss, for every row)
+Napi::Value xent_backward(const Napi::CallbackInfo& info) {
+  Args a(info, "softmaxXentBackward", 7);
+  int64_t n = a.i64(0, "n"), k = a.i64(1, "k", 1);
+  Storage &logits = a.storage(2, "logits"), &labels = a.storage(3, "labels"), &dloss = a.storage(4, "dloss");
+  float scale = a.f32(5, "scale");
+  Storage& dlogits = a.storage(6, "dlogits");
+  a.expect_numel(logits, {n, k}, "logits");
+  a.expect_numel(labels, n, "labels");
+  const bool per_row = dloss.numel() != 1 || n == 1;
+  if (per_row && dloss.numel() != n) {
+    throw Napi::RangeError::New(info.Env(), a.prefix() + "dloss has " + std::to_string(dloss.numel()) +
+                                                " elements, the shapes need " + std::to_string(n) + " (one per row) or 1");
+  }
   a.expect_numel(dlogits, {n, k}, "dlogits");
   Device d = a.same_device({&logits, &labels, &dloss, &dlogits});
   if (n == 0) return info.Env().Undefined();
   check_labels(a, d, labels, k);
   KG_RUN(a, d,
-         softmax_xent_backward(n, k, logits.data("logits"), labels.data("labels"), dloss.data("dloss"),
-                               dlogits.data("dlogits")));
+         softmax_xent_backward(n, k, logits.data("logits"), labels.data("labels"), dloss.data("dloss"), per_row,
+                               scale, dlogits.data("dlogits")));
   return info.Env().Undefined();
 }
 
@@ -186,6 +209,7 @@ void register_elementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("reluBackward", Napi::Function::New<relu_backward>(env, "reluBackward"));
   exports.Set("reduceSum", Napi::Function::New<reduce_sum>(env, "reduceSum"));
   exports.Set("softmaxXentForward", Napi::Function::New<xent_forward>(env, "softmaxXentForward"));
+  exports.Set("softmaxXentForwardSum", Napi::Function::New<xent_forward_sum>(env, "softmaxXentForwardSum"));
   exports.Set("softmaxXentBackward", Napi::Function::New<xent_backward>(env, "softmaxXentBackward"));
   exports.Set("argmaxRows", Napi::Function::New<argmax_rows>(env, "argmaxRows"));
 }

@@ -171,11 +171,14 @@ const reduceSum = fc.tuple(dims(3), scalar, spare, spare).map(([[outer, r, inner
 
 // Labels hold anything: in range, out of range, fractional, NaN, infinite.
 const labelled = fc
-  .tuple(dims(2), fc.array(fc.constantFrom(...LABELS), { minLength: 1, maxLength: 8 }), spare, spare, fc.constantFrom('fwd', 'bwd', 'argmax'))
-  .map(([[n, k], fill, s1, s2, which]) => {
+  .tuple(dims(2), fc.array(fc.constantFrom(...LABELS), { minLength: 1, maxLength: 8 }), spare, spare, fc.constantFrom('fwd', 'sum', 'bwd', 'bwd1', 'argmax'), scalar)
+  .map(([[n, k], fill, s1, s2, which, scale]) => {
     const nk = st(sizeFor(wrapped(n, k), s1)), rows = () => st(sizeFor(wrapped(n), s2), { fill });
     if (which === 'fwd') return call('softmaxXentForward', n, k, nk, rows(), rows());
-    if (which === 'bwd') return call('softmaxXentBackward', n, k, nk, rows(), rows(), st(sizeFor(wrapped(n, k), s1)));
+    if (which === 'sum') return call('softmaxXentForwardSum', n, k, nk, rows(), scale, st(sizeFor(1n, s2)));
+    // dloss per row, or one value for every row
+    const dloss = which === 'bwd' ? rows() : st(sizeFor(1n, s2));
+    if (which === 'bwd' || which === 'bwd1') return call('softmaxXentBackward', n, k, nk, rows(), dloss, scale, st(sizeFor(wrapped(n, k), s1)));
     return call('argmaxRows', n, k, nk, rows());
   });
 
@@ -245,7 +248,7 @@ export const NATIVE_FUNCTIONS = [
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
   'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
   'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
-  'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
+  'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentForwardSum', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
   'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',
   'hostMemoryStats', 'hostEmptyCache', 'setGcReporting',

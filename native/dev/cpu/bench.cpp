@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
       cpu::softmax_xent_forward(64, 10, o.data(), labels.data(), loss.data());
     });
     double b = best_time([&] {
-      cpu::softmax_xent_backward(64, 10, o.data(), labels.data(), dloss.data(), dlogits.data());
+      cpu::softmax_xent_backward(64, 10, o.data(), labels.data(), dloss.data(), true, 1.0f, dlogits.data());
       cpu::gemm(true, false, 10, 128, 64, 1, dlogits.data(), h.data(), 0, dw2.data());
       cpu::gemm(false, false, 64, 128, 10, 1, dlogits.data(), w2.data(), 0, dh.data());
       cpu::reduce_sum(1, 64, 128, 1, dh.data(), db.data());

@@ -1035,11 +1035,12 @@ static void test_reduce() {
 
 static void test_loss() {
   std::printf("\n== softmax cross-entropy, argmax\n");
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 10}, {5, 3000}, {1, 1}, {33, 1025}, {1000, 7}}) {
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{64, 10}, {5, 3000}, {1, 1}, {33, 1025}, {1000, 7}, {7000, 11}}) {
     Vec logits = randn(n * k, 0.0, 3.0), labels(n), dloss = randn(n);
     for (int64_t i = 0; i < n; ++i) labels[i] = float(rand_int(0, k - 1));
     if (k > 3) logits[3] = logits[1] = 100.0f;  // a tie in row 0: argmax must say 1
-    DVec loss(n), dl(n * k), am(n);
+    DVec loss(n), dl(n * k), dl_mean(n * k), am(n);
+    const double scale = 1.0 / double(n);  // the mean's
     for (int64_t i = 0; i < n; ++i) {
       double mx = -INFINITY;
       int64_t best = 0;
@@ -1053,14 +1054,18 @@ static void test_loss() {
       for (int64_t j = 0; j < k; ++j) s += std::exp(logits[i * k + j] - mx);
       const int64_t lab = int64_t(labels[i]);
       loss[i] = std::log(s) + mx - logits[i * k + lab];
-      for (int64_t j = 0; j < k; ++j) dl[i * k + j] = (std::exp(logits[i * k + j] - mx) / s - (j == lab)) * dloss[i];
+      for (int64_t j = 0; j < k; ++j) {
+        const double d = std::exp(logits[i * k + j] - mx) / s - (j == lab);
+        dl[i * k + j] = d * dloss[i];
+        dl_mean[i * k + j] = d * dloss[0] * scale;
+      }
       am[i] = double(best);
     }
     DevBuf dL(logits), dLab(labels), dDL(dloss), out(n), out2(n), g(n * k), g2(n * k), a(n);
     cu::softmax_xent_forward(n, k, dL.get(), dLab.get(), out.get());
     cu::softmax_xent_forward(n, k, dL.get(), dLab.get(), out2.get());
-    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), g.get());
-    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), g2.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), true, 1.0f, g.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), true, 1.0f, g2.get());
     cu::argmax_rows(n, k, dL.get(), a.get());
     const std::string tag = "(n,k)=" + shape_str({n, k});
     const Vec gl = out.download(), gg = g.download();
@@ -1069,6 +1074,19 @@ static void test_loss() {
     validate("argmax_rows " + tag, a.download(), am, 0.0, 0.0);
     check_deterministic("softmax_xent_forward " + tag, gl, out2.download());
     check_deterministic("softmax_xent_backward " + tag, gg, g2.download());
+
+    // The mean of the batch's losses (the one-block kernel for small batches, per-row losses and
+    // a reduction for large ones), and its backward: one upstream value for every row, times 1/n.
+    double total = 0.0;
+    for (int64_t i = 0; i < n; ++i) total += loss[i];
+    DevBuf sum(1), sum2(1), gm(n * k);
+    cu::softmax_xent_forward_sum(n, k, dL.get(), dLab.get(), float(scale), sum.get());
+    cu::softmax_xent_forward_sum(n, k, dL.get(), dLab.get(), float(scale), sum2.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), false, float(scale), gm.get());
+    const Vec gs = sum.download();
+    validate("softmax_xent_forward_sum " + tag, gs, DVec{total * scale}, 1e-5, 1e-5);
+    check_deterministic("softmax_xent_forward_sum " + tag, gs, sum2.download());
+    validate("softmax_xent_backward shared dloss " + tag, gm.download(), dl_mean, 1e-6, 1e-5);
   }
   // Labels that are not class indices: the kernels must not read outside their row (the guarded
   // emulation faults if they do) and give NaN for exactly those rows, loss and gradient.
@@ -1080,7 +1098,7 @@ static void test_loss() {
     labels[n - 1] = float(k - 1);
     DevBuf dL(logits), dLab(labels), dDL(dloss), out(n), g(n * k);
     cu::softmax_xent_forward(n, k, dL.get(), dLab.get(), out.get());
-    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), g.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), true, 1.0f, g.get());
     const Vec l = out.download(), gg = g.download();
     bool as_promised = std::isfinite(l[n - 1]);
     for (int64_t i = 0; i < n; ++i) {
