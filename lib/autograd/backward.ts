@@ -1,6 +1,7 @@
 // Reverse-mode differentiation over the recorded graph. Iterative (deep graphs must not overflow
 // the stack), topologically ordered, gradients summed where a tensor feeds several ops, and
 // accumulated (+=) into the `grad` of tensors that called attachGrad().
+import type { Device } from '../device';
 import { native } from '../native';
 import { formatShape, sameShape } from '../shape';
 import { nextTensorSerial, Tensor } from '../tensor';
@@ -116,6 +117,22 @@ class Gradients {
   }
 }
 
+/**
+ * The default head gradient of a one-element root (a loss): the constant 1, made once per device
+ * and never written (the pass treats it as the caller's headGrad, which it never owns), so that a
+ * training step does not launch a fill for it.
+ */
+const unitHeads = new Map<Device, Tensor>();
+function unitHead(root: Tensor): Tensor {
+  let one = unitHeads.get(root.device);
+  if (one === undefined || one.disposed) {
+    one = Tensor.empty([], root.device).keep();
+    native.fill(one.storage, 1);
+    unitHeads.set(root.device, one);
+  }
+  return root.ndim === 0 ? one : one.view(root.shape);
+}
+
 export interface BackwardOptions {
   /** Keep the graph so backward can run through it again (default false: it is freed). */
   retainGraph?: boolean;
@@ -131,9 +148,13 @@ export function backward(root: Tensor, headGrad?: Tensor, options: BackwardOptio
       'backward: this tensor does not depend on any tensor that called attachGrad() inside autograd.record()',
     );
   }
+  // The unit head is made before the pass's first serial: it is never the pass's own.
+  const unit = headGrad === undefined && root.numel === 1 ? unitHead(root) : null;
   const firstSerial = nextTensorSerial();
   let head: Tensor;
-  if (headGrad === undefined) {
+  if (unit !== null) {
+    head = unit;
+  } else if (headGrad === undefined) {
     head = Tensor.empty(root.shape, root.device);
     native.fill(head.storage, 1);
   } else {

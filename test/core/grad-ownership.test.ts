@@ -136,3 +136,23 @@ describe('gradients taken without a copy stay put', () => {
     expect(() => backward(z)).toThrow(/modified in place/);
   });
 });
+
+describe('the default head gradient of a one-element root', () => {
+  test('is never written: a rule passing it through, and the leaf that takes it, get copies', () => {
+    for (const shape of [[], [1], [1, 1]]) {
+      // The rule hands the head itself to the leaf, which is then updated in place.
+      const w = kg.zeros(shape).attachGrad();
+      backward(record(() => passThrough([w], (g) => [g])));
+      expect(Array.from(w.grad!.toArray())).toEqual([1]);
+      w.grad!.copy_(kg.full(shape, 7));
+      // Gradients summed where a tensor feeds two ops: the head is one of the two.
+      const a = kg.zeros(shape).attachGrad();
+      backward(record(() => passThrough([a, a], (g) => [g, g.mul(2)])));
+      expect(Array.from(a.grad!.toArray())).toEqual([3]);
+      // The next pass still starts from 1.
+      const v = kg.zeros(shape).attachGrad();
+      backward(record(() => passThrough([v], (g) => [g.mul(5)])));
+      expect(Array.from(v.grad!.toArray())).toEqual([5]);
+    }
+  });
+});
