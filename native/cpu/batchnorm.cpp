@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "accumulate.h"
+#include "host_allocator.h"
 #include "kg/ops.h"
 #include "parallel.h"
 
@@ -316,6 +317,50 @@ void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float
                                    const float* gamma, const float* mean, const float* var, float eps, float* dx,
                                    float* dgamma, float* dbeta) {
   backward_infer(s, x, y, dy, gamma, mean, var, eps, dx, dgamma, dbeta);
+}
+
+// Batch norm + ReLU + average pooling. On the CPU the chain runs as its parts through a buffer
+// from the host caching allocator (no fresh pages per call, no tensor for the activation), so the
+// results are the unfused ops' by construction. Backward recomputes the ReLU's output from x and
+// the saved statistics with forward's own arithmetic instead of reading a stored one.
+namespace {
+
+// A block of the host caching allocator for the lifetime of a scope.
+class PooledBuffer {
+ public:
+  explicit PooledBuffer(int64_t floats) : p_(host_alloc(size_t(std::max<int64_t>(floats, 1)) * sizeof(float))) {}
+  ~PooledBuffer() { host_release(p_); }
+  PooledBuffer(const PooledBuffer&) = delete;
+  PooledBuffer& operator=(const PooledBuffer&) = delete;
+  float* get() const { return p_; }
+
+ private:
+  float* p_;
+};
+
+BnShape planes_of(const PoolShape& p) { return {p.n, p.c, p.h * p.w}; }
+
+}  // namespace
+
+void batchnorm_relu_pool_forward_train(const PoolShape& p, const float* x, const float* gamma, const float* beta,
+                                       float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
+                                       float* batch_var) {
+  const BnShape s = planes_of(p);
+  PooledBuffer activation(s.n * s.c * s.l);
+  forward_train(true, s, x, gamma, beta, eps, activation.get(), save_mean, save_mean_lo, save_invstd, batch_var);
+  avgpool2d_forward(p, activation.get(), y);
+}
+
+void batchnorm_relu_pool_backward_train(const PoolShape& p, const float* x, const float* dy, const float* gamma,
+                                        const float* beta, const float* save_mean, const float* save_mean_lo,
+                                        const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
+  const BnShape s = planes_of(p);
+  PooledBuffer activation(s.n * s.c * s.l), grad(s.n * s.c * s.l);
+  std::vector<float> scale(s.c);
+  for (int64_t ch = 0; ch < s.c; ++ch) scale[ch] = gamma[ch] * save_invstd[ch];  // forward_train's
+  affine_relu(true, s, x, save_mean, save_mean_lo, scale.data(), beta, activation.get());
+  avgpool2d_backward(p, dy, grad.get());
+  backward_train(s, x, activation.get(), grad.get(), gamma, save_mean, save_mean_lo, save_invstd, dx, dgamma, dbeta);
 }
 
 }  // namespace kg::cpu

@@ -222,26 +222,88 @@ struct Planar {
   int64_t splits, chunk;  // chunk: units per split
   // A step of kThreads units: step_units more positions and step_rows more rows, i.e. step_offset
   // more elements; if the position then passes the row's end, wrap back and add wrap_offset.
-  int64_t step_units, step_offset, wrap_offset;
+  int64_t step_units, step_rows, step_offset, wrap_offset;
 };
 
 template <int VW>
 struct Cursor {
-  int64_t u, pos, offset;
+  int64_t u, row, pos, offset;  // row: the sample
 
   __device__ __forceinline__ Cursor(const Planar& p, int64_t ch, int64_t unit) : u(unit) {
-    const int64_t row = unit / p.row_units;  // one division per thread and item
+    row = unit / p.row_units;  // one division per thread and item
     pos = unit - row * p.row_units;
     offset = row * p.row_stride + ch * p.l + pos * VW;
   }
   __device__ __forceinline__ void advance(const Planar& p) {
     u += kThreads;
+    row += p.step_rows;
     pos += p.step_units;
     offset += p.step_offset;
     if (pos >= p.row_units) {
+      ++row;
       pos -= p.row_units;
       offset += p.wrap_offset;
     }
+  }
+};
+
+// Where the backward passes get the gradient reaching the batch norm, for VW values at a cursor
+// (given their x values, and the coefficients forward_coefficients made for the channel).
+// PlainGradient: dy as given, masked by the fused ReLU's stored output (relu_y) when there is one.
+struct PlainGradient {
+  const float* dy;
+  const float* relu_y;  // null without the ReLU
+
+  __device__ __forceinline__ void forward_coefficients(int64_t, float, float, float*) const {}
+
+  template <int VW>
+  __device__ __forceinline__ Pack<VW> load(const Planar&, int64_t, const Cursor<VW>& cur, const Pack<VW>&,
+                                           const float*) const {
+    Pack<VW> g = load_pack<VW>(dy + cur.offset);
+    mask_by_relu<VW>(g, relu_y, cur.offset);
+    return g;
+  }
+};
+
+// PooledGradient: batch norm + ReLU + average pooling over non-overlapping kh x kw windows, fused
+// (the batchnorm_relu_pool_* entry points). dy is the pooled gradient: a pixel inside window
+// (oi, oj) gets (0 + dy[oi, oj]) / area and a pixel no window covers 0, exactly what
+// avgpool_backward_kernel writes; it is masked where the ReLU's output, recomputed from x and the
+// saved statistics with the forward's own expression, is not positive. So the fused op needs
+// neither the full-size activation nor its gradient in memory, and gives the unfused chain's bits.
+struct PooledGradient {
+  const float* dy;  // (n, c, oh, ow)
+  const float* gamma;
+  const float* beta;
+  const float* invstd;
+  DivU32 w, kh, kw;  // h * w < 2^31: checked by the binding
+  int64_t oh, ow;
+  float area;
+
+  // The forward coefficients of channel ch (bn_element<ForwardTrain>'s k), with the mean pair.
+  __device__ __forceinline__ void forward_coefficients(int64_t ch, float mean, float mean_lo, float* k) const {
+    k[0] = mean;
+    k[1] = (gamma ? gamma[ch] : 1.0f) * invstd[ch];
+    k[2] = beta ? beta[ch] : 0.0f;
+    k[3] = 0.0f;
+    k[4] = mean_lo;
+  }
+
+  // VW values at the cursor, whose x values are xv; k: forward_coefficients.
+  template <int VW>
+  __device__ __forceinline__ Pack<VW> load(const Planar& p, int64_t ch, const Cursor<VW>& cur, const Pack<VW>& xv,
+                                           const float* k) const {
+    const float* plane = dy + (cur.row * p.channels + ch) * oh * ow;
+    Pack<VW> g;
+#pragma unroll
+    for (int e = 0; e < VW; ++e) {
+      const uint32_t at = static_cast<uint32_t>(cur.pos * VW + e);
+      const uint32_t i = w.div(at), j = w.mod(at, i);
+      const uint32_t oi = kh.div(i), oj = kw.div(j);
+      const float d = oi < oh && oj < ow ? (0.0f + plane[oi * ow + oj]) / area : 0.0f / area;
+      g.v[e] = activate(true, bn_element<Mode::ForwardTrain>(xv.v[e], 0.0f, k)) > 0.0f ? d : 0.0f;
+    }
+    return g;
   }
 };
 
@@ -284,16 +346,18 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int VW>
+template <int VW, class Gradient>
 __global__ void __launch_bounds__(kThreads)
-    planar_grad_stats_kernel(const Planar p, const float* __restrict__ x, const float* __restrict__ dy,
+    planar_grad_stats_kernel(const Planar p, const float* __restrict__ x, const Gradient src,
                              const float* __restrict__ mean, const float* __restrict__ mean_lo,
-                             const float* __restrict__ relu_y, GradPartial* __restrict__ out) {
+                             GradPartial* __restrict__ out) {
   __shared__ float smem[kThreads / kWarp];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
     const int64_t end = min(p.units, (s + 1) * p.chunk);
     const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
+    float kf[kCoefficients];
+    src.forward_coefficients(ch, mu, mu_lo, kf);
     float sum_dy = 0.0f, sum_dy_xc = 0.0f;
     Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
     while (cur.u + 3 * kThreads < end) {
@@ -301,8 +365,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         xv[r] = load_pack<VW>(x + cur.offset);
-        gv[r] = load_pack<VW>(dy + cur.offset);
-        mask_by_relu<VW>(gv[r], relu_y, cur.offset);
+        gv[r] = src.load(p, ch, cur, xv[r], kf);
         cur.advance(p);
       }
       float g[4 * VW], gx[4 * VW];
@@ -319,8 +382,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     for (; cur.u < end; cur.advance(p)) {
       const Pack<VW> xv = load_pack<VW>(x + cur.offset);
-      Pack<VW> gv = load_pack<VW>(dy + cur.offset);
-      mask_by_relu<VW>(gv, relu_y, cur.offset);
+      const Pack<VW> gv = src.load(p, ch, cur, xv, kf);
 #pragma unroll
       for (int e = 0; e < VW; ++e) {
         sum_dy += gv.v[e];
@@ -333,39 +395,49 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int VW, Mode M>
-__global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, const BnArgs a) {
+// Channel ch's coefficients k, the same bits in every block of the channel: warp 0 merges the
+// channel's partials (lane j takes splits j, j + 32, ..., then a fixed shuffle tree) and the
+// split-0 block also writes the per-channel outputs. `coef` is the block's shared staging area.
+template <Mode M>
+__device__ __forceinline__ void planar_coefficients(const BnArgs& a, int64_t ch, int64_t s, float* coef,
+                                                    float (&k)[kCoefficients]) {
+  if (threadIdx.x < kWarp) {
+    const int lane = threadIdx.x;
+    Welford w;
+    float shift = 0.0f, sum_dy = 0.0f, sum_dy_xc = 0.0f;
+    if constexpr (M == Mode::ForwardTrain) {
+      for (int64_t j = lane; j < a.splits; j += kWarp) w = welford_merge(w, to_welford(a.stat[ch * a.splits + j]));
+      w = warp_welford(w);
+      shift = a.stat[ch * a.splits].shift;
+    } else if constexpr (M == Mode::BackwardTrain || M == Mode::BackwardInfer) {
+      for (int64_t j = lane; j < a.splits; j += kWarp) {
+        const GradPartial g = a.grad[ch * a.splits + j];
+        sum_dy += g.sum_dy;
+        sum_dy_xc += g.sum_dy_xc;
+      }
+      sum_dy = warp_sum(sum_dy);
+      sum_dy_xc = warp_sum(sum_dy_xc);
+    }
+    if (lane == 0) channel_coefficients<M>(a, ch, s == 0, shift, w, sum_dy, sum_dy_xc, coef);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int e = 0; e < kCoefficients; ++e) k[e] = coef[e];
+  __syncthreads();  // coef is rewritten by the next item
+}
+
+template <int VW, Mode M, class Gradient>
+__global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, const BnArgs a, const Gradient src) {
   __shared__ float coef[kCoefficients];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
     if (!a.out && s != 0) continue;  // no dx wanted: only the blocks writing dgamma/dbeta work
-
-    // Warp 0 merges the channel's partials: lane j takes splits j, j + 32, ..., then a fixed
-    // shuffle tree.
-    if (threadIdx.x < kWarp) {
-      const int lane = threadIdx.x;
-      Welford w;
-      float shift = 0.0f, sum_dy = 0.0f, sum_dy_xc = 0.0f;
-      if constexpr (M == Mode::ForwardTrain) {
-        for (int64_t j = lane; j < a.splits; j += kWarp) w = welford_merge(w, to_welford(a.stat[ch * a.splits + j]));
-        w = warp_welford(w);
-        shift = a.stat[ch * a.splits].shift;
-      } else if constexpr (M == Mode::BackwardTrain || M == Mode::BackwardInfer) {
-        for (int64_t j = lane; j < a.splits; j += kWarp) {
-          const GradPartial g = a.grad[ch * a.splits + j];
-          sum_dy += g.sum_dy;
-          sum_dy_xc += g.sum_dy_xc;
-        }
-        sum_dy = warp_sum(sum_dy);
-        sum_dy_xc = warp_sum(sum_dy_xc);
-      }
-      if (lane == 0) channel_coefficients<M>(a, ch, s == 0, shift, w, sum_dy, sum_dy_xc, coef);
-    }
-    __syncthreads();
-    const float k[kCoefficients] = {coef[0], coef[1], coef[2], coef[3], coef[4]};
-    __syncthreads();  // coef is rewritten by the next item
-
+    float k[kCoefficients];
+    planar_coefficients<M>(a, ch, s, coef, k);
     if (!a.out) continue;
+    float kf[kCoefficients];
+    if constexpr (reads_dy<M>()) src.forward_coefficients(ch, a.mean[ch], a.mean_lo ? a.mean_lo[ch] : 0.0f, kf);
+
     const int64_t end = min(p.units, (s + 1) * p.chunk);
     Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
     while (cur.u + 3 * kThreads < end) {
@@ -375,10 +447,7 @@ __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, 
       for (int r = 0; r < 4; ++r) {
         off[r] = cur.offset;
         if constexpr (reads_x<M>()) xv[r] = load_pack<VW>(a.x + off[r]);
-        if constexpr (reads_dy<M>()) {
-          gv[r] = load_pack<VW>(a.dy + off[r]);
-          mask_by_relu<VW>(gv[r], a.relu_y, off[r]);
-        }
+        if constexpr (reads_dy<M>()) gv[r] = src.load(p, ch, cur, xv[r], kf);
         cur.advance(p);
       }
 #pragma unroll
@@ -392,13 +461,46 @@ __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, 
     for (; cur.u < end; cur.advance(p)) {
       Pack<VW> xv = {}, gv = {}, o;
       if constexpr (reads_x<M>()) xv = load_pack<VW>(a.x + cur.offset);
-      if constexpr (reads_dy<M>()) {
-        gv = load_pack<VW>(a.dy + cur.offset);
-        mask_by_relu<VW>(gv, a.relu_y, cur.offset);
-      }
+      if constexpr (reads_dy<M>()) gv = src.load(p, ch, cur, xv, kf);
 #pragma unroll
       for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv.v[e], gv.v[e], k));
       store_pack<VW>(a.out + cur.offset, o);
+    }
+  }
+}
+
+// Forward of batch norm + ReLU + average pooling over non-overlapping windows (PooledGradient
+// describes the backward): each thread takes whole windows of its channel's pooled outputs and
+// writes only their averages. A window sums the activations of its taps in row-major order from 0,
+// then divides by the area: avgpool_forward_kernel's arithmetic on the values BN + ReLU would have
+// stored, so the result is the unfused chain's to the bit.
+struct PoolForward {
+  float* y;  // (n, c, oh, ow)
+  int64_t w, kh, kw, oh, ow;
+  DivU32 plane_outputs, out_cols;  // oh * ow, ow; n * oh * ow < 2^31: checked by the binding
+  float area;
+};
+
+__global__ void __launch_bounds__(kThreads)
+    planar_pool_forward_kernel(const Planar p, const BnArgs a, const PoolForward f) {
+  __shared__ float coef[kCoefficients];
+  const int64_t outputs = p.units / p.row_units * f.oh * f.ow;  // this channel's windows: n * oh * ow
+  const int64_t chunk = ceil_div<int64_t>(outputs, p.splits);
+  for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
+    const int64_t ch = item / p.splits, s = item - ch * p.splits;
+    float k[kCoefficients];
+    planar_coefficients<Mode::ForwardTrain>(a, ch, s, coef, k);
+    const int64_t end = min(outputs, (s + 1) * chunk);
+    for (int64_t o = s * chunk + threadIdx.x; o < end; o += kThreads) {
+      const uint32_t row = f.plane_outputs.div(static_cast<uint32_t>(o));
+      const uint32_t q = f.plane_outputs.mod(static_cast<uint32_t>(o), row);
+      const uint32_t oi = f.out_cols.div(q), oj = f.out_cols.mod(q, oi);
+      const float* win = a.x + row * p.row_stride + ch * p.l + oi * f.kh * f.w + oj * f.kw;
+      float sum = 0.0f;
+      for (int64_t r = 0; r < f.kh; ++r) {
+        for (int64_t c = 0; c < f.kw; ++c) sum += activate(true, bn_element<Mode::ForwardTrain>(win[r * f.w + c], 0.0f, k));
+      }
+      f.y[(row * p.channels + ch) * f.oh * f.ow + q] = sum / f.area;
     }
   }
 }
@@ -607,9 +709,9 @@ Planar plan_planar(const BnShape& s, int vw) {
   p.splits = choose_splits(p.units, s.c, kMaxPartialCount / vw);
   p.chunk = ceil_div<int64_t>(p.units, p.splits);
   p.splits = ceil_div<int64_t>(p.units, p.chunk);  // every split non-empty
-  const int64_t step_rows = kThreads / p.row_units;
+  p.step_rows = kThreads / p.row_units;
   p.step_units = kThreads % p.row_units;
-  p.step_offset = step_rows * p.row_stride + p.step_units * vw;
+  p.step_offset = p.step_rows * p.row_stride + p.step_units * vw;
   p.wrap_offset = p.row_stride - p.l;
   return p;
 }
@@ -659,8 +761,9 @@ void grad_stats_pass(const BnShape& s, bool vec, const float* x, const float* dy
                      const Sizes& sizes) {
   if (s.l > 1) {
     const unsigned grid = grid_exact(pl.channels * pl.splits);
-    if (vec) planar_grad_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, relu_y, out);
-    else planar_grad_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, dy, mean, mean_lo, relu_y, out);
+    const PlainGradient src{dy, relu_y};
+    if (vec) planar_grad_stats_kernel<4, PlainGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
+    else planar_grad_stats_kernel<1, PlainGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
   } else {
     rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, mean_lo,
                                                                                           relu_y, out);
@@ -672,8 +775,9 @@ template <Mode M, class Sizes>
 void apply_pass(const BnShape& s, bool vec, const BnArgs& a, const Planar& pl, const Rows& rw, const Sizes& sizes) {
   if (s.l > 1) {
     const unsigned grid = grid_exact(pl.channels * pl.splits);
-    if (vec) planar_apply_kernel<4, M><<<grid, kThreads, 0, stream()>>>(pl, a);
-    else planar_apply_kernel<1, M><<<grid, kThreads, 0, stream()>>>(pl, a);
+    const PlainGradient src{a.dy, a.relu_y};
+    if (vec) planar_apply_kernel<4, M, PlainGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
+    else planar_apply_kernel<1, M, PlainGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
   } else {
     rows_apply_kernel<M><<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, a);
   }
@@ -707,8 +811,10 @@ auto bn_sizes(const char* op, const BnShape& s) {
 
 namespace detail {
 
-void forward_train(const char* op, bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
-                   float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+// With `pool` (relu set, s.l > 1), y is the pooled output (n, c, oh, ow).
+void forward_train(const char* op, bool relu, const BnShape& s, const PoolShape* pool, const float* x,
+                   const float* gamma, const float* beta, float eps, float* y, float* save_mean, float* save_mean_lo,
+                   float* save_invstd, float* batch_var) {
   const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {  // no values: report a zero mean and variance
@@ -718,14 +824,15 @@ void forward_train(const char* op, bool relu, const BnShape& s, const float* x, 
     if (batch_var) fill(s.c, 0.0f, batch_var);
     return;
   }
-  const bool vec = planar_vec(s, {x, y});
+  // The pooled form writes y itself, window by window: only x's alignment matters to it.
+  const bool vec = planar_vec(s, {x, pool ? nullptr : y});
   const Plan plan = make_plan(s, vec);
   Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(StatPartial));
   stats_pass(s, vec, x, partials.as<StatPartial>(), plan.planar, plan.rows, sizes);
 
   BnArgs a{};
   a.x = x;
-  a.out = y;
+  a.out = pool ? nullptr : y;
   a.gamma = gamma;
   a.beta = beta;
   a.eps = eps;
@@ -737,7 +844,23 @@ void forward_train(const char* op, bool relu, const BnShape& s, const float* x, 
   a.save_mean_lo = save_mean_lo;
   a.save_invstd = save_invstd;
   a.batch_var = batch_var;
-  apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
+  if (!pool) {
+    apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
+    return;
+  }
+  PoolForward f{};
+  f.y = y;
+  f.w = pool->w;
+  f.kh = pool->kh;
+  f.kw = pool->kw;
+  f.oh = pool->oh;
+  f.ow = pool->ow;
+  f.plane_outputs = DivU32(pool->oh * pool->ow);
+  f.out_cols = DivU32(pool->ow);
+  f.area = static_cast<float>(pool->kh * pool->kw);
+  planar_pool_forward_kernel<<<grid_exact(plan.planar.channels * plan.planar.splits), kThreads, 0, stream()>>>(
+      plan.planar, a, f);
+  check_launch("launch of batch-norm + pooling kernel", sizes);
 }
 
 void forward_infer(const char* op, bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
@@ -798,17 +921,83 @@ void backward(const char* op, const BnShape& s, const float* x, const float* rel
   apply_pass<M>(s, vec, a, plan.planar, plan.rows, sizes);
 }
 
+// Backward of batch norm + ReLU + average pooling: the training backward's two passes, with the
+// gradient formed from the pooled one on the fly (PooledGradient). Planar input only (h * w > 1).
+void pool_backward(const PoolShape& ps, const float* x, const float* dy, const float* gamma, const float* beta,
+                   const float* mean, const float* mean_lo, const float* invstd, float* dx, float* dgamma,
+                   float* dbeta) {
+  const BnShape s{ps.n, ps.c, ps.h * ps.w};
+  const auto sizes = bn_sizes("batchnorm_relu_pool_backward_train", s);
+  if (s.c <= 0) return;
+  if (s.n <= 0 || s.l <= 0) {
+    fill(s.c, 0.0f, dgamma);
+    fill(s.c, 0.0f, dbeta);
+    return;
+  }
+  const bool vec = planar_vec(s, {x, dx});
+  const Planar pl = make_plan(s, vec).planar;
+  Scratch partials(static_cast<size_t>(s.c * pl.splits) * sizeof(GradPartial));
+  PooledGradient src{};
+  src.dy = dy;
+  src.gamma = gamma;
+  src.beta = beta;
+  src.invstd = invstd;
+  src.w = DivU32(ps.w);
+  src.kh = DivU32(ps.kh);
+  src.kw = DivU32(ps.kw);
+  src.oh = ps.oh;
+  src.ow = ps.ow;
+  src.area = static_cast<float>(ps.kh * ps.kw);
+  const unsigned grid = grid_exact(pl.channels * pl.splits);
+  GradPartial* out = partials.as<GradPartial>();
+  if (vec) planar_grad_stats_kernel<4, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
+  else planar_grad_stats_kernel<1, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
+  check_launch("launch of batch-norm gradient statistics kernel", sizes);
+
+  BnArgs a{};
+  a.x = x;
+  a.out = dx;
+  a.gamma = gamma;
+  a.mean = mean;
+  a.mean_lo = mean_lo;
+  a.invstd = invstd;
+  a.count = static_cast<double>(s.n * s.l);
+  a.grad = out;
+  a.splits = pl.splits;
+  a.dgamma = dgamma;
+  a.dbeta = dbeta;
+  if (vec) {
+    planar_apply_kernel<4, Mode::BackwardTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
+  } else {
+    planar_apply_kernel<1, Mode::BackwardTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
+  }
+  check_launch("launch of batch-norm elementwise kernel", sizes);
+}
+
 }  // namespace detail
+
+void batchnorm_relu_pool_forward_train(const PoolShape& ps, const float* x, const float* gamma, const float* beta,
+                                       float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
+                                       float* batch_var) {
+  const BnShape s{ps.n, ps.c, ps.h * ps.w};
+  detail::forward_train("batchnorm_relu_pool_forward_train", true, s, &ps, x, gamma, beta, eps, y, save_mean,
+                        save_mean_lo, save_invstd, batch_var);
+}
+void batchnorm_relu_pool_backward_train(const PoolShape& ps, const float* x, const float* dy, const float* gamma,
+                                        const float* beta, const float* save_mean, const float* save_mean_lo,
+                                        const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
+  detail::pool_backward(ps, x, dy, gamma, beta, save_mean, save_mean_lo, save_invstd, dx, dgamma, dbeta);
+}
 
 void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
                              float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
-  detail::forward_train("batchnorm_forward_train", false, s, x, gamma, beta, eps, y, save_mean, save_mean_lo,
+  detail::forward_train("batchnorm_forward_train", false, s, nullptr, x, gamma, beta, eps, y, save_mean, save_mean_lo,
                         save_invstd, batch_var);
 }
 void batchnorm_relu_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
                                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
                                   float* batch_var) {
-  detail::forward_train("batchnorm_relu_forward_train", true, s, x, gamma, beta, eps, y, save_mean, save_mean_lo,
+  detail::forward_train("batchnorm_relu_forward_train", true, s, nullptr, x, gamma, beta, eps, y, save_mean, save_mean_lo,
                         save_invstd, batch_var);
 }
 

@@ -13,6 +13,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Storage", storage);
   register_linalg(env, exports);
   register_batchnorm(env, exports);
+  register_batchnorm_pool(env, exports);
   register_norms(env, exports);
   register_elementwise(env, exports);
   register_optim(env, exports);

@@ -5,6 +5,7 @@
 #include "../cpu/inference_blocks.h"
 #include "args.h"
 #include "kg/ops.h"
+#include "pool_shape.h"
 
 namespace kg {
 namespace {
@@ -119,21 +120,6 @@ Napi::Value conv2d_backward_bias(const Napi::CallbackInfo& info) {
   }
   KG_RUN(a, d, conv2d_backward_bias(s, dy.data("dy"), db.data("db")));
   return info.Env().Undefined();
-}
-
-// [n, c, h, w, kh, kw, sh, sw] -> PoolShape with the output size.
-PoolShape pool_shape(const Args& a, size_t i) {
-  auto v = a.ints(i, "shape", 8);
-  PoolShape s{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], 0, 0};
-  if (s.kh < 1 || s.kw < 1 || s.sh < 1 || s.sw < 1) {
-    throw Napi::RangeError::New(a.env(), a.prefix() + "kernel size and stride must be at least 1");
-  }
-  if (s.h < s.kh || s.w < s.kw) {
-    throw Napi::RangeError::New(a.env(), a.prefix() + "the pooling window is larger than the input");
-  }
-  s.oh = (s.h - s.kh) / s.sh + 1;
-  s.ow = (s.w - s.kw) / s.sw + 1;
-  return s;
 }
 
 // avgPool2dForward(shape, x, y)

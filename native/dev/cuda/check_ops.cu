@@ -787,8 +787,67 @@ static void test_bn_relu(const BnShape& s) {
            1e-5);
 }
 
+// Batch norm + ReLU + average pooling fused: bitwise the unfused chain (batch norm + ReLU, then
+// pooling; backward: pooling's backward, then batch norm + ReLU's), whose parts are checked against
+// float64 above and in test_pool; the pooled output is also checked against float64 here.
+static void test_bn_relu_pool(const PoolShape& p) {
+  const std::string tag = "(n,c,h,w,k)=" + shape_str({p.n, p.c, p.h, p.w, p.kh});
+  const BnShape s{p.n, p.c, p.h * p.w};
+  const size_t total = s.n * s.c * s.l, pooled = p.n * p.c * p.oh * p.ow;
+  const float eps = 1e-5f;
+  const Vec x = randn(total, 0.3, 1.5), gamma = uniform(s.c, 0.5, 1.5), beta = randn(s.c), dy = randn(pooled);
+  DevBuf dX(x), dG(gamma), dB(beta), dDY(dy);
+  DevBuf y(pooled), mean(s.c), mean_lo(s.c), invstd(s.c), var(s.c);
+  DevBuf act(total), yp(pooled), mean2(s.c), mean_lo2(s.c), invstd2(s.c), var2(s.c);
+  y.poison();
+  cu::batchnorm_relu_pool_forward_train(p, dX.get(), dG.get(), dB.get(), eps, y.get(), mean.get(), mean_lo.get(),
+                                        invstd.get(), var.get());
+  cu::batchnorm_relu_forward_train(s, dX.get(), dG.get(), dB.get(), eps, act.get(), mean2.get(), mean_lo2.get(),
+                                   invstd2.get(), var2.get());
+  cu::avgpool2d_forward(p, act.get(), yp.get());
+  const Vec gy = y.download();
+  check(same_bits(gy, yp.download()) && same_bits(mean.download(), mean2.download()) &&
+            same_bits(invstd.download(), invstd2.download()) && same_bits(var.download(), var2.download()),
+        "bn+relu+pool forward_train " + tag + ": bitwise the unfused chain");
+  const BnRef r = bn_ref(s, x, gamma, beta, Vec(total, 0.0f), eps, Vec(s.c, 0.0f), Vec(s.c, 1.0f));
+  DVec yref(pooled, 0.0);
+  for (int64_t pl = 0; pl < p.n * p.c; ++pl)
+    for (int64_t oi = 0; oi < p.oh; ++oi)
+      for (int64_t oj = 0; oj < p.ow; ++oj) {
+        double sum = 0.0;
+        for (int64_t a = 0; a < p.kh; ++a)
+          for (int64_t b = 0; b < p.kw; ++b) sum += std::max(r.y[pl * s.l + (oi * p.kh + a) * p.w + oj * p.kw + b], 0.0);
+        yref[(pl * p.oh + oi) * p.ow + oj] = sum / double(p.kh * p.kw);
+      }
+  validate("bn+relu+pool forward_train y " + tag, gy, yref, 1e-5, 1e-5);
+
+  DevBuf dx(total), dgamma(s.c), dbeta(s.c), dyfull(total), dxp(total), dgp(s.c), dbp(s.c);
+  dx.poison();
+  cu::batchnorm_relu_pool_backward_train(p, dX.get(), dDY.get(), dG.get(), dB.get(), mean.get(), mean_lo.get(),
+                                         invstd.get(), dx.get(), dgamma.get(), dbeta.get());
+  cu::avgpool2d_backward(p, dDY.get(), dyfull.get());
+  cu::batchnorm_relu_backward_train(s, dX.get(), act.get(), dyfull.get(), dG.get(), mean.get(), mean_lo.get(),
+                                    invstd.get(), dxp.get(), dgp.get(), dbp.get());
+  check(same_bits(dx.download(), dxp.download()) && same_bits(dgamma.download(), dgp.download()) &&
+            same_bits(dbeta.download(), dbp.download()),
+        "bn+relu+pool backward_train " + tag + ": bitwise the unfused chain");
+  DevBuf dg_only(s.c), db_only(s.c);  // no dx wanted
+  cu::batchnorm_relu_pool_backward_train(p, dX.get(), dDY.get(), dG.get(), dB.get(), mean.get(), mean_lo.get(),
+                                         invstd.get(), nullptr, dg_only.get(), db_only.get());
+  check(same_bits(dg_only.download(), dgp.download()) && same_bits(db_only.download(), dbp.download()),
+        "bn+relu+pool backward_train " + tag + " without dx: the same dgamma and dbeta");
+}
+
+static PoolShape pool_shape_of(int64_t n, int64_t c, int64_t h, int64_t w, int64_t k) {
+  return PoolShape{n, c, h, w, k, k, k, k, h / k, w / k};
+}
+
 static void test_batchnorm() {
   std::printf("\n== batch norm\n");
+  for (const PoolShape& p : {pool_shape_of(8, 20, 26, 26, 2), pool_shape_of(6, 5, 9, 9, 2), pool_shape_of(3, 4, 7, 10, 3),
+                             pool_shape_of(2, 3, 12, 8, 4), pool_shape_of(5, 2, 3, 5, 1)}) {
+    test_bn_relu_pool(p);
+  }
   std::vector<BnShape> shapes = {{64, 20, 26 * 26}, {64, 50, 9 * 9}, {64, 128, 1},  {7, 3, 5},     {5, 1, 1},
                                  {3, 10, 1},        {1000, 3, 1},    {2, 70000, 1}, {2, 70000, 4}, {2, 3, 100003},
                                  {33, 7, 36},       {4, 5, 2}};
