@@ -149,6 +149,10 @@ export interface Native {
   /** The same four, fused with the ReLU after them: backward takes the fused output y after x. */
   batchNormReluForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage): void;
   batchNormReluForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;
+  /** Batch norm + ReLU + average pooling without overlap (stride = window), training form; y is the pooled output. */
+  batchNormReluPoolForwardTrain(shape: PoolShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage): void;
+  /** dy: the pooled gradient. */
+  batchNormReluPoolBackwardTrain(shape: PoolShapeArg, x: Storage, dy: Storage, gamma: Storage, beta: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
   batchNormReluBackwardTrain(shape: BnShapeArg, x: Storage, y: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
   batchNormReluBackwardInfer(shape: BnShapeArg, x: Storage, y: Storage, dy: Storage, gamma: Storage, mean: Storage, variance: Storage, eps: number, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
 

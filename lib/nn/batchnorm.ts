@@ -5,7 +5,7 @@
 // keeps its numbers: the presets name the two common sets, the single options override them.
 import { Device, parseDevice } from '../device';
 import { full, ones, zeros } from '../ops/creation';
-import { batchNorm, batchNormRelu } from '../ops/batchnorm';
+import { batchNorm, batchNormRelu, batchNormReluPool } from '../ops/batchnorm';
 import { checkPositiveInt } from '../ops/check';
 import { describe, readChoice, readOptions } from '../options';
 import { Tensor } from '../tensor';
@@ -170,6 +170,15 @@ export class BatchNorm extends Module {
    */
   forwardRelu(x: Tensor): Tensor {
     return this.normalize(x, batchNormRelu);
+  }
+
+  /**
+   * avgPool2d(relu(this.forward(x)), { kernelSize }) with non-overlapping windows as one fused op
+   * (training writes only the pooled output; equal results); Sequential uses it where a BatchNorm
+   * is followed by a ReLU and such an AvgPool2d.
+   */
+  forwardReluPool(x: Tensor, kernelSize: readonly [number, number]): Tensor {
+    return this.normalize(x, (input, gamma, beta, options) => batchNormReluPool(input, gamma, beta, options, kernelSize));
   }
 
   /**

@@ -1,7 +1,7 @@
 // kg.nn.functional: the stateless layers, as functions of tensors.
 export { relu } from '../ops/activation';
 export { flatten } from '../ops/arith';
-export { batchNorm, batchNormRelu, pureBatchNorm } from '../ops/batchnorm';
+export { batchNorm, batchNormRelu, batchNormReluPool, pureBatchNorm } from '../ops/batchnorm';
 export type { BatchNormOptions } from '../ops/batchnorm';
 export { batchRenorm } from '../ops/batch-renorm';
 export type { BatchRenormOptions } from '../ops/batch-renorm';

@@ -5,6 +5,7 @@ import { ReLU } from './activation';
 import { BatchNorm } from './batchnorm';
 import { runConvBlock, runDenseBlock } from './inference-blocks';
 import { Module } from './module';
+import { AvgPool2d } from './pooling';
 
 /**
  * Applies its modules one after the other. `new Sequential(a, b, c)` names the children '0', '1',
@@ -61,11 +62,18 @@ export class Sequential extends Module {
         i += block.layers - 1;
         continue;
       }
-      // A BatchNorm followed by a ReLU runs as one fused op: the same values, one pass less each
+      // A BatchNorm followed by a ReLU runs as one fused op, and with an AvgPool2d whose windows do
+      // not overlap after them, the pooling too: the same values, fewer passes and launches each
       // way. Exact classes only, so that a subclass's own forward is never bypassed.
       if (kids[i].constructor === BatchNorm && kids[i + 1]?.constructor === ReLU) {
-        h = (kids[i] as BatchNorm).forwardRelu(h);
-        i++;
+        const pool = tilingWindow(kids[i + 2]);
+        if (pool) {
+          h = (kids[i] as BatchNorm).forwardReluPool(h, pool);
+          i += 2;
+        } else {
+          h = (kids[i] as BatchNorm).forwardRelu(h);
+          i++;
+        }
       } else {
         h = kids[i].forward(h);
       }
@@ -77,6 +85,16 @@ export class Sequential extends Module {
     const lines = this.children().map(([n, m]) => `  (${n}): ${String(m)}`);
     return `Sequential(\n${lines.join('\n')}\n)`;
   }
+}
+
+/** The window of an AvgPool2d (exact class) whose stride equals its window, else null. */
+function tilingWindow(m: Module | undefined): [number, number] | null {
+  if (m?.constructor !== AvgPool2d) return null;
+  const pool = m as AvgPool2d;
+  const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : [v[0], v[1]]);
+  const [kh, kw] = pair(pool.kernelSize);
+  const [sh, sw] = pair(pool.stride);
+  return kh === sh && kw === sw ? [kh, kw] : null;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -2,13 +2,14 @@
 // statistics over the batch (and the spatial positions of 4-D input), normalization, scale and
 // shift in one forward pass, and the closed-form gradient in one backward pass.
 import { checkOutput, isRecording, recordOp } from '../autograd/tape';
-import { BnShapeArg, native } from '../native';
+import { BnShapeArg, native, PoolShapeArg } from '../native';
 import { NonFiniteError } from '../non-finite';
 import { readChoice, readOptions } from '../options';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkFinite, checkSameDevice, checkTensor } from './check';
 import { ones, zeros } from './creation';
+import { avgPool2d } from './conv';
 import { deferredChecks } from './deferred-checks';
 
 const ACCEPTED = 'dense (batch, features) or 2-D convolution (batch, channels, height, width) input';
@@ -81,7 +82,33 @@ export function batchNormRelu(x: Tensor, gamma: Tensor | null, beta: Tensor | nu
   return normalize('batchNormRelu', true, x, gamma, beta, options);
 }
 
-function normalize(op: string, relu: boolean, x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions): Tensor {
+/**
+ * avgPool2d(relu(batchNorm(x, gamma, beta, options)), { kernelSize }) with non-overlapping windows
+ * (stride = kernelSize) as one op. In training, the forward pass writes only the pooled output and
+ * backward forms the pooling's and the ReLU's gradients inside batch norm's passes, so the
+ * full-size activation is never stored; the results are the three ops', bit for bit. Inference, and
+ * shapes the fused kernels do not take, run the three ops.
+ */
+export function batchNormReluPool(
+  x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions, kernelSize: readonly [number, number],
+): Tensor {
+  const pool = options?.training ? fusedPoolShape(x, kernelSize) : null;
+  if (pool === null) return avgPool2d(batchNormRelu(x, gamma, beta, options), { kernelSize: [kernelSize[0], kernelSize[1]] });
+  return normalize('batchNormReluPool', true, x, gamma, beta, options, pool);
+}
+
+/** The pooling shape the fused kernels take for x, or null (then the ops run one by one). */
+function fusedPoolShape(x: Tensor, [kh, kw]: readonly [number, number]): PoolShapeArg | null {
+  if (!(x instanceof Tensor) || x.ndim !== 4) return null;
+  const [n, c, h, w] = x.shape;
+  const planeLimit = 2 ** 31;
+  if (h < kh || w < kw || h * w < 2 || h * w >= planeLimit || n * Math.floor(h / kh) * Math.floor(w / kw) >= planeLimit) return null;
+  return [n, c, h, w, kh, kw, kh, kw];
+}
+
+function normalize(
+  op: string, relu: boolean, x: Tensor, gamma: Tensor | null, beta: Tensor | null, options: BatchNormOptions, pool: PoolShapeArg | null = null,
+): Tensor {
   checkTensor(x, op, 'x');
   readOptions(options, op, ['training', 'runningMean', 'runningVar', 'momentum', 'runningVariance', 'averaging', 'numBatchesTracked', 'eps']);
   if (options === undefined || typeof options.training !== 'boolean') {
@@ -135,14 +162,15 @@ function normalize(op: string, relu: boolean, x: Tensor, gamma: Tensor | null, b
   }
   const g = gamma ?? ones([c], { device: x.device });
   const b = beta ?? zeros([c], { device: x.device });
-  const y = Tensor.empty(x.shape, x.device);
+  const y = Tensor.empty(pool ? pooledShape(pool) : x.shape, x.device);
   // The mean as a float pair, mean = saveMean + saveMeanLo, so that x - mean keeps every digit.
   const saveMean = Tensor.empty([c], x.device);
   const saveMeanLo = Tensor.empty([c], x.device);
   const saveInvstd = Tensor.empty([c], x.device);
   const batchVar = Tensor.empty([c], x.device);
-  const forward = relu ? native.batchNormReluForwardTrain : native.batchNormForwardTrain;
-  forward(shape, x.storage, g.storage, b.storage, eps, y.storage, saveMean.storage, saveMeanLo.storage, saveInvstd.storage, batchVar.storage);
+  const saved = [saveMean.storage, saveMeanLo.storage, saveInvstd.storage, batchVar.storage] as const;
+  if (pool) native.batchNormReluPoolForwardTrain(pool, x.storage, g.storage, b.storage, eps, y.storage, ...saved);
+  else (relu ? native.batchNormReluForwardTrain : native.batchNormForwardTrain)(shape, x.storage, g.storage, b.storage, eps, y.storage, ...saved);
   const deferred = deferredChecks(x.device);
   if (deferred) {
     deferred.batchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
@@ -166,12 +194,14 @@ function normalize(op: string, relu: boolean, x: Tensor, gamma: Tensor | null, b
   }
   if (runningMean && numBatchesTracked) countBatch(numBatchesTracked);
   batchVar.dispose();
-  return recordOp(op, y, [x, g, b], relu ? [x, g, y] : [x, g], (dy) => {
+  // The pooled form recomputes the ReLU's output from x, gamma and beta: it keeps beta, not y.
+  return recordOp(op, y, [x, g, b], pool ? [x, g, b] : relu ? [x, g, y] : [x, g], (dy) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
     const dgamma = Tensor.empty([c], x.device);
     const dbeta = Tensor.empty([c], x.device);
     const stats = [saveMean.storage, saveMeanLo.storage, saveInvstd.storage, dx ? dx.storage : null, dgamma.storage, dbeta.storage] as const;
-    if (relu) native.batchNormReluBackwardTrain(shape, x.storage, y.storage, dy.storage, g.storage, ...stats);
+    if (pool) native.batchNormReluPoolBackwardTrain(pool, x.storage, dy.storage, g.storage, b.storage, ...stats);
+    else if (relu) native.batchNormReluBackwardTrain(shape, x.storage, y.storage, dy.storage, g.storage, ...stats);
     else native.batchNormBackwardTrain(shape, x.storage, dy.storage, g.storage, ...stats);
     return [dx, dgamma, dbeta];
   });
@@ -250,4 +280,9 @@ function batchNormInference(
  */
 export function pureBatchNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): Tensor {
   return batchNorm(x, gamma, beta, { training: true, eps });
+}
+
+/** (n, c, oh, ow) of a pooling shape argument [n, c, h, w, kh, kw, sh, sw] without overlap. */
+function pooledShape([n, c, h, w, kh, kw]: PoolShapeArg): number[] {
+  return [n, c, Math.floor(h / kh), Math.floor(w / kw)];
 }

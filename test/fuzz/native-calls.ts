@@ -89,6 +89,17 @@ const pool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, d
   return fwd ? call('avgPool2dForward', s, x, y) : call('avgPool2dBackward', s, y, x);
 });
 
+// Batch norm + ReLU + pooling: mostly tiling windows (stride = window), sometimes overlapping or one-pixel planes.
+const bnReluPool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, smallDim, smallDim).map(([n, c, h, w, kh, kw]) => [n, c, h, w, kh, kw, kh, kw])),
+  scalar, spare, spare, spare, fc.boolean(), fc.boolean()).map(([s, eps, a, b, d, withDx, fwd]) => {
+  const [n, c, h, w, kh, kw, sh, sw] = s;
+  const oh = outSize(h, 0, kh, sh), ow = outSize(w, 0, kw, sw);
+  const x = () => st(sizeFor(wrapped(n, c, h, w), a)), y = () => st(sizeFor(oh < 0 || ow < 0 ? null : wrapped(n, c, oh, ow), b));
+  const ch = () => st(sizeFor(wrapped(c), d));
+  if (fwd) return call('batchNormReluPoolForwardTrain', s, x(), ch(), ch(), eps, y(), ch(), ch(), ch(), ch());
+  return call('batchNormReluPoolBackwardTrain', s, x(), y(), ch(), ch(), ch(), ch(), ch(), withDx ? x() : null, ch(), ch());
+});
+
 // [n, c, h, w, kh, kw, sh, sw, ph, pw]; argmax holds anything (NaN, negative, huge, fractional).
 const maxPool = fc.tuple(fc.oneof(dims(10), fc.tuple(smallDim, smallDim, dim, dim, smallDim, smallDim, dim, smallDim, smallDim, smallDim)),
   spare, spare, fc.array(fc.constantFrom(...LABELS), { minLength: 1, maxLength: 8 }), fc.boolean()).map(([s, a, b, fill, fwd]) => {
@@ -247,6 +258,7 @@ export const NATIVE_FUNCTIONS = [
   'convBlockInfer', 'denseBlockInfer',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
   'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
+  'batchNormReluPoolForwardTrain', 'batchNormReluPoolBackwardTrain',
   'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentForwardSum', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
@@ -266,6 +278,7 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 2, arbitrary: maxPool },
     { weight: 1, arbitrary: dropout },
     { weight: 3, arbitrary: batchNorm },
+    { weight: 2, arbitrary: bnReluPool },
     { weight: 2, arbitrary: norms },
     { weight: 3, arbitrary: binary },
     { weight: 2, arbitrary: elementwise },

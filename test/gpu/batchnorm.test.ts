@@ -177,3 +177,16 @@ describeGpu('GPU batch norm fused with ReLU', () => {
     expectSameOnDevices(inputs, ([t, g, b]) => F.batchNormRelu(t, g, b, stats(t.device)));
   });
 });
+
+describeGpu('GPU batch norm + ReLU + average pooling, fused', () => {
+  test.each([[[16, 20, 26, 26], 2], [[6, 5, 9, 9], 2], [[3, 4, 7, 10], 3]])('x %j window %d: the chain bit for bit, and the CPU', (shape, k) => {
+    const c = shape[1];
+    const inputs = [input(shape, 71), input([c], 72, { low: 0.5, high: 1.5 }), input([c], 73)];
+    const fused = ([x, g, b]: kg.Tensor[]) => F.batchNormReluPool(x, g, b, { training: true }, [k, k]);
+    const chain = ([x, g, b]: kg.Tensor[]) => F.avgPool2d(F.batchNormRelu(x, g, b, { training: true }), { kernelSize: k });
+    const gpu = expectSameOnDevices(inputs, fused);
+    const gpuChain = runOn('cuda', inputs, chain);
+    expect(bitwiseEqual(gpu.out, gpuChain.out)).toBe(true);
+    gpu.grads.forEach((g, i) => expect(bitwiseEqual(g as Float32Array, gpuChain.grads[i] as Float32Array)).toBe(true));
+  });
+});
