@@ -19,7 +19,6 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_layers(env, exports);
   register_runtime(env, exports);
   register_graphs(env, exports);
-  register_flags(env, exports);
   register_storage_reporting(env, exports);
   return exports;
 }

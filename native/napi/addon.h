@@ -19,7 +19,6 @@ void register_optim(Napi::Env env, Napi::Object exports);
 void register_layers(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
 void register_graphs(Napi::Env env, Napi::Object exports);
-void register_flags(Napi::Env env, Napi::Object exports);
 void register_storage_reporting(Napi::Env env, Napi::Object exports);
 
 }  // namespace kg

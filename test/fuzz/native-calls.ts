@@ -5,7 +5,7 @@ import fc from 'fast-check';
 
 import type { Call } from './harness';
 import { native } from '../../lib/native';
-import { BAD_NUMBERS, dim, dims, fakeStorage, LABELS, mutated, plainObject, scalar, sizeFor, smallDim, st, wrapped } from './values';
+import { BAD_NUMBERS, dim, dims, fakeStorage, LABELS, mutated, plainObject, scalar, sizeFor, smallDim, st, wrapped, WRAPPING } from './values';
 
 const spare = fc.integer({ min: 0, max: 64 });
 const call = (fn: string, ...args: unknown[]): Call => ({ fn, args });
@@ -103,16 +103,30 @@ const dropout = fc.tuple(fc.constantFrom(0, 0.5, 0.999, 1, -0.5, NaN), fc.oneof(
   ([p, seed, n, off]) => call('dropout', p, seed, st(n), st(n + off)),
 );
 
+// The training forward's update of the running statistics: the running mean and variance both,
+// one of them or neither; a momentum in range or not; a count of one element or not (or none,
+// with cumulative averaging too); status words of c plus some spare, at an offset that fits or not.
+const bnUpdate = fc.tuple(
+  fc.constantFrom(0, 1, 2, 2, 2), fc.constantFrom(0, 0.9, 1, NaN, -0.5, 2), fc.boolean(), fc.constantFrom(null, 1, 1, 2), fc.boolean(),
+  fc.option(spare, { nil: null }), fc.oneof(smallDim, fc.constantFrom(...WRAPPING, ...BAD_NUMBERS)),
+);
+
 // Plain and fused with the ReLU (whose backward takes the output y after x).
-const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3), fc.boolean()).map(
-  ([s, eps, a, b, withDx, which, relu]) => {
+const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3), fc.boolean(), fc.boolean(), bnUpdate).map(
+  ([s, eps, a, b, withDx, which, relu, withVar, [running, momentum, unbiased, count, cumulative, statusSpare, offset]]) => {
     const [n, c, l] = s;
     const full = () => st(sizeFor(wrapped(n, c, l), a));
     const ch = () => st(sizeFor(wrapped(c), b));
     const dx = withDx ? full() : null;
     const name = (op: string) => (relu ? `batchNormRelu${op}` : `batchNorm${op}`);
     const y = relu ? [full()] : [];
-    if (which === 0) return call(name('ForwardTrain'), s, full(), ch(), ch(), eps, full(), ch(), ch(), ch(), ch());
+    if (which === 0) {
+      const update = [
+        running > 0 ? ch() : null, running > 1 ? ch() : null, momentum, unbiased, count === null ? null : st(count), cumulative,
+        statusSpare === null ? null : st(sizeFor(wrapped(c), b) + statusSpare), offset,
+      ];
+      return call(name('ForwardTrain'), s, full(), ch(), ch(), eps, full(), ch(), ch(), ch(), withVar ? ch() : null, ...update);
+    }
     if (which === 1) return call(name('ForwardInfer'), s, full(), ch(), ch(), ch(), ch(), eps, full());
     if (which === 2) return call(name('BackwardTrain'), s, full(), ...y, full(), ch(), ch(), ch(), ch(), dx, ch(), ch());
     return call(name('BackwardInfer'), s, full(), ...y, full(), ch(), ch(), ch(), eps, dx, ch(), ch());
@@ -194,10 +208,6 @@ const sgdMany = fc
     ),
   );
 
-const flagStats = fc.tuple(dim, spare, fc.constantFrom(0, 0, 1), fc.boolean(), scalar, fc.constantFrom(3, 3, 2)).map(([c, n, off, withVar, layer, flag]) =>
-  call('flagNonFiniteStats', c, st(sizeFor(wrapped(c), n)), st(sizeFor(wrapped(c), n) + off, { fill: [NaN, 0, Infinity, 1] }), withVar ? st(sizeFor(wrapped(c), n)) : null, layer, st(flag)),
-);
-
 // One of the four buffers off by `off` elements.
 const adam = fc.tuple(fc.constantFrom(0.9, 0, NaN), scalar, scalar, fc.constantFrom(1e-8, 0, -1), scalar, scalar, spare, fc.constantFrom(0, 0, 0, 1), fc.integer({ min: 0, max: 3 })).map(
   ([b1, b2, step, eps, l2, decay, n, off, which]) =>
@@ -247,7 +257,7 @@ export const NATIVE_FUNCTIONS = [
   'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
-  'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',
+  'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'cudaCounters',
   'hostMemoryStats', 'hostEmptyCache', 'setGcReporting',
   // Built only with CUDA: the graph-capture and readback bindings.
   ...(native.builtWithCuda() ? GRAPH_FUNCTIONS : []),
@@ -270,7 +280,6 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 3, arbitrary: labelled },
     { weight: 1, arbitrary: sgd },
     { weight: 1, arbitrary: sgdMany },
-    { weight: 1, arbitrary: flagStats },
     { weight: 1, arbitrary: adam },
     { weight: 1, arbitrary: l2Norm },
     { weight: 2, arbitrary: storage },
