@@ -196,6 +196,22 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     step.dispose();
   });
 
+  test('a step with more batch-norm channels than the status buffer holds grows it, keeping the words of its earlier layers', () => {
+    // 200 + 300 channels: the buffer (256 words at first) grows at the second layer of the first
+    // step, whose first layer has already reported a NaN batch.
+    const model = new kg.nn.Sequential(
+      new kg.nn.Linear(4, 200, { seed: 9, device: 'cuda' }), new kg.nn.BatchNorm(200, { device: 'cuda' }), new kg.nn.ReLU(),
+      new kg.nn.Linear(200, 300, { seed: 10, device: 'cuda' }), new kg.nn.BatchNorm(300, { device: 'cuda' }),
+      new kg.nn.Linear(300, 3, { seed: 11, device: 'cuda' }),
+    );
+    const step = kg.train.compileStep({ model, optimizer: new kg.optim.SGD(model.parameters(), { lr: 0.01 }) });
+    const bad = normal(12, 70);
+    bad[5] = NaN;
+    expect(step(kg.tensor(bad, [3, 4], { device: 'cuda' }), Int32Array.from([0, 1, 2]))).toBeNull();
+    expect(() => step.flush()).toThrow(/^batchNorm: channel 0 of batch-norm layer 1 of the step \(x \[3, 200\], eps 0\.00001\) has a non-finite batch mean/);
+    step.dispose();
+  });
+
   test("cumulative averaging is captured (the count is read on the device) and matches the eager steps", () => {
     const build = () => {
       const model = new kg.nn.Sequential(
