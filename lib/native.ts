@@ -47,6 +47,16 @@ export type PoolShapeArg = [number, number, number, number, number, number, numb
 export type MaxPoolShapeArg = [number, number, number, number, number, number, number, number, number, number];
 /** [n, c, l]: batch norm views every input as (n, c, l), l = h*w or 1. */
 export type BnShapeArg = [number, number, number];
+/**
+ * What batch norm's training forward does besides normalizing (kg/batchnorm_update.h): running
+ * statistics (both or neither) moved with `momentum` (the old value's weight; with `cumulative`,
+ * count / (count + 1) read on the device), the unbiased running variance when `unbiased`, the batch
+ * count (only with running statistics), and the per-channel failure kinds at status[statusOffset..].
+ */
+export type BnRunningUpdateArgs = [
+  runningMean: Storage | null, runningVar: Storage | null, momentum: number, unbiased: boolean,
+  numBatchesTracked: Storage | null, cumulative: boolean, status: Storage | null, statusOffset: number,
+];
 /** [outer, groups, inner, params, run]: group norm, layer norm and batch renorm (kg/shapes.h NormShape). */
 export type NormShapeArg = [number, number, number, number, number];
 
@@ -142,15 +152,20 @@ export interface Native {
   /** Forward on (x, y) and backward on (dy, dx), with the same p and seed. */
   dropout(p: number, seed: number, x: Storage, y: Storage): void;
 
-  batchNormForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage): void;
+  /**
+   * Training forward; with the arguments after batchVar (BnRunningUpdateArgs, kg/batchnorm_update.h)
+   * it also writes each channel's failure kind to status[statusOffset + ch] (0: fine), updates the
+   * running statistics of the channels that did not fail, and increments numBatchesTracked.
+   */
+  batchNormForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage | null, ...update: BnRunningUpdateArgs): void;
   batchNormForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;
   batchNormBackwardTrain(shape: BnShapeArg, x: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
   batchNormBackwardInfer(shape: BnShapeArg, x: Storage, dy: Storage, gamma: Storage, mean: Storage, variance: Storage, eps: number, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
   /** The same four, fused with the ReLU after them: backward takes the fused output y after x. */
-  batchNormReluForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage): void;
+  batchNormReluForwardTrain(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage | null, ...update: BnRunningUpdateArgs): void;
   batchNormReluForwardInfer(shape: BnShapeArg, x: Storage, gamma: Storage, beta: Storage, mean: Storage, variance: Storage, eps: number, y: Storage): void;
   /** Batch norm + ReLU + average pooling without overlap (stride = window), training form; y is the pooled output. */
-  batchNormReluPoolForwardTrain(shape: PoolShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage): void;
+  batchNormReluPoolForwardTrain(shape: PoolShapeArg, x: Storage, gamma: Storage, beta: Storage, eps: number, y: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, batchVar: Storage | null, ...update: BnRunningUpdateArgs): void;
   /** dy: the pooled gradient. */
   batchNormReluPoolBackwardTrain(shape: PoolShapeArg, x: Storage, dy: Storage, gamma: Storage, beta: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
   batchNormReluBackwardTrain(shape: BnShapeArg, x: Storage, y: Storage, dy: Storage, gamma: Storage, saveMean: Storage, saveMeanLo: Storage, saveInvstd: Storage, dx: Storage | null, dgamma: Storage, dbeta: Storage): void;
@@ -175,8 +190,6 @@ export interface Native {
   sgdUpdate(lr: number, momentum: number, weightDecay: number, nesterov: boolean, param: Storage, grad: Storage, velocity: Storage | null): void;
   /** sgdUpdate of every parameter, the rate read from the one-element `lr` on their device (one launch per 64 on the GPU). */
   sgdUpdateMany(momentum: number, nesterov: boolean, lr: Storage, params: Storage[], grads: Storage[], velocities: Storage[] | null, weightDecays: number[]): void;
-  /** flag[0..2] = (kind, channel, layer) of the first non-finite batch statistic, unless flag[0] is already set. */
-  flagNonFiniteStats(c: number, mean: Storage, invstd: Storage, variance: Storage | null, layer: number, flag: Storage): void;
   adamUpdate(beta1: number, beta2: number, stepSize: number, eps: number, l2: number, decay: number, param: Storage, grad: Storage, m: Storage, v: Storage): void;
   /** out[index] = the Euclidean norm of x. */
   l2Norm(x: Storage, out: Storage, index: number): void;

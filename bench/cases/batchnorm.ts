@@ -9,6 +9,10 @@ import { checkBnBackward, checkBnInferFwd, checkBnTrainFwd, sampleIndices } from
 import { disposeAll } from '../lib/ours';
 import { TF_IMPL, tf, useBackend } from '../reference/tfjs/setup';
 import { bnInfer, bnTrain, bnTrainGrads, nhwc } from '../reference/tfjs/ops';
+import type { BnRunningUpdateArgs } from '../../lib/native';
+
+/** The training forward alone: no running statistics, no status words. */
+const NO_UPDATE: BnRunningUpdateArgs = [null, null, 0, false, null, false, null, 0];
 
 const EPS = 1e-5;
 const OPS: BnOp[] = ['bn.train_fwd', 'bn.infer_fwd', 'bn.backward', 'bn_relu.train_fwd', 'bn_relu.backward'];
@@ -77,10 +81,10 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
         runMeasured(ctx, { case: 'bn.train_fwd', shape: s.label, impl: 'kernelgrad' }, () => ({
           fn: () => {
             const i = next();
-            nat.batchNormForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv);
+            nat.batchNormForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv, ...NO_UPDATE);
           },
           check: () => {
-            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv);
+            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv, ...NO_UPDATE);
             return checkBnTrainFwd(d.x, ncl, d.gamma, d.beta, EPS, channels, y[0].read(), sm.read(), si.read(), bv.read()).result(how);
           },
           metric: gbs(BN_BYTES_PER_ELEM['bn.train_fwd'] * n),
@@ -120,7 +124,7 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
             nat.batchNormBackwardTrain(ncl, x[i], dy[i], gamma, sm, sml, si, y[i], dg, db);
           },
           check: () => {
-            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv);
+            nat.batchNormForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv, ...NO_UPDATE);
             nat.batchNormBackwardTrain(ncl, x[0], dy[0], gamma, sm, sml, si, y[0], dg, db);
             return checkBnBackward(d.x, d.dy, ncl, d.gamma, EPS, channels, y[0].read(), dg.read(), db.read()).result(how);
           },
@@ -137,10 +141,10 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
         runMeasured(ctx, { case: 'bn_relu.train_fwd', shape: s.label, impl: 'kernelgrad' }, () => ({
           fn: () => {
             const i = next();
-            nat.batchNormReluForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv);
+            nat.batchNormReluForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv, ...NO_UPDATE);
           },
           check: () => {
-            nat.batchNormReluForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv);
+            nat.batchNormReluForwardTrain(ncl, x[0], gamma, beta, EPS, y[0], sm, sml, si, bv, ...NO_UPDATE);
             return checkBnTrainFwd(d.x, ncl, d.gamma, d.beta, EPS, channels, y[0].read(), sm.read(), si.read(), bv.read(), 1e-4, true).result(how);
           },
           metric: gbs(BN_BYTES_PER_ELEM['bn_relu.train_fwd'] * n),
@@ -151,7 +155,7 @@ function ours(ctx: Ctx, s: BnCase, d: Data): Figure[] {
     }
     if (want('bn_relu.backward')) {
       // The forward's output per set (the ReLU's mask), and dx buffers of their own.
-      for (let i = 0; i < sets; i++) nat.batchNormReluForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv);
+      for (let i = 0; i < sets; i++) nat.batchNormReluForwardTrain(ncl, x[i], gamma, beta, EPS, y[i], sm, sml, si, bv, ...NO_UPDATE);
       const dy = Array.from({ length: sets }, () => o.storage(d.dy));
       const dx = Array.from({ length: sets }, () => o.storage(n));
       const dg = o.storage(c);

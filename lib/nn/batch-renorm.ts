@@ -3,8 +3,9 @@
 // Ioffe (2017) starts training with rMax = 1 and dMax = 0 (plain batch norm) and relaxes them;
 // both are writable for such a schedule.
 import { Device } from '../device';
+import { native } from '../native';
 import { batchRenorm, checkMomentum, checkRenormLimits } from '../ops/batch-renorm';
-import { countBatch } from '../ops/batchnorm';
+import { ones } from '../ops/creation';
 import { checkEps } from '../ops/normalize';
 import { readOptions } from '../options';
 import { Tensor } from '../tensor';
@@ -83,4 +84,11 @@ export class BatchRenorm extends BatchNorm {
   override toString(): string {
     return `BatchRenorm(${this.numFeatures}, rMax=${this.rMax}, dMax=${this.dMax}, momentum=${this.momentum}, eps=${this.eps})`;
   }
+}
+
+/** Adds one to the layer's numBatchesTracked, on its device (no host read, so a captured step can hold it). */
+function countBatch(count: Tensor): void {
+  const one = ones([1], { device: count.device });
+  native.axpby(1, one.storage, 1, count.storageForWrite());
+  one.dispose();
 }

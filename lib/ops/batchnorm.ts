@@ -123,7 +123,7 @@ function normalize(
   if (averaging === 'cumulative' && options.momentum !== undefined) {
     throw new TypeError(`${op}: momentum has no meaning with averaging 'cumulative' (batch t enters with weight 1/t); leave it out`);
   }
-  let momentum = checkFinite(options.momentum ?? 0.9, op, 'momentum');
+  const momentum = checkFinite(options.momentum ?? 0.9, op, 'momentum');
   if (momentum < 0 || momentum > 1) throw new RangeError(`${op}: momentum must be in [0, 1], got ${momentum}`);
   const eps = checkFinite(options.eps ?? 1e-5, op, 'eps');
   if (eps < 0) throw new RangeError(`${op}: eps must be >= 0, got ${eps}`);
@@ -167,33 +167,32 @@ function normalize(
   const saveMean = Tensor.empty([c], x.device);
   const saveMeanLo = Tensor.empty([c], x.device);
   const saveInvstd = Tensor.empty([c], x.device);
-  const batchVar = Tensor.empty([c], x.device);
-  const saved = [saveMean.storage, saveMeanLo.storage, saveInvstd.storage, batchVar.storage] as const;
-  if (pool) native.batchNormReluPoolForwardTrain(pool, x.storage, g.storage, b.storage, eps, y.storage, ...saved);
-  else (relu ? native.batchNormReluForwardTrain : native.batchNormForwardTrain)(shape, x.storage, g.storage, b.storage, eps, y.storage, ...saved);
+  // The kernel checks each channel's statistics into status words and updates the running
+  // statistics of the channels that pass (counting the batch): inside a training loop that defers
+  // the checks, into the step's status buffer, read with the loss; else into words read here.
   const deferred = deferredChecks(x.device);
-  if (deferred) {
-    deferred.batchStatistics(x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
-  } else {
+  const own = deferred ? null : Tensor.empty([c], x.device);
+  const { status, offset } = deferred ? deferred.reserve(x, eps) : { status: (own as Tensor).storage, offset: 0 };
+  const tracked = runningMean !== null && runningVar !== null;
+  const saved = [saveMean.storage, saveMeanLo.storage, saveInvstd.storage, null] as const;
+  const update = [
+    tracked ? runningMean.storageForWrite() : null, tracked ? runningVar.storageForWrite() : null,
+    averaging === 'cumulative' ? 0 : momentum, runningVariance === 'unbiased',
+    tracked && numBatchesTracked ? numBatchesTracked.storageForWrite() : null, averaging === 'cumulative' && tracked,
+    status, offset,
+  ] as const;
+  if (pool) native.batchNormReluPoolForwardTrain(pool, x.storage, g.storage, b.storage, eps, y.storage, ...saved, ...update);
+  else (relu ? native.batchNormReluForwardTrain : native.batchNormForwardTrain)(shape, x.storage, g.storage, b.storage, eps, y.storage, ...saved, ...update);
+  if (own) {
     try {
-      checkBatchStatistics(op, x, eps, saveMean, saveInvstd, runningMean ? batchVar : null);
+      checkBatchStatistics(op, x, eps, own, saveMean, tracked);
     } catch (e) {
-      for (const t of [y, saveMean, saveMeanLo, saveInvstd, batchVar]) t.dispose();
+      for (const t of [y, saveMean, saveMeanLo, saveInvstd]) t.dispose();
       throw e;
+    } finally {
+      own.dispose();
     }
   }
-  if (runningMean && runningVar) {
-    if (averaging === 'cumulative') {
-      const seen = (numBatchesTracked as Tensor).item();
-      momentum = seen / (seen + 1);
-    }
-    const m = n * l;
-    const varianceWeight = runningVariance === 'unbiased' ? (1 - momentum) * (m / (m - 1)) : 1 - momentum;
-    native.axpby(1 - momentum, saveMean.storage, momentum, runningMean.storageForWrite());
-    native.axpby(varianceWeight, batchVar.storage, momentum, runningVar.storageForWrite());
-  }
-  if (runningMean && numBatchesTracked) countBatch(numBatchesTracked);
-  batchVar.dispose();
   // The pooled form recomputes the ReLU's output from x, gamma and beta: it keeps beta, not y.
   return recordOp(op, y, [x, g, b], pool ? [x, g, b] : relu ? [x, g, y] : [x, g], (dy) => {
     const dx = x.tracksGrad ? Tensor.empty(x.shape, x.device) : null;
@@ -207,44 +206,31 @@ function normalize(
   });
 }
 
-/** count += 1 in place, on the count's device, without reading it back. */
-/** Adds one to a layer's numBatchesTracked, on its device (no host read, so a captured step can hold it). */
-export function countBatch(count: Tensor): void {
-  const one = ones([1], { device: count.device });
-  native.axpby(1, one.storage, 1, count.storageForWrite());
-  one.dispose();
-}
-
 /**
- * Throws, naming the channel, when a batch statistic is not finite: one NaN or infinity in the
- * batch would otherwise make that channel's running mean NaN for good, and its output NaN. Runs
- * before the running statistics are updated, so they keep their values. Reads C values back, which
- * on a GPU waits for the forward kernel.
+ * Throws, naming the channel, when the forward kernel found a channel's statistics unusable (its
+ * status word, kg/batchnorm_update.h): one NaN or infinity in the batch would otherwise make that
+ * channel's running mean NaN for good, and its output NaN. The kernel has already left that
+ * channel's running statistics alone and updated the others'. Reads C values back, which on a GPU
+ * waits for the forward kernel.
  */
-function checkBatchStatistics(op: string, x: Tensor, eps: number, mean: Tensor, invstd: Tensor, variance: Tensor | null): void {
-  const m = mean.toArray();
-  const s = invstd.toArray();
-  const v = variance?.toArray();
-  const where = (ch: number) => `${op}: channel ${ch} of x ${formatShape(x.shape)}`;
-  for (let ch = 0; ch < m.length; ch++) {
-    if (!Number.isFinite(m[ch])) {
+function checkBatchStatistics(op: string, x: Tensor, eps: number, status: Tensor, mean: Tensor, tracked: boolean): void {
+  const kinds = status.toArray();
+  const ch = kinds.findIndex((kind) => kind !== 0);
+  if (ch < 0) return;
+  const where = `${op}: channel ${ch} of x ${formatShape(x.shape)}`;
+  const kept = tracked ? `; channel ${ch}'s running statistics were left unchanged (the other channels' were updated)` : '';
+  switch (kinds[ch]) {
+    case 1:
+      throw new NonFiniteError(`${where} has a batch mean of ${mean.toArray()[ch]}: the batch holds NaN or infinite values${kept}`);
+    case 2:
+      throw new NonFiniteError(`${where} has zero variance and eps is ${eps}, so it cannot be normalized; use eps > 0${kept}`);
+    case 3:
+      // invstd 0 means a variance that overflowed where it was computed: the output would be beta.
+      throw new NonFiniteError(`${where} has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down${kept}`);
+    default:
       throw new NonFiniteError(
-        `${where(ch)} has a batch mean of ${m[ch]}: the batch holds NaN or infinite values; the running statistics were left unchanged`,
+        `${where} has a variance too large for float32 (values of magnitude near 1e38), which the running variance cannot hold${kept}`,
       );
-    }
-    if (s[ch] === Infinity) {
-      throw new NonFiniteError(`${where(ch)} has zero variance and eps is ${eps}, so it cannot be normalized; use eps > 0`);
-    }
-    // invstd 0 means a variance that overflowed where it was computed: the output would be beta.
-    if (!(s[ch] > 0)) {
-      throw new NonFiniteError(`${where(ch)} has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down`);
-    }
-    if (v && !Number.isFinite(v[ch])) {
-      throw new NonFiniteError(
-        `${where(ch)} has a variance too large for float32 (values of magnitude near 1e38), which the running ` +
-          'variance cannot hold; the running statistics were left unchanged',
-      );
-    }
   }
 }
 

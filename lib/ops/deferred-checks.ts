@@ -1,63 +1,124 @@
 // Deferred non-finite checks: on the GPU, a training step cannot afford to read values back to
 // check them (each read waits for the GPU, and a captured step cannot read at all). Inside
-// withDeferredChecks the batch-norm statistics check runs as a small kernel that records the first
-// failure of the step in a device flag; the training loop reads the flag together with the loss,
-// a step late, and throws the same NonFiniteError then. The step that failed has already updated
-// the parameters and the running statistics by then: the loop stops there.
+// withDeferredChecks, each batch-norm layer's forward kernel writes the failure kind of every
+// channel of its statistics (0: fine) to its own range of one status buffer; the training loop
+// copies the buffer to the host together with the loss and, a step late, throws the NonFiniteError
+// of the first failure (in layer order, then channel order). The step that failed has already
+// updated the parameters, and the running statistics of the channels that did not fail, by then:
+// the loop stops there.
 import type { Device } from '../device';
-import { native } from '../native';
+import type { Storage } from '../native';
 import { NonFiniteError } from '../non-finite';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
-import { zeros } from './creation';
+import { tensor, zeros } from './creation';
 
-/** The flag of one training loop, and what the step that writes it knows of its layers. */
+/** One batch-norm layer of a step: its words are status[offset, offset + channels). */
+export interface CheckedLayer {
+  readonly description: string;
+  readonly offset: number;
+  readonly channels: number;
+}
+
+/** Status words to start with: enough for most networks, so that the buffer seldom grows. */
+const INITIAL_WORDS = 256;
+
+/** The status buffer of one training loop, and what the step that writes it knows of its layers. */
 export class DeferredChecks {
-  /** (kind, channel, layer) of the first failure; kind 0: none. */
-  readonly flag: Tensor;
-  private layers: string[] = [];
+  private buffer: Tensor;
+  private layers: CheckedLayer[] = [];
+  private used = 0;
+  private captured = false;
 
   constructor(readonly device: Device) {
-    this.flag = zeros([3], { device }).keep();
-  }
-
-  /** Starts recording a step: its layers are numbered from 0. Returns the list they go to. */
-  beginStep(): string[] {
-    this.layers = [];
-    return this.layers;
-  }
-
-  /** Queues the check of one batch-norm layer's statistics (the variance may be null). */
-  batchStatistics(x: Tensor, eps: number, mean: Tensor, invstd: Tensor, variance: Tensor | null): void {
-    const layer = this.layers.length;
-    this.layers.push(`x ${formatShape(x.shape)}, eps ${eps}`);
-    native.flagNonFiniteStats(mean.numel, mean.storage, invstd.storage, variance ? variance.storage : null, layer, this.flag.storage);
+    this.buffer = zeros([INITIAL_WORDS], { device }).keep();
   }
 
   /**
-   * The error for flag values read back (null when none is set), naming the layer from `layers`
-   * (the list beginStep returned for the step that ran). Clears the flag when one was set.
+   * The status words, for the copy to the host after a step. Each step writes the range of each
+   * of its layers in full, so words beyond the step's layers are stale, and never read.
    */
-  errorFor(values: ArrayLike<number>, layers: readonly string[]): NonFiniteError | null {
-    const [kind, channel, layer] = [values[0], values[1], values[2]];
-    if (kind === 0) return null;
-    this.flag.storageForWrite().write(new Float32Array(3));
-    const where = `batchNorm: channel ${channel} of batch-norm layer ${layer + 1} of the step (${layers[layer] ?? 'unknown'})`;
-    const after = '; found when the step\'s loss was read, after its updates were applied';
-    switch (kind) {
-      case 1:
-        return new NonFiniteError(`${where} has a non-finite batch mean: the batch holds NaN or infinite values${after}`);
-      case 2:
-        return new NonFiniteError(`${where} has zero variance and eps is 0, so it cannot be normalized; use eps > 0${after}`);
-      case 3:
-        return new NonFiniteError(`${where} has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down${after}`);
-      default:
-        return new NonFiniteError(`${where} has a variance too large for float32 (values of magnitude near 1e38), which the running variance cannot hold${after}`);
+  get status(): Tensor {
+    return this.buffer;
+  }
+
+  /** Starts recording a step: its layers take the status words from 0 on. Returns their list. */
+  beginStep(): readonly CheckedLayer[] {
+    this.layers = [];
+    this.used = 0;
+    return this.layers;
+  }
+
+  /**
+   * From now on the buffer is written by a captured step, which holds its address: it may no
+   * longer be replaced by a larger one.
+   */
+  pinForCapture(): void {
+    this.captured = true;
+  }
+
+  /** Reserves the status words of the next batch-norm layer of the step: where its kernel writes them. */
+  reserve(x: Tensor, eps: number): { status: Storage; offset: number } {
+    const channels = x.shape[1];
+    const offset = this.used;
+    if (offset + channels > this.buffer.numel) this.grow(offset + channels);
+    this.used += channels;
+    this.layers.push({ description: `x ${formatShape(x.shape)}, eps ${eps}`, offset, channels });
+    return { status: this.buffer.storageForWrite(), offset };
+  }
+
+  /**
+   * The error for status words read back (null when every channel was fine), naming the layer and
+   * channel from `layers` (the list beginStep returned for the step that wrote them).
+   */
+  errorFor(values: ArrayLike<number>, layers: readonly CheckedLayer[]): NonFiniteError | null {
+    for (let index = 0; index < layers.length; index++) {
+      const { offset, channels, description } = layers[index];
+      for (let ch = 0; ch < channels; ch++) {
+        const kind = values[offset + ch];
+        if (kind !== 0) return stepError(kind, ch, index, description);
+      }
     }
+    return null;
   }
 
   dispose(): void {
-    this.flag.dispose();
+    this.buffer.dispose();
+  }
+
+  /**
+   * Replaces the buffer by one of at least `words` words, outside a capture only: the first step
+   * of a compiled step runs eagerly before any capture, and its captures have the same layers. The
+   * words this step's earlier layers wrote are carried over, through the host: it happens on a
+   * loop's first step, or when a step has more batch-norm channels than any step before it.
+   */
+  private grow(words: number): void {
+    if (this.captured) {
+      throw new Error(
+        `batchNorm: this step's batch-norm layers need ${words} status words, more than the ${this.buffer.numel} ` +
+          'the step was first captured with; the model must run the same batch-norm layers on every step',
+      );
+    }
+    const next = new Float32Array(Math.max(words, 2 * this.buffer.numel));
+    if (this.used > 0) next.set(this.buffer.toArray().subarray(0, this.used));
+    const grown = tensor(next, [next.length], { device: this.device }).keep();
+    this.buffer.dispose();
+    this.buffer = grown;
+  }
+}
+
+function stepError(kind: number, channel: number, layer: number, description: string): NonFiniteError {
+  const where = `batchNorm: channel ${channel} of batch-norm layer ${layer + 1} of the step (${description})`;
+  const after = '; found when the step\'s loss was read, after its updates were applied';
+  switch (kind) {
+    case 1:
+      return new NonFiniteError(`${where} has a non-finite batch mean: the batch holds NaN or infinite values${after}`);
+    case 2:
+      return new NonFiniteError(`${where} has zero variance and eps is 0, so it cannot be normalized; use eps > 0${after}`);
+    case 3:
+      return new NonFiniteError(`${where} has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down${after}`);
+    default:
+      return new NonFiniteError(`${where} has a variance too large for float32 (values of magnitude near 1e38), which the running variance cannot hold${after}`);
   }
 }
 
@@ -68,7 +129,7 @@ export function deferredChecks(device: Device): DeferredChecks | null {
   return active !== null && active.device === device ? active : null;
 }
 
-/** Runs `fn` with the checks of `checks` deferred to its flag. */
+/** Runs `fn` with the checks of `checks` deferred to its status buffer. */
 export function withDeferredChecks<T>(checks: DeferredChecks, fn: () => T): T {
   const previous = active;
   active = checks;

@@ -10,8 +10,9 @@
 //  2. the next call with a batch of that shape copies the batch into static input tensors and
 //     captures the step on them, then replays the graph; later calls copy and replay. A batch of
 //     another shape (an epoch's last, smaller batch) gets its own capture, once;
-//  3. after each launch the loss and the check flag are queued for a copy to the host, and the
-//     previous step's values are read: that read waits for the previous step only.
+//  3. after each launch the loss and the batch-norm status words (lib/ops/deferred-checks.ts) are
+//     queued for a copy to the host, and the previous step's values are read: that read waits for
+//     the previous step only.
 //
 // The rules of capture (CUDA's, and the emulator's, which CI runs):
 //  - nothing in the step may read a tensor on the host, synchronize, or copy from host memory:
@@ -35,7 +36,7 @@ import { native, type CudaHandle } from '../native';
 import { Dropout } from '../nn/dropout';
 import { Module } from '../nn/module';
 import { checkTensor } from '../ops/check';
-import { DeferredChecks, withDeferredChecks } from '../ops/deferred-checks';
+import { CheckedLayer, DeferredChecks, withDeferredChecks } from '../ops/deferred-checks';
 import { knownLabelBound, labelBound, Labels, softmaxCrossEntropy, trustLabels } from '../ops/loss';
 import { Optimizer } from '../optim/optimizer';
 import { describe, readOptions } from '../options';
@@ -84,13 +85,19 @@ interface Capture {
   logitsLike: Tensor | null;
   graph: CudaHandle | null;
   loss: Tensor | null;
-  layers: string[];
+  layers: readonly CheckedLayer[];
 }
 
-/** A step whose loss (and flag) are on their way to the host. */
+/** A step whose loss (and batch-norm status words) are on their way to the host. */
 interface Pending {
   slot: number;
-  layers: readonly string[];
+  layers: readonly CheckedLayer[];
+}
+
+/** Page-locked memory for one step's loss and status words. */
+interface Readback {
+  handle: CudaHandle;
+  floats: number;
 }
 
 class Compiled {
@@ -99,7 +106,7 @@ class Compiled {
   private readonly customLoss: boolean;
   private readonly captures = new Map<string, Capture>();
   private readonly checks: DeferredChecks | null = null;
-  private readonly readbacks: CudaHandle[] = [];
+  private readonly readbacks: Array<Readback | null> = [];
   private pending: Pending | null = null;
   private cpuLoss: number | null = null;
   private slot = 0;
@@ -124,7 +131,7 @@ class Compiled {
     const dropout = model.namedModules().some(([, m]) => m instanceof Dropout);
     this.mode = graph && optimizer.capturable && !dropout ? 'graph' : 'eager';
     this.checks = new DeferredChecks(device);
-    for (let i = 0; i < SLOTS; i++) this.readbacks.push(native.cudaReadbackCreate(4));
+    for (let i = 0; i < SLOTS; i++) this.readbacks.push(null);
   }
 
   step(x: Tensor, y: Labels): number | null {
@@ -141,7 +148,7 @@ class Compiled {
     this.optimizer.syncDeviceState();
     const checks = this.checks as DeferredChecks;
     let loss: Tensor;
-    let layers: string[];
+    let layers: readonly CheckedLayer[];
     const eager = this.mode === 'eager' || !this.warmed;
     if (eager) {
       layers = checks.beginStep();
@@ -155,8 +162,9 @@ class Compiled {
     }
     const slot = this.slot;
     this.slot = (slot + 1) % SLOTS;
-    native.cudaReadbackEnqueue(this.readbacks[slot], loss.storage, 0);
-    native.cudaReadbackEnqueue(this.readbacks[slot], checks.flag.storage, 1);
+    const readback = this.readbackFor(slot, 1 + checks.status.numel);
+    native.cudaReadbackEnqueue(readback, loss.storage, 0);
+    native.cudaReadbackEnqueue(readback, checks.status.storage, 1);
     if (eager) loss.dispose(); // its block is reused only by work queued after the copy
     const previous = this.pending;
     this.pending = { slot, layers };
@@ -182,7 +190,7 @@ class Compiled {
       for (const t of [c.xs, c.ys, c.logitsLike, c.loss]) t?.dispose();
     }
     this.captures.clear();
-    for (const r of this.readbacks) native.cudaReadbackDispose(r);
+    for (const r of this.readbacks) if (r) native.cudaReadbackDispose(r.handle);
     this.checks?.dispose();
   }
 
@@ -242,6 +250,7 @@ class Compiled {
     const checks = this.checks as DeferredChecks;
     native.cudaCaptureBegin();
     let loss: Tensor;
+    checks.pinForCapture();
     try {
       c.layers = checks.beginStep();
       loss = withDeferredChecks(checks, () => this.body(c.xs, c.ys));
@@ -260,8 +269,22 @@ class Compiled {
     c.loss = loss.keep();
   }
 
+  /**
+   * The readback of `slot`, holding at least `floats`: the status buffer grows on a loop's first
+   * steps. The slot's last values were read by the previous step (or flush), so it may be replaced.
+   */
+  private readbackFor(slot: number, floats: number): CudaHandle {
+    let r = this.readbacks[slot];
+    if (r === null || r.floats < floats) {
+      if (r) native.cudaReadbackDispose(r.handle);
+      r = { handle: native.cudaReadbackCreate(floats), floats };
+      this.readbacks[slot] = r;
+    }
+    return r.handle;
+  }
+
   private read(p: Pending): number {
-    const values = native.cudaReadbackRead(this.readbacks[p.slot]);
+    const values = native.cudaReadbackRead((this.readbacks[p.slot] as Readback).handle);
     const error = (this.checks as DeferredChecks).errorFor(values.subarray(1), p.layers);
     if (error) throw error;
     return values[0];

@@ -21,6 +21,9 @@
 //   may exceed float (it is reported as infinite). invstd is then formed from the double variance:
 //   about 1e-38, representable, so such a channel still normalizes to +-1 instead of to beta.
 //
+// The training forward pass also checks each channel's statistics and updates the running
+// statistics of the channels that pass, on the rules of kg/batchnorm_update.h, shared with CUDA.
+//
 // Determinism: the work items (channel x sample chunk, or row chunks when l == 1) depend only on
 // the shape; each item sums in double in a fixed order and items are combined in a fixed order.
 #include <algorithm>
@@ -163,13 +166,27 @@ void grad_sums(const BnShape& s, const float* x, const float* dy, const float* r
   sdyx.assign(out.begin() + s.c, out.end());
 }
 
+// Checks channel ch's statistics and moves its running statistics towards them (see
+// kg/batchnorm_update.h); `w` holds the weights of this batch.
+void update_channel(const BnRunningUpdate& u, const BnRunningWeights& w, int64_t ch, float mean, float invstd,
+                    float var) {
+  const int kind = bn_failure(mean, invstd, var, u.running_mean != nullptr);
+  if (u.status) u.status[u.status_offset + ch] = static_cast<float>(kind);
+  if (u.running_mean && kind == kBnFine) {
+    u.running_mean[ch] = bn_running_average(u.running_mean[ch], mean, w.mean, w.old);
+    u.running_var[ch] = bn_running_average(u.running_var[ch], var, w.var, w.old);
+  }
+}
+
 void forward_train(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var,
+                   const BnRunningUpdate& u) {
   const int64_t c = s.c, m = s.n * s.l;
   if (c == 0) return;
   if (m == 0) {  // no data: report zero mean and variance rather than 0/0
     for (int64_t ch = 0; ch < c; ++ch) {
-      save_mean[ch] = save_mean_lo[ch] = batch_var[ch] = 0.0f;
+      save_mean[ch] = save_mean_lo[ch] = 0.0f;
+      if (batch_var) batch_var[ch] = 0.0f;
       save_invstd[ch] = inv_std(0.0f, eps);
     }
     return;
@@ -186,15 +203,21 @@ void forward_train(bool relu, const BnShape& s, const float* x, const float* gam
         add_row_squared_deviation(acc + c0, x + off + c0, mean.data() + c0, len);
       });
 
+  // Every channel's update sees the count from before this batch; it is incremented once.
+  const float seen = u.num_batches_tracked ? *u.num_batches_tracked : 0.0f;
+  const BnRunningWeights weights = bn_running_weights(u, double(m), seen);
   std::vector<float> scale(c);
   for (int64_t ch = 0; ch < c; ++ch) {
     save_mean[ch] = float(mean[ch]);
     save_mean_lo[ch] = float(mean[ch] - double(save_mean[ch]));
-    const double var = sq[ch] / double(m);
-    batch_var[ch] = float(var);
-    save_invstd[ch] = std::isinf(batch_var[ch]) ? float(1.0 / std::sqrt(var + double(eps))) : inv_std(batch_var[ch], eps);
+    const double var_d = sq[ch] / double(m);
+    const float var = float(var_d);
+    if (batch_var) batch_var[ch] = var;
+    save_invstd[ch] = std::isinf(var) ? float(1.0 / std::sqrt(var_d + double(eps))) : inv_std(var, eps);
     scale[ch] = gamma[ch] * save_invstd[ch];
+    update_channel(u, weights, ch, save_mean[ch], save_invstd[ch], var);
   }
+  if (u.num_batches_tracked) *u.num_batches_tracked = seen + 1.0f;
   affine_relu(relu, s, x, save_mean, save_mean_lo, scale.data(), beta, y);
 }
 
@@ -279,13 +302,14 @@ void backward_infer(const BnShape& s, const float* x, const float* relu_y, const
 }  // namespace
 
 void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
-  forward_train(false, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var);
+                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var,
+                             const BnRunningUpdate& update) {
+  forward_train(false, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var, update);
 }
 void batchnorm_relu_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
                                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
-                                  float* batch_var) {
-  forward_train(true, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var);
+                                  float* batch_var, const BnRunningUpdate& update) {
+  forward_train(true, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var, update);
 }
 
 void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
@@ -344,10 +368,10 @@ BnShape planes_of(const PoolShape& p) { return {p.n, p.c, p.h * p.w}; }
 
 void batchnorm_relu_pool_forward_train(const PoolShape& p, const float* x, const float* gamma, const float* beta,
                                        float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
-                                       float* batch_var) {
+                                       float* batch_var, const BnRunningUpdate& update) {
   const BnShape s = planes_of(p);
   PooledBuffer activation(s.n * s.c * s.l);
-  forward_train(true, s, x, gamma, beta, eps, activation.get(), save_mean, save_mean_lo, save_invstd, batch_var);
+  forward_train(true, s, x, gamma, beta, eps, activation.get(), save_mean, save_mean_lo, save_invstd, batch_var, update);
   avgpool2d_forward(p, activation.get(), y);
 }
 

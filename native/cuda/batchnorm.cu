@@ -13,6 +13,14 @@
 // bitwise the same statistics, and results are identical from run to run: no atomics anywhere.
 // Inference forward is pass 2 alone, with the given running statistics.
 //
+// Training forward also does, within its two launches, the rest of a layer's training step
+// (kg/batchnorm_update.h), so that the layer costs no other launch: in pass 2 the channel's writer
+// thread checks its statistics, writes the failure kind (0: fine) to the caller's status word for
+// the channel, and, if they are usable, moves the running statistics towards them. The batch count
+// is incremented in pass 1 by one thread, which leaves the old count in scratch memory: cumulative
+// averaging weighs every channel's update by the count from before the batch, read on the device,
+// so a captured step reads nothing on the host.
+//
 // Fused with the ReLU that follows (the batchnorm_relu_* entry points): forward clamps in pass 2,
 // backward reads the fused output y next to dy and masks dy where y <= 0 in both passes, so the
 // ReLU costs one extra read in backward instead of a pass of its own.
@@ -103,6 +111,8 @@ struct BnArgs {
   float* save_mean_lo;
   float* save_invstd;
   float* batch_var;
+  BnRunningUpdate update;  // ForwardTrain: the checks and the running statistics
+  const float* seen;       // ForwardTrain: the batch count before this batch (null without one)
   float* dgamma;
   float* dbeta;
 };
@@ -156,6 +166,20 @@ __device__ __forceinline__ float inv_std(float var, float eps) {
   return static_cast<float>(1.0 / sqrt(static_cast<double>(var) + static_cast<double>(eps)));
 }
 
+// Checks a channel's statistics and moves its running statistics towards them
+// (kg/batchnorm_update.h), on the CPU's rules: done by the channel's writer thread, the only one
+// that touches the channel's words.
+__device__ __forceinline__ void update_channel(const BnArgs& a, int64_t ch, float mean, float invstd, float var) {
+  const BnRunningUpdate& u = a.update;
+  const int kind = bn_failure(mean, invstd, var, u.running_mean != nullptr);
+  if (u.status) u.status[u.status_offset + ch] = static_cast<float>(kind);
+  if (u.running_mean && kind == kBnFine) {
+    const BnRunningWeights w = bn_running_weights(u, a.count, a.seen ? *a.seen : 0.0f);
+    u.running_mean[ch] = bn_running_average(u.running_mean[ch], mean, w.mean, w.old);
+    u.running_var[ch] = bn_running_average(u.running_var[ch], var, w.var, w.old);
+  }
+}
+
 // Turns a channel's merged statistics into its coefficients; `writer` (the channel's split-0
 // block, one thread) also writes the per-channel outputs. The backward coefficients are formed in
 // double from the fp32 sums, as on the CPU.
@@ -182,6 +206,7 @@ __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch
       a.save_mean_lo[ch] = k[4];
       a.save_invstd[ch] = invstd;
       if (a.batch_var) a.batch_var[ch] = var;
+      update_channel(a, ch, mean, invstd, var);
     }
   } else if constexpr (M == Mode::ForwardInfer) {
     k[0] = a.mean[ch];
@@ -200,6 +225,22 @@ __device__ __forceinline__ void channel_coefficients(const BnArgs& a, int64_t ch
       a.dgamma[ch] = static_cast<float>(sum_dy_xc * invstd);  // sum of dy * xhat
       a.dbeta[ch] = sum_dy;
     }
+  }
+}
+
+// The batch count of the running statistics, incremented by the statistics pass. The apply pass
+// updates every channel with the count from before this batch, but its blocks cannot both read the
+// count and increment it (blocks run in any order): the statistics pass, one launch earlier on the
+// stream, keeps the old value in `seen` and increments the count.
+struct BatchCount {
+  float* count;  // null: no count
+  float* seen;
+};
+__device__ __forceinline__ void count_batch(const BatchCount& n) {
+  if (n.count && blockIdx.x == 0 && threadIdx.x == 0) {
+    const float before = *n.count;
+    *n.seen = before;
+    *n.count = before + 1.0f;
   }
 }
 
@@ -309,8 +350,9 @@ struct PooledGradient {
 
 template <int VW>
 __global__ void __launch_bounds__(kThreads)
-    planar_stats_kernel(const Planar p, const float* __restrict__ x, StatPartial* __restrict__ out) {
+    planar_stats_kernel(const Planar p, const float* __restrict__ x, StatPartial* __restrict__ out, BatchCount n) {
   __shared__ Welford smem[kThreads / kWarp];
+  count_batch(n);
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
     const int64_t ch = item / p.splits, s = item - ch * p.splits;
     const int64_t end = min(p.units, (s + 1) * p.chunk);
@@ -549,8 +591,9 @@ __device__ __forceinline__ T column_merge(T v, T* smem, const RowsThread& t, Mer
 }
 
 __global__ void __launch_bounds__(kThreads)
-    rows_stats_kernel(const Rows p, const float* __restrict__ x, StatPartial* __restrict__ out) {
+    rows_stats_kernel(const Rows p, const float* __restrict__ x, StatPartial* __restrict__ out, BatchCount n) {
   __shared__ Welford smem[kThreads];
+  count_batch(n);
   const RowsThread t(p.bx_log2);
   for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
     const int64_t g = item / p.splits, s = item - g * p.splits;
@@ -743,14 +786,14 @@ bool planar_vec(const BnShape& s, std::initializer_list<const void*> ptrs) {
 }
 
 template <class Sizes>
-void stats_pass(const BnShape& s, bool vec, const float* x, StatPartial* out, const Planar& pl, const Rows& rw,
-                const Sizes& sizes) {
+void stats_pass(const BnShape& s, bool vec, const float* x, StatPartial* out, const BatchCount& n, const Planar& pl,
+                const Rows& rw, const Sizes& sizes) {
   if (s.l > 1) {
     const unsigned grid = grid_exact(pl.channels * pl.splits);
-    if (vec) planar_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, out);
-    else planar_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, out);
+    if (vec) planar_stats_kernel<4><<<grid, kThreads, 0, stream()>>>(pl, x, out, n);
+    else planar_stats_kernel<1><<<grid, kThreads, 0, stream()>>>(pl, x, out, n);
   } else {
-    rows_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, out);
+    rows_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, out, n);
   }
   check_launch("launch of batch-norm statistics kernel", sizes);
 }
@@ -814,7 +857,7 @@ namespace detail {
 // With `pool` (relu set, s.l > 1), y is the pooled output (n, c, oh, ow).
 void forward_train(const char* op, bool relu, const BnShape& s, const PoolShape* pool, const float* x,
                    const float* gamma, const float* beta, float eps, float* y, float* save_mean, float* save_mean_lo,
-                   float* save_invstd, float* batch_var) {
+                   float* save_invstd, float* batch_var, const BnRunningUpdate& update) {
   const auto sizes = bn_sizes(op, s);
   if (s.c <= 0) return;
   if (s.n <= 0 || s.l <= 0) {  // no values: report a zero mean and variance
@@ -827,8 +870,13 @@ void forward_train(const char* op, bool relu, const BnShape& s, const PoolShape*
   // The pooled form writes y itself, window by window: only x's alignment matters to it.
   const bool vec = planar_vec(s, {x, pool ? nullptr : y});
   const Plan plan = make_plan(s, vec);
-  Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(StatPartial));
-  stats_pass(s, vec, x, partials.as<StatPartial>(), plan.planar, plan.rows, sizes);
+  // The partials, then the batch count from before this batch (StatPartial keeps the float aligned).
+  const size_t partial_bytes = static_cast<size_t>(s.c * plan.splits) * sizeof(StatPartial);
+  Scratch scratch(partial_bytes + sizeof(float));
+  StatPartial* partials = scratch.as<StatPartial>();
+  float* seen = reinterpret_cast<float*>(scratch.as<char>() + partial_bytes);
+  const BatchCount count{update.num_batches_tracked, seen};
+  stats_pass(s, vec, x, partials, count, plan.planar, plan.rows, sizes);
 
   BnArgs a{};
   a.x = x;
@@ -838,12 +886,14 @@ void forward_train(const char* op, bool relu, const BnShape& s, const PoolShape*
   a.eps = eps;
   a.relu = relu;
   a.count = static_cast<double>(s.n * s.l);
-  a.stat = partials.as<StatPartial>();
+  a.stat = partials;
   a.splits = plan.splits;
   a.save_mean = save_mean;
   a.save_mean_lo = save_mean_lo;
   a.save_invstd = save_invstd;
   a.batch_var = batch_var;
+  a.update = update;
+  a.seen = update.num_batches_tracked ? seen : nullptr;
   if (!pool) {
     apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
     return;
@@ -978,10 +1028,10 @@ void pool_backward(const PoolShape& ps, const float* x, const float* dy, const f
 
 void batchnorm_relu_pool_forward_train(const PoolShape& ps, const float* x, const float* gamma, const float* beta,
                                        float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
-                                       float* batch_var) {
+                                       float* batch_var, const BnRunningUpdate& update) {
   const BnShape s{ps.n, ps.c, ps.h * ps.w};
   detail::forward_train("batchnorm_relu_pool_forward_train", true, s, &ps, x, gamma, beta, eps, y, save_mean,
-                        save_mean_lo, save_invstd, batch_var);
+                        save_mean_lo, save_invstd, batch_var, update);
 }
 void batchnorm_relu_pool_backward_train(const PoolShape& ps, const float* x, const float* dy, const float* gamma,
                                         const float* beta, const float* save_mean, const float* save_mean_lo,
@@ -990,15 +1040,16 @@ void batchnorm_relu_pool_backward_train(const PoolShape& ps, const float* x, con
 }
 
 void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var) {
+                             float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var,
+                             const BnRunningUpdate& update) {
   detail::forward_train("batchnorm_forward_train", false, s, nullptr, x, gamma, beta, eps, y, save_mean, save_mean_lo,
-                        save_invstd, batch_var);
+                        save_invstd, batch_var, update);
 }
 void batchnorm_relu_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
                                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
-                                  float* batch_var) {
-  detail::forward_train("batchnorm_relu_forward_train", true, s, nullptr, x, gamma, beta, eps, y, save_mean, save_mean_lo,
-                        save_invstd, batch_var);
+                                  float* batch_var, const BnRunningUpdate& update) {
+  detail::forward_train("batchnorm_relu_forward_train", true, s, nullptr, x, gamma, beta, eps, y, save_mean,
+                        save_mean_lo, save_invstd, batch_var, update);
 }
 
 void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,

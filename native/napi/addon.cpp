@@ -13,14 +13,12 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Storage", storage);
   register_linalg(env, exports);
   register_batchnorm(env, exports);
-  register_batchnorm_pool(env, exports);
   register_norms(env, exports);
   register_elementwise(env, exports);
   register_optim(env, exports);
   register_layers(env, exports);
   register_runtime(env, exports);
   register_graphs(env, exports);
-  register_flags(env, exports);
   register_storage_reporting(env, exports);
   return exports;
 }

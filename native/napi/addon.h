@@ -13,14 +13,12 @@ struct AddonData {
 // Each file of bindings adds its functions to the module's exports.
 void register_linalg(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
-void register_batchnorm_pool(Napi::Env env, Napi::Object exports);
 void register_norms(Napi::Env env, Napi::Object exports);
 void register_elementwise(Napi::Env env, Napi::Object exports);
 void register_optim(Napi::Env env, Napi::Object exports);
 void register_layers(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
 void register_graphs(Napi::Env env, Napi::Object exports);
-void register_flags(Napi::Env env, Napi::Object exports);
 void register_storage_reporting(Napi::Env env, Napi::Object exports);
 
 }  // namespace kg

@@ -58,6 +58,14 @@ class Args {
     if (!std::isfinite(v)) throw Napi::RangeError::New(env(), prefix() + name + " must be finite");
     return static_cast<float>(v);
   }
+  // A finite number kept in double, for host-side weights that are rounded to float only after
+  // some arithmetic.
+  double f64(size_t i, const char* name) const {
+    if (!info_[i].IsNumber()) throw Napi::TypeError::New(env(), prefix() + name + " must be a number");
+    double v = info_[i].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(v)) throw Napi::RangeError::New(env(), prefix() + name + " must be finite");
+    return v;
+  }
   // An array of exactly `len` non-negative integers (a shape description).
   std::vector<int64_t> ints(size_t i, const char* name, size_t len) const {
     if (!info_[i].IsArray()) throw Napi::TypeError::New(env(), prefix() + name + " must be an array");
@@ -120,8 +128,10 @@ class Args {
     }
   }
 
-  // All storages on one device; returns it.
-  Device same_device(std::initializer_list<const Storage*> all) const {
+  // All storages on one device (null entries skipped); returns it.
+  Device same_device(std::initializer_list<const Storage*> all) const { return same_device<>(all); }
+  template <class Storages = std::initializer_list<const Storage*>>
+  Device same_device(const Storages& all) const {
     const Storage* first = nullptr;
     for (const Storage* s : all) {
       if (!s) continue;

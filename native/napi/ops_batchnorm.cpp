@@ -1,7 +1,11 @@
-// Bindings of the batch-norm kernels. Every input is described as (n, c, l); see kg/shapes.h.
+// Bindings of the batch-norm kernels. Every input is described as (n, c, l) (see kg/shapes.h), except
+// the fused batch norm + ReLU + pooling's, described by its pooling shape.
+#include <string>
+
 #include "addon.h"
 #include "args.h"
 #include "kg/ops.h"
+#include "pool_shape.h"
 
 namespace kg {
 namespace {
@@ -15,33 +19,89 @@ BnShape bn_shape(const Args& a, size_t i) {
 // batchNormRelu*), whose backward takes the fused output y after x.
 constexpr const char* name_of(bool relu, const char* plain, const char* fused) { return relu ? fused : plain; }
 
-// batchNorm[Relu]ForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveMeanLo, saveInvstd, batchVar)
+// The optional tail of the training forward bindings (kg/batchnorm_update.h), from argument `at`:
+//   runningMean | null, runningVar | null, momentum, unbiased, numBatchesTracked | null, cumulative,
+//   status | null, statusOffset
+// The storages are appended to `storages` for the device check.
+BnRunningUpdate running_update(const Args& a, size_t at, const BnShape& s, std::vector<const Storage*>& storages) {
+  Storage* mean = a.optional_storage(at, "runningMean");
+  Storage* var = a.optional_storage(at + 1, "runningVar");
+  const double momentum = a.f64(at + 2, "momentum");
+  const bool unbiased = a.boolean(at + 3, "unbiased");
+  Storage* count = a.optional_storage(at + 4, "numBatchesTracked");
+  const bool cumulative = a.boolean(at + 5, "cumulative");
+  Storage* status = a.optional_storage(at + 6, "status");
+  const int64_t offset = a.i64(at + 7, "statusOffset");
+  if ((mean == nullptr) != (var == nullptr)) {
+    throw Napi::TypeError::New(a.env(), a.prefix() + "give runningMean and runningVar together, or neither");
+  }
+  if (!(momentum >= 0.0 && momentum <= 1.0)) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "momentum must be in [0, 1], got " + Args::number(momentum));
+  }
+  if (count && !mean) {
+    throw Napi::TypeError::New(a.env(), a.prefix() + "numBatchesTracked counts the updates of runningMean and runningVar, which are null");
+  }
+  if (cumulative && !count) {
+    throw Napi::TypeError::New(a.env(), a.prefix() + "cumulative averaging reads numBatchesTracked, which is null");
+  }
+  if (mean) a.expect_numel(*mean, s.c, "runningMean");
+  if (var) a.expect_numel(*var, s.c, "runningVar");
+  if (count) a.expect_numel(*count, 1, "numBatchesTracked");
+  if (status && (offset > status->numel() || s.c > status->numel() - offset)) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "statusOffset " + std::to_string(offset) + " and " + std::to_string(s.c) +
+                                             " channels reach past the " + std::to_string(status->numel()) +
+                                             " elements of status");
+  }
+  if ((mean || status) && a.numel({s.n, s.l}, "a channel") < 2) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "running statistics and a status need at least 2 values per channel, got n * l = " +
+                                             std::to_string(s.n * s.l));
+  }
+  storages.insert(storages.end(), {mean, var, count, status});
+  BnRunningUpdate u;
+  u.running_mean = mean ? mean->data("runningMean") : nullptr;
+  u.running_var = var ? var->data("runningVar") : nullptr;
+  u.momentum = momentum;
+  u.unbiased = unbiased;
+  u.num_batches_tracked = count ? count->data("numBatchesTracked") : nullptr;
+  u.cumulative = cumulative;
+  u.status = status ? status->data("status") : nullptr;
+  u.status_offset = offset;
+  return u;
+}
+
+// batchNorm[Relu]ForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveMeanLo, saveInvstd, batchVar | null,
+//                             ...running_update's arguments)
 template <bool Relu>
 Napi::Value forward_train(const Napi::CallbackInfo& info) {
-  Args a(info, name_of(Relu, "batchNormForwardTrain", "batchNormReluForwardTrain"), 10);
+  Args a(info, name_of(Relu, "batchNormForwardTrain", "batchNormReluForwardTrain"), 18);
   BnShape s = bn_shape(a, 0);
   Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta");
   float eps = a.f32(4, "eps");
   Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &mean_lo = a.storage(7, "saveMeanLo"),
-          &invstd = a.storage(8, "saveInvstd"), &var = a.storage(9, "batchVar");
+          &invstd = a.storage(8, "saveInvstd");
+  Storage* var = a.optional_storage(9, "batchVar");
   int64_t numel = a.numel({s.n, s.c, s.l}, "x");
   a.expect_numel(x, numel, "x");
   a.expect_numel(y, numel, "y");
   for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
-                          {&mean_lo, "saveMeanLo"}, {&invstd, "saveInvstd"}, {&var, "batchVar"}}) {
+                          {&mean_lo, "saveMeanLo"}, {&invstd, "saveInvstd"}}) {
     a.expect_numel(*st, s.c, name);
   }
-  Device d = a.same_device({&x, &gamma, &beta, &y, &mean, &mean_lo, &invstd, &var});
+  if (var) a.expect_numel(*var, s.c, "batchVar");
+  std::vector<const Storage*> storages{&x, &gamma, &beta, &y, &mean, &mean_lo, &invstd, var};
+  const BnRunningUpdate u = running_update(a, 10, s, storages);
+  Device d = a.same_device(storages);
+  float* var_data = var ? var->data("batchVar") : nullptr;
   if constexpr (Relu) {
     KG_RUN(a, d,
            batchnorm_relu_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
                                         mean.data("saveMean"), mean_lo.data("saveMeanLo"),
-                                        invstd.data("saveInvstd"), var.data("batchVar")));
+                                        invstd.data("saveInvstd"), var_data, u));
   } else {
     KG_RUN(a, d,
            batchnorm_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
                                    mean.data("saveMean"), mean_lo.data("saveMeanLo"), invstd.data("saveInvstd"),
-                                   var.data("batchVar")));
+                                   var_data, u));
   }
   return info.Env().Undefined();
 }
@@ -151,6 +211,78 @@ Napi::Value backward_infer(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The pooling shape, limited to what the fused kernels do: windows that tile the image without
+// overlap or gaps between them (stride = window), planes of more than one pixel, and sizes whose
+// pixel and window indices fit the kernels' 32-bit index arithmetic.
+PoolShape fused_pool_shape(const Args& a, size_t i) {
+  PoolShape s = pool_shape(a, i);
+  if (s.sh != s.kh || s.sw != s.kw) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "the windows must not overlap: stride " + std::to_string(s.sh) +
+                                             "x" + std::to_string(s.sw) + " must equal the window " +
+                                             std::to_string(s.kh) + "x" + std::to_string(s.kw));
+  }
+  const int64_t plane = a.numel({s.h, s.w}, "an image plane"), windows = a.numel({s.n, s.oh, s.ow}, "the windows");
+  if (plane < 2) throw Napi::RangeError::New(a.env(), a.prefix() + "image planes must hold at least 2 pixels");
+  if (plane >= (int64_t{1} << 31) || windows >= (int64_t{1} << 31)) {
+    throw Napi::RangeError::New(a.env(), a.prefix() + "an image plane and a channel's windows must each be below 2^31");
+  }
+  return s;
+}
+
+// Batch norm + ReLU + average pooling (the shape is the pooling's [n, c, h, w, kh, kw, sh, sw]):
+// batchNormReluPoolForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveMeanLo, saveInvstd, batchVar | null,
+//                               ...running_update's arguments), y the pooled output
+Napi::Value pool_forward_train(const Napi::CallbackInfo& info) {
+  Args a(info, "batchNormReluPoolForwardTrain", 18);
+  PoolShape s = fused_pool_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta");
+  float eps = a.f32(4, "eps");
+  Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &mean_lo = a.storage(7, "saveMeanLo"),
+          &invstd = a.storage(8, "saveInvstd");
+  Storage* var = a.optional_storage(9, "batchVar");
+  a.expect_numel(x, {s.n, s.c, s.h, s.w}, "x");
+  a.expect_numel(y, {s.n, s.c, s.oh, s.ow}, "y");
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
+                          {&mean_lo, "saveMeanLo"}, {&invstd, "saveInvstd"}}) {
+    a.expect_numel(*st, s.c, name);
+  }
+  if (var) a.expect_numel(*var, s.c, "batchVar");
+  std::vector<const Storage*> storages{&x, &gamma, &beta, &y, &mean, &mean_lo, &invstd, var};
+  const BnRunningUpdate u = running_update(a, 10, BnShape{s.n, s.c, s.h * s.w}, storages);
+  Device d = a.same_device(storages);
+  KG_RUN(a, d,
+         batchnorm_relu_pool_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
+                                           mean.data("saveMean"), mean_lo.data("saveMeanLo"),
+                                           invstd.data("saveInvstd"), var ? var->data("batchVar") : nullptr, u));
+  return info.Env().Undefined();
+}
+
+// batchNormReluPoolBackwardTrain(shape, x, dy, gamma, beta, saveMean, saveMeanLo, saveInvstd, dx | null, dgamma, dbeta)
+Napi::Value pool_backward_train(const Napi::CallbackInfo& info) {
+  Args a(info, "batchNormReluPoolBackwardTrain", 11);
+  PoolShape s = fused_pool_shape(a, 0);
+  Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &gamma = a.storage(3, "gamma"),
+          &beta = a.storage(4, "beta"), &mean = a.storage(5, "saveMean"), &mean_lo = a.storage(6, "saveMeanLo"),
+          &invstd = a.storage(7, "saveInvstd");
+  Storage* dx = a.optional_storage(8, "dx");
+  Storage &dgamma = a.storage(9, "dgamma"), &dbeta = a.storage(10, "dbeta");
+  a.expect_numel(x, {s.n, s.c, s.h, s.w}, "x");
+  a.expect_numel(dy, {s.n, s.c, s.oh, s.ow}, "dy");
+  if (dx) a.expect_numel(*dx, {s.n, s.c, s.h, s.w}, "dx");
+  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"}, {&mean_lo, "saveMeanLo"},
+                          {&invstd, "saveInvstd"}, {&dgamma, "dgamma"}, {&dbeta, "dbeta"}}) {
+    a.expect_numel(*st, s.c, name);
+  }
+  Device d = a.same_device({&x, &dy, &gamma, &beta, &mean, &mean_lo, &invstd, dx, &dgamma, &dbeta});
+  float* dx_data = dx ? dx->data("dx") : nullptr;
+  KG_RUN(a, d,
+         batchnorm_relu_pool_backward_train(s, x.data("x"), dy.data("dy"), gamma.data("gamma"), beta.data("beta"),
+                                            mean.data("saveMean"), mean_lo.data("saveMeanLo"),
+                                            invstd.data("saveInvstd"), dx_data, dgamma.data("dgamma"),
+                                            dbeta.data("dbeta")));
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_batchnorm(Napi::Env env, Napi::Object exports) {
@@ -166,6 +298,10 @@ void register_batchnorm(Napi::Env env, Napi::Object exports) {
               Napi::Function::New<backward_train<true>>(env, "batchNormReluBackwardTrain"));
   exports.Set("batchNormReluBackwardInfer",
               Napi::Function::New<backward_infer<true>>(env, "batchNormReluBackwardInfer"));
+  exports.Set("batchNormReluPoolForwardTrain",
+              Napi::Function::New<pool_forward_train>(env, "batchNormReluPoolForwardTrain"));
+  exports.Set("batchNormReluPoolBackwardTrain",
+              Napi::Function::New<pool_backward_train>(env, "batchNormReluPoolBackwardTrain"));
 }
 
 }  // namespace kg

@@ -93,11 +93,12 @@ describe('batchNormReluPool', () => {
   test('the raw bindings refuse overlapping windows, one-pixel planes and a y of the wrong size', () => {
     const empty = (k: number) => kg.zeros([k]).storage;
     const stats = () => [empty(3), empty(3), empty(3), empty(3)] as const;
-    expect(() => native.batchNormReluPoolForwardTrain([2, 3, 4, 4, 2, 2, 1, 1], empty(96), empty(3), empty(3), 1e-5, empty(54), ...stats()))
+    const noUpdate = [null, null, 0.9, false, null, false, null, 0] as const;
+    expect(() => native.batchNormReluPoolForwardTrain([2, 3, 4, 4, 2, 2, 1, 1], empty(96), empty(3), empty(3), 1e-5, empty(54), ...stats(), ...noUpdate))
       .toThrow(/^kernelgrad\.batchNormReluPoolForwardTrain: the windows must not overlap: stride 1x1 must equal the window 2x2/);
-    expect(() => native.batchNormReluPoolForwardTrain([2, 3, 1, 1, 1, 1, 1, 1], empty(6), empty(3), empty(3), 1e-5, empty(6), ...stats()))
+    expect(() => native.batchNormReluPoolForwardTrain([2, 3, 1, 1, 1, 1, 1, 1], empty(6), empty(3), empty(3), 1e-5, empty(6), ...stats(), ...noUpdate))
       .toThrow(/image planes must hold at least 2 pixels/);
-    expect(() => native.batchNormReluPoolForwardTrain([2, 3, 4, 4, 2, 2, 2, 2], empty(96), empty(3), empty(3), 1e-5, empty(23), ...stats()))
+    expect(() => native.batchNormReluPoolForwardTrain([2, 3, 4, 4, 2, 2, 2, 2], empty(96), empty(3), empty(3), 1e-5, empty(23), ...stats(), ...noUpdate))
       .toThrow(/y has 23 elements, the shapes need 24/);
     expect(() => native.batchNormReluPoolBackwardTrain([2, 3, 4, 4, 2, 2, 2, 2], empty(96), empty(24), empty(3), empty(2), ...stats().slice(0, 3) as [never, never, never], null, empty(3), empty(3)))
       .toThrow(/beta has 2 elements/);

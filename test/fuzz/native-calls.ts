@@ -5,7 +5,7 @@ import fc from 'fast-check';
 
 import type { Call } from './harness';
 import { native } from '../../lib/native';
-import { BAD_NUMBERS, dim, dims, fakeStorage, LABELS, mutated, plainObject, scalar, sizeFor, smallDim, st, wrapped } from './values';
+import { BAD_NUMBERS, dim, dims, fakeStorage, LABELS, mutated, plainObject, scalar, sizeFor, smallDim, st, wrapped, WRAPPING } from './values';
 
 const spare = fc.integer({ min: 0, max: 64 });
 const call = (fn: string, ...args: unknown[]): Call => ({ fn, args });
@@ -89,16 +89,6 @@ const pool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, d
   return fwd ? call('avgPool2dForward', s, x, y) : call('avgPool2dBackward', s, y, x);
 });
 
-// Batch norm + ReLU + pooling: mostly tiling windows (stride = window), sometimes overlapping or one-pixel planes.
-const bnReluPool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, smallDim, smallDim).map(([n, c, h, w, kh, kw]) => [n, c, h, w, kh, kw, kh, kw])),
-  scalar, spare, spare, spare, fc.boolean(), fc.boolean()).map(([s, eps, a, b, d, withDx, fwd]) => {
-  const [n, c, h, w, kh, kw, sh, sw] = s;
-  const oh = outSize(h, 0, kh, sh), ow = outSize(w, 0, kw, sw);
-  const x = () => st(sizeFor(wrapped(n, c, h, w), a)), y = () => st(sizeFor(oh < 0 || ow < 0 ? null : wrapped(n, c, oh, ow), b));
-  const ch = () => st(sizeFor(wrapped(c), d));
-  if (fwd) return call('batchNormReluPoolForwardTrain', s, x(), ch(), ch(), eps, y(), ch(), ch(), ch(), ch());
-  return call('batchNormReluPoolBackwardTrain', s, x(), y(), ch(), ch(), ch(), ch(), ch(), withDx ? x() : null, ch(), ch());
-});
 
 // [n, c, h, w, kh, kw, sh, sw, ph, pw]; argmax holds anything (NaN, negative, huge, fractional).
 const maxPool = fc.tuple(fc.oneof(dims(10), fc.tuple(smallDim, smallDim, dim, dim, smallDim, smallDim, dim, smallDim, smallDim, smallDim)),
@@ -114,21 +104,51 @@ const dropout = fc.tuple(fc.constantFrom(0, 0.5, 0.999, 1, -0.5, NaN), fc.oneof(
   ([p, seed, n, off]) => call('dropout', p, seed, st(n), st(n + off)),
 );
 
+// The training forward's update of the running statistics: the running mean and variance both,
+// one of them or neither; a momentum in range or not; a count of one element or not (or none,
+// with cumulative averaging too); status words of c plus some spare, at an offset that fits or not.
+const bnUpdate = fc.tuple(
+  fc.constantFrom(0, 1, 2, 2, 2), fc.constantFrom(0, 0.9, 1, NaN, -0.5, 2), fc.boolean(), fc.constantFrom(null, 1, 1, 2), fc.boolean(),
+  fc.option(spare, { nil: null }), fc.oneof(smallDim, fc.constantFrom(...WRAPPING, ...BAD_NUMBERS)),
+);
+
 // Plain and fused with the ReLU (whose backward takes the output y after x).
-const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3), fc.boolean()).map(
-  ([s, eps, a, b, withDx, which, relu]) => {
+const batchNorm = fc.tuple(dims(3), scalar, spare, spare, fc.boolean(), fc.constantFrom(0, 1, 2, 3), fc.boolean(), fc.boolean(), bnUpdate).map(
+  ([s, eps, a, b, withDx, which, relu, withVar, [running, momentum, unbiased, count, cumulative, statusSpare, offset]]) => {
     const [n, c, l] = s;
     const full = () => st(sizeFor(wrapped(n, c, l), a));
     const ch = () => st(sizeFor(wrapped(c), b));
     const dx = withDx ? full() : null;
     const name = (op: string) => (relu ? `batchNormRelu${op}` : `batchNorm${op}`);
     const y = relu ? [full()] : [];
-    if (which === 0) return call(name('ForwardTrain'), s, full(), ch(), ch(), eps, full(), ch(), ch(), ch(), ch());
+    if (which === 0) {
+      const update = [
+        running > 0 ? ch() : null, running > 1 ? ch() : null, momentum, unbiased, count === null ? null : st(count), cumulative,
+        statusSpare === null ? null : st(sizeFor(wrapped(c), b) + statusSpare), offset,
+      ];
+      return call(name('ForwardTrain'), s, full(), ch(), ch(), eps, full(), ch(), ch(), ch(), withVar ? ch() : null, ...update);
+    }
     if (which === 1) return call(name('ForwardInfer'), s, full(), ch(), ch(), ch(), ch(), eps, full());
     if (which === 2) return call(name('BackwardTrain'), s, full(), ...y, full(), ch(), ch(), ch(), ch(), dx, ch(), ch());
     return call(name('BackwardInfer'), s, full(), ...y, full(), ch(), ch(), ch(), eps, dx, ch(), ch());
   },
 );
+
+// Batch norm + ReLU + pooling: mostly tiling windows (stride = window), sometimes overlapping or
+// one-pixel planes; the forward with batchNorm's running-update tail.
+const bnReluPool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, smallDim, smallDim).map(([n, c, h, w, kh, kw]) => [n, c, h, w, kh, kw, kh, kw])),
+  scalar, spare, spare, spare, fc.boolean(), fc.boolean(), bnUpdate).map(([s, eps, a, b, d, withDx, fwd, [running, momentum, unbiased, count, cumulative, statusSpare, offset]]) => {
+  const [n, c, h, w, kh, kw, sh, sw] = s;
+  const oh = outSize(h, 0, kh, sh), ow = outSize(w, 0, kw, sw);
+  const x = () => st(sizeFor(wrapped(n, c, h, w), a)), y = () => st(sizeFor(oh < 0 || ow < 0 ? null : wrapped(n, c, oh, ow), b));
+  const ch = () => st(sizeFor(wrapped(c), d));
+  if (!fwd) return call('batchNormReluPoolBackwardTrain', s, x(), y(), ch(), ch(), ch(), ch(), ch(), withDx ? x() : null, ch(), ch());
+  const update = [
+    running > 0 ? ch() : null, running > 1 ? ch() : null, momentum, unbiased, count === null ? null : st(count), cumulative,
+    statusSpare === null ? null : st(sizeFor(wrapped(c), d) + statusSpare), offset,
+  ];
+  return call('batchNormReluPoolForwardTrain', s, x(), ch(), ch(), eps, y(), ch(), ch(), ch(), ch(), ...update);
+});
 
 // [outer, groups, inner, params, run]: mostly consistent (params * run dividing groups * inner), or hostile.
 const normShape = fc.oneof(
@@ -208,10 +228,6 @@ const sgdMany = fc
     ),
   );
 
-const flagStats = fc.tuple(dim, spare, fc.constantFrom(0, 0, 1), fc.boolean(), scalar, fc.constantFrom(3, 3, 2)).map(([c, n, off, withVar, layer, flag]) =>
-  call('flagNonFiniteStats', c, st(sizeFor(wrapped(c), n)), st(sizeFor(wrapped(c), n) + off, { fill: [NaN, 0, Infinity, 1] }), withVar ? st(sizeFor(wrapped(c), n)) : null, layer, st(flag)),
-);
-
 // One of the four buffers off by `off` elements.
 const adam = fc.tuple(fc.constantFrom(0.9, 0, NaN), scalar, scalar, fc.constantFrom(1e-8, 0, -1), scalar, scalar, spare, fc.constantFrom(0, 0, 0, 1), fc.integer({ min: 0, max: 3 })).map(
   ([b1, b2, step, eps, l2, decay, n, off, which]) =>
@@ -262,7 +278,7 @@ export const NATIVE_FUNCTIONS = [
   'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentForwardSum', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
   'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
-  'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'flagNonFiniteStats', 'cudaCounters',
+  'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'cudaCounters',
   'hostMemoryStats', 'hostEmptyCache', 'setGcReporting',
   // Built only with CUDA: the graph-capture and readback bindings.
   ...(native.builtWithCuda() ? GRAPH_FUNCTIONS : []),
@@ -286,7 +302,6 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 3, arbitrary: labelled },
     { weight: 1, arbitrary: sgd },
     { weight: 1, arbitrary: sgdMany },
-    { weight: 1, arbitrary: flagStats },
     { weight: 1, arbitrary: adam },
     { weight: 1, arbitrary: l2Norm },
     { weight: 2, arbitrary: storage },

@@ -168,6 +168,78 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     step.dispose();
   });
 
+  test('two failing batch-norm layers in one step: the earlier layer is reported, a step late, with its first failing channel', () => {
+    // A NaN in feature 2 makes the first layer fail at channel 2 and, through the linear layer,
+    // the second one at every channel: channel 0 of layer 2 comes later than channel 2 of layer 1.
+    const model = new kg.nn.Sequential(
+      new kg.nn.BatchNorm(3, { device: 'cuda' }), new kg.nn.Linear(3, 4, { seed: 3, device: 'cuda' }),
+      new kg.nn.BatchNorm(4, { device: 'cuda' }), new kg.nn.ReLU(), new kg.nn.Linear(4, 3, { seed: 4, device: 'cuda' }),
+    );
+    const optimizer = new kg.optim.SGD(model.parameters(), { lr: 0.01 });
+    const step = kg.train.compileStep({ model, optimizer });
+    const labels = Int32Array.from([0, 1, 2, 1, 0]);
+    const features = (seed: number) => kg.tensor(normal(15, seed), [5, 3], { device: 'cuda' });
+    for (let s = 0; s < 3; s++) step(features(40 + s), labels); // eager, capture, replay
+    const bad = normal(15, 50);
+    bad[3 * 3 + 2] = NaN; // example 3, feature 2
+    expect(Number.isFinite(step(kg.tensor(bad, [5, 3], { device: 'cuda' }), labels))).toBe(true); // the previous step's loss
+    expect(() => step.flush()).toThrow(
+      new kg.NonFiniteError(
+        'batchNorm: channel 2 of batch-norm layer 1 of the step (x [5, 3], eps 0.00001) has a non-finite batch mean: ' +
+          "the batch holds NaN or infinite values; found when the step's loss was read, after its updates were applied",
+      ),
+    );
+    // The step ran as a replay, and the failing channel kept its running statistics.
+    expect(step.mode).toBe('graph');
+    const first = model.namedBuffers().find(([name]) => name === '0.runningMean')?.[1] as kg.Tensor;
+    expect(Number.isFinite(first.toArray()[2])).toBe(true);
+    step.dispose();
+  });
+
+  test('a step with more batch-norm channels than the status buffer holds grows it, keeping the words of its earlier layers', () => {
+    // 200 + 300 channels: the buffer (256 words at first) grows at the second layer of the first
+    // step, whose first layer has already reported a NaN batch.
+    const model = new kg.nn.Sequential(
+      new kg.nn.Linear(4, 200, { seed: 9, device: 'cuda' }), new kg.nn.BatchNorm(200, { device: 'cuda' }), new kg.nn.ReLU(),
+      new kg.nn.Linear(200, 300, { seed: 10, device: 'cuda' }), new kg.nn.BatchNorm(300, { device: 'cuda' }),
+      new kg.nn.Linear(300, 3, { seed: 11, device: 'cuda' }),
+    );
+    const step = kg.train.compileStep({ model, optimizer: new kg.optim.SGD(model.parameters(), { lr: 0.01 }) });
+    const bad = normal(12, 70);
+    bad[5] = NaN;
+    expect(step(kg.tensor(bad, [3, 4], { device: 'cuda' }), Int32Array.from([0, 1, 2]))).toBeNull();
+    expect(() => step.flush()).toThrow(/^batchNorm: channel 0 of batch-norm layer 1 of the step \(x \[3, 200\], eps 0\.00001\) has a non-finite batch mean/);
+    step.dispose();
+  });
+
+  test("cumulative averaging is captured (the count is read on the device) and matches the eager steps", () => {
+    const build = () => {
+      const model = new kg.nn.Sequential(
+        new kg.nn.Conv2d(1, 3, 3, { seed: 6, device: 'cuda' }),
+        new kg.nn.BatchNorm(3, { averaging: 'cumulative', convention: 'pytorch', device: 'cuda' }), new kg.nn.ReLU(),
+        new kg.nn.Flatten(), new kg.nn.Linear(3 * 4 * 4, 5, { seed: 7, device: 'cuda' }),
+        new kg.nn.BatchNorm(5, { averaging: 'cumulative', device: 'cuda' }), new kg.nn.Linear(5, 3, { seed: 8, device: 'cuda' }),
+      );
+      return { model, optimizer: new kg.optim.SGD(model.parameters(), { lr: 0.02, momentum: 0.9 }) };
+    };
+    const batches = Array.from({ length: 5 }, (_, s) => ({
+      x: kg.tensor(normal(6 * 36, 60 + s), [6, 1, 6, 6], { device: 'cuda' }),
+      y: Int32Array.from({ length: 6 }, (_, i) => (i + s) % 3),
+    }));
+    const eager = build();
+    for (const b of batches) kg.train.trainStep(eager.model, eager.optimizer, b.x, b.y);
+    const compiled = build();
+    const step = kg.train.compileStep(compiled);
+    const before = kg.cuda.counters();
+    for (const b of batches) step(b.x, b.y);
+    step.flush();
+    expect(kg.cuda.counters().graphReplays - before.graphReplays).toBe(4); // all but the eager first step
+    const tracked = compiled.model.namedBuffers().filter(([name]) => name.endsWith('numBatchesTracked'));
+    expect(tracked.map(([, t]) => t.item())).toEqual([5, 5]);
+    expect(worstRelative(state(compiled.model), state(eager.model))).toBeLessThan(1e-5);
+    step.dispose();
+  });
+
   test('fit() trains through the compiled step by default, as its eager loop does', async () => {
     const count = 11; // two batches of 4 and a last one of 3: two captures
     const r = new kg.Random(9);

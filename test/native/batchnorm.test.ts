@@ -1,12 +1,14 @@
 // Batch norm: forward (training and inference) and both backward forms against float64
 // references, plus the robustness the library is built around: exact statistics when |mean| >> std,
 // constant channels, non-negative variance; for 2-D (l = 1) and 4-D (l > 1) inputs.
-import { native } from '../../lib/native';
+import { BnRunningUpdateArgs, native } from '../../lib/native';
 import { BnGeometry, Rng, bnBackwardRef, bnNormalizeRef, bnStatsRef, disposeAll, empty, expectClose, store } from './reference';
 
 afterEach(disposeAll);
 
 const EPS = 1e-5;
+/** The training forward alone: no running statistics, no status words. */
+const NO_UPDATE: BnRunningUpdateArgs = [null, null, 0, false, null, false, null, 0];
 
 interface TrainOutputs {
   y: Float32Array;
@@ -23,7 +25,7 @@ function forwardTrain(g: BnGeometry, x: Float32Array, gamma: Float32Array, beta:
   const meanLo = empty(g.c);
   const invstd = empty(g.c);
   const variance = empty(g.c);
-  native.batchNormForwardTrain([g.n, g.c, g.l], store(x), store(gamma), store(beta), eps, y, mean, meanLo, invstd, variance);
+  native.batchNormForwardTrain([g.n, g.c, g.l], store(x), store(gamma), store(beta), eps, y, mean, meanLo, invstd, variance, ...NO_UPDATE);
   return { y: y.read(), mean: mean.read(), meanLo: meanLo.read(), invstd: invstd.read(), variance: variance.read() };
 }
 

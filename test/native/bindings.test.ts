@@ -51,7 +51,7 @@ describe('binding argument checks', () => {
     expectThrows(() => native.conv2dForward([1, 1, 2, 2, 1, 3, 3, 1, 1, 0, 0, 1], empty(4), empty(9), null, empty(1)), 'RangeError');
     expectThrows(() => native.conv2dForward([1, 1, 4, 4, 1, 3, 3, 0, 1, 0, 0, 1], empty(16), empty(9), null, empty(4)), 'RangeError');
     expectThrows(() => native.avgPool2dForward([1, 1, 2, 2, 3, 3, 1, 1], empty(4), empty(1)), 'RangeError');
-    expectThrows(() => native.batchNormForwardTrain([2, 3, 1], empty(6), empty(3), empty(3), 1e-5, empty(6), empty(3), empty(3), empty(2), empty(3)), 'RangeError');
+    expectThrows(() => native.batchNormForwardTrain([2, 3, 1], empty(6), empty(3), empty(3), 1e-5, empty(6), empty(3), empty(3), empty(2), empty(3), null, null, 0, false, null, false, null, 0), 'RangeError');
     expectThrows(() => native.binary(BinaryOpCode.Add, [2, 3], [3, 1], [0, 1], empty(6), empty(2), empty(6)), 'RangeError');
     expectThrows(() => native.binary(7 as BinaryOpCode, [1], [1], [1], empty(1), empty(1), empty(1)), 'RangeError');
     expectThrows(() => native.binary(BinaryOpCode.Add, [1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0], empty(1), empty(1), empty(1)), 'RangeError');
@@ -60,13 +60,44 @@ describe('binding argument checks', () => {
     expectThrows(() => new native.Storage(0, -1), 'RangeError');
   });
 
+  test('the training forward\'s running update: each bad argument named, before any kernel runs', () => {
+    // (n, c, l) = (3, 2, 1); the update arguments as a complete, valid set, then one of them wrong.
+    const call = (fused: boolean, update: Partial<{ mean: unknown; variance: unknown; momentum: unknown; count: unknown; cumulative: unknown; status: unknown; offset: unknown }>, shape = [3, 2, 1]) => {
+      const u = { mean: store([0, 0]), variance: store([1, 1]), momentum: 0.9, count: store([0]), cumulative: false, status: empty(4), offset: 2, ...update };
+      const fn = fused ? loose.batchNormReluForwardTrain : loose.batchNormForwardTrain;
+      const m = shape[0] * shape[1] * shape[2];
+      return () => fn(shape, store(new Array(m).fill(1).map((_, i) => i)), store([1, 1]), store([0, 0]), 1e-5, empty(m), empty(2), empty(2), empty(2), null,
+        u.mean, u.variance, u.momentum, false, u.count, u.cumulative, u.status, u.offset);
+    };
+    for (const fused of [false, true]) {
+      const name = fused ? 'batchNormReluForwardTrain' : 'batchNormForwardTrain';
+      call(fused, {})(); // valid
+      const prefix = (rest: string) => new RegExp(`kernelgrad\\.${name}: ${rest}`);
+      expectThrows(call(fused, { variance: null }), 'TypeError', prefix('give runningMean and runningVar together, or neither'));
+      expectThrows(call(fused, { mean: null }), 'TypeError', prefix('give runningMean and runningVar together'));
+      expectThrows(call(fused, { mean: store([0, 0, 0]) }), 'RangeError', prefix('runningMean has 3 elements, the shapes need 2'));
+      expectThrows(call(fused, { variance: store([1]) }), 'RangeError', prefix('runningVar has 1 elements, the shapes need 2'));
+      expectThrows(call(fused, { count: store([0, 0]) }), 'RangeError', prefix('numBatchesTracked has 2 elements, the shapes need 1'));
+      expectThrows(call(fused, { mean: null, variance: null }), 'TypeError', prefix('numBatchesTracked counts the updates of runningMean and runningVar'));
+      expectThrows(call(fused, { count: null, cumulative: true }), 'TypeError', prefix('cumulative averaging reads numBatchesTracked'));
+      expectThrows(call(fused, { momentum: 1.5 }), 'RangeError', prefix('momentum must be in \\[0, 1\\], got 1.5'));
+      expectThrows(call(fused, { momentum: NaN }), 'RangeError', prefix('momentum must be finite'));
+      expectThrows(call(fused, { offset: 3 }), 'RangeError', prefix('statusOffset 3 and 2 channels reach past the 4 elements of status'));
+      expectThrows(call(fused, { offset: 2 ** 53 }), 'RangeError', prefix('statusOffset'));
+      expectThrows(call(fused, { offset: -1 }), 'RangeError', prefix('statusOffset must be an integer'));
+      expectThrows(call(fused, { status: store([0]), offset: 0 }), 'RangeError', prefix('statusOffset 0 and 2 channels reach past the 1 elements of status'));
+      expectThrows(call(fused, { status: [0, 0, 0, 0] }), 'TypeError', prefix('status must be a Storage'));
+      expectThrows(call(fused, {}, [1, 2, 1]), 'RangeError', prefix('running statistics and a status need at least 2 values per channel, got n \\* l = 1'));
+    }
+  });
+
   test('sizes whose products wrap in int64 are RangeErrors, not a kernel run on an empty storage', () => {
     const big = 2 ** 32;
     const wraps = /multiply to more than 2\^53/;
     expectThrows(() => native.gemm(false, false, big, big, big, 1, empty(0), empty(0), 0, empty(0)), 'RangeError', wraps);
     expectThrows(() => native.reduceSum(big, big, big, 1, empty(0), empty(0)), 'RangeError', wraps);
     expectThrows(() => native.softmaxXentForward(2 ** 16, 2 ** 48, empty(0), store([0]), empty(2 ** 16)), 'RangeError', wraps);
-    expectThrows(() => native.softmaxXentBackward(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16), empty(2 ** 16), empty(0)), 'RangeError', wraps);
+    expectThrows(() => native.softmaxXentBackward(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16), empty(2 ** 16), 1, empty(0)), 'RangeError', wraps);
     expectThrows(() => native.argmaxRows(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16)), 'RangeError', wraps);
     expectThrows(() => native.avgPool2dForward([big, big, 4, 4, 2, 2, 2, 2], empty(0), empty(0)), 'RangeError', wraps);
     expectThrows(() => native.conv2dForward([big, big, 4, 4, 1, 3, 3, 1, 1, 0, 0, 1], empty(0), empty(9), null, empty(0)), 'RangeError', wraps);
@@ -114,7 +145,7 @@ describe('binding argument checks', () => {
     for (const bad of [1e9, -1e9, NaN, 3, 0.5, Infinity]) {
       const value = new RegExp(`labels\\[1\\] is ${String(bad).replace('+', '\\+')}, not a class index in \\[0, 3\\)`);
       expectThrows(() => native.softmaxXentForward(2, 3, logits, store([0, bad]), empty(2)), 'RangeError', value);
-      expectThrows(() => native.softmaxXentBackward(2, 3, logits, store([0, bad]), store([1, 1]), empty(6)), 'RangeError', value);
+      expectThrows(() => native.softmaxXentBackward(2, 3, logits, store([0, bad]), store([1, 1]), 1, empty(6)), 'RangeError', value);
     }
     const loss = empty(2);
     native.softmaxXentForward(2, 3, logits, store([2, 0]), loss);

@@ -87,7 +87,7 @@ describe('thread-count independence', () => {
     expectSameForAnyThreads(`batch norm ${[n, c, l]}`, () => {
       const outs = [n * c * l, c, c, c, c, n * c * l, c, c, n * c * l, n * c * l, c, c].map((k) => empty(k));
       const [y, mean, meanLo, invstd, bvar, dx, dgamma, dbeta, yInfer, dxInfer, dgammaInfer, dbetaInfer] = outs;
-      native.batchNormForwardTrain([n, c, l], x, gamma, beta, 1e-5, y, mean, meanLo, invstd, bvar);
+      native.batchNormForwardTrain([n, c, l], x, gamma, beta, 1e-5, y, mean, meanLo, invstd, bvar, null, null, 0, false, null, false, null, 0);
       native.batchNormBackwardTrain([n, c, l], x, dy, gamma, mean, meanLo, invstd, dx, dgamma, dbeta);
       native.batchNormForwardInfer([n, c, l], x, gamma, beta, mean, variance, 1e-5, yInfer);
       native.batchNormBackwardInfer([n, c, l], x, dy, gamma, mean, variance, 1e-5, dxInfer, dgammaInfer, dbetaInfer);
@@ -121,7 +121,7 @@ describe('thread-count independence', () => {
       native.reduceSum(1, big / 7, 7, 1, a, cols);
       native.reduceSum(big / 7, 7, 1, 1, a, rows);
       native.softmaxXentForward(20000, 10, logits, labels, loss);
-      native.softmaxXentBackward(20000, 10, logits, labels, dloss, dlogits);
+      native.softmaxXentBackward(20000, 10, logits, labels, dloss, 1, dlogits);
       native.argmaxRows(20000, 10, logits, argmax);
       native.axpby(0.5, a, 0.25, p);
       native.sgdUpdate(0.1, 0.9, 1e-4, true, p, b, velocity);

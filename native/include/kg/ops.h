@@ -1,6 +1,7 @@
 // The kernels of every backend, over plain pointers and shapes. See ops.inc for the contract.
 #pragma once
 #include <cstdint>
+#include "kg/batchnorm_update.h"
 #include "kg/sgd_group.h"
 #include "kg/shapes.h"
 
