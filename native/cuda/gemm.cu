@@ -489,4 +489,20 @@ void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha
   detail::gemm_batched(g);
 }
 
+void linear_forward(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias, float* y) {
+  detail::GemmBatch g;
+  g.trans_b = true;  // w is stored (n, k)
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = x;
+  g.lda = k;
+  g.b = w;
+  g.ldb = k;
+  g.c = y;
+  g.ldc = n;
+  g.bias = bias;  // one per output feature: per column of y
+  detail::gemm_batched(g);
+}
+
 }  // namespace kg::cuda
