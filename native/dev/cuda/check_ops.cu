@@ -317,6 +317,14 @@ static void test_conv() {
       conv_shape(5, 6, 9, 7, 9, 3, 3, 1, 1, 1, 1, 3),   conv_shape(1, 6, 9, 7, 4, 3, 2, 2, 1, 1, 0, 2),
       conv_shape(3, 8, 10, 11, 8, 3, 3, 1, 2, 1, 1, 8), conv_shape(2, 5, 7, 7, 10, 5, 5, 2, 2, 2, 2, 5),
       conv_shape(4, 6, 5, 6, 9, 1, 1, 1, 1, 0, 0, 3),   conv_shape(16, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 10),
+      // Forward with k = 576 on one small tile: split k, the bias added by the split-K reduction.
+      conv_shape(1, 64, 6, 6, 8, 3, 3, 1, 1, 1, 1),
+      // Weight gradient of one or two large images: more splits than samples, so each sample's
+      // pixels are split too; of many small samples: whole samples per split.
+      conv_shape(1, 2, 40, 40, 3, 3, 3, 1, 1, 1, 1),    conv_shape(2, 3, 37, 41, 5, 3, 3, 1, 1, 0, 0),
+      conv_shape(40, 3, 6, 6, 5, 3, 3, 1, 1, 1, 1),     conv_shape(33, 6, 7, 5, 6, 1, 1, 1, 1, 0, 0, 2),
+      // Bias gradient over more than 2^18 values per channel: the two-stage reduction.
+      conv_shape(3, 1, 300, 300, 2, 1, 1, 1, 1, 0, 0),
   };
   for (int r = 0; r < 3; ++r) {
     const int64_t kh = rand_int(1, 4), kw = rand_int(1, 4), groups = rand_int(1, 3);
