@@ -127,6 +127,8 @@ export interface Native {
   Storage: StorageConstructor;
 
   gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Storage, b: Storage, beta: number, c: Storage): void;
+  /** The dense layer: y (m, n) = x (m, k) w^T + bias, w stored (n, k), the bias added as y is written. */
+  linearForward(m: number, n: number, k: number, x: Storage, w: Storage, bias: Storage | null, y: Storage): void;
   conv2dForward(shape: ConvShapeArg, x: Storage, w: Storage, bias: Storage | null, y: Storage): void;
   conv2dBackwardData(shape: ConvShapeArg, dy: Storage, w: Storage, dx: Storage): void;
   conv2dBackwardWeight(shape: ConvShapeArg, x: Storage, dy: Storage, dw: Storage): void;

@@ -1,6 +1,6 @@
 // Matrix products on the GEMM kernel: matmul and the dense layer's linear.
 import { recordOp } from '../autograd/tape';
-import { BinaryOpCode, native } from '../native';
+import { native } from '../native';
 import { formatShape } from '../shape';
 import { Tensor } from '../tensor';
 import { checkNdim, checkSameDevice, checkTensor } from './check';
@@ -48,11 +48,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
     throw new RangeError(`kg.nn.functional.linear: bias must have shape [${outFeatures}], got ${formatShape(bias.shape)}`);
   }
   const y = Tensor.empty([n, outFeatures], x.device);
-  native.gemm(false, true, n, outFeatures, inFeatures, 1, x.storage, weight.storage, 0, y.storage);
-  if (bias) {
-    // In place: y[i, j] += bias[j] (each element is read and written by the same iteration).
-    native.binary(BinaryOpCode.Add, [n, outFeatures], [outFeatures, 1], [0, 1], y.storage, bias.storage, y.storage);
-  }
+  native.linearForward(n, outFeatures, inFeatures, x.storage, weight.storage, bias ? bias.storage : null, y.storage);
   const inputs = bias ? [x, weight, bias] : [x, weight];
   return recordOp('linear', y, inputs, [x.tracksGrad && weight, weight.tracksGrad && x], (g) => {
     const grads: Array<Tensor | null> = [

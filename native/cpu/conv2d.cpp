@@ -98,7 +98,7 @@ struct OutputStore {
   const ConvShape& s;
   float* y;
   const float* bias;
-  void operator()(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first) const {
+  void operator()(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first, bool /*last*/) const {
     const int64_t P = pixels(s);
     int64_t sample = j0 / P, pix = j0 % P;
     for (int c = 0; c < cols;) {  // runs of columns within one sample

@@ -1,5 +1,7 @@
 // C = alpha * op(A) * op(B) + beta * C on row-major matrices: the packed, blocked driver of
-// gemm_driver.h, fed straight from A and B with the strides of the requested transposes.
+// gemm_driver.h, fed straight from A and B with the strides of the requested transposes. The
+// dense layer's forward (linear_forward) is the same product with its bias added where the
+// tiles are written.
 #include <algorithm>
 
 #include "gemm_driver.h"
@@ -9,11 +11,15 @@
 namespace kg::cpu {
 namespace {
 
-// C = beta * C, with beta == 0 meaning "overwrite with zeros" (C may hold garbage).
-void scale_matrix(int64_t count, float beta, float* c) {
-  parallel_range(count, kElementwiseGrain, [&](int64_t begin, int64_t end) {
+// C (rows x n) = beta * C + bias, with beta == 0 meaning "overwrite" (C may hold garbage) and
+// bias (one per column) optional.
+void scale_matrix(int64_t rows, int64_t n, float beta, const float* bias, float* c) {
+  parallel_range(rows * n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
     if (beta == 0.0f) std::fill(c + begin, c + end, 0.0f);
     else for (int64_t i = begin; i < end; ++i) c[i] *= beta;
+    if (bias) {
+      for (int64_t i = begin; i < end; ++i) c[i] += bias[i % n];
+    }
   });
 }
 
@@ -29,7 +35,8 @@ constexpr int64_t kDotColumnsPerTask = 16;
 // strided transpose) than multiplying it.
 template <int M, int J>
 inline __attribute__((always_inline)) void dot_block(int64_t j, int64_t k, float alpha, const float* A,
-                                                     const float* B, float beta, float* C, int64_t n) {
+                                                     const float* B, float beta, const float* bias, float* C,
+                                                     int64_t n) {
   v8f acc[M][J] = {};
   int64_t p = 0;
   for (; p + 8 <= k; p += 8) {
@@ -49,42 +56,46 @@ inline __attribute__((always_inline)) void dot_block(int64_t j, int64_t k, float
       float total = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
       for (int64_t q = p; q < k; ++q) total += A[i * k + q] * B[(j + c) * k + q];
       float& out = C[i * n + j + c];
-      out = beta == 0.0f ? alpha * total : alpha * total + beta * out;
+      float result = beta == 0.0f ? alpha * total : alpha * total + beta * out;
+      if (bias) result += bias[j + c];
+      out = result;
     }
   }
 }
 
 template <int M>
 inline __attribute__((always_inline)) void dot_rows(int64_t j0, int64_t j1, int64_t k, float alpha, const float* A,
-                                                    const float* B, float beta, float* C, int64_t n) {
+                                                    const float* B, float beta, const float* bias, float* C,
+                                                    int64_t n) {
   constexpr int J = 4;
   int64_t j = j0;
-  for (; j + J <= j1; j += J) dot_block<M, J>(j, k, alpha, A, B, beta, C, n);
-  for (; j < j1; ++j) dot_block<M, 1>(j, k, alpha, A, B, beta, C, n);
+  for (; j + J <= j1; j += J) dot_block<M, J>(j, k, alpha, A, B, beta, bias, C, n);
+  for (; j < j1; ++j) dot_block<M, 1>(j, k, alpha, A, B, beta, bias, C, n);
 }
 
 // Outputs j0 .. j1 - 1 of every row, through the instance of dot_rows for m.
 KG_MULTIVERSION void dot_columns(int64_t m, int64_t j0, int64_t j1, int64_t k, float alpha, const float* A,
-                                 const float* B, float beta, float* C, int64_t n) {
+                                 const float* B, float beta, const float* bias, float* C, int64_t n) {
   switch (m) {
-    case 1: return dot_rows<1>(j0, j1, k, alpha, A, B, beta, C, n);
-    default: return dot_rows<kDotRows>(j0, j1, k, alpha, A, B, beta, C, n);
+    case 1: return dot_rows<1>(j0, j1, k, alpha, A, B, beta, bias, C, n);
+    default: return dot_rows<kDotRows>(j0, j1, k, alpha, A, B, beta, bias, C, n);
   }
 }
 
-}  // namespace
-
-void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
-          const float* B, float beta, float* C) {
+// C = alpha * op(A) * op(B) + beta * C + bias, bias one per column of C (or null). The bias is
+// added to each element once its sum is complete: bitwise the GEMM followed by an addition.
+void product(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+             const float* B, float beta, const float* bias, float* C) {
   if (m <= 0 || n <= 0) return;
   if (k == 0 || alpha == 0.0f) {  // no product term (BLAS semantics: A and B are not read)
-    scale_matrix(m * n, beta, C);
+    scale_matrix(m, n, beta, bias, C);
     return;
   }
   if (!transA && transB && m <= kDotRows) {
     const int64_t tasks = ceil_div(n, kDotColumnsPerTask);
     parallel_for(tasks, 2.0 * double(m) * double(n) * double(k) >= kGemmParallelFlops, [&](int64_t t) {
-      dot_columns(m, t * kDotColumnsPerTask, std::min(n, (t + 1) * kDotColumnsPerTask), k, alpha, A, B, beta, C, n);
+      dot_columns(m, t * kDotColumnsPerTask, std::min(n, (t + 1) * kDotColumnsPerTask), k, alpha, A, B, beta, bias,
+                  C, n);
     });
     return;
   }
@@ -99,7 +110,18 @@ void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha
       [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {
         pack_panels<kNR>(dst, B + j0 * b_cs + p0 * b_ps, b_cs, b_ps, cols, kc);
       },
-      DenseStore{C, n, alpha, beta});
+      DenseStore{C, n, alpha, beta, bias});
+}
+
+}  // namespace
+
+void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* A,
+          const float* B, float beta, float* C) {
+  product(transA, transB, m, n, k, alpha, A, B, beta, nullptr, C);
+}
+
+void linear_forward(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias, float* y) {
+  product(false, true, m, n, k, 1.0f, x, w, 0.0f, bias, y);
 }
 
 }  // namespace kg::cpu

@@ -19,9 +19,10 @@
 //       rows i0 .. i0 + rows - 1 of A's k block as ceil(rows / kMR) micro-panels (see gemm_pack.h);
 //   pack_b(float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols)
 //       columns j0 .. j0 + cols - 1 of B's k block as ceil(cols / kNR) micro-panels;
-//   store(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first)
+//   store(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first, bool last)
 //       acc[r * kNR + c] holds the tile's sum over one k block; `first` marks the first k block
-//       (where C's old contents are replaced, or scaled by beta) -- later blocks are added.
+//       (where C's old contents are replaced, or scaled by beta) -- later blocks are added;
+//       `last` marks the block that completes the tile's sum (one block can be both).
 //
 // Deterministic: the k blocking depends on k alone, and each C element is produced by the same
 // micro-kernel operations whichever thread computes its tile, so the grid (which does depend on
@@ -81,10 +82,10 @@ void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int64_t ip1, int64_t
   const int64_t nc_panels = std::min(jp1 - jp0, kNC / kNR), mc_panels = std::min(ip1 - ip0, kMC / kMR);
   float* apack = scratch(Scratch::PackA, size_t(mc_panels * kMR * kc_max));
   alignas(64) float acc[kMR * kNR];
-  const auto tile = [&](const float* a, const float* b, int64_t kc, int64_t ip, int64_t jp, bool first) {
+  const auto tile = [&](const float* a, const float* b, int64_t kc, int64_t ip, int64_t jp, int64_t p0) {
     gemm_micro_kernel(kc, a, b, acc);
     store(acc, ip * kMR, jp * kNR, int(std::min<int64_t>(kMR, m - ip * kMR)), int(std::min<int64_t>(kNR, n - jp * kNR)),
-          first);
+          p0 == 0, p0 + kc == k);
   };
   if (ip1 - ip0 <= kMC / kMR) {
     // The part's rows fit one A block (a convolution's output channels, a batch of 64): pack it
@@ -96,7 +97,7 @@ void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int64_t ip1, int64_t
       pack_a(apack, ip0 * kMR, std::min(m, ip1 * kMR) - ip0 * kMR, p0, kc);
       for (int64_t jp = jp0; jp < jp1; ++jp) {
         pack_b(bpanel, p0, kc, jp * kNR, std::min<int64_t>(kNR, n - jp * kNR));
-        for (int64_t ip = ip0; ip < ip1; ++ip) tile(apack + (ip - ip0) * kMR * kc, bpanel, kc, ip, jp, p0 == 0);
+        for (int64_t ip = ip0; ip < ip1; ++ip) tile(apack + (ip - ip0) * kMR * kc, bpanel, kc, ip, jp, p0);
       }
     }
     return;
@@ -112,7 +113,7 @@ void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int64_t ip1, int64_t
         pack_a(apack, ib * kMR, std::min(m, ib_end * kMR) - ib * kMR, p0, kc);
         for (int64_t jp = jb; jp < jb_end; ++jp) {
           for (int64_t ip = ib; ip < ib_end; ++ip) {
-            tile(apack + (ip - ib) * kMR * kc, bpack + (jp - jb) * kc * kNR, kc, ip, jp, p0 == 0);
+            tile(apack + (ip - ib) * kMR * kc, bpack + (jp - jb) * kc * kNR, kc, ip, jp, p0);
           }
         }
       }
@@ -137,13 +138,15 @@ void run_gemm(int64_t m, int64_t n, int64_t k, bool allow_parallel, const PackA&
   });
 }
 
-// Writes tiles into a row-major C (leading dimension ldc): C = alpha*AB + beta*C, where
-// beta == 0 ignores C's old contents (even NaN).
+// Writes tiles into a row-major C (leading dimension ldc): C = alpha*AB + beta*C + bias, where
+// beta == 0 ignores C's old contents (even NaN) and bias (one per column, may be null) is added
+// once the tile's sum is complete, so that C is bitwise the GEMM followed by a separate addition.
 struct DenseStore {
   float* c;
   int64_t ldc;
   float alpha, beta;
-  void operator()(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first) const {
+  const float* bias = nullptr;
+  void operator()(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first, bool last) const {
     for (int r = 0; r < rows; ++r) {
       float* out = c + (i0 + r) * ldc + j0;
       const float* a = acc + r * kNR;
@@ -153,6 +156,9 @@ struct DenseStore {
         for (int j = 0; j < cols; ++j) out[j] = alpha * a[j];
       } else {
         for (int j = 0; j < cols; ++j) out[j] = alpha * a[j] + beta * out[j];
+      }
+      if (last && bias) {
+        for (int j = 0; j < cols; ++j) out[j] += bias[j0 + j];
       }
     }
   }

@@ -15,8 +15,8 @@
 //
 // Dense blocks (dense_block.cpp): a dense layer (GEMM and bias), batch norm, ReLU. Mostly a matter
 // of calls at small batches: at batch 1 the three ops cost more in calls than in arithmetic. The
-// same bitwise equality holds: the bias is added by the same float addition, then batch norm's own
-// kernel runs in place.
+// same bitwise equality holds: the dense layer is the layer's own kernel (linear_forward), then
+// batch norm's own kernel runs in place.
 //
 // CPU only: on the GPU, the separate kernels run (there the cache is not the bottleneck).
 #pragma once

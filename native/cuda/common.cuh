@@ -395,9 +395,16 @@ class Scratch {
 // ---------------------------------------------------------------------------------------------
 // Entry points shared between files
 
-// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b < batch, with explicit leading
-// dimensions and batch strides (a stride of 0 shares one matrix across the batch). The public
-// gemm and the convolutions are built on it.
+// C[b] = alpha * sum over r < terms of op(A[b, r]) * op(B[b, r]) + beta * C[b] + bias, for
+// b < batch, with explicit leading dimensions and strides: A[b, r] starts at
+// a + b * stride_a + r * term_stride_a, likewise B, and C[b] at c + b * stride_c (a stride of 0
+// shares one matrix). The public gemm, linear_forward and the convolutions are built on it.
+//
+// The sum over terms runs inside the GEMM's k loop, in term order, so that a convolution's weight
+// gradient reduces over its samples without first laying them side by side in memory.
+// The bias, when not null, is added after the product and beta terms, as the epilogue writes C:
+// bias[row] (bias_per_row: a convolution's output channels) or bias[col] (a dense layer's
+// outputs), at bias + b * stride_bias for batch entry b.
 struct GemmBatch {
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
@@ -409,6 +416,10 @@ struct GemmBatch {
   float* c = nullptr;
   int64_t ldc = 0, stride_c = 0;
   int64_t batch = 1;
+  int64_t terms = 1, term_stride_a = 0, term_stride_b = 0;
+  const float* bias = nullptr;
+  int64_t stride_bias = 0;
+  bool bias_per_row = false;
 };
 void gemm_batched(const GemmBatch& g);
 

@@ -2,26 +2,35 @@
 //
 // For one sample, lay out the input patches as a matrix col (c*kh*kw rows, oh*ow columns): row
 // (c, p, q), column (i, j) holds x[c, i*sh + p - ph, j*sw + q - pw] (0 in the padding). Then
-//   forward:          y[b]   = W (k x ckk) * col[b]              (one batched GEMM for a chunk)
+//   forward:          y[b]   = W (k x ckk) * col[b] + bias   (one batched GEMM for a chunk)
 //   backward data:    dcol[b] = W^T * dy[b], then dx = col2im(dcol) (a gather, see below)
-//   backward weight:  dW = sum_b dy[b] * col[b]^T
+//   backward weight:  dW = sum_b dy[b] * col[b]^T            (one GEMM summing over samples)
+//   backward bias:    db[k] = sum of dy[b][k][pixel] over samples and pixels
 // The col buffers come from the caching allocator and cover a chunk of samples at a time, so
 // scratch memory stays bounded (kScratchFloats) whatever the batch size.
 //
+// The forward bias is added by the GEMM as it writes y (GemmBatch::bias, one per row of y[b]),
+// not by a pass of its own.
+//
 // Backward weight must be deterministic, so there are no atomics: the sum over samples and pixels
-// becomes the k loop of one GEMM. dy is permuted to dyT (k, samples*oh*ow) and the patches are
-// written transposed, colT (ckk, samples*oh*ow); then dW = dyT * colT^T, whose reduction over
-// samples*oh*ow runs inside the GEMM (split over several blocks and added in a fixed order when
-// the output is small). Chunks of samples add into dW in chunk order.
+// is the k loop of one GEMM. Its A operand is dy[b] read in place (k x pixels), its B operand
+// col[b] read transposed; the GEMM sums the chunk's samples as terms of one product
+// (GemmBatch::terms), walking them in sample order inside its k loop, and splits the work over
+// several blocks when the output is small (partial tiles added in a fixed order). Chunks of
+// samples add into dW in chunk order.
+//
+// Backward bias is one kernel: a block per output channel sums that channel's planes in a fixed
+// order (see bias_grad_kernel).
 //
 // col2im is a gather for the same reason: each input pixel adds up the entries of dcol that came
 // from it, in a fixed (p, q) order.
 //
 // A 1x1 convolution with stride 1 and no padding needs no col at all: col[b] is x[b] itself.
 //
-// Grouped convolution: im2col, col2im and the dy permutation see all channels as usual. Group g's
-// patch rows, filters and output channels are contiguous slices of col, W and y (g * ckk/groups
-// rows on, and so on), so each GEMM above becomes one per group over those slices (gemm_groups).
+// Grouped convolution: im2col and col2im see all channels as usual. Group g's patch rows, filters
+// and output channels are contiguous slices of col, W and y (g * ckk/groups rows on, and so on),
+// so each GEMM above becomes one per group over those slices: batched over the groups, or, where
+// the GEMM is already batched over samples, one per group or per sample (gemm_groups).
 #include "common.cuh"
 
 namespace kg::cuda {
@@ -47,18 +56,17 @@ template <typename I>
 struct PatchIndex {
   using Div = typename IndexTraits<I>::Div;
   I total;              // elements of the col buffer for this chunk
-  Div pixels, rows, samples, kw, kh, ow;
+  Div pixels, rows, kw, kh, ow;
   I c, h, w, sh, sw, ph, pw;
 };
 
 template <typename I>
-PatchIndex<I> patch_index(const ConvShape& s, int64_t samples, int64_t total) {
+PatchIndex<I> patch_index(const ConvShape& s, int64_t total) {
   using Div = typename IndexTraits<I>::Div;
   PatchIndex<I> p{};
   p.total = static_cast<I>(total);
   p.pixels = Div(out_pixels(s));
   p.rows = Div(patch_rows(s));
-  p.samples = Div(samples);
   p.kw = Div(s.kw);
   p.kh = Div(s.kh);
   p.ow = Div(s.ow);
@@ -72,24 +80,16 @@ PatchIndex<I> patch_index(const ConvShape& s, int64_t samples, int64_t total) {
   return p;
 }
 
-// Writes the patch matrix of a chunk of samples, in output order (coalesced stores):
-//  kSampleMajor: col[b][row][pixel]            (forward: one matrix per sample)
-//  otherwise:    colT[row][b * pixels + pixel] (backward weight: samples along GEMM's k)
-template <typename I, bool kSampleMajor>
+// Writes the patch matrices col[b][row][pixel] of a chunk of samples, in output order (coalesced
+// stores).
+template <typename I>
 __global__ void __launch_bounds__(kThreads)
     im2col_kernel(const PatchIndex<I> p, const float* __restrict__ x, float* __restrict__ col) {
   using S = typename IndexTraits<I>::Signed;
   const I step = static_cast<I>(gridDim.x) * blockDim.x;
   for (I idx = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; idx < p.total; idx += step) {
     const I t = p.pixels.div(idx), pixel = p.pixels.mod(idx, t);
-    I b, row;
-    if constexpr (kSampleMajor) {
-      b = p.rows.div(t);
-      row = p.rows.mod(t, b);
-    } else {
-      row = p.samples.div(t);
-      b = p.samples.mod(t, row);
-    }
+    const I b = p.rows.div(t), row = p.rows.mod(t, b);
     const I r2 = p.kw.div(row), q = p.kw.mod(row, r2);
     const I cc = p.kh.div(r2), pp = p.kh.mod(r2, cc);
     const I oi = p.ow.div(pixel), oj = p.ow.mod(pixel, oi);
@@ -165,45 +165,63 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// dyT[kc][b * pixels + pixel] = dy[b][kc][pixel] for a chunk of samples.
-template <typename I>
-__global__ void __launch_bounds__(kThreads)
-    permute_dy_kernel(I total, typename IndexTraits<I>::Div pixels_div, typename IndexTraits<I>::Div samples_div, I k,
-                      const float* __restrict__ dy, float* __restrict__ dyT) {
-  const I step = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I idx = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
-    const I t = pixels_div.div(idx), pixel = pixels_div.mod(idx, t);
-    const I kc = samples_div.div(t), b = samples_div.mod(t, kc);
-    dyT[idx] = dy[(b * k + kc) * pixels_div.divisor + pixel];
-  }
-}
+// Values of one channel's planes (samples * pixels) up to which a single block sums them: each
+// of its threads then adds at most 1024 values, in four accumulators of at most 256 (the bound
+// reduce.cu keeps too), and streams at most 1 MiB per block. Beyond it, one block per channel
+// would leave the GPU mostly idle while it streams the whole plane stack, so backward bias
+// falls back to two reductions that spread each channel over many blocks.
+constexpr int64_t kBiasGradSingleBlock = int64_t{1} << 18;
 
-// y[b][kc][pixel] += bias[kc].
-template <typename I>
+// db[kc] = sum over samples b and pixels of dy[b][kc][pixel], for the channels' planes
+// dy[b][kc] (`pixels` contiguous values each, `channels * pixels` apart). A block per channel:
+// its threads walk the channel's (sample, unit) pairs kThreads units apart, a unit being VW
+// consecutive pixels (float4s when every plane starts 16-byte aligned), in four accumulators
+// taken in turn; then the block's fixed reduction tree. The order depends on the shape alone.
+template <int VW>
 __global__ void __launch_bounds__(kThreads)
-    add_bias_kernel(I total, typename IndexTraits<I>::Div pixels_div, typename IndexTraits<I>::Div k_div,
-                    const float* __restrict__ bias, float* __restrict__ y) {
-  const I step = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I idx = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
-    const I t = pixels_div.div(idx);
-    const I kc = k_div.mod(t, k_div.div(t));
-    y[idx] += bias[kc];
+    bias_grad_kernel(int64_t channels, int64_t samples, int64_t pixels, const float* __restrict__ dy,
+                     float* __restrict__ db) {
+  __shared__ float warp_sums[kThreads / kWarp];
+  const int64_t units = pixels / VW;  // per plane
+  // A thread's position moves kThreads units per step: step_b planes and step_u units on.
+  const int64_t step_b = kThreads / units, step_u = kThreads - step_b * units;
+  const int64_t b0 = threadIdx.x / units, u0 = threadIdx.x - b0 * units;
+  for (int64_t kc = blockIdx.x; kc < channels; kc += gridDim.x) {
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t b = b0, u = u0;
+    while (b < samples) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (b < samples) {
+          const Pack<VW> v = load_pack<VW>(dy + (b * channels + kc) * pixels + u * VW);
+          if constexpr (VW == 4) {
+            acc[e] += (v.v[0] + v.v[1]) + (v.v[2] + v.v[3]);
+          } else {
+            acc[e] += v.v[0];
+          }
+          b += step_b;
+          u += step_u;
+          if (u >= units) {
+            u -= units;
+            ++b;
+          }
+        }
+      }
+    }
+    const float sum = block_sum<kThreads>((acc[0] + acc[1]) + (acc[2] + acc[3]), warp_sums);
+    if (threadIdx.x == 0) db[kc] = sum;
   }
 }
 
 template <class Sizes>
-void im2col(const ConvShape& s, int64_t samples, bool sample_major, const float* x, float* col, const Sizes& sizes) {
+void im2col(const ConvShape& s, int64_t samples, const float* x, float* col, const Sizes& sizes) {
   const int64_t total = samples * patch_rows(s) * out_pixels(s);
   if (total <= 0) return;
   const unsigned grid = grid_for(total, kThreads);
   if (fits_u32(std::max(total, samples * s.c * s.h * s.w))) {
-    const auto p = patch_index<uint32_t>(s, samples, total);
-    if (sample_major) im2col_kernel<uint32_t, true><<<grid, kThreads, 0, stream()>>>(p, x, col);
-    else im2col_kernel<uint32_t, false><<<grid, kThreads, 0, stream()>>>(p, x, col);
+    im2col_kernel<uint32_t><<<grid, kThreads, 0, stream()>>>(patch_index<uint32_t>(s, total), x, col);
   } else {
-    const auto p = patch_index<uint64_t>(s, samples, total);
-    if (sample_major) im2col_kernel<uint64_t, true><<<grid, kThreads, 0, stream()>>>(p, x, col);
-    else im2col_kernel<uint64_t, false><<<grid, kThreads, 0, stream()>>>(p, x, col);
+    im2col_kernel<uint64_t><<<grid, kThreads, 0, stream()>>>(patch_index<uint64_t>(s, total), x, col);
   }
   check_launch("launch of im2col_kernel", sizes);
 }
@@ -221,36 +239,6 @@ void col2im(const ConvShape& s, int64_t samples, const float* dcol, float* dx, c
   check_launch("launch of col2im_kernel", sizes);
 }
 
-template <class Sizes>
-void permute_dy(const ConvShape& s, int64_t samples, const float* dy, float* dyT, const Sizes& sizes) {
-  const int64_t total = samples * s.k * out_pixels(s);
-  if (total <= 0) return;
-  const unsigned grid = grid_for(total, kThreads);
-  if (fits_u32(total)) {
-    permute_dy_kernel<uint32_t><<<grid, kThreads, 0, stream()>>>(
-        static_cast<uint32_t>(total), DivU32(out_pixels(s)), DivU32(samples), static_cast<uint32_t>(s.k), dy, dyT);
-  } else {
-    permute_dy_kernel<uint64_t><<<grid, kThreads, 0, stream()>>>(
-        static_cast<uint64_t>(total), DivU64(out_pixels(s)), DivU64(samples), static_cast<uint64_t>(s.k), dy, dyT);
-  }
-  check_launch("launch of permute_dy_kernel", sizes);
-}
-
-template <class Sizes>
-void add_bias(const ConvShape& s, const float* bias, float* y, const Sizes& sizes) {
-  const int64_t total = s.n * s.k * out_pixels(s);
-  if (total <= 0) return;
-  const unsigned grid = grid_for(total, kThreads);
-  if (fits_u32(total)) {
-    add_bias_kernel<uint32_t><<<grid, kThreads, 0, stream()>>>(static_cast<uint32_t>(total), DivU32(out_pixels(s)),
-                                                               DivU32(s.k), bias, y);
-  } else {
-    add_bias_kernel<uint64_t><<<grid, kThreads, 0, stream()>>>(static_cast<uint64_t>(total), DivU64(out_pixels(s)),
-                                                               DivU64(s.k), bias, y);
-  }
-  check_launch("launch of add_bias_kernel", sizes);
-}
-
 auto conv_sizes(const char* op, const ConvShape& s) {
   return [op, &s] {
     return describe(op, " x=(", s.n, ",", s.c, ",", s.h, ",", s.w, ") w=(", s.k, ",", s.c / s.groups, ",", s.kh, ",",
@@ -259,10 +247,10 @@ auto conv_sizes(const char* op, const ConvShape& s) {
   };
 }
 
-// g for group 0 of `groups`, and again with a, b and c moved on by (da, db, dc) floats for each
-// further group. gemm_batched has one batch dimension and g's runs over samples: the loop goes
-// over whichever of groups and samples is shorter, batching the other.
-void gemm_groups(const GemmBatch& g, int64_t groups, int64_t da, int64_t db, int64_t dc) {
+// g for group 0 of `groups`, and again with a, b, c and the bias moved on by (da, db, dc, dbias)
+// floats for each further group. gemm_batched has one batch dimension and g's runs over samples:
+// the loop goes over whichever of groups and samples is shorter, batching the other.
+void gemm_groups(const GemmBatch& g, int64_t groups, int64_t da, int64_t db, int64_t dc, int64_t dbias = 0) {
   if (groups == 1) return gemm_batched(g);
   const bool loop_groups = groups <= g.batch;
   GemmBatch each = g;
@@ -271,12 +259,14 @@ void gemm_groups(const GemmBatch& g, int64_t groups, int64_t da, int64_t db, int
     each.stride_a = da;
     each.stride_b = db;
     each.stride_c = dc;
+    each.stride_bias = dbias;
   }
   const int64_t steps = loop_groups ? groups : g.batch;
   for (int64_t i = 0; i < steps; ++i) {
     each.a = g.a + i * (loop_groups ? da : g.stride_a);
     each.b = g.b + i * (loop_groups ? db : g.stride_b);
     each.c = g.c + i * (loop_groups ? dc : g.stride_c);
+    if (g.bias) each.bias = g.bias + i * (loop_groups ? dbias : g.stride_bias);
     gemm_batched(each);
   }
 }
@@ -296,7 +286,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   for (int64_t b0 = 0; b0 < s.n; b0 += chunk) {
     const int64_t samples = std::min(chunk, s.n - b0);
     const float* xb = x + b0 * s.c * s.h * s.w;
-    if (!pointwise) im2col(s, samples, true, xb, col.as<float>(), sizes);
+    if (!pointwise) im2col(s, samples, xb, col.as<float>(), sizes);
     GemmBatch g;
     g.m = kg;
     g.n = pixels;
@@ -311,9 +301,11 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     g.ldc = pixels;
     g.stride_c = s.k * pixels;
     g.batch = samples;
-    gemm_groups(g, s.groups, kg * grows, grows * pixels, kg * pixels);  // rows == 0 (no input channels) writes zeros
+    g.bias = bias;  // one per output channel: per row of y[b]
+    g.bias_per_row = true;
+    // rows == 0 (no input channels) writes the bias alone.
+    gemm_groups(g, s.groups, kg * grows, grows * pixels, kg * pixels, kg);
   }
-  if (bias) add_bias(s, bias, y, sizes);
 }
 
 void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
@@ -358,27 +350,35 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
     return;
   }
 
-  const int64_t chunk = chunk_samples((s.k + rows) * pixels, s.n);
-  Scratch dyT(static_cast<size_t>(chunk * s.k * pixels) * sizeof(float));
-  Scratch colT(static_cast<size_t>(chunk * rows * pixels) * sizeof(float));
+  const bool pointwise = is_pointwise(s);
+  const int64_t chunk = pointwise ? s.n : chunk_samples(rows * pixels, s.n);
+  Scratch col(pointwise ? 0 : static_cast<size_t>(chunk * rows * pixels) * sizeof(float));
   for (int64_t b0 = 0; b0 < s.n; b0 += chunk) {
     const int64_t samples = std::min(chunk, s.n - b0);
-    permute_dy(s, samples, dy + b0 * s.k * pixels, dyT.as<float>(), sizes);
-    im2col(s, samples, false, x + b0 * s.c * s.h * s.w, colT.as<float>(), sizes);
+    const float* xb = x + b0 * s.c * s.h * s.w;
+    if (!pointwise) im2col(s, samples, xb, col.as<float>(), sizes);
+    // Group g: dW_g (kg x grows) = sum over the chunk's samples b of dy_g[b] * col_g[b]^T, with
+    // the samples as the GEMM's terms and the groups as its batch.
     GemmBatch g;
-    g.trans_b = true;  // colT is stored (ckk, samples * pixels)
+    g.trans_b = true;  // col[b] is stored (ckk, pixels)
     g.m = kg;
     g.n = grows;
-    g.k = samples * pixels;
-    g.a = dyT.as<float>();
-    g.lda = samples * pixels;
-    g.b = colT.as<float>();
-    g.ldb = samples * pixels;
+    g.k = pixels;
+    g.a = dy + b0 * s.k * pixels;
+    g.lda = pixels;
+    g.stride_a = kg * pixels;
+    g.b = pointwise ? xb : col.as<float>();
+    g.ldb = pixels;
+    g.stride_b = grows * pixels;
     g.c = dw;
     g.ldc = grows;
-    g.beta = b0 == 0 ? 0.0f : 1.0f;  // chunks add up in chunk order
-    const int64_t span = samples * pixels;
-    gemm_groups(g, s.groups, kg * span, grows * span, kg * grows);
+    g.stride_c = kg * grows;
+    g.batch = s.groups;
+    g.terms = samples;
+    g.term_stride_a = s.k * pixels;
+    g.term_stride_b = rows * pixels;  // for a pointwise convolution, c * h * w: x's samples
+    g.beta = b0 == 0 ? 0.0f : 1.0f;   // chunks add up in chunk order
+    gemm_batched(g);
   }
 }
 
@@ -390,11 +390,21 @@ void conv2d_backward_bias(const ConvShape& s, const float* dy, float* db) {
     fill(s.k, 0.0f, db);
     return;
   }
-  // Per (sample, channel) sums over pixels, then per channel over samples: two deterministic
-  // reductions instead of one over a strided pattern.
-  Scratch per_sample(static_cast<size_t>(s.n * s.k) * sizeof(float));
-  reduce_sum(s.n * s.k, pixels, 1, 1.0f, dy, per_sample.as<float>());
-  reduce_sum(1, s.n, s.k, 1.0f, per_sample.as<float>(), db);
+  if (s.n * pixels > kBiasGradSingleBlock) {
+    // Too much per channel for one block (see kBiasGradSingleBlock): per (sample, channel) sums
+    // over pixels, then per channel over samples, each reduction spread over the whole GPU.
+    Scratch per_sample(static_cast<size_t>(s.n * s.k) * sizeof(float));
+    reduce_sum(s.n * s.k, pixels, 1, 1.0f, dy, per_sample.as<float>());
+    reduce_sum(1, s.n, s.k, 1.0f, per_sample.as<float>(), db);
+    return;
+  }
+  const auto sizes = conv_sizes("conv2d_backward_bias", s);
+  if (pixels % 4 == 0 && aligned16(dy)) {
+    bias_grad_kernel<4><<<grid_exact(s.k), kThreads, 0, stream()>>>(s.k, s.n, pixels, dy, db);
+  } else {
+    bias_grad_kernel<1><<<grid_exact(s.k), kThreads, 0, stream()>>>(s.k, s.n, pixels, dy, db);
+  }
+  check_launch("launch of bias_grad_kernel", sizes);
 }
 
 }  // namespace kg::cuda

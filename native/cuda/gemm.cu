@@ -1,5 +1,6 @@
-// Single-precision GEMM: C = alpha * op(A) * op(B) + beta * C, every transpose combination, any
-// sizes, optionally batched with strides (the convolutions use that).
+// Single-precision GEMM: C = alpha * op(A) * op(B) + beta * C (+ a bias), every transpose
+// combination, any sizes, optionally batched with strides and summed over several products
+// (GemmBatch in common.cuh; the convolutions and the dense layer use those).
 //
 // The classic register-tiled design:
 //  - a block computes a BM x BN tile of C, looping over k in slices of BK;
@@ -20,6 +21,16 @@
 // k is long (a convolution's weight gradient reduces over batch * pixels), the k range is split
 // over several blocks that write partial tiles to scratch memory; a second kernel adds them in
 // split order. That keeps the result deterministic: no atomics, a fixed summation order.
+//
+// A sum of products (GemmBatch::terms, a convolution's weight gradient over its samples) is one
+// long k loop: a block walks its terms one after another, each term's k range in slices as
+// above, with the loaders jumping to the next term's operands between two slices (the prefetch
+// pipeline does not stop). When the work is split, whole terms go to different blocks before any
+// term's k range is cut, and the partial tiles are added in term order, then k order.
+//
+// The bias is added where C is written: in the tile epilogue, or in the split-K reduction when k
+// is split (partial tiles hold raw sums), or with the beta term when k == 0. A bias never costs a
+// pass over C of its own.
 #include "common.cuh"
 
 namespace kg::cuda {
@@ -50,12 +61,24 @@ struct Params {
   int64_t ldc, stride_c;
   float alpha, beta;
   int64_t batch, tiles_m, tiles_n;
-  int64_t k_per_split;  // a multiple of BK
+  int64_t terms, term_stride_a, term_stride_b;
+  // Split z = blockIdx.y covers terms [t0, t0 + terms_per_split) with t0 = (z / k_splits) *
+  // terms_per_split, and of each the k range of length k_per_split (a multiple of BK) starting
+  // at (z % k_splits) * k_per_split.
+  int64_t k_per_split, k_splits, terms_per_split;
   // Split-K: raw sums of split z go to partial + (z * batch + b) * m * n (leading dimension n);
-  // null when the k range is not split.
+  // null when the work is not split.
   float* partial;
+  const float* bias;  // null: none; see GemmBatch
+  int64_t stride_bias;
+  bool bias_per_row;
   bool vec_a, vec_b, vec_c;  // float4 access allowed (16-byte aligned, leading dims % 4 == 0)
 };
+
+// The bias of element (row, col) of batch entry b.
+__device__ __forceinline__ float bias_at(const Params& p, int64_t b, int64_t row, int64_t col) {
+  return __ldg(p.bias + b * p.stride_bias + (p.bias_per_row ? row : col));
+}
 
 // One BK-deep slice of an operand: loaded from global memory into registers, later stored into
 // shared memory as smem[kk][r]. ROWS is the tile's extent along m (for A) or n (for B).
@@ -122,6 +145,13 @@ struct SliceLoader {
     }
   }
 
+  // After `slices` loads of one term, moves to the same k of the next term, `stride` floats on.
+  __device__ __forceinline__ void next_term(int64_t stride, int slices, int64_t ld) {
+    const int64_t back = static_cast<int64_t>(slices) * (kKMajor ? BK * ld : BK);
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) ptr[l] += stride - back;
+  }
+
   __device__ __forceinline__ void store(float (*smem)[ROWS + 4]) const {
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
@@ -138,11 +168,12 @@ struct SliceLoader {
   }
 };
 
-// Writes 4 consecutive outputs (fewer at the right edge): C = alpha * acc + beta * C, where
-// beta == 0 never reads C (it may hold NaNs from an uninitialized buffer).
-__device__ __forceinline__ void write_c(float* dst, float a0, float a1, float a2, float a3, int64_t valid,
-                                        bool vec, float alpha, float beta) {
-  float v[4] = {alpha * a0, alpha * a1, alpha * a2, alpha * a3};
+// Writes 4 consecutive outputs (fewer at the right edge): C = alpha * acc + beta * C + bias,
+// where beta == 0 never reads C (it may hold NaNs from an uninitialized buffer). The bias is
+// added last, as a separate addition after the GEMM would.
+__device__ __forceinline__ void write_c(float* dst, const float* acc, int64_t valid, bool vec, float alpha, float beta,
+                                        bool add_bias, const float* bias) {
+  float v[4] = {alpha * acc[0], alpha * acc[1], alpha * acc[2], alpha * acc[3]};
   if (vec && valid >= 4) {
     if (beta != 0.0f) {
       const float4 old = *reinterpret_cast<const float4*>(dst);
@@ -151,12 +182,20 @@ __device__ __forceinline__ void write_c(float* dst, float a0, float a1, float a2
       v[2] += beta * old.z;
       v[3] += beta * old.w;
     }
+    if (add_bias) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) v[e] += bias[e];
+    }
     *reinterpret_cast<float4*>(dst) = make_float4(v[0], v[1], v[2], v[3]);
     return;
   }
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
-    if (e < valid) dst[e] = beta != 0.0f ? v[e] + beta * dst[e] : v[e];
+    if (e < valid) {
+      float out = beta != 0.0f ? v[e] + beta * dst[e] : v[e];
+      if (add_bias) out += bias[e];
+      dst[e] = out;
+    }
   }
 }
 
@@ -181,10 +220,14 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   const int64_t m0 = (first_m + in_group % group_rows) * BM;
   const int64_t n0 = (in_group / group_rows) * BN;
 
-  const int64_t kbeg = static_cast<int64_t>(blockIdx.y) * p.k_per_split;
+  const int64_t split = blockIdx.y;
+  const int64_t term_group = split / p.k_splits;
+  const int64_t kbeg = (split - term_group * p.k_splits) * p.k_per_split;
   const int64_t kend = min(p.k, kbeg + p.k_per_split);
-  const float* A = p.a + batch * p.stride_a;
-  const float* B = p.b + batch * p.stride_b;
+  const int64_t first_term = term_group * p.terms_per_split;
+  const int terms = static_cast<int>(min(p.terms - first_term, p.terms_per_split));
+  const float* A = p.a + batch * p.stride_a + first_term * p.term_stride_a;
+  const float* B = p.b + batch * p.stride_b + first_term * p.term_stride_b;
 
   SliceLoader<BM, BK, T::kThreads, kTransA> load_a;   // A transposed is stored k x m
   SliceLoader<BN, BK, T::kThreads, !kTransB> load_b;  // B not transposed is stored k x n
@@ -197,8 +240,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
   }
 
-  const int slices = static_cast<int>(ceil_div<int64_t>(kend - kbeg, BK));
-  int k_left = static_cast<int>(kend - kbeg);
+  // The host keeps terms * (kend - kbeg) below 2^31.
+  const int k_span = static_cast<int>(kend - kbeg);
+  const int term_slices = ceil_div(k_span, BK);
+  const int slices = term_slices * terms;
+  int k_left = k_span, term_slice = 0;
   load_a.init(A, p.lda, p.m, m0, kbeg);
   load_b.init(B, p.ldb, p.n, n0, kbeg);
   load_a.load(p.lda, k_left, p.vec_a);
@@ -211,7 +257,14 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
     const int cur = s & 1;
     const bool more = s + 1 < slices;
     if (more) {  // prefetch the next slice; its latency hides behind the FMAs below
-      k_left -= BK;
+      if (++term_slice < term_slices) {
+        k_left -= BK;
+      } else {  // the next slice is the first of the next term
+        term_slice = 0;
+        k_left = k_span;
+        load_a.next_term(p.term_stride_a, term_slices, p.lda);
+        load_b.next_term(p.term_stride_b, term_slices, p.ldb);
+      }
       load_a.load(p.lda, k_left, p.vec_a);
       load_b.load(p.ldb, k_left, p.vec_b);
     }
@@ -250,13 +303,15 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   }
 
   // Epilogue: the 4 x 4 sub-tiles, row by row, 4 consecutive columns at a time.
-  // Split-K blocks write raw sums to their partial tile (leading dimension n) instead of C.
+  // Split-K blocks write raw sums to their partial tile (leading dimension n) instead of C; the
+  // reduction adds the bias.
   float* out;
   int64_t ldo;
   float alpha = p.alpha, beta = p.beta;
   bool vec = p.vec_c;
+  const float* bias = nullptr;
   if (p.partial) {
-    out = p.partial + (static_cast<int64_t>(blockIdx.y) * p.batch + batch) * p.m * p.n;
+    out = p.partial + (split * p.batch + batch) * p.m * p.n;
     ldo = p.n;
     alpha = 1.0f;
     beta = 0.0f;
@@ -264,23 +319,30 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   } else {
     out = p.c + batch * p.stride_c;
     ldo = p.ldc;
+    if (p.bias) bias = p.bias + batch * p.stride_bias;
   }
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int64_t row = m0 + (i / 4) * 4 * TY + ty * 4 + (i % 4);
     if (row >= p.m) continue;
     float* out_row = out + row * ldo;
+    const float row_bias = bias && p.bias_per_row ? __ldg(bias + row) : 0.0f;
 #pragma unroll
     for (int j = 0; j < TN / 4; ++j) {
       const int64_t col = n0 + j * 4 * TX + tx * 4;
       if (col >= p.n) continue;
-      write_c(out_row + col, acc[i][4 * j], acc[i][4 * j + 1], acc[i][4 * j + 2], acc[i][4 * j + 3], p.n - col, vec,
-              alpha, beta);
+      float add[4] = {row_bias, row_bias, row_bias, row_bias};
+      if (bias && !p.bias_per_row) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) add[e] = col + e < p.n ? __ldg(bias + col + e) : 0.0f;
+      }
+      write_c(out_row + col, &acc[i][4 * j], p.n - col, vec, alpha, beta, bias != nullptr, add);
     }
   }
 }
 
-// Split-K, second step: C = alpha * (sum of the splits' partial tiles, in split order) + beta * C.
+// Split-K, second step: C = alpha * (sum of the splits' partial tiles, in split order) + beta * C
+// + bias.
 __global__ void splitk_reduce_kernel(const Params p, int64_t splits) {
   const int64_t mn = p.m * p.n, total = p.batch * mn;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -289,19 +351,24 @@ __global__ void splitk_reduce_kernel(const Params p, int64_t splits) {
     for (int64_t z = 0; z < splits; ++z) sum += p.partial[z * total + idx];
     const int64_t b = idx / mn, rem = idx - b * mn, row = rem / p.n, col = rem - row * p.n;
     float* dst = p.c + b * p.stride_c + row * p.ldc + col;
-    const float v = p.alpha * sum;
-    *dst = p.beta != 0.0f ? v + p.beta * *dst : v;
+    float v = p.alpha * sum;
+    if (p.beta != 0.0f) v += p.beta * *dst;
+    if (p.bias) v += bias_at(p, b, row, col);
+    *dst = v;
   }
 }
 
-// k == 0: op(A) * op(B) is the zero matrix, so C = beta * C (zeros when beta == 0).
+// k == 0 (or no terms): op(A) * op(B) is the zero matrix, so C = beta * C + bias (zeros when
+// beta == 0 and there is no bias).
 __global__ void scale_c_kernel(const Params p) {
   const int64_t mn = p.m * p.n, total = p.batch * mn;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t b = idx / mn, rem = idx - b * mn, row = rem / p.n, col = rem - row * p.n;
     float* dst = p.c + b * p.stride_c + row * p.ldc + col;
-    *dst = p.beta != 0.0f ? p.beta * *dst : 0.0f;
+    float v = p.beta != 0.0f ? p.beta * *dst : 0.0f;
+    if (p.bias) v += bias_at(p, b, row, col);
+    *dst = v;
   }
 }
 
@@ -319,21 +386,26 @@ void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
     throw CudaError("gemm: too many output tiles for one launch [" + sizes() + "]");
   }
 
-  // Split k when the tiles alone would leave most multiprocessors idle. Each split keeps at
-  // least kMinSplitK of k, and the partial tiles stay under 256 MiB of scratch. A block's k range
-  // must also stay below 2^31 (the kernel counts it in 32 bits), which only a gigantic k hits.
+  // Split the reduction (terms * k products per output) when the tiles alone would leave most
+  // multiprocessors idle. Each split keeps at least kMinSplitK products, and the partial tiles
+  // stay under 256 MiB of scratch. Whole terms are shared out first; k ranges are cut only when
+  // there are fewer terms than splits. A block's k loop (its terms times its k range) must also
+  // stay below 2^31 (the kernel counts it in 32 bits), which only a gigantic k hits.
   constexpr int64_t kMinSplitK = 256, kMaxSplits = 64, kMaxPartialFloats = int64_t{1} << 26;
   constexpr int64_t kMaxBlockK = int64_t{1} << 30;
-  const int64_t sms = sm_count(), outputs = g.batch * g.m * g.n;
+  const int64_t sms = sm_count(), outputs = g.batch * g.m * g.n, products = g.terms * g.k;
   int64_t splits = 1;
-  if (tiles < 2 * sms && g.k >= 2 * kMinSplitK) {
-    splits = std::min({ceil_div<int64_t>(2 * sms, tiles), g.k / kMinSplitK, kMaxSplits});
+  if (tiles < 2 * sms && products >= 2 * kMinSplitK) {
+    splits = std::min({ceil_div<int64_t>(2 * sms, tiles), products / kMinSplitK, kMaxSplits});
     splits = std::max<int64_t>(1, std::min(splits, kMaxPartialFloats / std::max<int64_t>(outputs, 1)));
   }
-  splits = std::max(splits, ceil_div<int64_t>(g.k, kMaxBlockK));
+  const int64_t k_splits = std::max({int64_t{1}, splits / g.terms, ceil_div<int64_t>(g.k, kMaxBlockK)});
+  p.k_per_split = ceil_div<int64_t>(ceil_div<int64_t>(g.k, k_splits), T::BK) * T::BK;
+  p.k_splits = ceil_div<int64_t>(g.k, p.k_per_split);  // every split is non-empty
+  p.terms_per_split = p.k_splits > 1 ? 1 : ceil_div<int64_t>(g.terms, splits);
+  p.terms_per_split = std::min(p.terms_per_split, std::max<int64_t>(1, kMaxBlockK / p.k_per_split));
+  splits = ceil_div<int64_t>(g.terms, p.terms_per_split) * p.k_splits;
   if (splits > 65535) throw CudaError("gemm: k is too large [" + sizes() + "]");
-  p.k_per_split = ceil_div<int64_t>(ceil_div<int64_t>(g.k, splits), T::BK) * T::BK;
-  splits = ceil_div<int64_t>(g.k, p.k_per_split);  // every split is non-empty
   Scratch partial(splits > 1 ? static_cast<size_t>(splits * outputs) * sizeof(float) : 0);
   p.partial = partial.as<float>();
 
@@ -354,8 +426,8 @@ void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
 
 void gemm_batched(const GemmBatch& g) {
   auto sizes = [&] {
-    return describe("gemm m=", g.m, " n=", g.n, " k=", g.k, " batch=", g.batch, " transA=", g.trans_a,
-                    " transB=", g.trans_b);
+    return describe("gemm m=", g.m, " n=", g.n, " k=", g.k, " batch=", g.batch, " terms=", g.terms,
+                    " transA=", g.trans_a, " transB=", g.trans_b, " bias=", g.bias ? "yes" : "no");
   };
   if (g.m <= 0 || g.n <= 0 || g.batch <= 0) return;
 
@@ -375,11 +447,17 @@ void gemm_batched(const GemmBatch& g) {
   p.alpha = g.alpha;
   p.beta = g.beta;
   p.batch = g.batch;
-  p.vec_a = aligned16(g.a) && g.lda % 4 == 0 && g.stride_a % 4 == 0;
-  p.vec_b = aligned16(g.b) && g.ldb % 4 == 0 && g.stride_b % 4 == 0;
+  p.terms = g.terms;
+  p.term_stride_a = g.term_stride_a;
+  p.term_stride_b = g.term_stride_b;
+  p.bias = g.bias;
+  p.stride_bias = g.stride_bias;
+  p.bias_per_row = g.bias_per_row;
+  p.vec_a = aligned16(g.a) && g.lda % 4 == 0 && g.stride_a % 4 == 0 && g.term_stride_a % 4 == 0;
+  p.vec_b = aligned16(g.b) && g.ldb % 4 == 0 && g.stride_b % 4 == 0 && g.term_stride_b % 4 == 0;
   p.vec_c = aligned16(g.c) && g.ldc % 4 == 0 && g.stride_c % 4 == 0;
 
-  if (g.k <= 0) {
+  if (g.k <= 0 || g.terms <= 0) {
     scale_c_kernel<<<grid_for(g.batch * g.m * g.n, 256), 256, 0, stream()>>>(p);
     check_launch("launch of scale_c_kernel", sizes);
     return;
@@ -408,6 +486,22 @@ void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha
   g.ldb = transB ? k : n;
   g.c = C;
   g.ldc = n;
+  detail::gemm_batched(g);
+}
+
+void linear_forward(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias, float* y) {
+  detail::GemmBatch g;
+  g.trans_b = true;  // w is stored (n, k)
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = x;
+  g.lda = k;
+  g.b = w;
+  g.ldb = k;
+  g.c = y;
+  g.ldc = n;
+  g.bias = bias;  // one per output feature: per column of y
   detail::gemm_batched(g);
 }
 

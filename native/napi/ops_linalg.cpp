@@ -1,4 +1,4 @@
-// Bindings of GEMM, convolution and pooling.
+// Bindings of GEMM, the dense layer, convolution and pooling.
 #include <string>
 
 #include "addon.h"
@@ -25,6 +25,23 @@ Napi::Value gemm(const Napi::CallbackInfo& info) {
   Device d = a.same_device({&A, &B, &C});
   if (C.numel() == 0) return info.Env().Undefined();
   KG_RUN(a, d, gemm(ta, tb, m, n, k, alpha, A.data("A"), B.data("B"), beta, C.data("C")));
+  return info.Env().Undefined();
+}
+
+// linearForward(m, n, k, x, w, bias | null, y): y (m, n) = x (m, k) w^T + bias, w stored (n, k).
+Napi::Value linear_forward(const Napi::CallbackInfo& info) {
+  Args a(info, "linearForward", 7);
+  const int64_t m = a.i64(0, "m"), n = a.i64(1, "n"), k = a.i64(2, "k");
+  Storage &x = a.storage(3, "x"), &w = a.storage(4, "w");
+  Storage* b = a.optional_storage(5, "bias");
+  Storage& y = a.storage(6, "y");
+  a.expect_numel(x, {m, k}, "x");
+  a.expect_numel(w, {n, k}, "w");
+  if (b) a.expect_numel(*b, n, "bias");
+  a.expect_numel(y, {m, n}, "y");
+  Device d = a.same_device({&x, &w, b, &y});
+  if (y.numel() == 0) return info.Env().Undefined();
+  KG_RUN(a, d, linear_forward(m, n, k, x.data("x"), w.data("w"), b ? b->data("bias") : nullptr, y.data("y")));
   return info.Env().Undefined();
 }
 
@@ -244,6 +261,7 @@ Napi::Value dense_block_infer(const Napi::CallbackInfo& info) {
 
 void register_linalg(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New<gemm>(env, "gemm"));
+  exports.Set("linearForward", Napi::Function::New<linear_forward>(env, "linearForward"));
   exports.Set("conv2dForward", Napi::Function::New<conv2d_forward>(env, "conv2dForward"));
   exports.Set("conv2dBackwardData", Napi::Function::New<conv2d_backward_data>(env, "conv2dBackwardData"));
   exports.Set("conv2dBackwardWeight", Napi::Function::New<conv2d_backward_weight>(env, "conv2dBackwardWeight"));

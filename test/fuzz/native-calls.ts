@@ -24,6 +24,13 @@ const gemm = fc
     call('gemm', ta, tb, m, n, k, alpha, st(sizeFor(wrapped(m, k), s1)), st(sizeFor(wrapped(k, n), s2)), beta, st(sizeFor(wrapped(m, n), s3))),
   );
 
+// The dense layer: (m, n, k), the bias present or not.
+const linear = fc
+  .tuple(dims(3), fc.boolean(), spare, spare, spare, spare)
+  .map(([[m, n, k], bias, s1, s2, s3, s4]) =>
+    call('linearForward', m, n, k, st(sizeFor(wrapped(m, k), s1)), st(sizeFor(wrapped(n, k), s2)), bias ? st(sizeFor(wrapped(n), s3)) : null, st(sizeFor(wrapped(m, n), s4))),
+  );
+
 // [n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups], mostly small (groups dividing both channel
 // counts, so that grouped calls reach the kernels) with one or two hostile entries.
 const smallConvShape = fc.tuple(
@@ -270,7 +277,7 @@ const graphs = fc.tuple(fc.constantFrom(...GRAPH_FUNCTIONS), fc.option(notAHandl
 
 /** Every export of the addon, and the Storage methods, each drawn by its own generator. */
 export const NATIVE_FUNCTIONS = [
-  'Storage', 'gemm', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
+  'Storage', 'gemm', 'linearForward', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
   'convBlockInfer', 'denseBlockInfer',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
   'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
@@ -287,6 +294,7 @@ export const NATIVE_FUNCTIONS = [
 export const nativeCall: fc.Arbitrary<Call> = mutated(
   fc.oneof(
     { weight: 3, arbitrary: gemm },
+    { weight: 2, arbitrary: linear },
     { weight: 5, arbitrary: conv },
     { weight: 2, arbitrary: pool },
     { weight: 2, arbitrary: convBlock },

@@ -42,6 +42,23 @@ describe('binding argument checks', () => {
     expectThrows(() => loose.copy(empty(2), [0, 0]), 'TypeError');
   });
 
+  test('linearForward: each argument checked, by name', () => {
+    const x = () => empty(6), w = () => empty(12), y = () => empty(8);  // m = 2, n = 4, k = 3
+    expectThrows(() => loose.linearForward(2, 4, 3, x(), w(), null), 'TypeError', /linearForward: expected 7 arguments/);
+    expectThrows(() => loose.linearForward('2', 4, 3, x(), w(), null, y()), 'TypeError', /linearForward: m must be a number/);
+    expectThrows(() => loose.linearForward(2, 4, -3, x(), w(), null, y()), 'RangeError', /linearForward: k must be an integer/);
+    expectThrows(() => loose.linearForward(2, 4, 3, new Float32Array(6), w(), null, y()), 'TypeError', /linearForward: x must be a Storage/);
+    expectThrows(() => loose.linearForward(2, 4, 3, x(), w(), 0, y()), 'TypeError', /linearForward: bias must be a Storage/);
+    expectThrows(() => native.linearForward(2, 4, 3, empty(5), w(), null, y()), 'RangeError', /linearForward: x has 5 elements/);
+    expectThrows(() => native.linearForward(2, 4, 3, x(), empty(3), null, y()), 'RangeError', /linearForward: w has 3 elements/);
+    expectThrows(() => native.linearForward(2, 4, 3, x(), w(), empty(3), y()), 'RangeError', /linearForward: bias has 3 elements/);
+    expectThrows(() => native.linearForward(2, 4, 3, x(), w(), null, empty(9)), 'RangeError', /linearForward: y has 9 elements/);
+    expectThrows(() => native.linearForward(2 ** 30, 2 ** 30, 2 ** 30, x(), w(), null, y()), 'RangeError', /linearForward: the sizes of x/);
+    const disposed = empty(4);
+    disposed.dispose();
+    expectThrows(() => native.linearForward(2, 4, 3, x(), w(), disposed, y()), 'Error', /linearForward: bias was disposed/);
+  });
+
   test('size mismatches and bad numbers are RangeErrors', () => {
     expectThrows(() => native.gemm(false, false, 2, 2, 2, 1, empty(4), empty(4), 0, empty(3)), 'RangeError');
     expectThrows(() => native.gemm(false, false, -1, 2, 2, 1, empty(4), empty(4), 0, empty(4)), 'RangeError');

@@ -1,7 +1,9 @@
 // GEMM against a float64 reference: every transpose combination, alpha/beta, odd and degenerate
 // sizes, and sizes that cross the kernel's register and cache blocking (6 x 16 tiles, k blocks of 256).
-import { native } from '../../lib/native';
-import { Rng, disposeAll, empty, expectClose, gemmRef, store } from './reference';
+// Then the dense layer's linearForward (the GEMM with its bias added where it writes y): against
+// float64, and bitwise against the GEMM followed by a separate addition.
+import { BinaryOpCode, native } from '../../lib/native';
+import { Rng, bitwiseEqual, disposeAll, empty, expectClose, gemmRef, store, withThreads } from './reference';
 
 afterEach(disposeAll);
 
@@ -74,5 +76,66 @@ describe('gemm', () => {
   test('m = 0 or n = 0 is a no-op', () => {
     native.gemm(false, false, 0, 5, 3, 1, empty(0), store(new Float32Array(15)), 0, empty(0));
     native.gemm(true, true, 4, 0, 3, 1, store(new Float32Array(12)), empty(0), 0, empty(0));
+  });
+});
+
+/** y = x w^T + bias through linearForward, and through gemm then a broadcast add. */
+function linearBothWays(rng: Rng, m: number, n: number, k: number, withBias: boolean) {
+  const x = rng.array(m * k);
+  const w = rng.array(n * k);
+  const b = rng.array(n, -3, 3);
+  const fused = empty(m * n);
+  native.linearForward(m, n, k, store(x), store(w), withBias ? store(b) : null, fused);
+  const unfused = empty(m * n);
+  native.gemm(false, true, m, n, k, 1, store(x), store(w), 0, unfused);
+  if (withBias) native.binary(BinaryOpCode.Add, [m, n], [n, 1], [0, 1], unfused, store(b), unfused);
+  const ref = gemmRef(false, true, m, n, k, 1, x, w, 0, new Float32Array(m * n));
+  if (withBias) {
+    ref.value.forEach((v, i) => (ref.value[i] = v + b[i % n]));
+    ref.scale.forEach((v, i) => (ref.scale[i] = v + Math.abs(b[i % n])));
+  }
+  return { fused: fused.read(), unfused: unfused.read(), ref };
+}
+
+describe('linearForward', () => {
+  // One or two rows (the dot-product path), odd sizes, several k blocks (k > 256) and row blocks,
+  // enough work for several threads.
+  const shapes: Array<[number, number, number]> = [
+    [1, 1, 1], [1, 17, 800], [2, 5, 9], [3, 7, 13], [7, 33, 5], [37, 19, 50], [101, 130, 530], [200, 35, 64], [64, 128, 800],
+  ];
+  test.each(shapes)('(%i x %i x %i) against float64, with and without bias, and bitwise gemm + add', (m, n, k) => {
+    const rng = new Rng(m * 1000 + n + k);
+    for (const withBias of [true, false]) {
+      const { fused, unfused, ref } = linearBothWays(rng, m, n, k, withBias);
+      expectClose(fused, ref.value, { rtol: 2e-6 * Math.sqrt(k + 1), atol: 1e-6, scale: ref.scale },
+        `linearForward(${m}, ${n}, ${k}) bias=${withBias}`);
+      expect(bitwiseEqual(fused, unfused)).toBe(true);
+    }
+  });
+
+  test('the same bits on one thread and on all of them', () => {
+    const x = new Rng(7).array(96 * 700);
+    const w = new Rng(8).array(150 * 700);
+    const b = new Rng(9).array(150);
+    const run = () => {
+      const y = empty(96 * 150);
+      native.linearForward(96, 150, 700, store(x), store(w), store(b), y);
+      return y.read();
+    };
+    expect(bitwiseEqual(withThreads(1, run), run())).toBe(true);
+  });
+
+  test('k = 0: y is the bias, or zeros without one', () => {
+    const y = empty(6);
+    native.linearForward(2, 3, 0, empty(0), empty(0), store([1, -2, 0.5]), y);
+    expect(Array.from(y.read())).toEqual([1, -2, 0.5, 1, -2, 0.5]);
+    const z = empty(6);
+    native.linearForward(2, 3, 0, empty(0), empty(0), null, z);
+    expect(Array.from(z.read())).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  test('m = 0 or n = 0 is a no-op', () => {
+    native.linearForward(0, 5, 3, empty(0), store(new Float32Array(15)), store(new Float32Array(5)), empty(0));
+    native.linearForward(4, 0, 3, store(new Float32Array(12)), empty(0), null, empty(0));
   });
 });

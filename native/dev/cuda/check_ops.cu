@@ -6,8 +6,9 @@
 // or directly (one line):
 //   nvcc -std=c++17 -O3 -arch=sm_90 -lineinfo -Inative/include -DKG_WITH_CUDA=1
 //        native/dev/cuda/check_ops.cu native/cuda/*.cu -o check_ops && ./check_ops
-// --quick skips the timings (use it under compute-sanitizer); --only bn (or gemm, conv, pool,
-// elementwise, reduce, loss, sgd, allocator) runs the checks of one op family, without timings.
+// --quick skips the timings (use it under compute-sanitizer); --only bn (or gemm, which includes
+// linear_forward, conv, pool, elementwise, reduce, loss, sgd, allocator) runs the checks of one op
+// family, without timings.
 //
 // For each op: random shapes including odd and degenerate sizes, the first mismatches printed as
 // in llm.c's validate_result (|got - ref| <= atol + rtol * |ref|, plus a term proportional to the
@@ -239,6 +240,60 @@ static void test_gemm() {
   }
 }
 
+// linear_forward: the GEMM with its bias added in the epilogue (one per column of y), or in the
+// split-K reduction when k is split, or alone when k == 0.
+static void test_linear() {
+  std::printf("\n== linear_forward\n");
+  struct Case {
+    int64_t m, n, k;
+  };
+  // Odd sizes; one row; k long enough that the small output splits it (64 x 10 x 5000, 1 x 10 x
+  // 800); more tiles than a split would pay for (300 x 260); no inputs at all (k = 0).
+  std::vector<Case> cases = {{1, 1, 1},       {3, 5, 7},      {37, 19, 50}, {1, 10, 800},
+                             {64, 10, 5000},  {300, 260, 29}, {5, 3, 0},    {129, 67, 515}};
+  for (int r = 0; r < 2; ++r) cases.push_back({rand_int(1, 200), rand_int(1, 200), rand_int(1, 900)});
+  for (const Case& c : cases) {
+    const Vec x = randn(c.m * c.k), w = randn(c.n * c.k), b = randn(c.n);
+    DVec ref, absref;
+    gemm_ref(false, true, c.m, c.n, c.k, 1.0, x, w, 0.0, Vec(c.m * c.n), ref, absref);
+    DevBuf dX(x), dW(w), dB(b);
+    for (int with_bias = 0; with_bias < 2; ++with_bias) {
+      DVec want = ref, wantabs = absref;
+      if (with_bias) {
+        for (int64_t i = 0; i < c.m * c.n; ++i) {
+          want[i] += b[i % c.n];
+          wantabs[i] += std::fabs(b[i % c.n]);
+        }
+      }
+      DevBuf dY(c.m * c.n), dY2(c.m * c.n);
+      dY.poison();
+      dY2.poison();
+      cu::linear_forward(c.m, c.n, c.k, dX.get(), dW.get(), with_bias ? dB.get() : nullptr, dY.get());
+      cu::linear_forward(c.m, c.n, c.k, dX.get(), dW.get(), with_bias ? dB.get() : nullptr, dY2.get());
+      const std::string name = "linear_forward " + shape_str({c.m, c.n, c.k}) + (with_bias ? " +bias" : "");
+      const Vec got = dY.download();
+      validate(name, got, want, 1e-6, 1e-5, wantabs, 2e-6);
+      check_deterministic(name, got, dY2.download());
+    }
+  }
+  // Misaligned y and bias (offset by one float): the scalar stores and bias reads.
+  {
+    const int64_t m = 21, n = 13, k = 40;
+    const Vec x = randn(m * k), w = randn(n * k), b = randn(n + 1);
+    DevBuf dX(x), dW(w), dB(b), dY(m * n + 1);
+    DVec ref, absref;
+    gemm_ref(false, true, m, n, k, 1.0, x, w, 0.0, Vec(m * n), ref, absref);
+    for (int64_t i = 0; i < m * n; ++i) {
+      ref[i] += b[1 + i % n];
+      absref[i] += std::fabs(b[1 + i % n]);
+    }
+    cu::linear_forward(m, n, k, dX.get(), dW.get(), dB.get() + 1, dY.get() + 1);
+    Vec got = dY.download();
+    got.erase(got.begin());
+    validate("linear_forward misaligned y and bias (21,13,40)", got, ref, 1e-6, 1e-5, absref, 2e-6);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Convolution and pooling
 
@@ -262,6 +317,14 @@ static void test_conv() {
       conv_shape(5, 6, 9, 7, 9, 3, 3, 1, 1, 1, 1, 3),   conv_shape(1, 6, 9, 7, 4, 3, 2, 2, 1, 1, 0, 2),
       conv_shape(3, 8, 10, 11, 8, 3, 3, 1, 2, 1, 1, 8), conv_shape(2, 5, 7, 7, 10, 5, 5, 2, 2, 2, 2, 5),
       conv_shape(4, 6, 5, 6, 9, 1, 1, 1, 1, 0, 0, 3),   conv_shape(16, 20, 12, 12, 50, 5, 5, 1, 1, 0, 0, 10),
+      // Forward with k = 576 on one small tile: split k, the bias added by the split-K reduction.
+      conv_shape(1, 64, 6, 6, 8, 3, 3, 1, 1, 1, 1),
+      // Weight gradient of one or two large images: more splits than samples, so each sample's
+      // pixels are split too; of many small samples: whole samples per split.
+      conv_shape(1, 2, 40, 40, 3, 3, 3, 1, 1, 1, 1),    conv_shape(2, 3, 37, 41, 5, 3, 3, 1, 1, 0, 0),
+      conv_shape(40, 3, 6, 6, 5, 3, 3, 1, 1, 1, 1),     conv_shape(33, 6, 7, 5, 6, 1, 1, 1, 1, 0, 0, 2),
+      // Bias gradient over more than 2^18 values per channel: the two-stage reduction.
+      conv_shape(3, 1, 300, 300, 2, 1, 1, 1, 1, 0, 0),
   };
   for (int r = 0; r < 3; ++r) {
     const int64_t kh = rand_int(1, 4), kw = rand_int(1, 4), groups = rand_int(1, 3);
@@ -1358,7 +1421,10 @@ int main(int argc, char** argv) {
   try {
     const std::string only = only_family(argc, argv);
     const auto wanted = [&](const char* name) { return only.empty() || only == name; };
-    if (wanted("gemm")) test_gemm();
+    if (wanted("gemm")) {
+      test_gemm();
+      test_linear();
+    }
     if (wanted("conv")) test_conv();
     if (wanted("pool")) test_pool();
     if (wanted("maxpool")) test_maxpool();
