@@ -185,7 +185,7 @@ export interface Native {
   reluBackward(x: Storage, dy: Storage, dx: Storage): void;
   reduceSum(outer: number, r: number, inner: number, scale: number, x: Storage, y: Storage): void;
   softmaxXentForward(n: number, k: number, logits: Storage, labels: Storage, loss: Storage): void;
-  softmaxXentForwardSum(n: number, k: number, logits: Storage, labels: Storage, scale: number, out: Storage): void;
+  softmaxXentForwardSum(n: number, k: number, logits: Storage, labels: Storage, scale: number, out: Storage, grad: Storage | null): void;
   /** dloss: one value per row, or one for every row (the gradient of a sum); each is multiplied by scale. */
   softmaxXentBackward(n: number, k: number, logits: Storage, labels: Storage, dloss: Storage, scale: number, dlogits: Storage): void;
   argmaxRows(n: number, k: number, x: Storage, out: Storage): void;

@@ -133,6 +133,11 @@ function unitHead(root: Tensor): Tensor {
   return root.ndim === 0 ? one : one.view(root.shape);
 }
 
+/** True when `g` is the unit head backward() started from: an op may then use a gradient it precomputed for 1. */
+export function isUnitHead(g: Tensor): boolean {
+  return unitHeads.get(g.device) === g;
+}
+
 export interface BackwardOptions {
   /** Keep the graph so backward can run through it again (default false: it is freed). */
   retainGraph?: boolean;

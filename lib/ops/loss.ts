@@ -1,5 +1,6 @@
 // Softmax cross-entropy from logits and class indices, and argmax for predictions.
-import { recordOp } from '../autograd/tape';
+import { isUnitHead } from '../autograd/backward';
+import { isRecording, recordOp } from '../autograd/tape';
 import { native } from '../native';
 import { describe, readOptions } from '../options';
 import { formatShape } from '../shape';
@@ -128,14 +129,18 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: { 
 
 /**
  * The summed (scale 1) or averaged (scale 1/n) loss as one op: the per-example losses are never
- * stored, and backward hands its one upstream value to every row inside the gradient kernel, so
- * that a training step spends one launch each way on its loss instead of three.
+ * stored, and backward hands its one upstream value to every row inside the gradient kernel.
+ * When gradients are recorded, the forward kernel also writes the gradient for the upstream value
+ * 1, which is what backward() starts from at a loss: a training step then launches one kernel for
+ * its loss, where the unreduced loss and a sum took five.
  */
 function reducedLoss(logits: Tensor, y: Tensor, scale: number): Tensor {
   const [n, k] = logits.shape;
   const loss = Tensor.empty([], logits.device);
-  native.softmaxXentForwardSum(n, k, logits.storage, y.storage, scale, loss.storage);
+  const forOne = isRecording() && logits.tracksGrad ? Tensor.empty(logits.shape, logits.device) : null;
+  native.softmaxXentForwardSum(n, k, logits.storage, y.storage, scale, loss.storage, forOne ? forOne.storage : null);
   return recordOp('softmaxCrossEntropy', loss, [logits], [logits, y], (g) => {
+    if (forOne && isUnitHead(g)) return [forOne];
     const dlogits = Tensor.empty(logits.shape, logits.device);
     native.softmaxXentBackward(n, k, logits.storage, y.storage, g.storage, scale, dlogits.storage);
     return [dlogits];

@@ -56,10 +56,14 @@ void softmax_xent_forward(int64_t n, int64_t k, const float* logits, const float
 }
 
 void softmax_xent_forward_sum(int64_t n, int64_t k, const float* logits, const float* labels, float scale,
-                              float* out) {
+                              float* out, float* grad) {
   std::vector<float> losses(static_cast<size_t>(n));
   softmax_xent_forward(n, k, logits, labels, losses.data());
   reduce_sum(1, n, 1, scale, losses.data(), out);
+  if (grad) {
+    const float one = 1.0f;  // the upstream gradient backward() starts from, for every row
+    softmax_xent_backward(n, k, logits, labels, &one, false, scale, grad);
+  }
 }
 
 void softmax_xent_backward(int64_t n, int64_t k, const float* logits, const float* labels, const float* dloss,

@@ -13,7 +13,9 @@
 // fixed order) and the per-row kernel plus a reduction otherwise: a training step on a small
 // batch is a few microseconds of GPU work per kernel, so a launch saved is time saved. Its
 // backward takes the one upstream gradient for every row (times the 1/n of a mean), so no
-// broadcast of it is needed either.
+// broadcast of it is needed either. When asked (`grad`), the forward also writes the gradient for
+// the upstream value 1, the one backward() starts from: a training step then needs no backward
+// launch for its loss at all.
 //
 // Labels: the binding cannot check labels in GPU memory without a sync per call, so the kernels
 // never index a row by a label that is not a class index (an integer in [0, k): not NaN, not
@@ -76,14 +78,28 @@ __device__ __forceinline__ void row_softmax_stats(const float* row, int64_t k, i
   max_out = m;
 }
 
-// The loss of row i, in lane 0 of its group (the others get garbage).
+// Row i's gradient (softmax - onehot) * d, d NaN for a row without a class label.
+template <int kGroup>
+__device__ __forceinline__ void row_gradient(const float* row, int64_t k, int64_t label, float m, float s, float d,
+                                             int lane, float* out) {
+  if (label < 0) d = nanf("");
+  for (int64_t j = lane; j < k; j += kGroup) {
+    const float p = expf(row[j] - m) / s;
+    out[j] = (p - (j == label ? 1.0f : 0.0f)) * d;
+  }
+}
+
+// The loss of row i, in lane 0 of its group (the others get garbage). With `grad`, also the
+// row's gradient times `scale` (the upstream gradient 1 of a summed loss, times 1/n for a mean):
+// what the backward kernel writes for that upstream value, from the same statistics.
 template <int kGroup>
 __device__ __forceinline__ float row_loss(const float* logits, const float* labels, int64_t k, int64_t i, int lane,
-                                          float* smem) {
+                                          float* smem, float* grad, float scale) {
   const float* row = logits + i * k;
   float m, s;
   row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
   const int64_t label = class_index(labels[i], k);
+  if (grad) row_gradient<kGroup>(row, k, label, m, s, 1.0f * scale, lane, grad + i * k);
   return label < 0 ? nanf("") : (logf(s) + m) - row[label];
 }
 
@@ -93,13 +109,14 @@ __device__ __forceinline__ float row_loss(const float* logits, const float* labe
 template <int kGroup>
 __global__ void __launch_bounds__(kThreads)
     softmax_xent_forward_kernel(int64_t n, int64_t k, const float* __restrict__ logits,
-                                const float* __restrict__ labels, float* __restrict__ loss) {
+                                const float* __restrict__ labels, float* __restrict__ loss, float* __restrict__ grad,
+                                float scale) {
   __shared__ float smem[kThreads / kWarp];
   constexpr int kGroups = kThreads / kGroup;
   const int lane = threadIdx.x % kGroup;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * kGroups + threadIdx.x / kGroup; i < n;
        i += static_cast<int64_t>(gridDim.x) * kGroups) {
-    const float l = row_loss<kGroup>(logits, labels, k, i, lane, smem);
+    const float l = row_loss<kGroup>(logits, labels, k, i, lane, smem, grad, scale);
     if (lane == 0) loss[i] = l;
   }
 }
@@ -108,12 +125,12 @@ __global__ void __launch_bounds__(kThreads)
 // (lane 0 adding them in row order), then the warps' sums are added in warp order.
 __global__ void __launch_bounds__(kThreads)
     softmax_xent_sum_kernel(int64_t n, int64_t k, const float* __restrict__ logits, const float* __restrict__ labels,
-                            float scale, float* __restrict__ out) {
+                            float scale, float* __restrict__ out, float* __restrict__ grad) {
   __shared__ float smem[kThreads / kWarp];
   const int lane = threadIdx.x % kWarp;
   float total = 0.0f;
   for (int64_t i = threadIdx.x / kWarp; i < n; i += kThreads / kWarp) {
-    const float l = row_loss<kWarp>(logits, labels, k, i, lane, smem);
+    const float l = row_loss<kWarp>(logits, labels, k, i, lane, smem, grad, scale);
     if (lane == 0) total += l;
   }
   if (lane != 0) total = 0.0f;
@@ -136,12 +153,7 @@ __global__ void __launch_bounds__(kThreads)
     float m, s;
     row_softmax_stats<kGroup>(row, k, lane, smem, m, s);
     const int64_t label = class_index(labels[i], k);
-    const float d = label < 0 ? nanf("") : dloss[per_row ? i : 0] * scale;
-    float* out = dlogits + i * k;
-    for (int64_t j = lane; j < k; j += kGroup) {
-      const float p = expf(row[j] - m) / s;
-      out[j] = (p - (j == label ? 1.0f : 0.0f)) * d;
-    }
+    row_gradient<kGroup>(row, k, label, m, s, dloss[per_row ? i : 0] * scale, lane, dlogits + i * k);
   }
 }
 
@@ -211,8 +223,9 @@ void by_row_length(int64_t n, int64_t k, Args... args) {
 
 template <int G>
 struct ForwardLaunch {
-  static void run(unsigned grid, int64_t n, int64_t k, const float* logits, const float* labels, float* loss) {
-    softmax_xent_forward_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, logits, labels, loss);
+  static void run(unsigned grid, int64_t n, int64_t k, const float* logits, const float* labels, float* loss,
+                  float* grad, float scale) {
+    softmax_xent_forward_kernel<G><<<grid, kThreads, 0, stream()>>>(n, k, logits, labels, loss, grad, scale);
   }
 };
 template <int G>
@@ -240,12 +253,12 @@ constexpr int64_t kOneBlockLogits = int64_t{1} << 16;
 void softmax_xent_forward(int64_t n, int64_t k, const float* logits, const float* labels, float* loss) {
   using namespace detail;
   if (n <= 0 || k <= 0) return;
-  by_row_length<ForwardLaunch>(n, k, logits, labels, loss);
+  by_row_length<ForwardLaunch>(n, k, logits, labels, loss, static_cast<float*>(nullptr), 1.0f);
   check_launch("launch of softmax_xent_forward_kernel", [&] { return describe("softmax_xent n=", n, " k=", k); });
 }
 
 void softmax_xent_forward_sum(int64_t n, int64_t k, const float* logits, const float* labels, float scale,
-                              float* out) {
+                              float* out, float* grad) {
   using namespace detail;
   if (k <= 0) return;
   auto sizes = [&] { return describe("softmax_xent_forward_sum n=", n, " k=", k); };
@@ -254,12 +267,13 @@ void softmax_xent_forward_sum(int64_t n, int64_t k, const float* logits, const f
     return;
   }
   if (k <= kWarpRowLimit && n * k <= kOneBlockLogits) {
-    softmax_xent_sum_kernel<<<1, kThreads, 0, stream()>>>(n, k, logits, labels, scale, out);
+    softmax_xent_sum_kernel<<<1, kThreads, 0, stream()>>>(n, k, logits, labels, scale, out, grad);
     check_launch("launch of softmax_xent_sum_kernel", sizes);
     return;
   }
   Scratch losses(static_cast<size_t>(n) * sizeof(float));
-  softmax_xent_forward(n, k, logits, labels, losses.as<float>());
+  by_row_length<ForwardLaunch>(n, k, logits, labels, losses.as<float>(), grad, scale);
+  check_launch("launch of softmax_xent_forward_kernel", sizes);
   reduce_sum(1, n, 1, scale, losses.as<float>(), out);
 }
 

@@ -143,20 +143,24 @@ Napi::Value xent_forward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// softmaxXentForwardSum(n, k, logits, labels, scale, out): out (one value) = scale * sum of the losses
+// softmaxXentForwardSum(n, k, logits, labels, scale, out, grad | null): out (one value) = scale * sum
+// of the losses; grad (n, k), when given, gets the backward's dlogits for an upstream gradient of 1
 Napi::Value xent_forward_sum(const Napi::CallbackInfo& info) {
-  Args a(info, "softmaxXentForwardSum", 6);
+  Args a(info, "softmaxXentForwardSum", 7);
   int64_t n = a.i64(0, "n"), k = a.i64(1, "k", 1);
   Storage &logits = a.storage(2, "logits"), &labels = a.storage(3, "labels");
   float scale = a.f32(4, "scale");
   Storage& out = a.storage(5, "out");
+  Storage* grad = a.optional_storage(6, "grad");
   a.expect_numel(logits, {n, k}, "logits");
   a.expect_numel(labels, n, "labels");
   a.expect_numel(out, 1, "out");
-  Device d = a.same_device({&logits, &labels, &out});
+  if (grad) a.expect_numel(*grad, {n, k}, "grad");
+  Device d = a.same_device({&logits, &labels, &out, grad});
   if (n > 0) check_labels(a, d, labels, k);
   KG_RUN(a, d,
-         softmax_xent_forward_sum(n, k, logits.data("logits"), labels.data("labels"), scale, out.data("out")));
+         softmax_xent_forward_sum(n, k, logits.data("logits"), labels.data("labels"), scale, out.data("out"),
+                                  grad ? grad->data("grad") : nullptr));
   return info.Env().Undefined();
 }
 

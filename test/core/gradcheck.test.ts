@@ -136,6 +136,22 @@ describe('activation and loss', () => {
       });
     });
   }
+  for (const reduction of ['sum', 'mean'] as const) {
+    test(`softmaxCrossEntropy reduction ${reduction}: backward() from the loss takes the gradient the forward wrote, the same bits as for a headGrad of 1`, () => {
+      const values = kg.randn([5, 7], { seed: 12 }).toArray();
+      const gradient = (head?: kg.Tensor) => {
+        const x = kg.tensor(values, [5, 7]).attachGrad();
+        const loss = kg.autograd.record(() => F.softmaxCrossEntropy(x, labels, { reduction }));
+        kg.autograd.backward(loss, head);
+        return x.grad!.toArray();
+      };
+      const fromForward = gradient();
+      const fromBackward = gradient(kg.tensor([1], []));
+      expect(Buffer.from(fromForward.buffer).equals(Buffer.from(fromBackward.buffer))).toBe(true);
+      const twice = gradient(kg.tensor([2], []));
+      fromForward.forEach((g, i) => expect(twice[i]).toBe(2 * g));
+    });
+  }
 });
 
 describe('batch norm', () => {

@@ -213,7 +213,7 @@ const labelled = fc
   .map(([[n, k], fill, s1, s2, which, scale]) => {
     const nk = st(sizeFor(wrapped(n, k), s1)), rows = () => st(sizeFor(wrapped(n), s2), { fill });
     if (which === 'fwd') return call('softmaxXentForward', n, k, nk, rows(), rows());
-    if (which === 'sum') return call('softmaxXentForwardSum', n, k, nk, rows(), scale, st(sizeFor(1n, s2)));
+    if (which === 'sum') return call('softmaxXentForwardSum', n, k, nk, rows(), scale, st(sizeFor(1n, s2)), s2 % 2 ? null : st(sizeFor(wrapped(n, k), s1)));
     // dloss per row, or one value for every row
     const dloss = which === 'bwd' ? rows() : st(sizeFor(1n, s2));
     if (which === 'bwd' || which === 'bwd1') return call('softmaxXentBackward', n, k, nk, rows(), dloss, scale, st(sizeFor(wrapped(n, k), s1)));

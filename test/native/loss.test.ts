@@ -65,8 +65,13 @@ describe('softmax cross-entropy', () => {
       const total = ref.loss.reduce((a, b) => a + b, 0);
       for (const scale of [1, 1 / n]) {
         const out = empty(1);
-        native.softmaxXentForwardSum(n, k, store(logits), store(labels), scale, out);
+        const forOne = empty(n * k);
+        native.softmaxXentForwardSum(n, k, store(logits), store(labels), scale, out, forOne);
         expectClose(out.read(), [total * scale], { rtol: 1e-6, atol: 1e-6 }, `sum n=${n} k=${k} scale=${scale}`);
+        // The gradient the forward wrote for an upstream 1 is the backward's for 1, bit for bit.
+        const backwardOne = empty(n * k);
+        native.softmaxXentBackward(n, k, store(logits), store(labels), store(Float32Array.of(1)), scale, backwardOne);
+        expect(Buffer.from(forOne.read().buffer).equals(Buffer.from(backwardOne.read().buffer))).toBe(true);
         const dlogits = empty(n * k);
         native.softmaxXentBackward(n, k, store(logits), store(labels), store(Float32Array.of(upstream)), scale, dlogits);
         const want = Array.from(ref.dlogits, (d) => d * upstream * scale);
@@ -81,7 +86,8 @@ describe('softmax cross-entropy', () => {
     expect(() => native.softmaxXentBackward(2, 3, logits, labels, store(new Float32Array(3)), 1, empty(6))).toThrow(
       /softmaxXentBackward: dloss has 3 elements, the shapes need 2 \(one per row\) or 1/,
     );
-    expect(() => native.softmaxXentForwardSum(2, 3, logits, labels, NaN, empty(1))).toThrow(/softmaxXentForwardSum: scale must be finite/);
-    expect(() => native.softmaxXentForwardSum(2, 3, logits, labels, 1, empty(2))).toThrow(/softmaxXentForwardSum: out has 2 elements/);
+    expect(() => native.softmaxXentForwardSum(2, 3, logits, labels, NaN, empty(1), null)).toThrow(/softmaxXentForwardSum: scale must be finite/);
+    expect(() => native.softmaxXentForwardSum(2, 3, logits, labels, 1, empty(2), null)).toThrow(/softmaxXentForwardSum: out has 2 elements/);
+    expect(() => native.softmaxXentForwardSum(2, 3, logits, labels, 1, empty(1), empty(5))).toThrow(/softmaxXentForwardSum: grad has 5 elements/);
   });
 });

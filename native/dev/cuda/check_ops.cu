@@ -1202,8 +1202,12 @@ static void test_loss() {
     double total = 0.0;
     for (int64_t i = 0; i < n; ++i) total += loss[i];
     DevBuf sum(1), sum2(1), gm(n * k);
-    cu::softmax_xent_forward_sum(n, k, dL.get(), dLab.get(), float(scale), sum.get());
-    cu::softmax_xent_forward_sum(n, k, dL.get(), dLab.get(), float(scale), sum2.get());
+    cu::softmax_xent_forward_sum(n, k, dL.get(), dLab.get(), float(scale), sum.get(), nullptr);
+    DevBuf one(Vec{1.0f}), for_one(n * k), backward_one(n * k);
+    cu::softmax_xent_forward_sum(n, k, dL.get(), dLab.get(), float(scale), sum2.get(), for_one.get());
+    cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), one.get(), false, float(scale), backward_one.get());
+    check(same_bits(for_one.download(), backward_one.download()),
+          "softmax_xent_forward_sum " + tag + ": the gradient for 1 is the backward's, bitwise");
     cu::softmax_xent_backward(n, k, dL.get(), dLab.get(), dDL.get(), false, float(scale), gm.get());
     const Vec gs = sum.download();
     validate("softmax_xent_forward_sum " + tag, gs, DVec{total * scale}, 1e-5, 1e-5);
