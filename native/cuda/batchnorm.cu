@@ -13,6 +13,12 @@
 // bitwise the same statistics, and results are identical from run to run: no atomics anywhere.
 // Inference forward is pass 2 alone, with the given running statistics.
 //
+// Small layers (at most kSinglePassUnitsPerThread units per thread and channel) get one split,
+// and then both passes run in one launch (the *_single kernels): the block that wrote a channel's
+// partial is the only one that merges it, after a barrier, and its second read of x comes from
+// the cache. The results are the two-pass kernels' with one split, bit for bit. A training step
+// of a small network is mostly launches, so this halves batch norm's share of them.
+//
 // Training forward also does, within its two launches, the rest of a layer's training step
 // (kg/batchnorm_update.h), so that the layer costs no other launch: in pass 2 the channel's writer
 // thread checks its statistics, writes the failure kind (0: fine) to the caller's status word for
@@ -348,44 +354,98 @@ struct PooledGradient {
   }
 };
 
+// One (channel, split) item of the statistics pass: its Welford partial to out[item].
+template <int VW>
+__device__ __forceinline__ void planar_stats_item(const Planar& p, const float* __restrict__ x,
+                                                  StatPartial* __restrict__ out, int64_t item, Welford* smem) {
+  const int64_t ch = item / p.splits, s = item - ch * p.splits;
+  const int64_t end = min(p.units, (s + 1) * p.chunk);
+  const float shift = x[ch * p.l];  // the channel's first value
+  Welford w;
+  Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
+  // Four units per round, all loads issued before the arithmetic.
+  while (cur.u + 3 * kThreads < end) {
+    Pack<VW> v[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      v[r] = load_pack<VW>(x + cur.offset);
+      cur.advance(p);
+    }
+    float d[4 * VW];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+#pragma unroll
+      for (int e = 0; e < VW; ++e) d[r * VW + e] = v[r].v[e] - shift;
+    }
+    welford_add_batch<4 * VW>(w, d);
+  }
+  for (; cur.u < end; cur.advance(p)) {
+    const Pack<VW> v = load_pack<VW>(x + cur.offset);
+    float d[VW];
+#pragma unroll
+    for (int e = 0; e < VW; ++e) d[e] = v.v[e] - shift;
+    if constexpr (VW == 1) welford_add(w, d[0]);
+    else welford_add_batch<VW>(w, d);
+  }
+  w = block_welford<kThreads>(w, smem);
+  if (threadIdx.x == 0) out[item] = StatPartial{shift, w.mean, w.m2, w.count};
+}
+
 template <int VW>
 __global__ void __launch_bounds__(kThreads)
     planar_stats_kernel(const Planar p, const float* __restrict__ x, StatPartial* __restrict__ out, BatchCount n) {
   __shared__ Welford smem[kThreads / kWarp];
   count_batch(n);
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
-    const int64_t ch = item / p.splits, s = item - ch * p.splits;
-    const int64_t end = min(p.units, (s + 1) * p.chunk);
-    const float shift = x[ch * p.l];  // the channel's first value
-    Welford w;
-    Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
-    // Four units per round, all loads issued before the arithmetic.
-    while (cur.u + 3 * kThreads < end) {
-      Pack<VW> v[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        v[r] = load_pack<VW>(x + cur.offset);
-        cur.advance(p);
-      }
-      float d[4 * VW];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-#pragma unroll
-        for (int e = 0; e < VW; ++e) d[r * VW + e] = v[r].v[e] - shift;
-      }
-      welford_add_batch<4 * VW>(w, d);
-    }
-    for (; cur.u < end; cur.advance(p)) {
-      const Pack<VW> v = load_pack<VW>(x + cur.offset);
-      float d[VW];
-#pragma unroll
-      for (int e = 0; e < VW; ++e) d[e] = v.v[e] - shift;
-      if constexpr (VW == 1) welford_add(w, d[0]);
-      else welford_add_batch<VW>(w, d);
-    }
-    w = block_welford<kThreads>(w, smem);
-    if (threadIdx.x == 0) out[item] = StatPartial{shift, w.mean, w.m2, w.count};
+    planar_stats_item<VW>(p, x, out, item, smem);
   }
+}
+
+// One item of the gradient statistics pass: (sum dy, sum dy * (x - mean)) to out[item].
+template <int VW, class Gradient>
+__device__ __forceinline__ void planar_grad_stats_item(const Planar& p, const float* __restrict__ x,
+                                                       const Gradient& src, const float* __restrict__ mean,
+                                                       const float* __restrict__ mean_lo,
+                                                       GradPartial* __restrict__ out, int64_t item, float* smem) {
+  const int64_t ch = item / p.splits, s = item - ch * p.splits;
+  const int64_t end = min(p.units, (s + 1) * p.chunk);
+  const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
+  float kf[kCoefficients];
+  src.forward_coefficients(ch, mu, mu_lo, kf);
+  float sum_dy = 0.0f, sum_dy_xc = 0.0f;
+  Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
+  while (cur.u + 3 * kThreads < end) {
+    Pack<VW> xv[4], gv[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      xv[r] = load_pack<VW>(x + cur.offset);
+      gv[r] = src.load(p, ch, cur, xv[r], kf);
+      cur.advance(p);
+    }
+    float g[4 * VW], gx[4 * VW];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+#pragma unroll
+      for (int e = 0; e < VW; ++e) {
+        g[r * VW + e] = gv[r].v[e];
+        gx[r * VW + e] = gv[r].v[e] * ((xv[r].v[e] - mu) - mu_lo);
+      }
+    }
+    sum_dy += pairwise_sum<4 * VW>(g);
+    sum_dy_xc += pairwise_sum<4 * VW>(gx);
+  }
+  for (; cur.u < end; cur.advance(p)) {
+    const Pack<VW> xv = load_pack<VW>(x + cur.offset);
+    const Pack<VW> gv = src.load(p, ch, cur, xv, kf);
+#pragma unroll
+    for (int e = 0; e < VW; ++e) {
+      sum_dy += gv.v[e];
+      sum_dy_xc += gv.v[e] * ((xv.v[e] - mu) - mu_lo);
+    }
+  }
+  sum_dy = block_sum<kThreads>(sum_dy, smem);
+  sum_dy_xc = block_sum<kThreads>(sum_dy_xc, smem);
+  if (threadIdx.x == 0) out[item] = GradPartial{sum_dy, sum_dy_xc};
 }
 
 template <int VW, class Gradient>
@@ -395,45 +455,7 @@ __global__ void __launch_bounds__(kThreads)
                              GradPartial* __restrict__ out) {
   __shared__ float smem[kThreads / kWarp];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
-    const int64_t ch = item / p.splits, s = item - ch * p.splits;
-    const int64_t end = min(p.units, (s + 1) * p.chunk);
-    const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
-    float kf[kCoefficients];
-    src.forward_coefficients(ch, mu, mu_lo, kf);
-    float sum_dy = 0.0f, sum_dy_xc = 0.0f;
-    Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
-    while (cur.u + 3 * kThreads < end) {
-      Pack<VW> xv[4], gv[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        xv[r] = load_pack<VW>(x + cur.offset);
-        gv[r] = src.load(p, ch, cur, xv[r], kf);
-        cur.advance(p);
-      }
-      float g[4 * VW], gx[4 * VW];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-#pragma unroll
-        for (int e = 0; e < VW; ++e) {
-          g[r * VW + e] = gv[r].v[e];
-          gx[r * VW + e] = gv[r].v[e] * ((xv[r].v[e] - mu) - mu_lo);
-        }
-      }
-      sum_dy += pairwise_sum<4 * VW>(g);
-      sum_dy_xc += pairwise_sum<4 * VW>(gx);
-    }
-    for (; cur.u < end; cur.advance(p)) {
-      const Pack<VW> xv = load_pack<VW>(x + cur.offset);
-      const Pack<VW> gv = src.load(p, ch, cur, xv, kf);
-#pragma unroll
-      for (int e = 0; e < VW; ++e) {
-        sum_dy += gv.v[e];
-        sum_dy_xc += gv.v[e] * ((xv.v[e] - mu) - mu_lo);
-      }
-    }
-    sum_dy = block_sum<kThreads>(sum_dy, smem);
-    sum_dy_xc = block_sum<kThreads>(sum_dy_xc, smem);
-    if (threadIdx.x == 0) out[item] = GradPartial{sum_dy, sum_dy_xc};
+    planar_grad_stats_item<VW>(p, x, src, mean, mean_lo, out, item, smem);
   }
 }
 
@@ -468,46 +490,53 @@ __device__ __forceinline__ void planar_coefficients(const BnArgs& a, int64_t ch,
   __syncthreads();  // coef is rewritten by the next item
 }
 
+// One item of the elementwise pass; coef: the block's shared staging area (planar_coefficients).
+template <int VW, Mode M, class Gradient>
+__device__ __forceinline__ void planar_apply_item(const Planar& p, const BnArgs& a, const Gradient& src, int64_t item,
+                                                  float* coef) {
+  const int64_t ch = item / p.splits, s = item - ch * p.splits;
+  if (!a.out && s != 0) return;  // no dx wanted: only the blocks writing dgamma/dbeta work
+  float k[kCoefficients];
+  planar_coefficients<M>(a, ch, s, coef, k);
+  if (!a.out) return;
+  float kf[kCoefficients];
+  if constexpr (reads_dy<M>()) src.forward_coefficients(ch, a.mean[ch], a.mean_lo ? a.mean_lo[ch] : 0.0f, kf);
+
+  const int64_t end = min(p.units, (s + 1) * p.chunk);
+  Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
+  while (cur.u + 3 * kThreads < end) {
+    int64_t off[4];
+    Pack<VW> xv[4] = {}, gv[4] = {};
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      off[r] = cur.offset;
+      if constexpr (reads_x<M>()) xv[r] = load_pack<VW>(a.x + off[r]);
+      if constexpr (reads_dy<M>()) gv[r] = src.load(p, ch, cur, xv[r], kf);
+      cur.advance(p);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      Pack<VW> o;
+#pragma unroll
+      for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv[r].v[e], gv[r].v[e], k));
+      store_pack<VW>(a.out + off[r], o);
+    }
+  }
+  for (; cur.u < end; cur.advance(p)) {
+    Pack<VW> xv = {}, gv = {}, o;
+    if constexpr (reads_x<M>()) xv = load_pack<VW>(a.x + cur.offset);
+    if constexpr (reads_dy<M>()) gv = src.load(p, ch, cur, xv, kf);
+#pragma unroll
+    for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv.v[e], gv.v[e], k));
+    store_pack<VW>(a.out + cur.offset, o);
+  }
+}
+
 template <int VW, Mode M, class Gradient>
 __global__ void __launch_bounds__(kThreads) planar_apply_kernel(const Planar p, const BnArgs a, const Gradient src) {
   __shared__ float coef[kCoefficients];
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
-    const int64_t ch = item / p.splits, s = item - ch * p.splits;
-    if (!a.out && s != 0) continue;  // no dx wanted: only the blocks writing dgamma/dbeta work
-    float k[kCoefficients];
-    planar_coefficients<M>(a, ch, s, coef, k);
-    if (!a.out) continue;
-    float kf[kCoefficients];
-    if constexpr (reads_dy<M>()) src.forward_coefficients(ch, a.mean[ch], a.mean_lo ? a.mean_lo[ch] : 0.0f, kf);
-
-    const int64_t end = min(p.units, (s + 1) * p.chunk);
-    Cursor<VW> cur(p, ch, s * p.chunk + threadIdx.x);
-    while (cur.u + 3 * kThreads < end) {
-      int64_t off[4];
-      Pack<VW> xv[4] = {}, gv[4] = {};
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        off[r] = cur.offset;
-        if constexpr (reads_x<M>()) xv[r] = load_pack<VW>(a.x + off[r]);
-        if constexpr (reads_dy<M>()) gv[r] = src.load(p, ch, cur, xv[r], kf);
-        cur.advance(p);
-      }
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        Pack<VW> o;
-#pragma unroll
-        for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv[r].v[e], gv[r].v[e], k));
-        store_pack<VW>(a.out + off[r], o);
-      }
-    }
-    for (; cur.u < end; cur.advance(p)) {
-      Pack<VW> xv = {}, gv = {}, o;
-      if constexpr (reads_x<M>()) xv = load_pack<VW>(a.x + cur.offset);
-      if constexpr (reads_dy<M>()) gv = src.load(p, ch, cur, xv, kf);
-#pragma unroll
-      for (int e = 0; e < VW; ++e) o.v[e] = activate(a.relu, bn_element<M>(xv.v[e], gv.v[e], k));
-      store_pack<VW>(a.out + cur.offset, o);
-    }
+    planar_apply_item<VW, M>(p, a, src, item, coef);
   }
 }
 
@@ -523,27 +552,63 @@ struct PoolForward {
   float area;
 };
 
+__device__ __forceinline__ void planar_pool_forward_item(const Planar& p, const BnArgs& a, const PoolForward& f,
+                                                         int64_t item, float* coef) {
+  const int64_t outputs = p.units / p.row_units * f.oh * f.ow;  // this channel's windows: n * oh * ow
+  const int64_t chunk = ceil_div<int64_t>(outputs, p.splits);
+  const int64_t ch = item / p.splits, s = item - ch * p.splits;
+  float k[kCoefficients];
+  planar_coefficients<Mode::ForwardTrain>(a, ch, s, coef, k);
+  const int64_t end = min(outputs, (s + 1) * chunk);
+  for (int64_t o = s * chunk + threadIdx.x; o < end; o += kThreads) {
+    const uint32_t row = f.plane_outputs.div(static_cast<uint32_t>(o));
+    const uint32_t q = f.plane_outputs.mod(static_cast<uint32_t>(o), row);
+    const uint32_t oi = f.out_cols.div(q), oj = f.out_cols.mod(q, oi);
+    const float* win = a.x + row * p.row_stride + ch * p.l + oi * f.kh * f.w + oj * f.kw;
+    float sum = 0.0f;
+    for (int64_t r = 0; r < f.kh; ++r) {
+      for (int64_t c = 0; c < f.kw; ++c) sum += activate(true, bn_element<Mode::ForwardTrain>(win[r * f.w + c], 0.0f, k));
+    }
+    f.y[(row * p.channels + ch) * f.oh * f.ow + q] = sum / f.area;
+  }
+}
+
 __global__ void __launch_bounds__(kThreads)
     planar_pool_forward_kernel(const Planar p, const BnArgs a, const PoolForward f) {
   __shared__ float coef[kCoefficients];
-  const int64_t outputs = p.units / p.row_units * f.oh * f.ow;  // this channel's windows: n * oh * ow
-  const int64_t chunk = ceil_div<int64_t>(outputs, p.splits);
   for (int64_t item = blockIdx.x; item < p.channels * p.splits; item += gridDim.x) {
-    const int64_t ch = item / p.splits, s = item - ch * p.splits;
-    float k[kCoefficients];
-    planar_coefficients<Mode::ForwardTrain>(a, ch, s, coef, k);
-    const int64_t end = min(outputs, (s + 1) * chunk);
-    for (int64_t o = s * chunk + threadIdx.x; o < end; o += kThreads) {
-      const uint32_t row = f.plane_outputs.div(static_cast<uint32_t>(o));
-      const uint32_t q = f.plane_outputs.mod(static_cast<uint32_t>(o), row);
-      const uint32_t oi = f.out_cols.div(q), oj = f.out_cols.mod(q, oi);
-      const float* win = a.x + row * p.row_stride + ch * p.l + oi * f.kh * f.w + oj * f.kw;
-      float sum = 0.0f;
-      for (int64_t r = 0; r < f.kh; ++r) {
-        for (int64_t c = 0; c < f.kw; ++c) sum += activate(true, bn_element<Mode::ForwardTrain>(win[r * f.w + c], 0.0f, k));
-      }
-      f.y[(row * p.channels + ch) * f.oh * f.ow + q] = sum / f.area;
-    }
+    planar_pool_forward_item(p, a, f, item, coef);
+  }
+}
+
+// One block per channel (a plan of one split): both passes in one launch. The block's partial
+// goes to global memory and back to the same block, which a barrier makes visible; no other block
+// reads it. With cumulative averaging the two-pass kernels run instead: the count this batch adds
+// must be read by every channel before it changes (BatchCount).
+template <int VW, bool kPooled>
+__global__ void __launch_bounds__(kThreads)
+    planar_forward_single_kernel(const Planar p, const BnArgs a, StatPartial* partials, BatchCount n,
+                                 const PoolForward f) {
+  __shared__ Welford smem[kThreads / kWarp];
+  __shared__ float coef[kCoefficients];
+  count_batch(n);
+  for (int64_t item = blockIdx.x; item < p.channels; item += gridDim.x) {
+    planar_stats_item<VW>(p, a.x, partials, item, smem);
+    __syncthreads();
+    if constexpr (kPooled) planar_pool_forward_item(p, a, f, item, coef);
+    else planar_apply_item<VW, Mode::ForwardTrain>(p, a, PlainGradient{}, item, coef);
+  }
+}
+
+template <int VW, Mode M, class Gradient>
+__global__ void __launch_bounds__(kThreads)
+    planar_backward_single_kernel(const Planar p, const BnArgs a, const Gradient src, GradPartial* partials) {
+  __shared__ float smem[kThreads / kWarp];
+  __shared__ float coef[kCoefficients];
+  for (int64_t item = blockIdx.x; item < p.channels; item += gridDim.x) {
+    planar_grad_stats_item<VW>(p, a.x, src, a.mean, a.mean_lo, partials, item, smem);
+    __syncthreads();
+    planar_apply_item<VW, M>(p, a, src, item, coef);
   }
 }
 
@@ -590,33 +655,73 @@ __device__ __forceinline__ T column_merge(T v, T* smem, const RowsThread& t, Mer
   return result;
 }
 
+__device__ __forceinline__ void rows_stats_item(const Rows& p, const float* __restrict__ x, StatPartial* __restrict__ out,
+                                                int64_t item, const RowsThread& t, Welford* smem) {
+  const int64_t g = item / p.splits, s = item - g * p.splits;
+  const int64_t ch = g * t.bx + t.tx;
+  const int64_t end = min(p.n, (s + 1) * p.chunk);
+  const bool valid = ch < p.c;
+  const float shift = valid ? x[ch] : 0.0f;  // the channel's first value (row 0)
+  Welford w;
+  if (valid) {
+    int64_t i = s * p.chunk + t.ty;
+    for (; i + 3 * t.by < end; i += 4 * t.by) {
+      float d[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) d[r] = x[(i + r * t.by) * p.c + ch];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) d[r] -= shift;
+      welford_add_batch<4>(w, d);
+    }
+    for (; i < end; i += t.by) welford_add(w, x[i * p.c + ch] - shift);
+  }
+  w = column_merge(w, smem, t, MergeWelford{});
+  if (t.ty == 0 && valid) out[ch * p.splits + s] = StatPartial{shift, w.mean, w.m2, w.count};
+}
+
 __global__ void __launch_bounds__(kThreads)
     rows_stats_kernel(const Rows p, const float* __restrict__ x, StatPartial* __restrict__ out, BatchCount n) {
   __shared__ Welford smem[kThreads];
   count_batch(n);
   const RowsThread t(p.bx_log2);
-  for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
-    const int64_t g = item / p.splits, s = item - g * p.splits;
-    const int64_t ch = g * t.bx + t.tx;
-    const int64_t end = min(p.n, (s + 1) * p.chunk);
-    const bool valid = ch < p.c;
-    const float shift = valid ? x[ch] : 0.0f;  // the channel's first value (row 0)
-    Welford w;
-    if (valid) {
-      int64_t i = s * p.chunk + t.ty;
-      for (; i + 3 * t.by < end; i += 4 * t.by) {
-        float d[4];
+  for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) rows_stats_item(p, x, out, item, t, smem);
+}
+
+__device__ __forceinline__ void rows_grad_stats_item(const Rows& p, const float* __restrict__ x,
+                                                     const float* __restrict__ dy, const float* __restrict__ mean,
+                                                     const float* __restrict__ mean_lo, const float* __restrict__ relu_y,
+                                                     GradPartial* __restrict__ out, int64_t item, const RowsThread& t,
+                                                     float2* smem) {
+  const int64_t g = item / p.splits, s = item - g * p.splits;
+  const int64_t ch = g * t.bx + t.tx;
+  const int64_t end = min(p.n, (s + 1) * p.chunk);
+  const bool valid = ch < p.c;
+  float2 sums = make_float2(0.0f, 0.0f);
+  if (valid) {
+    const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
+    int64_t i = s * p.chunk + t.ty;
+    for (; i + 3 * t.by < end; i += 4 * t.by) {
+      float xv[4], gv[4];
 #pragma unroll
-        for (int r = 0; r < 4; ++r) d[r] = x[(i + r * t.by) * p.c + ch];
-#pragma unroll
-        for (int r = 0; r < 4; ++r) d[r] -= shift;
-        welford_add_batch<4>(w, d);
+      for (int r = 0; r < 4; ++r) {
+        const int64_t at = (i + r * t.by) * p.c + ch;
+        xv[r] = x[at];
+        gv[r] = mask_by_relu(dy[at], relu_y, at);
       }
-      for (; i < end; i += t.by) welford_add(w, x[i * p.c + ch] - shift);
+      float gx[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) gx[r] = gv[r] * ((xv[r] - mu) - mu_lo);
+      sums.x += pairwise_sum<4>(gv);
+      sums.y += pairwise_sum<4>(gx);
     }
-    w = column_merge(w, smem, t, MergeWelford{});
-    if (t.ty == 0 && valid) out[ch * p.splits + s] = StatPartial{shift, w.mean, w.m2, w.count};
+    for (; i < end; i += t.by) {
+      const float gv = mask_by_relu(dy[i * p.c + ch], relu_y, i * p.c + ch);
+      sums.x += gv;
+      sums.y += gv * ((x[i * p.c + ch] - mu) - mu_lo);
+    }
   }
+  sums = column_merge(sums, smem, t, MergeSums{});
+  if (t.ty == 0 && valid) out[ch * p.splits + s] = GradPartial{sums.x, sums.y};
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -626,103 +731,111 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float2 smem[kThreads];
   const RowsThread t(p.bx_log2);
   for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
-    const int64_t g = item / p.splits, s = item - g * p.splits;
-    const int64_t ch = g * t.bx + t.tx;
-    const int64_t end = min(p.n, (s + 1) * p.chunk);
-    const bool valid = ch < p.c;
-    float2 sums = make_float2(0.0f, 0.0f);
+    rows_grad_stats_item(p, x, dy, mean, mean_lo, relu_y, out, item, t, smem);
+  }
+}
+
+// The shared memory of rows_apply_item.
+struct RowsApplyShared {
+  Welford w[kThreads];
+  float2 g[kThreads];
+  float coef[32][kCoefficients];
+};
+
+template <Mode M>
+__device__ __forceinline__ void rows_apply_item(const Rows& p, const BnArgs& a, int64_t item, const RowsThread& t,
+                                                RowsApplyShared& sh) {
+  Welford* wsmem = sh.w;
+  float2* gsmem = sh.g;
+  float (*coef)[kCoefficients] = sh.coef;
+  const int64_t g = item / p.splits, s = item - g * p.splits;
+  if (!a.out && s != 0) return;  // no dx wanted: only the blocks writing dgamma/dbeta work
+  const int64_t ch = g * t.bx + t.tx;
+  const bool valid = ch < p.c;
+
+  // The channel's partials: thread (tx, ty) merges splits ty, ty + BY, ..., then the column
+  // tree; the same order in every block of the channel.
+  Welford w;
+  float2 sums = make_float2(0.0f, 0.0f);
+  float shift = 0.0f;
+  if constexpr (M == Mode::ForwardTrain) {
     if (valid) {
-      const float mu = mean[ch], mu_lo = mean_lo ? mean_lo[ch] : 0.0f;
-      int64_t i = s * p.chunk + t.ty;
-      for (; i + 3 * t.by < end; i += 4 * t.by) {
-        float xv[4], gv[4];
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          const int64_t at = (i + r * t.by) * p.c + ch;
-          xv[r] = x[at];
-          gv[r] = mask_by_relu(dy[at], relu_y, at);
-        }
-        float gx[4];
-#pragma unroll
-        for (int r = 0; r < 4; ++r) gx[r] = gv[r] * ((xv[r] - mu) - mu_lo);
-        sums.x += pairwise_sum<4>(gv);
-        sums.y += pairwise_sum<4>(gx);
-      }
-      for (; i < end; i += t.by) {
-        const float gv = mask_by_relu(dy[i * p.c + ch], relu_y, i * p.c + ch);
-        sums.x += gv;
-        sums.y += gv * ((x[i * p.c + ch] - mu) - mu_lo);
+      for (int64_t j = t.ty; j < a.splits; j += t.by) w = welford_merge(w, to_welford(a.stat[ch * a.splits + j]));
+      shift = a.stat[ch * a.splits].shift;
+    }
+    w = column_merge(w, wsmem, t, MergeWelford{});
+  } else if constexpr (M == Mode::BackwardTrain || M == Mode::BackwardInfer) {
+    if (valid) {
+      for (int64_t j = t.ty; j < a.splits; j += t.by) {
+        const GradPartial gp = a.grad[ch * a.splits + j];
+        sums.x += gp.sum_dy;
+        sums.y += gp.sum_dy_xc;
       }
     }
-    sums = column_merge(sums, smem, t, MergeSums{});
-    if (t.ty == 0 && valid) out[ch * p.splits + s] = GradPartial{sums.x, sums.y};
+    sums = column_merge(sums, gsmem, t, MergeSums{});
+  }
+  if (t.ty == 0 && valid) channel_coefficients<M>(a, ch, s == 0, shift, w, sums.x, sums.y, coef[t.tx]);
+  __syncthreads();
+  float k[kCoefficients] = {};
+  if (valid) {
+#pragma unroll
+    for (int e = 0; e < kCoefficients; ++e) k[e] = coef[t.tx][e];
+  }
+  __syncthreads();  // coef is rewritten by the next item
+
+  if (!a.out || !valid) return;
+  const int64_t end = min(p.n, (s + 1) * p.chunk);
+  int64_t i = s * p.chunk + t.ty;
+  for (; i + 3 * t.by < end; i += 4 * t.by) {
+    float xv[4] = {}, gv[4] = {};
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t at = (i + r * t.by) * p.c + ch;
+      if constexpr (reads_x<M>()) xv[r] = a.x[at];
+      if constexpr (reads_dy<M>()) gv[r] = mask_by_relu(a.dy[at], a.relu_y, at);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      a.out[(i + r * t.by) * p.c + ch] = activate(a.relu, bn_element<M>(xv[r], gv[r], k));
+    }
+  }
+  for (; i < end; i += t.by) {
+    const int64_t at = i * p.c + ch;
+    const float xv = reads_x<M>() ? a.x[at] : 0.0f;
+    const float gv = reads_dy<M>() ? mask_by_relu(a.dy[at], a.relu_y, at) : 0.0f;
+    a.out[at] = activate(a.relu, bn_element<M>(xv, gv, k));
   }
 }
 
 template <Mode M>
 __global__ void __launch_bounds__(kThreads) rows_apply_kernel(const Rows p, const BnArgs a) {
-  __shared__ Welford wsmem[kThreads];
-  __shared__ float2 gsmem[kThreads];
-  __shared__ float coef[32][kCoefficients];
+  __shared__ RowsApplyShared sh;
   const RowsThread t(p.bx_log2);
-  for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) {
-    const int64_t g = item / p.splits, s = item - g * p.splits;
-    if (!a.out && s != 0) continue;  // no dx wanted: only the blocks writing dgamma/dbeta work
-    const int64_t ch = g * t.bx + t.tx;
-    const bool valid = ch < p.c;
+  for (int64_t item = blockIdx.x; item < p.groups * p.splits; item += gridDim.x) rows_apply_item<M>(p, a, item, t, sh);
+}
 
-    // The channel's partials: thread (tx, ty) merges splits ty, ty + BY, ..., then the column
-    // tree; the same order in every block of the channel.
-    Welford w;
-    float2 sums = make_float2(0.0f, 0.0f);
-    float shift = 0.0f;
-    if constexpr (M == Mode::ForwardTrain) {
-      if (valid) {
-        for (int64_t j = t.ty; j < a.splits; j += t.by) w = welford_merge(w, to_welford(a.stat[ch * a.splits + j]));
-        shift = a.stat[ch * a.splits].shift;
-      }
-      w = column_merge(w, wsmem, t, MergeWelford{});
-    } else if constexpr (M == Mode::BackwardTrain || M == Mode::BackwardInfer) {
-      if (valid) {
-        for (int64_t j = t.ty; j < a.splits; j += t.by) {
-          const GradPartial gp = a.grad[ch * a.splits + j];
-          sums.x += gp.sum_dy;
-          sums.y += gp.sum_dy_xc;
-        }
-      }
-      sums = column_merge(sums, gsmem, t, MergeSums{});
-    }
-    if (t.ty == 0 && valid) channel_coefficients<M>(a, ch, s == 0, shift, w, sums.x, sums.y, coef[t.tx]);
+// One block per group of channels (a plan of one split): both passes in one launch, as the planar
+// *_single kernels.
+__global__ void __launch_bounds__(kThreads)
+    rows_forward_single_kernel(const Rows p, const BnArgs a, StatPartial* partials, BatchCount n) {
+  __shared__ RowsApplyShared sh;
+  count_batch(n);
+  const RowsThread t(p.bx_log2);
+  for (int64_t item = blockIdx.x; item < p.groups; item += gridDim.x) {
+    rows_stats_item(p, a.x, partials, item, t, sh.w);
     __syncthreads();
-    float k[kCoefficients] = {};
-    if (valid) {
-#pragma unroll
-      for (int e = 0; e < kCoefficients; ++e) k[e] = coef[t.tx][e];
-    }
-    __syncthreads();  // coef is rewritten by the next item
+    rows_apply_item<Mode::ForwardTrain>(p, a, item, t, sh);
+  }
+}
 
-    if (!a.out || !valid) continue;
-    const int64_t end = min(p.n, (s + 1) * p.chunk);
-    int64_t i = s * p.chunk + t.ty;
-    for (; i + 3 * t.by < end; i += 4 * t.by) {
-      float xv[4] = {}, gv[4] = {};
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int64_t at = (i + r * t.by) * p.c + ch;
-        if constexpr (reads_x<M>()) xv[r] = a.x[at];
-        if constexpr (reads_dy<M>()) gv[r] = mask_by_relu(a.dy[at], a.relu_y, at);
-      }
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        a.out[(i + r * t.by) * p.c + ch] = activate(a.relu, bn_element<M>(xv[r], gv[r], k));
-      }
-    }
-    for (; i < end; i += t.by) {
-      const int64_t at = i * p.c + ch;
-      const float xv = reads_x<M>() ? a.x[at] : 0.0f;
-      const float gv = reads_dy<M>() ? mask_by_relu(a.dy[at], a.relu_y, at) : 0.0f;
-      a.out[at] = activate(a.relu, bn_element<M>(xv, gv, k));
-    }
+template <Mode M>
+__global__ void __launch_bounds__(kThreads) rows_backward_single_kernel(const Rows p, const BnArgs a, GradPartial* partials) {
+  __shared__ RowsApplyShared sh;
+  const RowsThread t(p.bx_log2);
+  for (int64_t item = blockIdx.x; item < p.groups; item += gridDim.x) {
+    rows_grad_stats_item(p, a.x, a.dy, a.mean, a.mean_lo, a.relu_y, partials, item, t, sh.g);
+    __syncthreads();
+    rows_apply_item<M>(p, a, item, t, sh);
   }
 }
 
@@ -733,7 +846,13 @@ int64_t target_blocks() { return static_cast<int64_t>(sm_count()) * 16; }  // ~2
 
 // Splits of `work` units (values or float4s of one channel, or of one column group) handled by
 // blocks of kThreads threads, for `items` channels or groups, at most `per_partial` per split.
+// A channel (or group of columns) of at most this many units per thread gets one block, and both
+// passes then run in one launch (the *_single kernels): for layers that small, a second launch
+// costs more than the parallelism of more blocks would buy.
+constexpr int64_t kSinglePassUnitsPerThread = 32;
+
 int64_t choose_splits(int64_t work, int64_t items, int64_t per_partial) {
+  if (work <= kThreads * kSinglePassUnitsPerThread && work <= per_partial) return 1;
   int64_t splits = ceil_div<int64_t>(target_blocks(), items);                               // fill the GPU
   splits = std::min(splits, std::max<int64_t>(1, work / (kThreads * kMinUnitsPerThread)));  // real work each
   splits = std::max(splits, ceil_div<int64_t>(work, kThreads * kMaxUnitsPerThread));       // short sequences
@@ -876,7 +995,6 @@ void forward_train(const char* op, bool relu, const BnShape& s, const PoolShape*
   StatPartial* partials = scratch.as<StatPartial>();
   float* seen = reinterpret_cast<float*>(scratch.as<char>() + partial_bytes);
   const BatchCount count{update.num_batches_tracked, seen};
-  stats_pass(s, vec, x, partials, count, plan.planar, plan.rows, sizes);
 
   BnArgs a{};
   a.x = x;
@@ -894,20 +1012,38 @@ void forward_train(const char* op, bool relu, const BnShape& s, const PoolShape*
   a.batch_var = batch_var;
   a.update = update;
   a.seen = update.num_batches_tracked ? seen : nullptr;
+  PoolForward f{};
+  if (pool) {
+    f.y = y;
+    f.w = pool->w;
+    f.kh = pool->kh;
+    f.kw = pool->kw;
+    f.oh = pool->oh;
+    f.ow = pool->ow;
+    f.plane_outputs = DivU32(pool->oh * pool->ow);
+    f.out_cols = DivU32(pool->ow);
+    f.area = static_cast<float>(pool->kh * pool->kw);
+  }
+
+  if (plan.splits == 1 && !update.cumulative) {
+    if (s.l > 1) {
+      const unsigned grid = grid_exact(s.c);
+      const Planar& pl = plan.planar;
+      if (pool && vec) planar_forward_single_kernel<4, true><<<grid, kThreads, 0, stream()>>>(pl, a, partials, count, f);
+      else if (pool) planar_forward_single_kernel<1, true><<<grid, kThreads, 0, stream()>>>(pl, a, partials, count, f);
+      else if (vec) planar_forward_single_kernel<4, false><<<grid, kThreads, 0, stream()>>>(pl, a, partials, count, f);
+      else planar_forward_single_kernel<1, false><<<grid, kThreads, 0, stream()>>>(pl, a, partials, count, f);
+    } else {
+      rows_forward_single_kernel<<<grid_exact(plan.rows.groups), kThreads, 0, stream()>>>(plan.rows, a, partials, count);
+    }
+    check_launch("launch of the one-pass batch-norm kernel", sizes);
+    return;
+  }
+  stats_pass(s, vec, x, partials, count, plan.planar, plan.rows, sizes);
   if (!pool) {
     apply_pass<Mode::ForwardTrain>(s, vec, a, plan.planar, plan.rows, sizes);
     return;
   }
-  PoolForward f{};
-  f.y = y;
-  f.w = pool->w;
-  f.kh = pool->kh;
-  f.kw = pool->kw;
-  f.oh = pool->oh;
-  f.ow = pool->ow;
-  f.plane_outputs = DivU32(pool->oh * pool->ow);
-  f.out_cols = DivU32(pool->ow);
-  f.area = static_cast<float>(pool->kh * pool->kw);
   planar_pool_forward_kernel<<<grid_exact(plan.planar.channels * plan.planar.splits), kThreads, 0, stream()>>>(
       plan.planar, a, f);
   check_launch("launch of batch-norm + pooling kernel", sizes);
@@ -950,8 +1086,6 @@ void backward(const char* op, const BnShape& s, const float* x, const float* rel
   const bool vec = planar_vec(s, {x, relu_y, dy, dx});
   const Plan plan = make_plan(s, vec);
   Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
-  grad_stats_pass(s, vec, x, dy, mean, mean_lo, relu_y, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
-
   BnArgs a{};
   a.x = x;
   a.dy = dy;
@@ -968,6 +1102,20 @@ void backward(const char* op, const BnShape& s, const float* x, const float* rel
   a.splits = plan.splits;
   a.dgamma = dgamma;
   a.dbeta = dbeta;
+  if (plan.splits == 1) {
+    GradPartial* out = partials.as<GradPartial>();
+    if (s.l > 1) {
+      const unsigned grid = grid_exact(s.c);
+      const PlainGradient src{dy, relu_y};
+      if (vec) planar_backward_single_kernel<4, M, PlainGradient><<<grid, kThreads, 0, stream()>>>(plan.planar, a, src, out);
+      else planar_backward_single_kernel<1, M, PlainGradient><<<grid, kThreads, 0, stream()>>>(plan.planar, a, src, out);
+    } else {
+      rows_backward_single_kernel<M><<<grid_exact(plan.rows.groups), kThreads, 0, stream()>>>(plan.rows, a, out);
+    }
+    check_launch("launch of the one-pass batch-norm backward kernel", sizes);
+    return;
+  }
+  grad_stats_pass(s, vec, x, dy, mean, mean_lo, relu_y, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
   apply_pass<M>(s, vec, a, plan.planar, plan.rows, sizes);
 }
 
@@ -998,12 +1146,7 @@ void pool_backward(const PoolShape& ps, const float* x, const float* dy, const f
   src.oh = ps.oh;
   src.ow = ps.ow;
   src.area = static_cast<float>(ps.kh * ps.kw);
-  const unsigned grid = grid_exact(pl.channels * pl.splits);
   GradPartial* out = partials.as<GradPartial>();
-  if (vec) planar_grad_stats_kernel<4, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
-  else planar_grad_stats_kernel<1, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
-  check_launch("launch of batch-norm gradient statistics kernel", sizes);
-
   BnArgs a{};
   a.x = x;
   a.out = dx;
@@ -1016,11 +1159,19 @@ void pool_backward(const PoolShape& ps, const float* x, const float* dy, const f
   a.splits = pl.splits;
   a.dgamma = dgamma;
   a.dbeta = dbeta;
-  if (vec) {
-    planar_apply_kernel<4, Mode::BackwardTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
-  } else {
-    planar_apply_kernel<1, Mode::BackwardTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
+  const unsigned grid = grid_exact(pl.channels * pl.splits);
+  constexpr Mode kTrain = Mode::BackwardTrain;
+  if (pl.splits == 1) {
+    if (vec) planar_backward_single_kernel<4, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src, out);
+    else planar_backward_single_kernel<1, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src, out);
+    check_launch("launch of the one-pass batch-norm backward kernel", sizes);
+    return;
   }
+  if (vec) planar_grad_stats_kernel<4, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
+  else planar_grad_stats_kernel<1, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
+  check_launch("launch of batch-norm gradient statistics kernel", sizes);
+  if (vec) planar_apply_kernel<4, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
+  else planar_apply_kernel<1, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
   check_launch("launch of batch-norm elementwise kernel", sizes);
 }
 
