@@ -917,20 +917,57 @@ void stats_pass(const BnShape& s, bool vec, const float* x, StatPartial* out, co
   check_launch("launch of batch-norm statistics kernel", sizes);
 }
 
-template <class Sizes>
-void grad_stats_pass(const BnShape& s, bool vec, const float* x, const float* dy, const float* mean,
-                     const float* mean_lo, const float* relu_y, GradPartial* out, const Planar& pl, const Rows& rw,
-                     const Sizes& sizes) {
-  if (s.l > 1) {
-    const unsigned grid = grid_exact(pl.channels * pl.splits);
-    const PlainGradient src{dy, relu_y};
-    if (vec) planar_grad_stats_kernel<4, PlainGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
-    else planar_grad_stats_kernel<1, PlainGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
-  } else {
-    rows_grad_stats_kernel<<<grid_exact(rw.groups * rw.splits), kThreads, 0, stream()>>>(rw, x, dy, mean, mean_lo,
-                                                                                          relu_y, out);
+// The backward passes over planar input, the gradient coming from `src`: one launch for a plan of
+// one split, else the statistics pass and the elementwise pass. out: the plan's partials.
+template <Mode M, class Gradient, class Sizes>
+void planar_backward_passes(const Planar& pl, bool vec, const BnArgs& a, const Gradient& src, GradPartial* out,
+                            const Sizes& sizes) {
+  const unsigned grid = grid_exact(pl.channels * pl.splits);
+  if (pl.splits == 1) {
+    if (vec) planar_backward_single_kernel<4, M, Gradient><<<grid, kThreads, 0, stream()>>>(pl, a, src, out);
+    else planar_backward_single_kernel<1, M, Gradient><<<grid, kThreads, 0, stream()>>>(pl, a, src, out);
+    check_launch("launch of the one-pass batch-norm backward kernel", sizes);
+    return;
   }
+  if (vec) planar_grad_stats_kernel<4, Gradient><<<grid, kThreads, 0, stream()>>>(pl, a.x, src, a.mean, a.mean_lo, out);
+  else planar_grad_stats_kernel<1, Gradient><<<grid, kThreads, 0, stream()>>>(pl, a.x, src, a.mean, a.mean_lo, out);
   check_launch("launch of batch-norm gradient statistics kernel", sizes);
+  if (vec) planar_apply_kernel<4, M, Gradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
+  else planar_apply_kernel<1, M, Gradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
+  check_launch("launch of batch-norm elementwise kernel", sizes);
+}
+
+template <Mode M, class Sizes>
+void rows_backward_passes(const Rows& rw, const BnArgs& a, GradPartial* out, const Sizes& sizes) {
+  if (rw.splits == 1) {
+    rows_backward_single_kernel<M><<<grid_exact(rw.groups), kThreads, 0, stream()>>>(rw, a, out);
+    check_launch("launch of the one-pass batch-norm backward kernel", sizes);
+    return;
+  }
+  const unsigned grid = grid_exact(rw.groups * rw.splits);
+  rows_grad_stats_kernel<<<grid, kThreads, 0, stream()>>>(rw, a.x, a.dy, a.mean, a.mean_lo, a.relu_y, out);
+  check_launch("launch of batch-norm gradient statistics kernel", sizes);
+  rows_apply_kernel<M><<<grid, kThreads, 0, stream()>>>(rw, a);
+  check_launch("launch of batch-norm elementwise kernel", sizes);
+}
+
+// The arguments both backward forms share.
+BnArgs backward_args(const BnShape& s, const float* x, float* dx, const float* gamma, const float* mean,
+                     const float* mean_lo, const float* invstd, const GradPartial* partials, int64_t splits,
+                     float* dgamma, float* dbeta) {
+  BnArgs a{};
+  a.x = x;
+  a.out = dx;
+  a.gamma = gamma;
+  a.mean = mean;
+  a.mean_lo = mean_lo;
+  a.invstd = invstd;
+  a.count = static_cast<double>(s.n * s.l);
+  a.grad = partials;
+  a.splits = splits;
+  a.dgamma = dgamma;
+  a.dbeta = dbeta;
+  return a;
 }
 
 template <Mode M, class Sizes>
@@ -1086,37 +1123,14 @@ void backward(const char* op, const BnShape& s, const float* x, const float* rel
   const bool vec = planar_vec(s, {x, relu_y, dy, dx});
   const Plan plan = make_plan(s, vec);
   Scratch partials(static_cast<size_t>(s.c * plan.splits) * sizeof(GradPartial));
-  BnArgs a{};
-  a.x = x;
+  GradPartial* out = partials.as<GradPartial>();
+  BnArgs a = backward_args(s, x, dx, gamma, mean, mean_lo, invstd, out, plan.splits, dgamma, dbeta);
   a.dy = dy;
   a.relu_y = relu_y;
-  a.out = dx;
-  a.gamma = gamma;
-  a.mean = mean;
-  a.mean_lo = mean_lo;
-  a.invstd = invstd;
   a.var = var;
   a.eps = eps;
-  a.count = static_cast<double>(s.n * s.l);
-  a.grad = partials.as<GradPartial>();
-  a.splits = plan.splits;
-  a.dgamma = dgamma;
-  a.dbeta = dbeta;
-  if (plan.splits == 1) {
-    GradPartial* out = partials.as<GradPartial>();
-    if (s.l > 1) {
-      const unsigned grid = grid_exact(s.c);
-      const PlainGradient src{dy, relu_y};
-      if (vec) planar_backward_single_kernel<4, M, PlainGradient><<<grid, kThreads, 0, stream()>>>(plan.planar, a, src, out);
-      else planar_backward_single_kernel<1, M, PlainGradient><<<grid, kThreads, 0, stream()>>>(plan.planar, a, src, out);
-    } else {
-      rows_backward_single_kernel<M><<<grid_exact(plan.rows.groups), kThreads, 0, stream()>>>(plan.rows, a, out);
-    }
-    check_launch("launch of the one-pass batch-norm backward kernel", sizes);
-    return;
-  }
-  grad_stats_pass(s, vec, x, dy, mean, mean_lo, relu_y, partials.as<GradPartial>(), plan.planar, plan.rows, sizes);
-  apply_pass<M>(s, vec, a, plan.planar, plan.rows, sizes);
+  if (s.l > 1) planar_backward_passes<M>(plan.planar, vec, a, PlainGradient{dy, relu_y}, out, sizes);
+  else rows_backward_passes<M>(plan.rows, a, out, sizes);
 }
 
 // Backward of batch norm + ReLU + average pooling: the training backward's two passes, with the
@@ -1147,32 +1161,8 @@ void pool_backward(const PoolShape& ps, const float* x, const float* dy, const f
   src.ow = ps.ow;
   src.area = static_cast<float>(ps.kh * ps.kw);
   GradPartial* out = partials.as<GradPartial>();
-  BnArgs a{};
-  a.x = x;
-  a.out = dx;
-  a.gamma = gamma;
-  a.mean = mean;
-  a.mean_lo = mean_lo;
-  a.invstd = invstd;
-  a.count = static_cast<double>(s.n * s.l);
-  a.grad = out;
-  a.splits = pl.splits;
-  a.dgamma = dgamma;
-  a.dbeta = dbeta;
-  const unsigned grid = grid_exact(pl.channels * pl.splits);
-  constexpr Mode kTrain = Mode::BackwardTrain;
-  if (pl.splits == 1) {
-    if (vec) planar_backward_single_kernel<4, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src, out);
-    else planar_backward_single_kernel<1, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src, out);
-    check_launch("launch of the one-pass batch-norm backward kernel", sizes);
-    return;
-  }
-  if (vec) planar_grad_stats_kernel<4, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
-  else planar_grad_stats_kernel<1, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, x, src, mean, mean_lo, out);
-  check_launch("launch of batch-norm gradient statistics kernel", sizes);
-  if (vec) planar_apply_kernel<4, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
-  else planar_apply_kernel<1, kTrain, PooledGradient><<<grid, kThreads, 0, stream()>>>(pl, a, src);
-  check_launch("launch of batch-norm elementwise kernel", sizes);
+  const BnArgs a = backward_args(s, x, dx, gamma, mean, mean_lo, invstd, out, pl.splits, dgamma, dbeta);
+  planar_backward_passes<Mode::BackwardTrain>(pl, vec, a, src, out, sizes);
 }
 
 }  // namespace detail
