@@ -28,9 +28,18 @@
 // pipeline does not stop). When the work is split, whole terms go to different blocks before any
 // term's k range is cut, and the partial tiles are added in term order, then k order.
 //
+// B can also be gathered instead of read (GemmBatch::patches): a convolution's im2col matrix,
+// computed from the image as each slice is loaded (PatchLoader), so that no col buffer is
+// written and read back. The kernel takes its B loader as a template parameter; the gathering
+// loader fills the same registers and shared-memory layout as the dense one, with scalar loads,
+// and the rest of the kernel (tiles, pipeline, terms, split-K, epilogue) does not know the
+// difference. The dense path compiles exactly as before.
+//
 // The bias is added where C is written: in the tile epilogue, or in the split-K reduction when k
 // is split (partial tiles hold raw sums), or with the beta term when k == 0. A bias never costs a
 // pass over C of its own.
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace kg::cuda {
@@ -73,6 +82,7 @@ struct Params {
   int64_t stride_bias;
   bool bias_per_row;
   bool vec_a, vec_b, vec_c;  // float4 access allowed (16-byte aligned, leading dims % 4 == 0)
+  PatchGeometry patches;     // B gathered from images (see GemmBatch::patches); else unused
 };
 
 // The bias of element (row, col) of batch entry b.
@@ -168,6 +178,115 @@ struct SliceLoader {
   }
 };
 
+// B as the patch matrix of an image (GemmBatch::patches), gathered from the image as the slices
+// are loaded instead of read from a col buffer that im2col wrote first. Which elements a thread
+// loads and how they go into shared memory are the dense loader's (the runs, the store); only the
+// loads differ: scalar, with the index arithmetic done per run, and zeros for the padding, the
+// tile's edges and the end of k. Those are the values im2col would have written, so the GEMM
+// multiplies the same numbers in the same order as over a col buffer: the same bits.
+// kKMajor (B as stored, a forward convolution): k walks patch rows r, the ROWS side pixels p;
+// otherwise (B transposed, a weight gradient): k walks pixels, the ROWS side patch rows.
+// All indices inside one image are 32-bit (the host checks PatchGeometry's bounds).
+template <int ROWS, int BK, int THREADS, bool kKMajor>
+struct PatchLoader : SliceLoader<ROWS, BK, THREADS, kKMajor> {
+  using Dense = SliceLoader<ROWS, BK, THREADS, kKMajor>;
+  using Dense::kLoads;
+  using Dense::regs;
+  using Dense::run_k;
+  using Dense::run_r;
+  static constexpr int kPerRun = kKMajor ? 4 : 1;  // ROWS-side positions of a run
+
+  const PatchGeometry* geo;  // set by the kernel before init
+  const float* image;        // the current term's image (and group's first channel)
+  int k_first, k_next;       // the block's first k in each term; the next slice's first k
+  // Per ROWS-side position of each run, what does not change along k. kKMajor: the pixel's
+  // window corner in the image, (i * sh - ph, j * sw - pw). Otherwise: the patch row's window
+  // offsets (dh - ph, dw - pw) and channel offset c * h * w. valid: bit e set when position e
+  // exists (inside the operand's extent).
+  int top[kLoads][kPerRun], left[kLoads][kPerRun];
+  uint32_t chan[kLoads];
+  int valid[kLoads];
+
+  __device__ __forceinline__ void init(const float* src, int64_t /*ld*/, int64_t rows, int64_t r0, int64_t k0) {
+    image = src;
+    k_first = k_next = static_cast<int>(k0);
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      valid[l] = 0;
+#pragma unroll
+      for (int e = 0; e < kPerRun; ++e) {
+        const int64_t pos = r0 + run_r(l) + e;
+        top[l][e] = left[l][e] = 0;
+        if constexpr (!kKMajor) chan[l] = 0;
+        if (pos >= rows) continue;
+        valid[l] |= 1 << e;
+        const uint32_t u = static_cast<uint32_t>(pos);
+        if constexpr (kKMajor) {  // a pixel p = (i, j)
+          const uint32_t i = geo->ow.div(u), j = geo->ow.mod(u, i);
+          top[l][e] = static_cast<int>(i) * geo->sh - geo->ph;
+          left[l][e] = static_cast<int>(j) * geo->sw - geo->pw;
+        } else {  // a patch row r = (c, dh, dw)
+          const uint32_t t = geo->kw.div(u), dw = geo->kw.mod(u, t);
+          const uint32_t c = geo->kh.div(t), dh = geo->kh.mod(t, c);
+          top[l][e] = static_cast<int>(dh) - geo->ph;
+          left[l][e] = static_cast<int>(dw) - geo->pw;
+          chan[l] = c * static_cast<uint32_t>(geo->plane);
+        }
+      }
+    }
+  }
+
+  // x[c, ih, iw] of the current image from channel offset `at`, or 0 outside the image.
+  __device__ __forceinline__ float pixel(uint32_t at, int ih, int iw) const {
+    const bool inside = static_cast<uint32_t>(ih) < static_cast<uint32_t>(geo->h) &&
+                        static_cast<uint32_t>(iw) < static_cast<uint32_t>(geo->w);
+    return inside ? __ldg(image + at + static_cast<uint32_t>(ih * geo->w + iw)) : 0.0f;
+  }
+
+  __device__ __forceinline__ void load(int64_t /*ld*/, int k_left, bool /*vec*/) {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      const int kk = run_k(l);
+      float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if constexpr (kKMajor) {  // one patch row, 4 pixels
+        if (kk < k_left) {
+          const uint32_t r = static_cast<uint32_t>(k_next + kk);
+          const uint32_t t = geo->kw.div(r), dw = geo->kw.mod(r, t);
+          const uint32_t c = geo->kh.div(t), dh = geo->kh.mod(t, c);
+          const uint32_t at = c * static_cast<uint32_t>(geo->plane);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            if (valid[l] >> e & 1) {
+              v[e] = pixel(at, top[l][e] + static_cast<int>(dh), left[l][e] + static_cast<int>(dw));
+            }
+          }
+        }
+      } else if (valid[l] && kk < k_left) {  // one patch row, 4 consecutive pixels (i, j), row-major
+        const uint32_t p = static_cast<uint32_t>(k_next + kk);
+        uint32_t i = geo->ow.div(p), j = geo->ow.mod(p, i);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (kk + e < k_left) {
+            const int ih = static_cast<int>(i) * geo->sh + top[l][0], iw = static_cast<int>(j) * geo->sw + left[l][0];
+            v[e] = pixel(chan[l], ih, iw);
+          }
+          if (++j == geo->ow.divisor) {
+            j = 0;
+            ++i;
+          }
+        }
+      }
+      regs[l] = make_float4(v[0], v[1], v[2], v[3]);
+    }
+    k_next += BK;
+  }
+
+  __device__ __forceinline__ void next_term(int64_t stride, int /*slices*/, int64_t /*ld*/) {
+    image += stride;
+    k_next = k_first;
+  }
+};
+
 // Writes 4 consecutive outputs (fewer at the right edge): C = alpha * acc + beta * C + bias,
 // where beta == 0 never reads C (it may hold NaNs from an uninitialized buffer). The bias is
 // added last, as a separate addition after the GEMM would.
@@ -199,7 +318,9 @@ __device__ __forceinline__ void write_c(float* dst, const float* acc, int64_t va
   }
 }
 
-template <class T, bool kTransA, bool kTransB>
+// kGatherB: B is gathered from images by a PatchLoader (GemmBatch::patches) instead of read by
+// a SliceLoader.
+template <class T, bool kTransA, bool kTransB, bool kGatherB>
 __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   constexpr int BM = T::BM, BN = T::BN, BK = T::BK, TM = T::TM, TN = T::TN;
   constexpr int TY = T::kThreadsM, TX = T::kThreadsN, PAD = T::kPad;
@@ -230,7 +351,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   const float* B = p.b + batch * p.stride_b + first_term * p.term_stride_b;
 
   SliceLoader<BM, BK, T::kThreads, kTransA> load_a;   // A transposed is stored k x m
-  SliceLoader<BN, BK, T::kThreads, !kTransB> load_b;  // B not transposed is stored k x n
+  // B not transposed is stored k x n.
+  using LoaderB = std::conditional_t<kGatherB, PatchLoader<BN, BK, T::kThreads, !kTransB>,
+                                     SliceLoader<BN, BK, T::kThreads, !kTransB>>;
+  LoaderB load_b;
+  if constexpr (kGatherB) load_b.geo = &p.patches;
   const int ty = threadIdx.x / TX, tx = threadIdx.x % TX;
 
   float acc[TM][TN];
@@ -372,9 +497,9 @@ __global__ void scale_c_kernel(const Params p) {
   }
 }
 
-template <class T, bool kTransA, bool kTransB>
+template <class T, bool kTransA, bool kTransB, bool kGatherB = false>
 void launch_sgemm(dim3 grid, const Params& p) {
-  sgemm_kernel<T, kTransA, kTransB><<<grid, T::kThreads, 0, stream()>>>(p);
+  sgemm_kernel<T, kTransA, kTransB, kGatherB><<<grid, T::kThreads, 0, stream()>>>(p);
 }
 
 template <class T, class Sizes>
@@ -410,7 +535,10 @@ void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
   p.partial = partial.as<float>();
 
   const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(splits));
-  if (!g.trans_a && !g.trans_b) launch_sgemm<T, false, false>(grid, p);
+  if (g.patches) {  // only ever with A as stored (see GemmBatch::patches)
+    if (g.trans_b) launch_sgemm<T, false, true, true>(grid, p);
+    else launch_sgemm<T, false, false, true>(grid, p);
+  } else if (!g.trans_a && !g.trans_b) launch_sgemm<T, false, false>(grid, p);
   else if (!g.trans_a && g.trans_b) launch_sgemm<T, false, true>(grid, p);
   else if (g.trans_a && !g.trans_b) launch_sgemm<T, true, false>(grid, p);
   else launch_sgemm<T, true, true>(grid, p);
@@ -455,6 +583,11 @@ void gemm_batched(const GemmBatch& g) {
   p.bias_per_row = g.bias_per_row;
   p.vec_a = aligned16(g.a) && g.lda % 4 == 0 && g.stride_a % 4 == 0 && g.term_stride_a % 4 == 0;
   p.vec_b = aligned16(g.b) && g.ldb % 4 == 0 && g.stride_b % 4 == 0 && g.term_stride_b % 4 == 0;
+  if (g.patches) {
+    if (g.trans_a) throw CudaError("gemm: gathered patches need A as stored [" + sizes() + "]");
+    p.patches = *g.patches;
+    p.vec_b = false;  // the gather loads scalars
+  }
   p.vec_c = aligned16(g.c) && g.ldc % 4 == 0 && g.stride_c % 4 == 0;
 
   if (g.k <= 0 || g.terms <= 0) {

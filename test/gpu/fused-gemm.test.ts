@@ -92,14 +92,14 @@ describeGpu('convolution kernels on CUDA', () => {
     };
   };
 
-  // [geometry, kernels]: im2col and one GEMM that adds the bias (or the GEMM alone for a 1x1
-  // convolution), plus the split-K reduction where k (c * kh * kw = 576) is split.
+  // [geometry, kernels]: one GEMM that gathers its patches from x (no im2col pass) and adds the
+  // bias, plus the split-K reduction where k (c * kh * kw = 576) is split.
   const forward: Array<[string, ConvGeometry, number]> = [
-    ['3x3, padding 1', { n: 2, c: 3, h: 7, w: 9, k: 4, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
-    ['strided 5x5', { n: 3, c: 5, h: 11, w: 13, k: 6, kh: 5, kw: 5, sh: 2, sw: 3, ph: 2, pw: 1 }, 2],
+    ['3x3, padding 1', { n: 2, c: 3, h: 7, w: 9, k: 4, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 1],
+    ['strided 5x5', { n: 3, c: 5, h: 11, w: 13, k: 6, kh: 5, kw: 5, sh: 2, sw: 3, ph: 2, pw: 1 }, 1],
     ['1x1', { n: 4, c: 7, h: 6, w: 5, k: 3, kh: 1, kw: 1, ...base }, 1],
-    ['k split', { n: 1, c: 64, h: 6, w: 6, k: 8, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 3],
-    ['groups batched (more groups than samples)', { n: 1, c: 6, h: 9, w: 7, k: 4, kh: 3, kw: 2, sh: 2, sw: 1, ph: 1, pw: 0, groups: 2 }, 2],
+    ['k split', { n: 1, c: 64, h: 6, w: 6, k: 8, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
+    ['groups batched (more groups than samples)', { n: 1, c: 6, h: 9, w: 7, k: 4, kh: 3, kw: 2, sh: 2, sw: 1, ph: 1, pw: 0, groups: 2 }, 1],
   ];
   test.each(forward)('forward with its bias in the GEMM: %s', (_, g, kernels) => {
     const { x, w, b } = data(g, 1);
@@ -142,16 +142,16 @@ describeGpu('convolution kernels on CUDA', () => {
     expect(bitwiseEqual(first.out, run().out)).toBe(true);
   });
 
-  // [geometry, kernels]: im2col (none for 1x1) and one GEMM over all samples, plus the reduction
-  // of the partial tiles where the work is split: whole samples per block for many small
-  // samples, pixel ranges of one sample for a few large ones.
+  // [geometry, kernels]: one GEMM over all samples that gathers their patches from x (no im2col
+  // pass), plus the reduction of the partial tiles where the work is split: whole samples per
+  // block for many small samples, pixel ranges of one sample for a few large ones.
   const weight: Array<[string, ConvGeometry, number]> = [
-    ['many small samples', { n: 40, c: 3, h: 6, w: 6, k: 5, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 3],
-    ['one large image', { n: 1, c: 2, h: 40, w: 40, k: 3, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 3],
-    ['two odd images, strided', { n: 2, c: 3, h: 37, w: 41, k: 5, kh: 3, kw: 3, sh: 2, sw: 1, ph: 0, pw: 1 }, 3],
+    ['many small samples', { n: 40, c: 3, h: 6, w: 6, k: 5, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
+    ['one large image', { n: 1, c: 2, h: 40, w: 40, k: 3, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
+    ['two odd images, strided', { n: 2, c: 3, h: 37, w: 41, k: 5, kh: 3, kw: 3, sh: 2, sw: 1, ph: 0, pw: 1 }, 2],
     ['1x1, grouped, read in place', { n: 33, c: 6, h: 7, w: 5, k: 6, kh: 1, kw: 1, ...base, groups: 2 }, 2],
-    ['depthwise', { n: 3, c: 8, h: 10, w: 11, k: 8, kh: 3, kw: 3, sh: 1, sw: 2, ph: 1, pw: 1, groups: 8 }, 2],
-    ['a few pixels', { n: 2, c: 3, h: 5, w: 5, k: 2, kh: 5, kw: 5, ...base, ph: 2, pw: 2 }, 2],
+    ['depthwise', { n: 3, c: 8, h: 10, w: 11, k: 8, kh: 3, kw: 3, sh: 1, sw: 2, ph: 1, pw: 1, groups: 8 }, 1],
+    ['a few pixels', { n: 2, c: 3, h: 5, w: 5, k: 2, kh: 5, kw: 5, ...base, ph: 2, pw: 2 }, 1],
   ];
   test.each(weight)('weight gradient, the samples summed inside the GEMM: %s', (_, g, kernels) => {
     const { x, w, dy } = data(g, 3);
