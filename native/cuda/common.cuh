@@ -437,6 +437,11 @@ struct GemmBatch {
   int64_t stride_bias = 0;
   bool bias_per_row = false;
   const PatchGeometry* patches = nullptr;
+  // When not null: row_sums[b * stride_row_sums + row] = the sum of op(A[b, r])[row, k] over every
+  // term r and k (not scaled by alpha; written, not accumulated). A bias gradient, computed from
+  // the A operand the weight gradient's GEMM already loads.
+  float* row_sums = nullptr;
+  int64_t stride_row_sums = 0;
 };
 void gemm_batched(const GemmBatch& g);
 

@@ -5,7 +5,8 @@
 //   forward:          y[b]   = W (k x ckk) * col[b] + bias   (one GEMM batched over samples)
 //   backward data:    dcol[b] = W^T * dy[b], then dx = col2im(dcol) (a gather, see below)
 //   backward weight:  dW = sum_b dy[b] * col[b]^T            (one GEMM summing over samples)
-//   backward bias:    db[k] = sum of dy[b][k][pixel] over samples and pixels
+//   backward bias:    db[k] = sum of dy[b][k][pixel] over samples and pixels: the row sums of
+//                     backward weight's A operand, taken inside its GEMM (GemmBatch::row_sums)
 //
 // Forward and backward weight never materialize col: the GEMM's B operand is gathered straight
 // from x (GemmBatch::patches, PatchLoader in gemm.cu), each slice of col computed as the GEMM
@@ -24,8 +25,9 @@
 // (GemmBatch::terms), walking them in sample order inside its k loop, and splits the work over
 // several blocks when the output is small (partial tiles added in a fixed order).
 //
-// Backward bias is one kernel: a block per output channel sums that channel's planes in a fixed
-// order (see bias_grad_kernel).
+// Backward bias comes with backward weight when both are wanted (the GEMM's row sums); alone
+// (a frozen weight), it is one kernel: a block per output channel sums that channel's planes in
+// a fixed order (see bias_grad_kernel).
 //
 // Backward data does write dcol, in chunks of samples so that scratch memory stays bounded
 // (kScratchFloats) whatever the batch size. col2im is a gather for the same reason as above:
@@ -304,13 +306,18 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
   }
 }
 
-void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
+void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
   using namespace detail;
   const auto sizes = conv_sizes("conv2d_backward_weight", s);
   const int64_t rows = patch_rows(s), grows = group_rows(s), kg = group_filters(s), pixels = out_pixels(s);
-  if (s.k <= 0 || rows <= 0) return;
+  if (s.k <= 0) return;
+  if (rows <= 0) {  // no weights, and no GEMM to take the bias gradient from
+    if (db) conv2d_backward_bias(s, dy, db);
+    return;
+  }
   if (s.n <= 0 || pixels <= 0) {
     fill(s.k * grows, 0.0f, dw);
+    if (db) fill(s.k, 0.0f, db);
     return;
   }
 
@@ -339,6 +346,8 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
   g.terms = s.n;
   g.term_stride_a = s.k * pixels;
   g.term_stride_b = image;
+  g.row_sums = db;  // db_g = the row sums of dy_g[b] over pixels and samples
+  g.stride_row_sums = kg;
   gemm_batched(g);
 }
 

@@ -35,6 +35,12 @@
 // and the rest of the kernel (tiles, pipeline, terms, split-K, epilogue) does not know the
 // difference. The dense path compiles exactly as before.
 //
+// Row sums of op(A) (GemmBatch::row_sums, a bias gradient inside the weight gradient's GEMM) are
+// taken from the A slices already in shared memory, by the blocks of the first column of tiles:
+// one thread per row adds its row's k values slice after slice, so each sum runs in k order
+// (terms in order), fixed by the shape. Split blocks write partial sums, which the split-K
+// reduction adds in split order, as it does the partial tiles.
+//
 // The bias is added where C is written: in the tile epilogue, or in the split-K reduction when k
 // is split (partial tiles hold raw sums), or with the beta term when k == 0. A bias never costs a
 // pass over C of its own.
@@ -83,6 +89,11 @@ struct Params {
   bool bias_per_row;
   bool vec_a, vec_b, vec_c;  // float4 access allowed (16-byte aligned, leading dims % 4 == 0)
   PatchGeometry patches;     // B gathered from images (see GemmBatch::patches); else unused
+  // Row sums of op(A) (GemmBatch::row_sums), or null. When split, the splits' raw row sums go to
+  // partial_rows + (z * batch + b) * m and the reduction adds them in split order.
+  float* row_sums;
+  int64_t stride_row_sums;
+  float* partial_rows;
 };
 
 // The bias of element (row, col) of batch entry b.
@@ -378,6 +389,10 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   load_b.store(Bs[0]);
   __syncthreads();
 
+  // Row sums: the first column of tiles only, one thread per row of the tile (block-uniform).
+  const bool sum_rows = p.row_sums != nullptr && n0 == 0;
+  float row_sum = 0.0f;
+
   for (int s = 0; s < slices; ++s) {
     const int cur = s & 1;
     const bool more = s + 1 < slices;
@@ -418,6 +433,10 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
         for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
       }
     }
+    if (sum_rows && threadIdx.x < BM) {  // missing k's are zeros: they leave the sum as it is
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) row_sum += As[cur][kk][threadIdx.x];
+    }
     // The other buffer was last read in iteration s - 1, and everyone passed the barrier at its
     // end since, so it is free; this iteration's buffer is only overwritten after the barrier.
     if (more) {
@@ -446,6 +465,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
     ldo = p.ldc;
     if (p.bias) bias = p.bias + batch * p.stride_bias;
   }
+  if (sum_rows && threadIdx.x < BM && m0 + threadIdx.x < p.m) {
+    const int64_t row = m0 + threadIdx.x;
+    if (p.partial) p.partial_rows[(split * p.batch + batch) * p.m + row] = row_sum;
+    else p.row_sums[batch * p.stride_row_sums + row] = row_sum;
+  }
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int64_t row = m0 + (i / 4) * 4 * TY + ty * 4 + (i % 4);
@@ -467,7 +491,7 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
 }
 
 // Split-K, second step: C = alpha * (sum of the splits' partial tiles, in split order) + beta * C
-// + bias.
+// + bias; the row sums likewise, from the splits' partial row sums.
 __global__ void splitk_reduce_kernel(const Params p, int64_t splits) {
   const int64_t mn = p.m * p.n, total = p.batch * mn;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -481,10 +505,18 @@ __global__ void splitk_reduce_kernel(const Params p, int64_t splits) {
     if (p.bias) v += bias_at(p, b, row, col);
     *dst = v;
   }
+  const int64_t rows = p.row_sums ? p.batch * p.m : 0;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < rows;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float sum = 0.0f;
+    for (int64_t z = 0; z < splits; ++z) sum += p.partial_rows[z * rows + idx];
+    const int64_t b = idx / p.m, row = idx - b * p.m;
+    p.row_sums[b * p.stride_row_sums + row] = sum;
+  }
 }
 
 // k == 0 (or no terms): op(A) * op(B) is the zero matrix, so C = beta * C + bias (zeros when
-// beta == 0 and there is no bias).
+// beta == 0 and there is no bias), and the row sums are zeros.
 __global__ void scale_c_kernel(const Params p) {
   const int64_t mn = p.m * p.n, total = p.batch * mn;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -494,6 +526,12 @@ __global__ void scale_c_kernel(const Params p) {
     float v = p.beta != 0.0f ? p.beta * *dst : 0.0f;
     if (p.bias) v += bias_at(p, b, row, col);
     *dst = v;
+  }
+  const int64_t rows = p.row_sums ? p.batch * p.m : 0;  // sums over nothing
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < rows;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = idx / p.m, row = idx - b * p.m;
+    p.row_sums[b * p.stride_row_sums + row] = 0.0f;
   }
 }
 
@@ -531,8 +569,10 @@ void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
   p.terms_per_split = std::min(p.terms_per_split, std::max<int64_t>(1, kMaxBlockK / p.k_per_split));
   splits = ceil_div<int64_t>(g.terms, p.terms_per_split) * p.k_splits;
   if (splits > 65535) throw CudaError("gemm: k is too large [" + sizes() + "]");
-  Scratch partial(splits > 1 ? static_cast<size_t>(splits * outputs) * sizeof(float) : 0);
+  const int64_t row_sums = g.row_sums ? g.batch * g.m : 0;
+  Scratch partial(splits > 1 ? static_cast<size_t>(splits * (outputs + row_sums)) * sizeof(float) : 0);
   p.partial = partial.as<float>();
+  p.partial_rows = row_sums && splits > 1 ? p.partial + splits * outputs : nullptr;
 
   const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(splits));
   if (g.patches) {  // only ever with A as stored (see GemmBatch::patches)
@@ -545,7 +585,7 @@ void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
   check_launch("launch of sgemm_kernel", sizes);
 
   if (splits > 1) {
-    splitk_reduce_kernel<<<grid_for(outputs, 256), 256, 0, stream()>>>(p, splits);
+    splitk_reduce_kernel<<<grid_for(std::max(outputs, row_sums), 256), 256, 0, stream()>>>(p, splits);
     check_launch("launch of splitk_reduce_kernel", sizes);
   }
 }
@@ -581,6 +621,8 @@ void gemm_batched(const GemmBatch& g) {
   p.bias = g.bias;
   p.stride_bias = g.stride_bias;
   p.bias_per_row = g.bias_per_row;
+  p.row_sums = g.row_sums;
+  p.stride_row_sums = g.stride_row_sums;
   p.vec_a = aligned16(g.a) && g.lda % 4 == 0 && g.stride_a % 4 == 0 && g.term_stride_a % 4 == 0;
   p.vec_b = aligned16(g.b) && g.ldb % 4 == 0 && g.stride_b % 4 == 0 && g.term_stride_b % 4 == 0;
   if (g.patches) {
@@ -591,7 +633,7 @@ void gemm_batched(const GemmBatch& g) {
   p.vec_c = aligned16(g.c) && g.ldc % 4 == 0 && g.stride_c % 4 == 0;
 
   if (g.k <= 0 || g.terms <= 0) {
-    scale_c_kernel<<<grid_for(g.batch * g.m * g.n, 256), 256, 0, stream()>>>(p);
+    scale_c_kernel<<<grid_for(g.batch * g.m * g.n, 256), 256, 0, stream()>>>(p);  // covers batch * m too
     check_launch("launch of scale_c_kernel", sizes);
     return;
   }
@@ -635,6 +677,26 @@ void linear_forward(int64_t m, int64_t n, int64_t k, const float* x, const float
   g.c = y;
   g.ldc = n;
   g.bias = bias;  // one per output feature: per column of y
+  detail::gemm_batched(g);
+}
+
+void linear_backward_weight(int64_t m, int64_t n, int64_t k, const float* dy, const float* x, float* dw, float* db) {
+  if (k <= 0) {  // no weights: the bias gradient alone
+    if (db) reduce_sum(1, m, n, 1.0f, dy, db);
+    return;
+  }
+  detail::GemmBatch g;
+  g.trans_a = true;  // dy^T: dy is stored (m, n)
+  g.m = n;
+  g.n = k;
+  g.k = m;
+  g.a = dy;
+  g.lda = n;
+  g.b = x;
+  g.ldb = k;
+  g.c = dw;
+  g.ldc = k;
+  g.row_sums = db;  // the rows of dy^T: db[o] = sum over samples of dy[., o]
   detail::gemm_batched(g);
 }
 

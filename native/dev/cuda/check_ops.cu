@@ -292,6 +292,34 @@ static void test_linear() {
     got.erase(got.begin());
     validate("linear_forward misaligned y and bias (21,13,40)", got, ref, 1e-6, 1e-5, absref, 2e-6);
   }
+  // linear_backward_weight: dw = dy^T x and db = the column sums of dy, inside the same GEMM (its
+  // A operand's row sums): one tile, several m tiles, k split over many samples, no inputs (k = 0),
+  // an empty batch (m = 0).
+  std::printf("\n== linear_backward_weight\n");
+  const std::vector<Case> back = {{1, 1, 1}, {7, 3, 5}, {64, 100, 800}, {1000, 10, 100}, {5000, 3, 7},
+                                  {33, 200, 9}, {9, 4, 0}, {0, 5, 3}};
+  for (const Case& c : back) {  // (m, n, k) of the dense layer: m samples, n outputs, k inputs
+    const Vec dy = randn(c.m * c.n), x = randn(c.m * c.k);
+    DVec dw, dwabs, db(c.n, 0.0), dbabs(c.n, 0.0);
+    gemm_ref(true, false, c.n, c.k, c.m, 1.0, dy, x, 0.0, Vec(c.n * c.k), dw, dwabs);
+    for (int64_t i = 0; i < c.m * c.n; ++i) {
+      db[i % c.n] += dy[i];
+      dbabs[i % c.n] += std::fabs(dy[i]);
+    }
+    DevBuf dDY(dy), dX(x), dDW(c.n * c.k), dDW2(c.n * c.k), dDW3(c.n * c.k), dDB(c.n), dDB2(c.n);
+    dDW.poison();
+    dDB.poison();
+    cu::linear_backward_weight(c.m, c.n, c.k, dDY.get(), dX.get(), dDW.get(), dDB.get());
+    cu::linear_backward_weight(c.m, c.n, c.k, dDY.get(), dX.get(), dDW2.get(), dDB2.get());
+    cu::linear_backward_weight(c.m, c.n, c.k, dDY.get(), dX.get(), dDW3.get(), nullptr);
+    const std::string name = "linear_backward_weight " + shape_str({c.m, c.n, c.k});
+    const Vec gw = dDW.download(), gb = dDB.download();
+    validate(name + " dw", gw, dw, 1e-6, 1e-5, dwabs, 2e-6);
+    validate(name + " db", gb, db, 1e-6, 1e-5, dbabs, 2e-6);
+    check_deterministic(name, gw, dDW2.download());
+    check_deterministic(name + " db", gb, dDB2.download());
+    check(same_bits(gw, dDW3.download()), name + ": dw the same without db");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -491,13 +519,22 @@ static void test_conv() {
     {
       DevBuf dDW(wn), dDW2(wn);
       dDW.poison();
-      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW.get());
-      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW2.get());
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW.get(), nullptr);
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW2.get(), nullptr);
       const Vec got = dDW.download();
       validate("conv2d_backward_weight " + tag, got, dw, 1e-6, 1e-5, dwabs, 2e-6);
       check_deterministic("conv2d_backward_weight " + tag, got, dDW2.download());
       check(same_bits(got, conv_weight_explicit(s, dCol, dDY)),
             "conv2d_backward_weight " + tag + ": bitwise equal to the GEMM over an im2col buffer");
+      // With the bias gradient as the GEMM's row sums: the same dw, and db.
+      DevBuf dDW3(wn), dDB(s.k), dDB2(s.k);
+      dDB.poison();
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW3.get(), dDB.get());
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW2.get(), dDB2.get());
+      check(same_bits(got, dDW3.download()), "conv2d_backward_weight " + tag + " +db: the same dw");
+      const Vec gotb = dDB.download();
+      validate("conv2d_backward_weight " + tag + " db", gotb, db, 1e-6, 1e-5, dbabs, 2e-6);
+      check_deterministic("conv2d_backward_weight " + tag + " db", gotb, dDB2.download());
     }
     {
       DevBuf dDB(s.k), dDB2(s.k);
@@ -1488,7 +1525,7 @@ static void bench() {
     const ConvShape s = conv_shape(64, 20, 26, 26, 50, 5, 5, 1, 1, 0, 0);
     DevBuf x(randn(64 * 20 * 26 * 26)), w(randn(50 * 20 * 25)), y(64 * 50 * s.oh * s.ow), dw(50 * 20 * 25);
     const float f = time_ms([&] { cu::conv2d_forward(s, x.get(), w.get(), nullptr, y.get()); }, 20);
-    const float bw = time_ms([&] { cu::conv2d_backward_weight(s, x.get(), y.get(), dw.get()); }, 20);
+    const float bw = time_ms([&] { cu::conv2d_backward_weight(s, x.get(), y.get(), dw.get(), nullptr); }, 20);
     std::printf("conv2d x(64,20,26,26) w(50,20,5,5): forward %.3f ms, backward weight %.3f ms\n", f, bw);
   }
 }
