@@ -129,9 +129,12 @@ export interface Native {
   gemm(transA: boolean, transB: boolean, m: number, n: number, k: number, alpha: number, a: Storage, b: Storage, beta: number, c: Storage): void;
   /** The dense layer: y (m, n) = x (m, k) w^T + bias, w stored (n, k), the bias added as y is written. */
   linearForward(m: number, n: number, k: number, x: Storage, w: Storage, bias: Storage | null, y: Storage): void;
+  /** dw (n, k) = dy (m, n)ᵀ x (m, k), and db (n) = the column sums of dy when given. */
+  linearBackwardWeight(m: number, n: number, k: number, dy: Storage, x: Storage, dw: Storage, db: Storage | null): void;
   conv2dForward(shape: ConvShapeArg, x: Storage, w: Storage, bias: Storage | null, y: Storage): void;
   conv2dBackwardData(shape: ConvShapeArg, dy: Storage, w: Storage, dx: Storage): void;
-  conv2dBackwardWeight(shape: ConvShapeArg, x: Storage, dy: Storage, dw: Storage): void;
+  /** dw, and db (the bias gradient) when given. */
+  conv2dBackwardWeight(shape: ConvShapeArg, x: Storage, dy: Storage, dw: Storage, db: Storage | null): void;
   conv2dBackwardBias(shape: ConvShapeArg, dy: Storage, db: Storage): void;
   avgPool2dForward(shape: PoolShapeArg, x: Storage, y: Storage): void;
   avgPool2dBackward(shape: PoolShapeArg, dy: Storage, dx: Storage): void;

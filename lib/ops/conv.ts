@@ -75,14 +75,15 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, options?: Con
       dx = Tensor.empty(x.shape, x.device);
       native.conv2dBackwardData(shape, g.storage, w.storage, dx.storage);
     }
+    const db = bias ? Tensor.empty([k], g.device) : null;
     if (w.tracksGrad) {
+      // The bias gradient comes with the weight's (on CUDA, inside the same GEMM).
       dw = Tensor.empty(w.shape, w.device);
-      native.conv2dBackwardWeight(shape, x.storage, g.storage, dw.storage);
+      native.conv2dBackwardWeight(shape, x.storage, g.storage, dw.storage, db ? db.storage : null);
+    } else if (db) {
+      native.conv2dBackwardBias(shape, g.storage, db.storage);
     }
-    if (!bias) return [dx, dw];
-    const db = Tensor.empty([k], g.device);
-    native.conv2dBackwardBias(shape, g.storage, db.storage);
-    return [dx, dw, db];
+    return db ? [dx, dw, db] : [dx, dw];
   });
 }
 

@@ -209,7 +209,9 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
   });
 }
 
-void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
+// db, when wanted, is the separate bias gradient: the CPU has no launch to save.
+void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
+  if (db) conv2d_backward_bias(s, dy, db);
   const int64_t K = s.k, Kg = group_filters(s), CKK = taps(s), Q = s.n * pixels(s);
   if (K == 0 || CKK == 0) return;
   if (Q == 0) {

@@ -124,4 +124,10 @@ void linear_forward(int64_t m, int64_t n, int64_t k, const float* x, const float
   product(false, true, m, n, k, 1.0f, x, w, 0.0f, bias, y);
 }
 
+// The bias gradient is a separate column sum here: the CPU has no launch to save.
+void linear_backward_weight(int64_t m, int64_t n, int64_t k, const float* dy, const float* x, float* dw, float* db) {
+  gemm(true, false, n, k, m, 1.0f, dy, x, 0.0f, dw);
+  if (db) reduce_sum(1, m, n, 1.0f, dy, db);
+}
+
 }  // namespace kg::cpu

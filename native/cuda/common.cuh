@@ -405,6 +405,22 @@ class Scratch {
 // The bias, when not null, is added after the product and beta terms, as the epilogue writes C:
 // bias[row] (bias_per_row: a convolution's output channels) or bias[col] (a dense layer's
 // outputs), at bias + b * stride_bias for batch entry b.
+//
+// patches, when not null, makes B an implicit im2col matrix (see PatchGeometry): B[b, r] is the
+// patch matrix of the image at b + b * stride_b + r * term_stride_b (ldb unused), read as stored
+// (forward: k = patch rows, n = pixels) or transposed (trans_b, a weight gradient: k = pixels,
+// n = patch rows). trans_a must be false there (the only uses).
+// The patch matrix of im2col, for a GEMM that gathers its B operand straight from an image
+// instead of reading a materialized col buffer (GemmBatch::patches; conv2d.cu builds it).
+// Element (r, p) of one image x (channels of h x w planes) is, with r = (c, dh, dw) and
+// p = (i, j), x[c, i * sh + dh - ph, j * sw + dw - pw], 0 in the padding. 32-bit indices: one
+// image's floats, its patch rows and its output pixels are all below 2^31 (DivU32's range).
+struct PatchGeometry {
+  DivU32 kw, kh, ow;  // split r into (c, dh, dw) and p into (i, j)
+  int32_t h, w, plane;  // plane = h * w
+  int32_t sh, sw, ph, pw;
+};
+
 struct GemmBatch {
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
@@ -420,6 +436,12 @@ struct GemmBatch {
   const float* bias = nullptr;
   int64_t stride_bias = 0;
   bool bias_per_row = false;
+  const PatchGeometry* patches = nullptr;
+  // When not null: row_sums[b * stride_row_sums + row] = the sum of op(A[b, r])[row, k] over every
+  // term r and k (not scaled by alpha; written, not accumulated). A bias gradient, computed from
+  // the A operand the weight gradient's GEMM already loads.
+  float* row_sums = nullptr;
+  int64_t stride_row_sums = 0;
 };
 void gemm_batched(const GemmBatch& g);
 

@@ -1,36 +1,45 @@
-// 2-D convolution as GEMMs over an im2col buffer.
+// 2-D convolution as GEMMs over the patch matrices of im2col.
 //
-// For one sample, lay out the input patches as a matrix col (c*kh*kw rows, oh*ow columns): row
+// For one sample, the input patches form a matrix col (c*kh*kw rows, oh*ow columns): row
 // (c, p, q), column (i, j) holds x[c, i*sh + p - ph, j*sw + q - pw] (0 in the padding). Then
-//   forward:          y[b]   = W (k x ckk) * col[b] + bias   (one batched GEMM for a chunk)
+//   forward:          y[b]   = W (k x ckk) * col[b] + bias   (one GEMM batched over samples)
 //   backward data:    dcol[b] = W^T * dy[b], then dx = col2im(dcol) (a gather, see below)
 //   backward weight:  dW = sum_b dy[b] * col[b]^T            (one GEMM summing over samples)
-//   backward bias:    db[k] = sum of dy[b][k][pixel] over samples and pixels
-// The col buffers come from the caching allocator and cover a chunk of samples at a time, so
-// scratch memory stays bounded (kScratchFloats) whatever the batch size.
+//   backward bias:    db[k] = sum of dy[b][k][pixel] over samples and pixels: the row sums of
+//                     backward weight's A operand, taken inside its GEMM (GemmBatch::row_sums)
+//
+// Forward and backward weight never materialize col: the GEMM's B operand is gathered straight
+// from x (GemmBatch::patches, PatchLoader in gemm.cu), each slice of col computed as the GEMM
+// loads it. That saves an im2col launch and a col buffer of kh*kw times x's size per call, and
+// with no buffer there is no need to work through large batches in chunks. The gather loads
+// exactly what im2col would have stored, so the results are those of the GEMM over a col buffer,
+// bit for bit. Its indices are 32-bit per image: an image of 2^31 floats or more (8 GiB, one
+// sample) is refused rather than given an explicit path of its own (patch_geometry).
 //
 // The forward bias is added by the GEMM as it writes y (GemmBatch::bias, one per row of y[b]),
 // not by a pass of its own.
 //
 // Backward weight must be deterministic, so there are no atomics: the sum over samples and pixels
 // is the k loop of one GEMM. Its A operand is dy[b] read in place (k x pixels), its B operand
-// col[b] read transposed; the GEMM sums the chunk's samples as terms of one product
+// col[b] gathered transposed; the GEMM sums the samples as terms of one product
 // (GemmBatch::terms), walking them in sample order inside its k loop, and splits the work over
-// several blocks when the output is small (partial tiles added in a fixed order). Chunks of
-// samples add into dW in chunk order.
+// several blocks when the output is small (partial tiles added in a fixed order).
 //
-// Backward bias is one kernel: a block per output channel sums that channel's planes in a fixed
-// order (see bias_grad_kernel).
+// Backward bias comes with backward weight when both are wanted (the GEMM's row sums); alone
+// (a frozen weight), it is one kernel: a block per output channel sums that channel's planes in
+// a fixed order (see bias_grad_kernel).
 //
-// col2im is a gather for the same reason: each input pixel adds up the entries of dcol that came
-// from it, in a fixed (p, q) order.
+// Backward data does write dcol, in chunks of samples so that scratch memory stays bounded
+// (kScratchFloats) whatever the batch size. col2im is a gather for the same reason as above:
+// each input pixel adds up the entries of dcol that came from it, in a fixed (p, q) order.
 //
-// A 1x1 convolution with stride 1 and no padding needs no col at all: col[b] is x[b] itself.
+// A 1x1 convolution with stride 1 and no padding reads x itself as col, densely (float4 loads).
 //
-// Grouped convolution: im2col and col2im see all channels as usual. Group g's patch rows, filters
-// and output channels are contiguous slices of col, W and y (g * ckk/groups rows on, and so on),
-// so each GEMM above becomes one per group over those slices: batched over the groups, or, where
-// the GEMM is already batched over samples, one per group or per sample (gemm_groups).
+// Grouped convolution: group g's patch rows, filters and output channels are contiguous slices of
+// col, W and y (g * ckk/groups rows on, and so on), and its patch rows are those of its input
+// channels alone: the patch matrix of x's channels g * c/groups on. So each GEMM above becomes
+// one per group over those slices: batched over the groups, or, where the GEMM is already
+// batched over samples, one per group or per sample (gemm_groups).
 #include "common.cuh"
 
 namespace kg::cuda {
@@ -38,7 +47,7 @@ namespace detail {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int64_t kScratchFloats = int64_t{1} << 25;  // 128 MiB of col buffers per call at most
+constexpr int64_t kScratchFloats = int64_t{1} << 25;  // 128 MiB of dcol buffers per call at most
 
 int64_t patch_rows(const ConvShape& s) { return s.c * s.kh * s.kw; }
 int64_t group_rows(const ConvShape& s) { return patch_rows(s) / s.groups; }  // patch rows of one group
@@ -50,57 +59,6 @@ bool is_pointwise(const ConvShape& s) {
 // Samples per chunk when each sample needs `per_sample` floats of scratch.
 int64_t chunk_samples(int64_t per_sample, int64_t n) {
   return std::max<int64_t>(1, std::min(n, kScratchFloats / std::max<int64_t>(per_sample, 1)));
-}
-
-template <typename I>
-struct PatchIndex {
-  using Div = typename IndexTraits<I>::Div;
-  I total;              // elements of the col buffer for this chunk
-  Div pixels, rows, kw, kh, ow;
-  I c, h, w, sh, sw, ph, pw;
-};
-
-template <typename I>
-PatchIndex<I> patch_index(const ConvShape& s, int64_t total) {
-  using Div = typename IndexTraits<I>::Div;
-  PatchIndex<I> p{};
-  p.total = static_cast<I>(total);
-  p.pixels = Div(out_pixels(s));
-  p.rows = Div(patch_rows(s));
-  p.kw = Div(s.kw);
-  p.kh = Div(s.kh);
-  p.ow = Div(s.ow);
-  p.c = static_cast<I>(s.c);
-  p.h = static_cast<I>(s.h);
-  p.w = static_cast<I>(s.w);
-  p.sh = static_cast<I>(s.sh);
-  p.sw = static_cast<I>(s.sw);
-  p.ph = static_cast<I>(s.ph);
-  p.pw = static_cast<I>(s.pw);
-  return p;
-}
-
-// Writes the patch matrices col[b][row][pixel] of a chunk of samples, in output order (coalesced
-// stores).
-template <typename I>
-__global__ void __launch_bounds__(kThreads)
-    im2col_kernel(const PatchIndex<I> p, const float* __restrict__ x, float* __restrict__ col) {
-  using S = typename IndexTraits<I>::Signed;
-  const I step = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I idx = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; idx < p.total; idx += step) {
-    const I t = p.pixels.div(idx), pixel = p.pixels.mod(idx, t);
-    const I b = p.rows.div(t), row = p.rows.mod(t, b);
-    const I r2 = p.kw.div(row), q = p.kw.mod(row, r2);
-    const I cc = p.kh.div(r2), pp = p.kh.mod(r2, cc);
-    const I oi = p.ow.div(pixel), oj = p.ow.mod(pixel, oi);
-    const S ih = static_cast<S>(oi * p.sh + pp) - static_cast<S>(p.ph);
-    const S iw = static_cast<S>(oj * p.sw + q) - static_cast<S>(p.pw);
-    float v = 0.0f;
-    if (ih >= 0 && ih < static_cast<S>(p.h) && iw >= 0 && iw < static_cast<S>(p.w)) {
-      v = x[((b * p.c + cc) * p.h + static_cast<I>(ih)) * p.w + static_cast<I>(iw)];
-    }
-    col[idx] = v;
-  }
 }
 
 // Index arithmetic of col2im: input pixels (b, c, i, j) and the geometry to find their patches.
@@ -214,19 +172,6 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class Sizes>
-void im2col(const ConvShape& s, int64_t samples, const float* x, float* col, const Sizes& sizes) {
-  const int64_t total = samples * patch_rows(s) * out_pixels(s);
-  if (total <= 0) return;
-  const unsigned grid = grid_for(total, kThreads);
-  if (fits_u32(std::max(total, samples * s.c * s.h * s.w))) {
-    im2col_kernel<uint32_t><<<grid, kThreads, 0, stream()>>>(patch_index<uint32_t>(s, total), x, col);
-  } else {
-    im2col_kernel<uint64_t><<<grid, kThreads, 0, stream()>>>(patch_index<uint64_t>(s, total), x, col);
-  }
-  check_launch("launch of im2col_kernel", sizes);
-}
-
-template <class Sizes>
 void col2im(const ConvShape& s, int64_t samples, const float* dcol, float* dx, const Sizes& sizes) {
   const int64_t total = samples * s.c * s.h * s.w;
   if (total <= 0) return;
@@ -245,6 +190,30 @@ auto conv_sizes(const char* op, const ConvShape& s) {
                     s.kw, ") stride=(", s.sh, ",", s.sw, ") pad=(", s.ph, ",", s.pw, ") out=(", s.oh, ",", s.ow,
                     ") groups=", s.groups);
   };
+}
+
+// The patch matrices of s's images, for the GEMM to gather (GemmBatch::patches). Every index
+// inside one image must fit the gather's 32-bit arithmetic (and DivU32): the image's floats, the
+// patch rows, the output pixels, and the padded extents its window corners move over.
+template <class Sizes>
+PatchGeometry patch_geometry(const ConvShape& s, const Sizes& sizes) {
+  const int64_t largest =
+      std::max({s.c * s.h * s.w, patch_rows(s), out_pixels(s), s.h + 2 * s.ph, s.w + 2 * s.pw});
+  if (!fits_u32(largest)) {
+    throw CudaError("conv2d: an image too large for 32-bit patch indices [" + sizes() + "]");
+  }
+  PatchGeometry g;
+  g.kw = DivU32(static_cast<uint64_t>(s.kw));
+  g.kh = DivU32(static_cast<uint64_t>(s.kh));
+  g.ow = DivU32(static_cast<uint64_t>(s.ow));
+  g.h = static_cast<int32_t>(s.h);
+  g.w = static_cast<int32_t>(s.w);
+  g.plane = static_cast<int32_t>(s.h * s.w);
+  g.sh = static_cast<int32_t>(s.sh);
+  g.sw = static_cast<int32_t>(s.sw);
+  g.ph = static_cast<int32_t>(s.ph);
+  g.pw = static_cast<int32_t>(s.pw);
+  return g;
 }
 
 // g for group 0 of `groups`, and again with a, b, c and the bias moved on by (da, db, dc, dbias)
@@ -277,35 +246,32 @@ void gemm_groups(const GemmBatch& g, int64_t groups, int64_t da, int64_t db, int
 void conv2d_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
   using namespace detail;
   const auto sizes = conv_sizes("conv2d_forward", s);
-  const int64_t rows = patch_rows(s), grows = group_rows(s), kg = group_filters(s), pixels = out_pixels(s);
+  const int64_t grows = group_rows(s), kg = group_filters(s), pixels = out_pixels(s);
   if (s.n <= 0 || s.k <= 0 || pixels <= 0) return;
 
   const bool pointwise = is_pointwise(s);
-  const int64_t chunk = pointwise ? s.n : chunk_samples(rows * pixels, s.n);
-  Scratch col(pointwise ? 0 : static_cast<size_t>(chunk * rows * pixels) * sizeof(float));
-  for (int64_t b0 = 0; b0 < s.n; b0 += chunk) {
-    const int64_t samples = std::min(chunk, s.n - b0);
-    const float* xb = x + b0 * s.c * s.h * s.w;
-    if (!pointwise) im2col(s, samples, xb, col.as<float>(), sizes);
-    GemmBatch g;
-    g.m = kg;
-    g.n = pixels;
-    g.k = grows;
-    g.a = w;
-    g.lda = grows;
-    g.stride_a = 0;  // the same filters for every sample
-    g.b = pointwise ? xb : col.as<float>();
-    g.ldb = pixels;
-    g.stride_b = rows * pixels;
-    g.c = y + b0 * s.k * pixels;
-    g.ldc = pixels;
-    g.stride_c = s.k * pixels;
-    g.batch = samples;
-    g.bias = bias;  // one per output channel: per row of y[b]
-    g.bias_per_row = true;
-    // rows == 0 (no input channels) writes the bias alone.
-    gemm_groups(g, s.groups, kg * grows, grows * pixels, kg * pixels, kg);
-  }
+  PatchGeometry patches;
+  if (!pointwise) patches = patch_geometry(s, sizes);
+  const int64_t image = s.c * s.h * s.w, group_image = image / s.groups;
+  GemmBatch g;
+  g.m = kg;
+  g.n = pixels;
+  g.k = grows;
+  g.a = w;
+  g.lda = grows;
+  g.stride_a = 0;  // the same filters for every sample
+  g.b = x;         // col[b]: gathered from x[b], or x[b] itself (pointwise, ld = pixels)
+  g.ldb = pixels;
+  g.stride_b = image;
+  g.patches = pointwise ? nullptr : &patches;
+  g.c = y;
+  g.ldc = pixels;
+  g.stride_c = s.k * pixels;
+  g.batch = s.n;
+  g.bias = bias;  // one per output channel: per row of y[b]
+  g.bias_per_row = true;
+  // rows == 0 (no input channels) writes the bias alone.
+  gemm_groups(g, s.groups, kg * grows, group_image, kg * pixels, kg);
 }
 
 void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
@@ -340,46 +306,49 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
   }
 }
 
-void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
+void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
   using namespace detail;
   const auto sizes = conv_sizes("conv2d_backward_weight", s);
   const int64_t rows = patch_rows(s), grows = group_rows(s), kg = group_filters(s), pixels = out_pixels(s);
-  if (s.k <= 0 || rows <= 0) return;
+  if (s.k <= 0) return;
+  if (rows <= 0) {  // no weights, and no GEMM to take the bias gradient from
+    if (db) conv2d_backward_bias(s, dy, db);
+    return;
+  }
   if (s.n <= 0 || pixels <= 0) {
     fill(s.k * grows, 0.0f, dw);
+    if (db) fill(s.k, 0.0f, db);
     return;
   }
 
   const bool pointwise = is_pointwise(s);
-  const int64_t chunk = pointwise ? s.n : chunk_samples(rows * pixels, s.n);
-  Scratch col(pointwise ? 0 : static_cast<size_t>(chunk * rows * pixels) * sizeof(float));
-  for (int64_t b0 = 0; b0 < s.n; b0 += chunk) {
-    const int64_t samples = std::min(chunk, s.n - b0);
-    const float* xb = x + b0 * s.c * s.h * s.w;
-    if (!pointwise) im2col(s, samples, xb, col.as<float>(), sizes);
-    // Group g: dW_g (kg x grows) = sum over the chunk's samples b of dy_g[b] * col_g[b]^T, with
-    // the samples as the GEMM's terms and the groups as its batch.
-    GemmBatch g;
-    g.trans_b = true;  // col[b] is stored (ckk, pixels)
-    g.m = kg;
-    g.n = grows;
-    g.k = pixels;
-    g.a = dy + b0 * s.k * pixels;
-    g.lda = pixels;
-    g.stride_a = kg * pixels;
-    g.b = pointwise ? xb : col.as<float>();
-    g.ldb = pixels;
-    g.stride_b = grows * pixels;
-    g.c = dw;
-    g.ldc = grows;
-    g.stride_c = kg * grows;
-    g.batch = s.groups;
-    g.terms = samples;
-    g.term_stride_a = s.k * pixels;
-    g.term_stride_b = rows * pixels;  // for a pointwise convolution, c * h * w: x's samples
-    g.beta = b0 == 0 ? 0.0f : 1.0f;   // chunks add up in chunk order
-    gemm_batched(g);
-  }
+  PatchGeometry patches;
+  if (!pointwise) patches = patch_geometry(s, sizes);
+  const int64_t image = s.c * s.h * s.w;
+  // Group g: dW_g (kg x grows) = sum over samples b of dy_g[b] * col_g[b]^T, with the samples as
+  // the GEMM's terms and the groups as its batch.
+  GemmBatch g;
+  g.trans_b = true;  // col[b] is (ckk, pixels)
+  g.m = kg;
+  g.n = grows;
+  g.k = pixels;
+  g.a = dy;
+  g.lda = pixels;
+  g.stride_a = kg * pixels;
+  g.b = x;  // col[b]: gathered from x[b], or x[b] itself (pointwise, ld = pixels)
+  g.ldb = pixels;
+  g.stride_b = image / s.groups;
+  g.patches = pointwise ? nullptr : &patches;
+  g.c = dw;
+  g.ldc = grows;
+  g.stride_c = kg * grows;
+  g.batch = s.groups;
+  g.terms = s.n;
+  g.term_stride_a = s.k * pixels;
+  g.term_stride_b = image;
+  g.row_sums = db;  // db_g = the row sums of dy_g[b] over pixels and samples
+  g.stride_row_sums = kg;
+  gemm_batched(g);
 }
 
 void conv2d_backward_bias(const ConvShape& s, const float* dy, float* db) {

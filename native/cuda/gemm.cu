@@ -28,9 +28,24 @@
 // pipeline does not stop). When the work is split, whole terms go to different blocks before any
 // term's k range is cut, and the partial tiles are added in term order, then k order.
 //
+// B can also be gathered instead of read (GemmBatch::patches): a convolution's im2col matrix,
+// computed from the image as each slice is loaded (PatchLoader), so that no col buffer is
+// written and read back. The kernel takes its B loader as a template parameter; the gathering
+// loader fills the same registers and shared-memory layout as the dense one, with scalar loads,
+// and the rest of the kernel (tiles, pipeline, terms, split-K, epilogue) does not know the
+// difference. The dense path compiles exactly as before.
+//
+// Row sums of op(A) (GemmBatch::row_sums, a bias gradient inside the weight gradient's GEMM) are
+// taken from the A slices already in shared memory, by the blocks of the first column of tiles:
+// one thread per row adds its row's k values slice after slice, so each sum runs in k order
+// (terms in order), fixed by the shape. Split blocks write partial sums, which the split-K
+// reduction adds in split order, as it does the partial tiles.
+//
 // The bias is added where C is written: in the tile epilogue, or in the split-K reduction when k
 // is split (partial tiles hold raw sums), or with the beta term when k == 0. A bias never costs a
 // pass over C of its own.
+#include <type_traits>
+
 #include "common.cuh"
 
 namespace kg::cuda {
@@ -73,6 +88,12 @@ struct Params {
   int64_t stride_bias;
   bool bias_per_row;
   bool vec_a, vec_b, vec_c;  // float4 access allowed (16-byte aligned, leading dims % 4 == 0)
+  PatchGeometry patches;     // B gathered from images (see GemmBatch::patches); else unused
+  // Row sums of op(A) (GemmBatch::row_sums), or null. When split, the splits' raw row sums go to
+  // partial_rows + (z * batch + b) * m and the reduction adds them in split order.
+  float* row_sums;
+  int64_t stride_row_sums;
+  float* partial_rows;
 };
 
 // The bias of element (row, col) of batch entry b.
@@ -168,6 +189,115 @@ struct SliceLoader {
   }
 };
 
+// B as the patch matrix of an image (GemmBatch::patches), gathered from the image as the slices
+// are loaded instead of read from a col buffer that im2col wrote first. Which elements a thread
+// loads and how they go into shared memory are the dense loader's (the runs, the store); only the
+// loads differ: scalar, with the index arithmetic done per run, and zeros for the padding, the
+// tile's edges and the end of k. Those are the values im2col would have written, so the GEMM
+// multiplies the same numbers in the same order as over a col buffer: the same bits.
+// kKMajor (B as stored, a forward convolution): k walks patch rows r, the ROWS side pixels p;
+// otherwise (B transposed, a weight gradient): k walks pixels, the ROWS side patch rows.
+// All indices inside one image are 32-bit (the host checks PatchGeometry's bounds).
+template <int ROWS, int BK, int THREADS, bool kKMajor>
+struct PatchLoader : SliceLoader<ROWS, BK, THREADS, kKMajor> {
+  using Dense = SliceLoader<ROWS, BK, THREADS, kKMajor>;
+  using Dense::kLoads;
+  using Dense::regs;
+  using Dense::run_k;
+  using Dense::run_r;
+  static constexpr int kPerRun = kKMajor ? 4 : 1;  // ROWS-side positions of a run
+
+  const PatchGeometry* geo;  // set by the kernel before init
+  const float* image;        // the current term's image (and group's first channel)
+  int k_first, k_next;       // the block's first k in each term; the next slice's first k
+  // Per ROWS-side position of each run, what does not change along k. kKMajor: the pixel's
+  // window corner in the image, (i * sh - ph, j * sw - pw). Otherwise: the patch row's window
+  // offsets (dh - ph, dw - pw) and channel offset c * h * w. valid: bit e set when position e
+  // exists (inside the operand's extent).
+  int top[kLoads][kPerRun], left[kLoads][kPerRun];
+  uint32_t chan[kLoads];
+  int valid[kLoads];
+
+  __device__ __forceinline__ void init(const float* src, int64_t /*ld*/, int64_t rows, int64_t r0, int64_t k0) {
+    image = src;
+    k_first = k_next = static_cast<int>(k0);
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      valid[l] = 0;
+#pragma unroll
+      for (int e = 0; e < kPerRun; ++e) {
+        const int64_t pos = r0 + run_r(l) + e;
+        top[l][e] = left[l][e] = 0;
+        if constexpr (!kKMajor) chan[l] = 0;
+        if (pos >= rows) continue;
+        valid[l] |= 1 << e;
+        const uint32_t u = static_cast<uint32_t>(pos);
+        if constexpr (kKMajor) {  // a pixel p = (i, j)
+          const uint32_t i = geo->ow.div(u), j = geo->ow.mod(u, i);
+          top[l][e] = static_cast<int>(i) * geo->sh - geo->ph;
+          left[l][e] = static_cast<int>(j) * geo->sw - geo->pw;
+        } else {  // a patch row r = (c, dh, dw)
+          const uint32_t t = geo->kw.div(u), dw = geo->kw.mod(u, t);
+          const uint32_t c = geo->kh.div(t), dh = geo->kh.mod(t, c);
+          top[l][e] = static_cast<int>(dh) - geo->ph;
+          left[l][e] = static_cast<int>(dw) - geo->pw;
+          chan[l] = c * static_cast<uint32_t>(geo->plane);
+        }
+      }
+    }
+  }
+
+  // x[c, ih, iw] of the current image from channel offset `at`, or 0 outside the image.
+  __device__ __forceinline__ float pixel(uint32_t at, int ih, int iw) const {
+    const bool inside = static_cast<uint32_t>(ih) < static_cast<uint32_t>(geo->h) &&
+                        static_cast<uint32_t>(iw) < static_cast<uint32_t>(geo->w);
+    return inside ? __ldg(image + at + static_cast<uint32_t>(ih * geo->w + iw)) : 0.0f;
+  }
+
+  __device__ __forceinline__ void load(int64_t /*ld*/, int k_left, bool /*vec*/) {
+#pragma unroll
+    for (int l = 0; l < kLoads; ++l) {
+      const int kk = run_k(l);
+      float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      if constexpr (kKMajor) {  // one patch row, 4 pixels
+        if (kk < k_left) {
+          const uint32_t r = static_cast<uint32_t>(k_next + kk);
+          const uint32_t t = geo->kw.div(r), dw = geo->kw.mod(r, t);
+          const uint32_t c = geo->kh.div(t), dh = geo->kh.mod(t, c);
+          const uint32_t at = c * static_cast<uint32_t>(geo->plane);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            if (valid[l] >> e & 1) {
+              v[e] = pixel(at, top[l][e] + static_cast<int>(dh), left[l][e] + static_cast<int>(dw));
+            }
+          }
+        }
+      } else if (valid[l] && kk < k_left) {  // one patch row, 4 consecutive pixels (i, j), row-major
+        const uint32_t p = static_cast<uint32_t>(k_next + kk);
+        uint32_t i = geo->ow.div(p), j = geo->ow.mod(p, i);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if (kk + e < k_left) {
+            const int ih = static_cast<int>(i) * geo->sh + top[l][0], iw = static_cast<int>(j) * geo->sw + left[l][0];
+            v[e] = pixel(chan[l], ih, iw);
+          }
+          if (++j == geo->ow.divisor) {
+            j = 0;
+            ++i;
+          }
+        }
+      }
+      regs[l] = make_float4(v[0], v[1], v[2], v[3]);
+    }
+    k_next += BK;
+  }
+
+  __device__ __forceinline__ void next_term(int64_t stride, int /*slices*/, int64_t /*ld*/) {
+    image += stride;
+    k_next = k_first;
+  }
+};
+
 // Writes 4 consecutive outputs (fewer at the right edge): C = alpha * acc + beta * C + bias,
 // where beta == 0 never reads C (it may hold NaNs from an uninitialized buffer). The bias is
 // added last, as a separate addition after the GEMM would.
@@ -199,7 +329,9 @@ __device__ __forceinline__ void write_c(float* dst, const float* acc, int64_t va
   }
 }
 
-template <class T, bool kTransA, bool kTransB>
+// kGatherB: B is gathered from images by a PatchLoader (GemmBatch::patches) instead of read by
+// a SliceLoader.
+template <class T, bool kTransA, bool kTransB, bool kGatherB>
 __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   constexpr int BM = T::BM, BN = T::BN, BK = T::BK, TM = T::TM, TN = T::TN;
   constexpr int TY = T::kThreadsM, TX = T::kThreadsN, PAD = T::kPad;
@@ -230,7 +362,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   const float* B = p.b + batch * p.stride_b + first_term * p.term_stride_b;
 
   SliceLoader<BM, BK, T::kThreads, kTransA> load_a;   // A transposed is stored k x m
-  SliceLoader<BN, BK, T::kThreads, !kTransB> load_b;  // B not transposed is stored k x n
+  // B not transposed is stored k x n.
+  using LoaderB = std::conditional_t<kGatherB, PatchLoader<BN, BK, T::kThreads, !kTransB>,
+                                     SliceLoader<BN, BK, T::kThreads, !kTransB>>;
+  LoaderB load_b;
+  if constexpr (kGatherB) load_b.geo = &p.patches;
   const int ty = threadIdx.x / TX, tx = threadIdx.x % TX;
 
   float acc[TM][TN];
@@ -252,6 +388,10 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   load_a.store(As[0]);
   load_b.store(Bs[0]);
   __syncthreads();
+
+  // Row sums: the first column of tiles only, one thread per row of the tile (block-uniform).
+  const bool sum_rows = p.row_sums != nullptr && n0 == 0;
+  float row_sum = 0.0f;
 
   for (int s = 0; s < slices; ++s) {
     const int cur = s & 1;
@@ -293,6 +433,10 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
         for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
       }
     }
+    if (sum_rows && threadIdx.x < BM) {  // missing k's are zeros: they leave the sum as it is
+#pragma unroll
+      for (int kk = 0; kk < BK; ++kk) row_sum += As[cur][kk][threadIdx.x];
+    }
     // The other buffer was last read in iteration s - 1, and everyone passed the barrier at its
     // end since, so it is free; this iteration's buffer is only overwritten after the barrier.
     if (more) {
@@ -321,6 +465,11 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
     ldo = p.ldc;
     if (p.bias) bias = p.bias + batch * p.stride_bias;
   }
+  if (sum_rows && threadIdx.x < BM && m0 + threadIdx.x < p.m) {
+    const int64_t row = m0 + threadIdx.x;
+    if (p.partial) p.partial_rows[(split * p.batch + batch) * p.m + row] = row_sum;
+    else p.row_sums[batch * p.stride_row_sums + row] = row_sum;
+  }
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int64_t row = m0 + (i / 4) * 4 * TY + ty * 4 + (i % 4);
@@ -342,7 +491,7 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
 }
 
 // Split-K, second step: C = alpha * (sum of the splits' partial tiles, in split order) + beta * C
-// + bias.
+// + bias; the row sums likewise, from the splits' partial row sums.
 __global__ void splitk_reduce_kernel(const Params p, int64_t splits) {
   const int64_t mn = p.m * p.n, total = p.batch * mn;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -356,10 +505,18 @@ __global__ void splitk_reduce_kernel(const Params p, int64_t splits) {
     if (p.bias) v += bias_at(p, b, row, col);
     *dst = v;
   }
+  const int64_t rows = p.row_sums ? p.batch * p.m : 0;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < rows;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float sum = 0.0f;
+    for (int64_t z = 0; z < splits; ++z) sum += p.partial_rows[z * rows + idx];
+    const int64_t b = idx / p.m, row = idx - b * p.m;
+    p.row_sums[b * p.stride_row_sums + row] = sum;
+  }
 }
 
 // k == 0 (or no terms): op(A) * op(B) is the zero matrix, so C = beta * C + bias (zeros when
-// beta == 0 and there is no bias).
+// beta == 0 and there is no bias), and the row sums are zeros.
 __global__ void scale_c_kernel(const Params p) {
   const int64_t mn = p.m * p.n, total = p.batch * mn;
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
@@ -370,11 +527,17 @@ __global__ void scale_c_kernel(const Params p) {
     if (p.bias) v += bias_at(p, b, row, col);
     *dst = v;
   }
+  const int64_t rows = p.row_sums ? p.batch * p.m : 0;  // sums over nothing
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < rows;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t b = idx / p.m, row = idx - b * p.m;
+    p.row_sums[b * p.stride_row_sums + row] = 0.0f;
+  }
 }
 
-template <class T, bool kTransA, bool kTransB>
+template <class T, bool kTransA, bool kTransB, bool kGatherB = false>
 void launch_sgemm(dim3 grid, const Params& p) {
-  sgemm_kernel<T, kTransA, kTransB><<<grid, T::kThreads, 0, stream()>>>(p);
+  sgemm_kernel<T, kTransA, kTransB, kGatherB><<<grid, T::kThreads, 0, stream()>>>(p);
 }
 
 template <class T, class Sizes>
@@ -406,18 +569,23 @@ void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
   p.terms_per_split = std::min(p.terms_per_split, std::max<int64_t>(1, kMaxBlockK / p.k_per_split));
   splits = ceil_div<int64_t>(g.terms, p.terms_per_split) * p.k_splits;
   if (splits > 65535) throw CudaError("gemm: k is too large [" + sizes() + "]");
-  Scratch partial(splits > 1 ? static_cast<size_t>(splits * outputs) * sizeof(float) : 0);
+  const int64_t row_sums = g.row_sums ? g.batch * g.m : 0;
+  Scratch partial(splits > 1 ? static_cast<size_t>(splits * (outputs + row_sums)) * sizeof(float) : 0);
   p.partial = partial.as<float>();
+  p.partial_rows = row_sums && splits > 1 ? p.partial + splits * outputs : nullptr;
 
   const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(splits));
-  if (!g.trans_a && !g.trans_b) launch_sgemm<T, false, false>(grid, p);
+  if (g.patches) {  // only ever with A as stored (see GemmBatch::patches)
+    if (g.trans_b) launch_sgemm<T, false, true, true>(grid, p);
+    else launch_sgemm<T, false, false, true>(grid, p);
+  } else if (!g.trans_a && !g.trans_b) launch_sgemm<T, false, false>(grid, p);
   else if (!g.trans_a && g.trans_b) launch_sgemm<T, false, true>(grid, p);
   else if (g.trans_a && !g.trans_b) launch_sgemm<T, true, false>(grid, p);
   else launch_sgemm<T, true, true>(grid, p);
   check_launch("launch of sgemm_kernel", sizes);
 
   if (splits > 1) {
-    splitk_reduce_kernel<<<grid_for(outputs, 256), 256, 0, stream()>>>(p, splits);
+    splitk_reduce_kernel<<<grid_for(std::max(outputs, row_sums), 256), 256, 0, stream()>>>(p, splits);
     check_launch("launch of splitk_reduce_kernel", sizes);
   }
 }
@@ -453,12 +621,19 @@ void gemm_batched(const GemmBatch& g) {
   p.bias = g.bias;
   p.stride_bias = g.stride_bias;
   p.bias_per_row = g.bias_per_row;
+  p.row_sums = g.row_sums;
+  p.stride_row_sums = g.stride_row_sums;
   p.vec_a = aligned16(g.a) && g.lda % 4 == 0 && g.stride_a % 4 == 0 && g.term_stride_a % 4 == 0;
   p.vec_b = aligned16(g.b) && g.ldb % 4 == 0 && g.stride_b % 4 == 0 && g.term_stride_b % 4 == 0;
+  if (g.patches) {
+    if (g.trans_a) throw CudaError("gemm: gathered patches need A as stored [" + sizes() + "]");
+    p.patches = *g.patches;
+    p.vec_b = false;  // the gather loads scalars
+  }
   p.vec_c = aligned16(g.c) && g.ldc % 4 == 0 && g.stride_c % 4 == 0;
 
   if (g.k <= 0 || g.terms <= 0) {
-    scale_c_kernel<<<grid_for(g.batch * g.m * g.n, 256), 256, 0, stream()>>>(p);
+    scale_c_kernel<<<grid_for(g.batch * g.m * g.n, 256), 256, 0, stream()>>>(p);  // covers batch * m too
     check_launch("launch of scale_c_kernel", sizes);
     return;
   }
@@ -502,6 +677,26 @@ void linear_forward(int64_t m, int64_t n, int64_t k, const float* x, const float
   g.c = y;
   g.ldc = n;
   g.bias = bias;  // one per output feature: per column of y
+  detail::gemm_batched(g);
+}
+
+void linear_backward_weight(int64_t m, int64_t n, int64_t k, const float* dy, const float* x, float* dw, float* db) {
+  if (k <= 0) {  // no weights: the bias gradient alone
+    if (db) reduce_sum(1, m, n, 1.0f, dy, db);
+    return;
+  }
+  detail::GemmBatch g;
+  g.trans_a = true;  // dy^T: dy is stored (m, n)
+  g.m = n;
+  g.n = k;
+  g.k = m;
+  g.a = dy;
+  g.lda = n;
+  g.b = x;
+  g.ldb = k;
+  g.c = dw;
+  g.ldc = k;
+  g.row_sums = db;  // the rows of dy^T: db[o] = sum over samples of dy[., o]
   detail::gemm_batched(g);
 }
 

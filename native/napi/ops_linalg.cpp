@@ -45,6 +45,23 @@ Napi::Value linear_forward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// linearBackwardWeight(m, n, k, dy, x, dw, db | null): dw (n, k) = dy^T (n, m) x (m, k), and db
+// (n) = the column sums of dy when given (inside the same GEMM on CUDA).
+Napi::Value linear_backward_weight(const Napi::CallbackInfo& info) {
+  Args a(info, "linearBackwardWeight", 7);
+  const int64_t m = a.i64(0, "m"), n = a.i64(1, "n"), k = a.i64(2, "k");
+  Storage &dy = a.storage(3, "dy"), &x = a.storage(4, "x"), &dw = a.storage(5, "dw");
+  Storage* db = a.optional_storage(6, "db");
+  a.expect_numel(dy, {m, n}, "dy");
+  a.expect_numel(x, {m, k}, "x");
+  a.expect_numel(dw, {n, k}, "dw");
+  if (db) a.expect_numel(*db, n, "db");
+  Device d = a.same_device({&dy, &x, &dw, db});
+  if (n == 0) return info.Env().Undefined();
+  KG_RUN(a, d, linear_backward_weight(m, n, k, dy.data("dy"), x.data("x"), dw.data("dw"), db ? db->data("db") : nullptr));
+  return info.Env().Undefined();
+}
+
 // [n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups] -> ConvShape with the output size.
 ConvShape conv_shape(const Args& a, size_t i) {
   auto v = a.ints(i, "shape", 12);
@@ -103,22 +120,26 @@ Napi::Value conv2d_backward_data(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// conv2dBackwardWeight(shape, x, dy, dw)
+// conv2dBackwardWeight(shape, x, dy, dw, db | null): db, when given, is the bias gradient (inside
+// the same GEMM on CUDA).
 Napi::Value conv2d_backward_weight(const Napi::CallbackInfo& info) {
-  Args a(info, "conv2dBackwardWeight", 4);
+  Args a(info, "conv2dBackwardWeight", 5);
   ConvShape s = conv_shape(a, 0);
   Storage &x = a.storage(1, "x"), &dy = a.storage(2, "dy"), &dw = a.storage(3, "dw");
+  Storage* db = a.optional_storage(4, "db");
   a.expect_numel(x, x_numel(a, s), "x");
   a.expect_numel(dy, y_numel(a, s), "dy");
   a.expect_numel(dw, w_numel(a, s), "dw");
-  Device d = a.same_device({&x, &dy, &dw});
-  if (dw.numel() == 0) return info.Env().Undefined();
-  // An empty batch has a zero gradient; the kernels would still size scratch for its pixels.
+  if (db) a.expect_numel(*db, s.k, "db");
+  Device d = a.same_device({&x, &dy, &dw, db});
+  if (dw.numel() == 0 && (!db || db->numel() == 0)) return info.Env().Undefined();
+  // An empty batch has zero gradients; the kernels would still size scratch for its pixels.
   if (dy.numel() == 0) {
     KG_RUN(a, d, fill(dw.numel(), 0.0f, dw.data("dw")));
+    if (db) KG_RUN(a, d, fill(db->numel(), 0.0f, db->data("db")));
     return info.Env().Undefined();
   }
-  KG_RUN(a, d, conv2d_backward_weight(s, x.data("x"), dy.data("dy"), dw.data("dw")));
+  KG_RUN(a, d, conv2d_backward_weight(s, x.data("x"), dy.data("dy"), dw.data("dw"), db ? db->data("db") : nullptr));
   return info.Env().Undefined();
 }
 
@@ -262,6 +283,7 @@ Napi::Value dense_block_infer(const Napi::CallbackInfo& info) {
 void register_linalg(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New<gemm>(env, "gemm"));
   exports.Set("linearForward", Napi::Function::New<linear_forward>(env, "linearForward"));
+  exports.Set("linearBackwardWeight", Napi::Function::New<linear_backward_weight>(env, "linearBackwardWeight"));
   exports.Set("conv2dForward", Napi::Function::New<conv2d_forward>(env, "conv2dForward"));
   exports.Set("conv2dBackwardData", Napi::Function::New<conv2d_backward_data>(env, "conv2dBackwardData"));
   exports.Set("conv2dBackwardWeight", Napi::Function::New<conv2d_backward_weight>(env, "conv2dBackwardWeight"));

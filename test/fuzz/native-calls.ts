@@ -31,6 +31,13 @@ const linear = fc
     call('linearForward', m, n, k, st(sizeFor(wrapped(m, k), s1)), st(sizeFor(wrapped(n, k), s2)), bias ? st(sizeFor(wrapped(n), s3)) : null, st(sizeFor(wrapped(m, n), s4))),
   );
 
+// The dense layer's weight gradient, with its bias gradient or not.
+const linearWeight = fc
+  .tuple(dims(3), fc.boolean(), spare, spare, spare, spare)
+  .map(([[m, n, k], bias, s1, s2, s3, s4]) =>
+    call('linearBackwardWeight', m, n, k, st(sizeFor(wrapped(m, n), s1)), st(sizeFor(wrapped(m, k), s2)), st(sizeFor(wrapped(n, k), s3)), bias ? st(sizeFor(wrapped(n), s4)) : null),
+  );
+
 // [n, c, h, w, k, kh, kw, sh, sw, ph, pw, groups], mostly small (groups dividing both channel
 // counts, so that grouped calls reach the kernels) with one or two hostile entries.
 const smallConvShape = fc.tuple(
@@ -60,7 +67,7 @@ const conv = fc.tuple(convShape, fc.boolean(), spare, spare, spare, spare, fc.co
     const x = st(sizeFor(z.x, a)), w = st(sizeFor(z.w, b)), y = st(sizeFor(z.y, c)), kb = st(sizeFor(z.k, d));
     if (which === 'forward') return call('conv2dForward', s, x, w, bias ? kb : null, y);
     if (which === 'data') return call('conv2dBackwardData', s, y, w, x);
-    if (which === 'weight') return call('conv2dBackwardWeight', s, x, y, w);
+    if (which === 'weight') return call('conv2dBackwardWeight', s, x, y, w, bias ? kb : null);
     return call('conv2dBackwardBias', s, y, kb);
   },
 );
@@ -277,7 +284,7 @@ const graphs = fc.tuple(fc.constantFrom(...GRAPH_FUNCTIONS), fc.option(notAHandl
 
 /** Every export of the addon, and the Storage methods, each drawn by its own generator. */
 export const NATIVE_FUNCTIONS = [
-  'Storage', 'gemm', 'linearForward', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
+  'Storage', 'gemm', 'linearForward', 'linearBackwardWeight', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
   'convBlockInfer', 'denseBlockInfer',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
   'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
@@ -295,6 +302,7 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
   fc.oneof(
     { weight: 3, arbitrary: gemm },
     { weight: 2, arbitrary: linear },
+    { weight: 2, arbitrary: linearWeight },
     { weight: 5, arbitrary: conv },
     { weight: 2, arbitrary: pool },
     { weight: 2, arbitrary: convBlock },

@@ -1,7 +1,8 @@
 // The work the CUDA GEMM does beyond the product, through the raw bindings against float64
 // references (test/native/reference.ts): linearForward's bias added in the GEMM's epilogue (or in
 // the split-K reduction), the convolution's forward bias likewise, its bias gradient in one
-// kernel, and its weight gradient summed over the samples inside one GEMM. Each is also counted
+// kernel, its weight gradient summed over the samples inside one GEMM that gathers the patches
+// from x, and the bias gradients (convolution and linearBackwardWeight) as that GEMM's row sums. Each is also counted
 // in kernel launches, so that a pass that comes back is noticed, and run twice for the same bits.
 import * as kg from '../../lib';
 import { BinaryOpCode, DeviceCode, native, Storage } from '../../lib/native';
@@ -32,6 +33,45 @@ function launches(f: () => Storage): { out: Float32Array; kernels: number } {
   const kernels = kg.cuda.counters().kernelLaunches - before;
   return { out: out.read(), kernels };
 }
+
+describeGpu('linearBackwardWeight on CUDA', () => {
+  // [m, n, k, kernels]: dw = dyᵀ x in one GEMM whose row sums are db; two launches when its k
+  // (the samples) is split, the partial sums added by the split-K reduction.
+  const shapes: Array<[number, number, number, number]> = [
+    [1, 1, 1, 1], [7, 3, 5, 1], [64, 100, 800, 1], [1000, 10, 100, 2], [33, 200, 9, 1],
+  ];
+  test.each(shapes)('(%i x %i x %i) against float64, db inside the GEMM, in %i launch(es)', (m, n, k, kernels) => {
+    const rng = new Rng(m + 3 * n + 11 * k);
+    const dy = rng.array(m * n);
+    const x = rng.array(m * k);
+    const DY = onGpu(dy), X = onGpu(x);
+    let db: Storage | null = null;
+    const run = () => launches(() => {
+      const dw = onGpu(n * k);
+      db = onGpu(n);
+      native.linearBackwardWeight(m, n, k, DY, X, dw, db);
+      return dw;
+    });
+    const first = run();
+    const firstDb = (db as unknown as Storage).read();
+    expect(first.kernels).toBe(kernels);
+    const ref = gemmRef(true, false, n, k, m, 1, dy, x, 0, new Float32Array(n * k));
+    expectClose(first.out, ref.value, { rtol: 2e-6 * Math.sqrt(m + 1), atol: 1e-6, scale: ref.scale }, 'linearBackwardWeight dw');
+    const dbRef = new Float64Array(n), dbScale = new Float64Array(n);
+    dy.forEach((v, i) => {
+      dbRef[i % n] += v;
+      dbScale[i % n] += Math.abs(v);
+    });
+    expectClose(firstDb, dbRef, { rtol: 2e-6 * Math.sqrt(m + 1), atol: 1e-6, scale: dbScale }, 'linearBackwardWeight db');
+    const second = run();
+    expect(bitwiseEqual(first.out, second.out)).toBe(true);
+    expect(bitwiseEqual(firstDb, (db as unknown as Storage).read())).toBe(true);
+    // Without db: the same dw, and no extra kernel.
+    const alone = onGpu(n * k);
+    native.linearBackwardWeight(m, n, k, DY, X, alone, null);
+    expect(bitwiseEqual(first.out, alone.read())).toBe(true);
+  });
+});
 
 describeGpu('linearForward on CUDA', () => {
   // [m, n, k, kernels]: one launch, or two when k is split over several blocks (a few output
@@ -92,14 +132,14 @@ describeGpu('convolution kernels on CUDA', () => {
     };
   };
 
-  // [geometry, kernels]: im2col and one GEMM that adds the bias (or the GEMM alone for a 1x1
-  // convolution), plus the split-K reduction where k (c * kh * kw = 576) is split.
+  // [geometry, kernels]: one GEMM that gathers its patches from x (no im2col pass) and adds the
+  // bias, plus the split-K reduction where k (c * kh * kw = 576) is split.
   const forward: Array<[string, ConvGeometry, number]> = [
-    ['3x3, padding 1', { n: 2, c: 3, h: 7, w: 9, k: 4, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
-    ['strided 5x5', { n: 3, c: 5, h: 11, w: 13, k: 6, kh: 5, kw: 5, sh: 2, sw: 3, ph: 2, pw: 1 }, 2],
+    ['3x3, padding 1', { n: 2, c: 3, h: 7, w: 9, k: 4, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 1],
+    ['strided 5x5', { n: 3, c: 5, h: 11, w: 13, k: 6, kh: 5, kw: 5, sh: 2, sw: 3, ph: 2, pw: 1 }, 1],
     ['1x1', { n: 4, c: 7, h: 6, w: 5, k: 3, kh: 1, kw: 1, ...base }, 1],
-    ['k split', { n: 1, c: 64, h: 6, w: 6, k: 8, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 3],
-    ['groups batched (more groups than samples)', { n: 1, c: 6, h: 9, w: 7, k: 4, kh: 3, kw: 2, sh: 2, sw: 1, ph: 1, pw: 0, groups: 2 }, 2],
+    ['k split', { n: 1, c: 64, h: 6, w: 6, k: 8, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
+    ['groups batched (more groups than samples)', { n: 1, c: 6, h: 9, w: 7, k: 4, kh: 3, kw: 2, sh: 2, sw: 1, ph: 1, pw: 0, groups: 2 }, 1],
   ];
   test.each(forward)('forward with its bias in the GEMM: %s', (_, g, kernels) => {
     const { x, w, b } = data(g, 1);
@@ -142,29 +182,38 @@ describeGpu('convolution kernels on CUDA', () => {
     expect(bitwiseEqual(first.out, run().out)).toBe(true);
   });
 
-  // [geometry, kernels]: im2col (none for 1x1) and one GEMM over all samples, plus the reduction
-  // of the partial tiles where the work is split: whole samples per block for many small
-  // samples, pixel ranges of one sample for a few large ones.
+  // [geometry, kernels]: one GEMM over all samples that gathers their patches from x (no im2col
+  // pass), plus the reduction of the partial tiles where the work is split: whole samples per
+  // block for many small samples, pixel ranges of one sample for a few large ones.
   const weight: Array<[string, ConvGeometry, number]> = [
-    ['many small samples', { n: 40, c: 3, h: 6, w: 6, k: 5, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 3],
-    ['one large image', { n: 1, c: 2, h: 40, w: 40, k: 3, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 3],
-    ['two odd images, strided', { n: 2, c: 3, h: 37, w: 41, k: 5, kh: 3, kw: 3, sh: 2, sw: 1, ph: 0, pw: 1 }, 3],
+    ['many small samples', { n: 40, c: 3, h: 6, w: 6, k: 5, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
+    ['one large image', { n: 1, c: 2, h: 40, w: 40, k: 3, kh: 3, kw: 3, ...base, ph: 1, pw: 1 }, 2],
+    ['two odd images, strided', { n: 2, c: 3, h: 37, w: 41, k: 5, kh: 3, kw: 3, sh: 2, sw: 1, ph: 0, pw: 1 }, 2],
     ['1x1, grouped, read in place', { n: 33, c: 6, h: 7, w: 5, k: 6, kh: 1, kw: 1, ...base, groups: 2 }, 2],
-    ['depthwise', { n: 3, c: 8, h: 10, w: 11, k: 8, kh: 3, kw: 3, sh: 1, sw: 2, ph: 1, pw: 1, groups: 8 }, 2],
-    ['a few pixels', { n: 2, c: 3, h: 5, w: 5, k: 2, kh: 5, kw: 5, ...base, ph: 2, pw: 2 }, 2],
+    ['depthwise', { n: 3, c: 8, h: 10, w: 11, k: 8, kh: 3, kw: 3, sh: 1, sw: 2, ph: 1, pw: 1, groups: 8 }, 1],
+    ['a few pixels', { n: 2, c: 3, h: 5, w: 5, k: 2, kh: 5, kw: 5, ...base, ph: 2, pw: 2 }, 1],
   ];
   test.each(weight)('weight gradient, the samples summed inside the GEMM: %s', (_, g, kernels) => {
     const { x, w, dy } = data(g, 3);
-    const run = () => launches(() => {
+    const run = (db: Storage | null) => launches(() => {
       const dw = onGpu(w.length);
-      native.conv2dBackwardWeight(convArg(g), onGpu(x), onGpu(dy), dw);
+      native.conv2dBackwardWeight(convArg(g), onGpu(x), onGpu(dy), dw, db);
       return dw;
     });
-    const first = run();
+    const first = run(null);
     expect(first.kernels).toBe(kernels);
     const ref = conv2dBackwardWeightRef(g, x, dy);
     const { oh, ow } = convOut(g);
     expectClose(first.out, ref.value, { rtol: 2e-6 * Math.sqrt(g.n * oh * ow + 1), atol: 1e-6, scale: ref.scale }, 'conv2d weight gradient');
-    expect(bitwiseEqual(first.out, run().out)).toBe(true);
+    expect(bitwiseEqual(first.out, run(null).out)).toBe(true);
+    // The bias gradient as the GEMM's row sums: no launch more, the same dw.
+    const db = onGpu(g.k), db2 = onGpu(g.k);
+    const withBias = run(db);
+    expect(withBias.kernels).toBe(kernels);
+    expect(bitwiseEqual(first.out, withBias.out)).toBe(true);
+    const dbRef = conv2dBackwardBiasRef(g, dy);
+    expectClose(db.read(), dbRef.value, { rtol: 2e-6 * Math.sqrt(g.n * oh * ow), atol: 1e-6, scale: dbRef.scale }, 'conv2d bias gradient in the GEMM');
+    run(db2);
+    expect(bitwiseEqual(db.read(), db2.read())).toBe(true);
   });
 });

@@ -118,7 +118,7 @@ describe('binding argument checks', () => {
     expectThrows(() => native.argmaxRows(2 ** 16, 2 ** 48, empty(0), empty(2 ** 16)), 'RangeError', wraps);
     expectThrows(() => native.avgPool2dForward([big, big, 4, 4, 2, 2, 2, 2], empty(0), empty(0)), 'RangeError', wraps);
     expectThrows(() => native.conv2dForward([big, big, 4, 4, 1, 3, 3, 1, 1, 0, 0, 1], empty(0), empty(9), null, empty(0)), 'RangeError', wraps);
-    expectThrows(() => native.conv2dBackwardWeight([2 ** 16, 1, 2 ** 24, 2 ** 24, 1, 1, 1, 1, 1, 0, 0, 1], empty(0), empty(0), empty(1)), 'RangeError', wraps);
+    expectThrows(() => native.conv2dBackwardWeight([2 ** 16, 1, 2 ** 24, 2 ** 24, 1, 1, 1, 1, 1, 0, 0, 1], empty(0), empty(0), empty(1), null), 'RangeError', wraps);
     expectThrows(() => native.batchNormForwardInfer([big, 1, big], empty(0), empty(1), empty(1), empty(1), empty(1), 1e-5, empty(0)), 'RangeError', wraps);
     // (2^11 + 1 - 1) * 2^53 = 2^64: a stride check that wraps would accept a 1-element b.
     expectThrows(() => native.binary(BinaryOpCode.Add, [2 ** 11 + 1], [1], [2 ** 53], empty(2 ** 11 + 1), empty(1), empty(2 ** 11 + 1)), 'RangeError');
@@ -138,11 +138,11 @@ describe('binding argument checks', () => {
     expectThrows(() => native.conv2dForward(shape(3, 2, 2), empty(48), empty(18), null, empty(8)), 'RangeError', /input channels \(3\)/);
     expectThrows(() => native.conv2dBackwardData(shape(4, 3, 2), empty(12), empty(54), empty(64)), 'RangeError', /output channels \(3\)/);
     expectThrows(() => native.conv2dBackwardBias(shape(4, 4, 2 ** 53), empty(16), empty(4)), 'RangeError', divide);
-    expectThrows(() => native.conv2dBackwardWeight([1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0, -1], empty(16), empty(4), empty(9)), 'RangeError', /shape\[11\]/);
+    expectThrows(() => native.conv2dBackwardWeight([1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0, -1], empty(16), empty(4), empty(9), null), 'RangeError', /shape\[11\]/);
     expectThrows(() => loose.conv2dForward([1, 1, 4, 4, 1, 3, 3, 1, 1, 0, 0], empty(16), empty(9), null, empty(4)), 'RangeError', /12 entries/);
     // The weight holds k * c / groups filters' worth: the ungrouped size is refused.
     expectThrows(() => native.conv2dForward(shape(4, 6, 2), empty(64), empty(6 * 4 * 9), null, empty(24)), 'RangeError', /w has 216 elements, the shapes need 108/);
-    expectThrows(() => native.conv2dBackwardWeight(shape(4, 6, 2), empty(64), empty(24), empty(6 * 4 * 9)), 'RangeError', /dw has 216 elements/);
+    expectThrows(() => native.conv2dBackwardWeight(shape(4, 6, 2), empty(64), empty(24), empty(6 * 4 * 9), null), 'RangeError', /dw has 216 elements/);
     // Groups as large as the sizes: the size checks still hold.
     expectThrows(() => native.conv2dForward([0, 2 ** 52, 1, 1, 2 ** 52, 1, 1, 1, 1, 0, 0, 2 ** 52], empty(0), empty(0), null, empty(0)), 'RangeError', /w has 0 elements, the shapes need 4503599627370496/);
   });
@@ -151,7 +151,7 @@ describe('binding argument checks', () => {
     const shape: ConvShapeArg = [0, 1, 2 ** 20, 2 ** 20, 2, 1, 1, 1, 1, 0, 0, 1];
     const dw = store([5, 5]);
     const db = store([5, 5]);
-    native.conv2dBackwardWeight(shape, empty(0), empty(0), dw);
+    native.conv2dBackwardWeight(shape, empty(0), empty(0), dw, null);
     native.conv2dBackwardBias(shape, empty(0), db);
     expect(Array.from(dw.read())).toEqual([0, 0]);
     expect(Array.from(db.read())).toEqual([0, 0]);

@@ -33,7 +33,7 @@ function checkAll(g: ConvGeometry, rng: Rng, withBias = true): void {
   expectClose(dx.read(), dxRef.value, { ...tol((g.k / groups) * g.kh * g.kw), scale: dxRef.scale }, `backward data ${label}`);
 
   const dw = empty(w.length);
-  native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw);
+  native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw, null);
   const dwRef = conv2dBackwardWeightRef(g, x, dy);
   expectClose(dw.read(), dwRef.value, { ...tol(g.n * oh * ow), scale: dwRef.scale }, `backward weight ${label}`);
 
@@ -41,6 +41,12 @@ function checkAll(g: ConvGeometry, rng: Rng, withBias = true): void {
   native.conv2dBackwardBias(convArg(g), store(dy), db);
   const dbRef = conv2dBackwardBiasRef(g, dy);
   expectClose(db.read(), dbRef.value, { rtol: 1e-6, atol: 1e-6, scale: dbRef.scale }, `backward bias ${label}`);
+
+  // The weight and bias gradients in one call (what the autograd uses when both are wanted).
+  const dw2 = empty(w.length), db2 = empty(g.k);
+  native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw2, db2);
+  expectClose(dw2.read(), dwRef.value, { ...tol(g.n * oh * ow), scale: dwRef.scale }, `backward weight with bias ${label}`);
+  expectClose(db2.read(), dbRef.value, { rtol: 1e-6, atol: 1e-6, scale: dbRef.scale }, `backward bias with weight ${label}`);
 }
 
 const base = { sh: 1, sw: 1, ph: 0, pw: 0 };
@@ -144,7 +150,7 @@ describe('conv2d, direct path for one input channel', () => {
     for (let r = 0; r < g.n * g.h; r++) x[r * g.w + g.w - 1] = Infinity;
     const dy = rng.array(g.n * g.k * oh * ow);
     const dw = empty(g.k * g.kh * g.kw);
-    native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw);
+    native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw, null);
     const got = dw.read();
     const ref = conv2dBackwardWeightRef(g, x, dy);
     for (let i = 0; i < got.length; i++) {

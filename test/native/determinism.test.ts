@@ -55,7 +55,7 @@ describe('thread-count independence', () => {
         const db = empty(g.k);
         native.conv2dForward(convArg(g), x, w, b, y);
         native.conv2dBackwardData(convArg(g), dy, w, dx);
-        native.conv2dBackwardWeight(convArg(g), x, dy, dw);
+        native.conv2dBackwardWeight(convArg(g), x, dy, dw, null);
         native.conv2dBackwardBias(convArg(g), dy, db);
         return [y, dx, dw, db];
       });

@@ -139,3 +139,30 @@ describe('linearForward', () => {
     native.linearForward(4, 0, 3, store(new Float32Array(12)), empty(0), null, empty(0));
   });
 });
+
+describe('linearBackwardWeight', () => {
+  // dw = dyᵀ x and, when asked for, db = the column sums of dy: odd sizes, long batches, k = 0
+  // (db alone), an empty batch (zeros).
+  const shapes: Array<[number, number, number]> = [[1, 1, 1], [7, 3, 5], [64, 100, 80], [300, 10, 17], [9, 4, 0], [0, 5, 3]];
+  test.each(shapes)('(%i x %i x %i) against float64, with and without db', (m, n, k) => {
+    const rng = new Rng(m * 31 + n * 7 + k);
+    const dy = rng.array(m * n);
+    const x = rng.array(m * k);
+    const ref = gemmRef(true, false, n, k, m, 1, dy, x, 0, new Float32Array(n * k));
+    const dbRef = new Float64Array(n), dbScale = new Float64Array(n);
+    dy.forEach((v, i) => {
+      dbRef[i % n] += v;
+      dbScale[i % n] += Math.abs(v);
+    });
+    const dw = empty(n * k, NaN), db = empty(n, NaN), alone = empty(n * k, NaN);
+    native.linearBackwardWeight(m, n, k, store(dy), store(x), dw, db);
+    native.linearBackwardWeight(m, n, k, store(dy), store(x), alone, null);
+    expectClose(dw.read(), ref.value, { rtol: 2e-6 * Math.sqrt(m + 1), atol: 1e-6, scale: ref.scale }, `dw(${m}, ${n}, ${k})`);
+    expectClose(db.read(), dbRef, { rtol: 2e-6 * Math.sqrt(m + 1), atol: 1e-6, scale: dbScale }, `db(${m}, ${n}, ${k})`);
+    expect(bitwiseEqual(dw.read(), alone.read())).toBe(true);
+  });
+
+  test('refuses a db of the wrong size', () => {
+    expect(() => native.linearBackwardWeight(2, 3, 2, empty(6), empty(4), empty(6), empty(2))).toThrow(/linearBackwardWeight: db has 2 elements/);
+  });
+});

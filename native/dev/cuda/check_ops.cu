@@ -292,6 +292,34 @@ static void test_linear() {
     got.erase(got.begin());
     validate("linear_forward misaligned y and bias (21,13,40)", got, ref, 1e-6, 1e-5, absref, 2e-6);
   }
+  // linear_backward_weight: dw = dy^T x and db = the column sums of dy, inside the same GEMM (its
+  // A operand's row sums): one tile, several m tiles, k split over many samples, no inputs (k = 0),
+  // an empty batch (m = 0).
+  std::printf("\n== linear_backward_weight\n");
+  const std::vector<Case> back = {{1, 1, 1}, {7, 3, 5}, {64, 100, 800}, {1000, 10, 100}, {5000, 3, 7},
+                                  {33, 200, 9}, {9, 4, 0}, {0, 5, 3}};
+  for (const Case& c : back) {  // (m, n, k) of the dense layer: m samples, n outputs, k inputs
+    const Vec dy = randn(c.m * c.n), x = randn(c.m * c.k);
+    DVec dw, dwabs, db(c.n, 0.0), dbabs(c.n, 0.0);
+    gemm_ref(true, false, c.n, c.k, c.m, 1.0, dy, x, 0.0, Vec(c.n * c.k), dw, dwabs);
+    for (int64_t i = 0; i < c.m * c.n; ++i) {
+      db[i % c.n] += dy[i];
+      dbabs[i % c.n] += std::fabs(dy[i]);
+    }
+    DevBuf dDY(dy), dX(x), dDW(c.n * c.k), dDW2(c.n * c.k), dDW3(c.n * c.k), dDB(c.n), dDB2(c.n);
+    dDW.poison();
+    dDB.poison();
+    cu::linear_backward_weight(c.m, c.n, c.k, dDY.get(), dX.get(), dDW.get(), dDB.get());
+    cu::linear_backward_weight(c.m, c.n, c.k, dDY.get(), dX.get(), dDW2.get(), dDB2.get());
+    cu::linear_backward_weight(c.m, c.n, c.k, dDY.get(), dX.get(), dDW3.get(), nullptr);
+    const std::string name = "linear_backward_weight " + shape_str({c.m, c.n, c.k});
+    const Vec gw = dDW.download(), gb = dDB.download();
+    validate(name + " dw", gw, dw, 1e-6, 1e-5, dwabs, 2e-6);
+    validate(name + " db", gb, db, 1e-6, 1e-5, dbabs, 2e-6);
+    check_deterministic(name, gw, dDW2.download());
+    check_deterministic(name + " db", gb, dDB2.download());
+    check(same_bits(gw, dDW3.download()), name + ": dw the same without db");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,6 +331,91 @@ static ConvShape conv_shape(int64_t n, int64_t c, int64_t h, int64_t w, int64_t 
   s.oh = (h + 2 * ph - kh) / sh + 1;
   s.ow = (w + 2 * pw - kw) / sw + 1;
   return s;
+}
+
+// The explicit path the convolutions took before the GEMM gathered its patches: im2col (here on
+// the host) into col buffers, then the same GEMMs reading them densely. The gathering GEMM must
+// reproduce it bit for bit: same products, same order.
+static Vec im2col_host(const ConvShape& s, const Vec& x) {
+  const int64_t rows = s.c * s.kh * s.kw, pixels = s.oh * s.ow;
+  Vec col(s.n * rows * pixels);
+  for (int64_t b = 0; b < s.n; ++b)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t pix = 0; pix < pixels; ++pix) {
+        const int64_t c = r / (s.kh * s.kw), dh = r / s.kw % s.kh, dw = r % s.kw;
+        const int64_t ih = pix / s.ow * s.sh + dh - s.ph, iw = pix % s.ow * s.sw + dw - s.pw;
+        const bool inside = ih >= 0 && ih < s.h && iw >= 0 && iw < s.w;
+        col[(b * rows + r) * pixels + pix] = inside ? x[((b * s.c + c) * s.h + ih) * s.w + iw] : 0.0f;
+      }
+  return col;
+}
+
+static Vec conv_forward_explicit(const ConvShape& s, const DevBuf& col, const DevBuf& w, const float* bias) {
+  const int64_t rows = s.c * s.kh * s.kw, grows = rows / s.groups, kg = s.k / s.groups, pixels = s.oh * s.ow;
+  DevBuf y(s.n * s.k * pixels);
+  cu::detail::GemmBatch g;
+  g.m = kg;
+  g.n = pixels;
+  g.k = grows;
+  g.a = w.get();
+  g.lda = grows;
+  g.b = col.get();
+  g.ldb = pixels;
+  g.stride_b = rows * pixels;
+  g.c = y.get();
+  g.ldc = pixels;
+  g.stride_c = s.k * pixels;
+  g.batch = s.n;
+  g.bias = bias;
+  g.bias_per_row = true;
+  // conv2d.cu's gemm_groups: a loop over whichever of groups and samples is shorter.
+  const int64_t da = kg * grows, db = grows * pixels, dc = kg * pixels, dbias = kg;
+  if (s.groups == 1) {
+    cu::detail::gemm_batched(g);
+  } else {
+    const bool loop_groups = s.groups <= s.n;
+    cu::detail::GemmBatch each = g;
+    if (!loop_groups) {
+      each.batch = s.groups;
+      each.stride_a = da;
+      each.stride_b = db;
+      each.stride_c = dc;
+      each.stride_bias = dbias;
+    }
+    for (int64_t i = 0; i < (loop_groups ? s.groups : s.n); ++i) {
+      each.a = g.a + i * (loop_groups ? da : g.stride_a);
+      each.b = g.b + i * (loop_groups ? db : g.stride_b);
+      each.c = g.c + i * (loop_groups ? dc : g.stride_c);
+      if (bias) each.bias = bias + i * (loop_groups ? dbias : g.stride_bias);
+      cu::detail::gemm_batched(each);
+    }
+  }
+  return y.download();
+}
+
+static Vec conv_weight_explicit(const ConvShape& s, const DevBuf& col, const DevBuf& dy) {
+  const int64_t rows = s.c * s.kh * s.kw, grows = rows / s.groups, kg = s.k / s.groups, pixels = s.oh * s.ow;
+  DevBuf dw(s.k * grows);
+  cu::detail::GemmBatch g;
+  g.trans_b = true;
+  g.m = kg;
+  g.n = grows;
+  g.k = pixels;
+  g.a = dy.get();
+  g.lda = pixels;
+  g.stride_a = kg * pixels;
+  g.b = col.get();
+  g.ldb = pixels;
+  g.stride_b = grows * pixels;
+  g.c = dw.get();
+  g.ldc = grows;
+  g.stride_c = kg * grows;
+  g.batch = s.groups;
+  g.terms = s.n;
+  g.term_stride_a = s.k * pixels;
+  g.term_stride_b = rows * pixels;
+  cu::detail::gemm_batched(g);
+  return dw.download();
 }
 
 static void test_conv() {
@@ -325,6 +438,13 @@ static void test_conv() {
       conv_shape(40, 3, 6, 6, 5, 3, 3, 1, 1, 1, 1),     conv_shape(33, 6, 7, 5, 6, 1, 1, 1, 1, 0, 0, 2),
       // Bias gradient over more than 2^18 values per channel: the two-stage reduction.
       conv_shape(3, 1, 300, 300, 2, 1, 1, 1, 1, 0, 0),
+      // The gathered patches: odd sizes with stride 2 and padding from one input channel;
+      // depthwise, strided, with a non-square window; several samples' pixels inside one
+      // forward tile (small planes); the large tile forward (many samples) and backward weight
+      // (many groups); padding wider than the window's reach on one side.
+      conv_shape(7, 1, 9, 11, 5, 3, 3, 2, 2, 1, 1),     conv_shape(3, 12, 13, 7, 12, 3, 5, 2, 1, 2, 1, 12),
+      conv_shape(6, 4, 3, 3, 7, 2, 2, 1, 1, 0, 0),      conv_shape(140, 3, 5, 5, 4, 3, 3, 1, 1, 0, 0),
+      conv_shape(2, 132, 6, 6, 132, 3, 3, 1, 1, 1, 1, 132), conv_shape(2, 3, 4, 5, 4, 2, 3, 3, 2, 3, 2),
   };
   for (int r = 0; r < 3; ++r) {
     const int64_t kh = rand_int(1, 4), kw = rand_int(1, 4), groups = rand_int(1, 3);
@@ -367,7 +487,7 @@ static void test_conv() {
             y[yi] = acc;
             yabs[yi] = aacc;
           }
-    DevBuf dX(x), dW(w), dB(b), dDY(dy);
+    DevBuf dX(x), dW(w), dB(b), dDY(dy), dCol(im2col_host(s, x));
     for (int with_bias = 0; with_bias < 2; ++with_bias) {
       DevBuf dY(yn), dY2(yn);
       dY.poison();
@@ -384,6 +504,8 @@ static void test_conv() {
       const Vec got = dY.download();
       validate("conv2d_forward " + tag + (with_bias ? " +bias" : ""), got, ref, 1e-6, 1e-5, refabs, 2e-6);
       check_deterministic("conv2d_forward " + tag, got, dY2.download());
+      check(same_bits(got, conv_forward_explicit(s, dCol, dW, with_bias ? dB.get() : nullptr)),
+            "conv2d_forward " + tag + ": bitwise equal to the GEMM over an im2col buffer");
     }
     {
       DevBuf dDX(xn), dDX2(xn);
@@ -397,11 +519,22 @@ static void test_conv() {
     {
       DevBuf dDW(wn), dDW2(wn);
       dDW.poison();
-      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW.get());
-      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW2.get());
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW.get(), nullptr);
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW2.get(), nullptr);
       const Vec got = dDW.download();
       validate("conv2d_backward_weight " + tag, got, dw, 1e-6, 1e-5, dwabs, 2e-6);
       check_deterministic("conv2d_backward_weight " + tag, got, dDW2.download());
+      check(same_bits(got, conv_weight_explicit(s, dCol, dDY)),
+            "conv2d_backward_weight " + tag + ": bitwise equal to the GEMM over an im2col buffer");
+      // With the bias gradient as the GEMM's row sums: the same dw, and db.
+      DevBuf dDW3(wn), dDB(s.k), dDB2(s.k);
+      dDB.poison();
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW3.get(), dDB.get());
+      cu::conv2d_backward_weight(s, dX.get(), dDY.get(), dDW2.get(), dDB2.get());
+      check(same_bits(got, dDW3.download()), "conv2d_backward_weight " + tag + " +db: the same dw");
+      const Vec gotb = dDB.download();
+      validate("conv2d_backward_weight " + tag + " db", gotb, db, 1e-6, 1e-5, dbabs, 2e-6);
+      check_deterministic("conv2d_backward_weight " + tag + " db", gotb, dDB2.download());
     }
     {
       DevBuf dDB(s.k), dDB2(s.k);
@@ -1396,7 +1529,7 @@ static void bench() {
     const ConvShape s = conv_shape(64, 20, 26, 26, 50, 5, 5, 1, 1, 0, 0);
     DevBuf x(randn(64 * 20 * 26 * 26)), w(randn(50 * 20 * 25)), y(64 * 50 * s.oh * s.ow), dw(50 * 20 * 25);
     const float f = time_ms([&] { cu::conv2d_forward(s, x.get(), w.get(), nullptr, y.get()); }, 20);
-    const float bw = time_ms([&] { cu::conv2d_backward_weight(s, x.get(), y.get(), dw.get()); }, 20);
+    const float bw = time_ms([&] { cu::conv2d_backward_weight(s, x.get(), y.get(), dw.get(), nullptr); }, 20);
     std::printf("conv2d x(64,20,26,26) w(50,20,5,5): forward %.3f ms, backward weight %.3f ms\n", f, bw);
   }
 }
