@@ -343,10 +343,11 @@ void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float
   backward_infer(s, x, y, dy, gamma, mean, var, eps, dx, dgamma, dbeta);
 }
 
-// Batch norm + ReLU + average pooling. On the CPU the chain runs as its parts through a buffer
-// from the host caching allocator (no fresh pages per call, no tensor for the activation), so the
-// results are the unfused ops' by construction. Backward recomputes the ReLU's output from x and
-// the saved statistics with forward's own arithmetic instead of reading a stored one.
+// Batch norm + ReLU + average pooling. On the CPU the forward runs as its parts through a buffer
+// from the host caching allocator (no fresh pages per call, no tensor for the activation), so its
+// results are the unfused ops' by construction. Backward forms the masked, unpooled gradient in
+// one pass over x (pooled_relu_gradient) and hands it to batch norm's backward: no activation is
+// stored or read back.
 namespace {
 
 // A block of the host caching allocator for the lifetime of a scope.
@@ -364,6 +365,41 @@ class PooledBuffer {
 
 BnShape planes_of(const PoolShape& p) { return {p.n, p.c, p.h * p.w}; }
 
+
+
+// The gradient reaching the batch norm from the pooled gradient dy, in one pass over x: a pixel of
+// window (i, j) gets dy[i, j] / area (avgpool2d_backward's product) where the ReLU's output,
+// recomputed with affine's expression, is positive, and 0 elsewhere: what the unfused chain hands
+// to batch norm + ReLU's backward once its mask is applied, without the activation in memory.
+void pooled_relu_gradient(const PoolShape& p, const float* x, const float* dy, const float* hi, const float* lo,
+                          const float* scale, const float* shift, float* grad) {
+  const float inv_area = 1.0f / float(p.kh * p.kw);
+  const int64_t plane = p.h * p.w;
+  parallel_range(p.n * p.c, std::max<int64_t>(1, kElementwiseGrain / plane), [&](int64_t first, int64_t last) {
+    for (int64_t pl = first; pl < last; ++pl) {
+      const int64_t ch = pl % p.c;
+      const float mh = hi[ch], ml = lo[ch], k = scale[ch], b = shift[ch];
+      const float* in = x + pl * plane;
+      const float* g = dy + pl * p.oh * p.ow;
+      float* out = grad + pl * plane;
+      // Window rows: the pooled gradient spread over the row, then masked where the ReLU's output is
+      // not positive (two plain loops the compiler vectorizes). Pixels no window covers get 0.
+      for (int64_t i = 0; i < p.oh * p.kh; ++i) {
+        const float* gi = g + (i / p.kh) * p.ow;
+        const float* xi = in + i * p.w;
+        float* row = out + i * p.w;
+        for (int64_t oj = 0; oj < p.ow; ++oj) {
+          const float d = gi[oj] * inv_area;
+          for (int64_t q = 0; q < p.kw; ++q) row[oj * p.kw + q] = d;
+        }
+        std::fill(row + p.ow * p.kw, row + p.w, 0.0f);
+        for (int64_t j = 0; j < p.w; ++j) row[j] = activate<true>(((xi[j] - mh) - ml) * k + b) > 0.0f ? row[j] : 0.0f;
+      }
+      std::fill(out + p.oh * p.kh * p.w, out + plane, 0.0f);
+    }
+  });
+}
+
 }  // namespace
 
 void batchnorm_relu_pool_forward_train(const PoolShape& p, const float* x, const float* gamma, const float* beta,
@@ -379,12 +415,11 @@ void batchnorm_relu_pool_backward_train(const PoolShape& p, const float* x, cons
                                         const float* beta, const float* save_mean, const float* save_mean_lo,
                                         const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
   const BnShape s = planes_of(p);
-  PooledBuffer activation(s.n * s.c * s.l), grad(s.n * s.c * s.l);
+  PooledBuffer grad(s.n * s.c * s.l);
   std::vector<float> scale(s.c);
   for (int64_t ch = 0; ch < s.c; ++ch) scale[ch] = gamma[ch] * save_invstd[ch];  // forward_train's
-  affine_relu(true, s, x, save_mean, save_mean_lo, scale.data(), beta, activation.get());
-  avgpool2d_backward(p, dy, grad.get());
-  backward_train(s, x, activation.get(), grad.get(), gamma, save_mean, save_mean_lo, save_invstd, dx, dgamma, dbeta);
+  pooled_relu_gradient(p, x, dy, save_mean, save_mean_lo, scale.data(), beta, grad.get());
+  backward_train(s, x, nullptr, grad.get(), gamma, save_mean, save_mean_lo, save_invstd, dx, dgamma, dbeta);
 }
 
 }  // namespace kg::cpu
