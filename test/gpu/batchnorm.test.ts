@@ -194,3 +194,26 @@ describeGpu('GPU batch norm + ReLU + average pooling, fused', () => {
     gpu.grads.forEach((g, i) => expect(bitwiseEqual(g as Float32Array, gpuChain.grads[i] as Float32Array)).toBe(true));
   });
 });
+
+describeGpu('GPU batch norm: launches', () => {
+  /** Kernel launches of a training forward, and of its backward. */
+  function launches(shape: number[]): { forward: number; backward: number } {
+    const c = shape[1];
+    const x = kg.tensor(normal(numel(shape), 81), shape, { device: 'cuda' }).attachGrad();
+    const gamma = kg.ones([c], { device: 'cuda' }).attachGrad();
+    const beta = kg.zeros([c], { device: 'cuda' }).attachGrad();
+    const stats = { runningMean: kg.zeros([c], { device: 'cuda' }), runningVar: kg.ones([c], { device: 'cuda' }) };
+    const head = kg.tensor(normal(numel(shape), 82), shape, { device: 'cuda' });
+    const before = kg.cuda.counters().kernelLaunches;
+    const y = kg.autograd.record(() => F.batchNorm(x, gamma, beta, { training: true, ...stats }));
+    const forward = kg.cuda.counters().kernelLaunches - before;
+    y.backward(head);
+    return { forward, backward: kg.cuda.counters().kernelLaunches - before - forward };
+  }
+
+  test('a layer with one block per channel is one kernel each way, a large one two', () => {
+    expect(launches([8, 6, 5, 5])).toEqual({ forward: 1, backward: 1 });
+    expect(launches([300, 5])).toEqual({ forward: 1, backward: 1 });
+    expect(launches([64, 4, 26, 26])).toEqual({ forward: 2, backward: 2 });
+  });
+});
