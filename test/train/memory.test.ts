@@ -21,11 +21,11 @@ test('RSS does not grow over 200 CPU training steps on one batch', () => {
   expect(growth).toBeLessThan(64);
 });
 
-test('RSS stays flat over 5,000 synchronous tidy’d steps that never yield to the event loop', () => {
+test('RSS stays flat over 12,000 synchronous tidy’d steps that never yield to the event loop', () => {
   // A fresh process: nothing else of the test runner allocates meanwhile, and no event loop turn
   // can run finalizers until the loop is over.
   const child = path.join(__dirname, 'rss-child.ts');
-  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', child, '5000', '1000'], {
+  const r = spawnSync(process.execPath, ['-r', 'ts-node/register/transpile-only', child, '12000', '2000'], {
     cwd: path.resolve(__dirname, '../..'),
     encoding: 'utf8',
     timeout: 120_000,
@@ -33,8 +33,9 @@ test('RSS stays flat over 5,000 synchronous tidy’d steps that never yield to t
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   const { rssWarm, rssEnd } = JSON.parse(r.stdout) as { rssWarm: number; rssEnd: number };
-  const perStep = (rssEnd - rssWarm) / 4000;
-  // Before, each step left ~10 KB behind here (39 MB over the 4,000 steps measured); now ~32
-  // bytes. Flat means under 256 bytes a step, room for the V8 heap settling.
+  const perStep = (rssEnd - rssWarm) / 10000;
+  // Before, each step left ~10 KB behind here (39 MB over 4,000 steps); now the RSS grows by a few
+  // hundred KB in all as V8's heap settles (more on Node 22 and on a busy machine), whatever the
+  // number of steps: over 10,000 steps that was 13-26 bytes a step here, idle. Flat means under 256.
   expect(perStep).toBeLessThan(256);
 }, 130_000);
