@@ -109,7 +109,8 @@ export class DeferredChecks {
 
 function stepError(kind: number, channel: number, layer: number, description: string): NonFiniteError {
   const where = `batchNorm: channel ${channel} of batch-norm layer ${layer + 1} of the step (${description})`;
-  const after = '; found when the step\'s loss was read, after its updates were applied';
+  // The parameters and the other channels' running statistics were updated; this channel's were not.
+  const after = '; found when the step\'s loss was read, after the step\'s updates were applied (but not to this channel\'s running statistics)';
   switch (kind) {
     case 1:
       return new NonFiniteError(`${where} has a non-finite batch mean: the batch holds NaN or infinite values${after}`);

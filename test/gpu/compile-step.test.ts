@@ -187,7 +187,8 @@ describeGpu('kg.train.compileStep on CUDA', () => {
     expect(() => step.flush()).toThrow(
       new kg.NonFiniteError(
         'batchNorm: channel 2 of batch-norm layer 1 of the step (x [5, 3], eps 0.00001) has a non-finite batch mean: ' +
-          "the batch holds NaN or infinite values; found when the step's loss was read, after its updates were applied",
+          "the batch holds NaN or infinite values; found when the step's loss was read, after the step's updates were applied " +
+          "(but not to this channel's running statistics)",
       ),
     );
     // The step ran as a replay, and the failing channel kept its running statistics.
