@@ -10,7 +10,7 @@ import { Tensor } from '../tensor';
 import { checkFinite, checkSameDevice, checkTensor } from './check';
 import { ones, zeros } from './creation';
 import { avgPool2d } from './conv';
-import { deferredChecks } from './deferred-checks';
+import { deferredChecks, statusProblem } from './deferred-checks';
 
 const ACCEPTED = 'dense (batch, features) or 2-D convolution (batch, channels, height, width) input';
 
@@ -213,25 +213,13 @@ function normalize(
  * channel's running statistics alone and updated the others'. Reads C values back, which on a GPU
  * waits for the forward kernel.
  */
-function checkBatchStatistics(op: string, x: Tensor, eps: number, status: Tensor, mean: Tensor, tracked: boolean): void {
+function checkBatchStatistics(op: string, x: Tensor, eps: number, status: Tensor, saveMean: Tensor, tracked: boolean): void {
   const kinds = status.toArray();
   const ch = kinds.findIndex((kind) => kind !== 0);
   if (ch < 0) return;
-  const where = `${op}: channel ${ch} of x ${formatShape(x.shape)}`;
   const kept = tracked ? `; channel ${ch}'s running statistics were left unchanged (the other channels' were updated)` : '';
-  switch (kinds[ch]) {
-    case 1:
-      throw new NonFiniteError(`${where} has a batch mean of ${mean.toArray()[ch]}: the batch holds NaN or infinite values${kept}`);
-    case 2:
-      throw new NonFiniteError(`${where} has zero variance and eps is ${eps}, so it cannot be normalized; use eps > 0${kept}`);
-    case 3:
-      // invstd 0 means a variance that overflowed where it was computed: the output would be beta.
-      throw new NonFiniteError(`${where} has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down${kept}`);
-    default:
-      throw new NonFiniteError(
-        `${where} has a variance too large for float32 (values of magnitude near 1e38), which the running variance cannot hold${kept}`,
-      );
-  }
+  const mean = kinds[ch] === 1 ? saveMean.toArray()[ch] : undefined;
+  throw new NonFiniteError(`${op}: channel ${ch} of x ${formatShape(x.shape)} ${statusProblem(kinds[ch], eps, mean)}${kept}`);
 }
 
 function batchNormInference(

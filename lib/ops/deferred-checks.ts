@@ -111,15 +111,25 @@ function stepError(kind: number, channel: number, layer: number, description: st
   const where = `batchNorm: channel ${channel} of batch-norm layer ${layer + 1} of the step (${description})`;
   // The parameters and the other channels' running statistics were updated; this channel's were not.
   const after = '; found when the step\'s loss was read, after the step\'s updates were applied (but not to this channel\'s running statistics)';
+  // Zero variance is a failure only with eps 0 (invstd is infinite then).
+  return new NonFiniteError(`${where} ${statusProblem(kind, 0)}${after}`);
+}
+
+/**
+ * What a channel's batch-norm status word (kg/batchnorm_update.h) says of it, in the same words
+ * whether the check runs at once (naming the batch mean, when given) or a step late.
+ */
+export function statusProblem(kind: number, eps: number, mean?: number): string {
   switch (kind) {
     case 1:
-      return new NonFiniteError(`${where} has a non-finite batch mean: the batch holds NaN or infinite values${after}`);
+      return `${mean === undefined ? 'has a non-finite batch mean' : `has a batch mean of ${mean}`}: the batch holds NaN or infinite values`;
     case 2:
-      return new NonFiniteError(`${where} has zero variance and eps is 0, so it cannot be normalized; use eps > 0${after}`);
+      return `has zero variance and eps is ${eps}, so it cannot be normalized; use eps > 0`;
     case 3:
-      return new NonFiniteError(`${where} has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down${after}`);
+      // invstd 0 means a variance that overflowed where it was computed: the output would be beta.
+      return 'has a variance too large for float32 to normalize (values of magnitude near 1e38); scale the input down';
     default:
-      return new NonFiniteError(`${where} has a variance too large for float32 (values of magnitude near 1e38), which the running variance cannot hold${after}`);
+      return 'has a variance too large for float32 (values of magnitude near 1e38), which the running variance cannot hold';
   }
 }
 

@@ -69,39 +69,60 @@ BnRunningUpdate running_update(const Args& a, size_t at, const BnShape& s, std::
   return u;
 }
 
-// batchNorm[Relu]ForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveMeanLo, saveInvstd, batchVar | null,
-//                             ...running_update's arguments)
-template <bool Relu>
-Napi::Value forward_train(const Napi::CallbackInfo& info) {
-  Args a(info, name_of(Relu, "batchNormForwardTrain", "batchNormReluForwardTrain"), 18);
-  BnShape s = bn_shape(a, 0);
+// What every training forward binding takes after its shape: x, gamma, beta, eps, y, saveMean,
+// saveMeanLo, saveInvstd, batchVar | null, then running_update's arguments; checked (x and y of the
+// given sizes, the per-channel storages of s.c elements, everything on one device) and read.
+struct ForwardTrainArgs {
+  Device device;
+  const float *x, *gamma, *beta;
+  float eps;
+  float *y, *mean, *mean_lo, *invstd, *var;
+  BnRunningUpdate update;
+};
+ForwardTrainArgs forward_train_args(const Args& a, const BnShape& s, std::initializer_list<int64_t> x_sizes,
+                                    std::initializer_list<int64_t> y_sizes) {
   Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta");
-  float eps = a.f32(4, "eps");
+  const float eps = a.f32(4, "eps");
   Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &mean_lo = a.storage(7, "saveMeanLo"),
           &invstd = a.storage(8, "saveInvstd");
   Storage* var = a.optional_storage(9, "batchVar");
-  int64_t numel = a.numel({s.n, s.c, s.l}, "x");
-  a.expect_numel(x, numel, "x");
-  a.expect_numel(y, numel, "y");
+  a.expect_numel(x, x_sizes, "x");
+  a.expect_numel(y, y_sizes, "y");
   for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
                           {&mean_lo, "saveMeanLo"}, {&invstd, "saveInvstd"}}) {
     a.expect_numel(*st, s.c, name);
   }
   if (var) a.expect_numel(*var, s.c, "batchVar");
   std::vector<const Storage*> storages{&x, &gamma, &beta, &y, &mean, &mean_lo, &invstd, var};
-  const BnRunningUpdate u = running_update(a, 10, s, storages);
-  Device d = a.same_device(storages);
-  float* var_data = var ? var->data("batchVar") : nullptr;
+  const BnRunningUpdate update = running_update(a, 10, s, storages);
+  const Device device = a.same_device(storages);
+  return ForwardTrainArgs{device,
+                          x.data("x"),
+                          gamma.data("gamma"),
+                          beta.data("beta"),
+                          eps,
+                          y.data("y"),
+                          mean.data("saveMean"),
+                          mean_lo.data("saveMeanLo"),
+                          invstd.data("saveInvstd"),
+                          var ? var->data("batchVar") : nullptr,
+                          update};
+}
+
+// batchNorm[Relu]ForwardTrain(shape, x, gamma, beta, eps, y, saveMean, saveMeanLo, saveInvstd, batchVar | null,
+//                             ...running_update's arguments)
+template <bool Relu>
+Napi::Value forward_train(const Napi::CallbackInfo& info) {
+  Args a(info, name_of(Relu, "batchNormForwardTrain", "batchNormReluForwardTrain"), 18);
+  BnShape s = bn_shape(a, 0);
+  const ForwardTrainArgs t = forward_train_args(a, s, {s.n, s.c, s.l}, {s.n, s.c, s.l});
   if constexpr (Relu) {
-    KG_RUN(a, d,
-           batchnorm_relu_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
-                                        mean.data("saveMean"), mean_lo.data("saveMeanLo"),
-                                        invstd.data("saveInvstd"), var_data, u));
+    KG_RUN(a, t.device,
+           batchnorm_relu_forward_train(s, t.x, t.gamma, t.beta, t.eps, t.y, t.mean, t.mean_lo, t.invstd, t.var,
+                                        t.update));
   } else {
-    KG_RUN(a, d,
-           batchnorm_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
-                                   mean.data("saveMean"), mean_lo.data("saveMeanLo"), invstd.data("saveInvstd"),
-                                   var_data, u));
+    KG_RUN(a, t.device,
+           batchnorm_forward_train(s, t.x, t.gamma, t.beta, t.eps, t.y, t.mean, t.mean_lo, t.invstd, t.var, t.update));
   }
   return info.Env().Undefined();
 }
@@ -235,25 +256,11 @@ PoolShape fused_pool_shape(const Args& a, size_t i) {
 Napi::Value pool_forward_train(const Napi::CallbackInfo& info) {
   Args a(info, "batchNormReluPoolForwardTrain", 18);
   PoolShape s = fused_pool_shape(a, 0);
-  Storage &x = a.storage(1, "x"), &gamma = a.storage(2, "gamma"), &beta = a.storage(3, "beta");
-  float eps = a.f32(4, "eps");
-  Storage &y = a.storage(5, "y"), &mean = a.storage(6, "saveMean"), &mean_lo = a.storage(7, "saveMeanLo"),
-          &invstd = a.storage(8, "saveInvstd");
-  Storage* var = a.optional_storage(9, "batchVar");
-  a.expect_numel(x, {s.n, s.c, s.h, s.w}, "x");
-  a.expect_numel(y, {s.n, s.c, s.oh, s.ow}, "y");
-  for (auto [st, name] : {std::pair{&gamma, "gamma"}, {&beta, "beta"}, {&mean, "saveMean"},
-                          {&mean_lo, "saveMeanLo"}, {&invstd, "saveInvstd"}}) {
-    a.expect_numel(*st, s.c, name);
-  }
-  if (var) a.expect_numel(*var, s.c, "batchVar");
-  std::vector<const Storage*> storages{&x, &gamma, &beta, &y, &mean, &mean_lo, &invstd, var};
-  const BnRunningUpdate u = running_update(a, 10, BnShape{s.n, s.c, s.h * s.w}, storages);
-  Device d = a.same_device(storages);
-  KG_RUN(a, d,
-         batchnorm_relu_pool_forward_train(s, x.data("x"), gamma.data("gamma"), beta.data("beta"), eps, y.data("y"),
-                                           mean.data("saveMean"), mean_lo.data("saveMeanLo"),
-                                           invstd.data("saveInvstd"), var ? var->data("batchVar") : nullptr, u));
+  const ForwardTrainArgs t =
+      forward_train_args(a, BnShape{s.n, s.c, s.h * s.w}, {s.n, s.c, s.h, s.w}, {s.n, s.c, s.oh, s.ow});
+  KG_RUN(a, t.device,
+         batchnorm_relu_pool_forward_train(s, t.x, t.gamma, t.beta, t.eps, t.y, t.mean, t.mean_lo, t.invstd, t.var,
+                                           t.update));
   return info.Env().Undefined();
 }
 
