@@ -34,6 +34,7 @@
 #include "host_allocator.h"
 #include "kg/ops.h"
 #include "parallel.h"
+#include "simd.h"
 
 namespace kg::cpu {
 namespace {
@@ -124,27 +125,73 @@ inline float through_relu(const float* dy, const float* relu_y, int64_t i) {
   return y > 0.0f ? d : 0.0f;
 }
 
+// The elementwise passes below work on one contiguous run of a channel, or on one row of an (n, c)
+// matrix with per-column constants, and are compiled twice (KG_MULTIVERSION, simd.h): for AVX2 +
+// FMA and for the baseline. A layer that fits in the cache runs them at the speed of the
+// arithmetic, where the baseline's 4-wide SSE code took twice as long as PyTorch's AVX2.
+//
+// batch norm's output, ((x - hi) - lo) * k + b. Every pass that evaluates it -- the forward and
+// the ReLU mask that the pooled backward recomputes -- calls this in a multiversioned function, so
+// that the clone contracts it into the same FMA everywhere and the mask agrees with the forward
+// bit for bit.
+inline float normalized(float x, float mh, float ml, float k, float b) { return ((x - mh) - ml) * k + b; }
+
+// y = act(normalized(x)) over one run of channel constants (mh, ml, k, b).
+KG_MULTIVERSION void affine_run(bool relu, const float* x, int64_t len, float mh, float ml, float k, float b,
+                                float* y) {
+  if (relu) {
+    for (int64_t i = 0; i < len; ++i) y[i] = activate<true>(normalized(x[i], mh, ml, k, b));
+  } else {
+    for (int64_t i = 0; i < len; ++i) y[i] = normalized(x[i], mh, ml, k, b);
+  }
+}
+
+// The same over one row of c channels.
+KG_MULTIVERSION void affine_row(bool relu, const float* x, int64_t c, const float* hi, const float* lo,
+                                const float* scale, const float* shift, float* y) {
+  if (relu) {
+    for (int64_t j = 0; j < c; ++j) y[j] = activate<true>(normalized(x[j], hi[j], lo[j], scale[j], shift[j]));
+  } else {
+    for (int64_t j = 0; j < c; ++j) y[j] = normalized(x[j], hi[j], lo[j], scale[j], shift[j]);
+  }
+}
+
 // y = act(((x - hi[ch]) - lo[ch]) * scale[ch] + shift[ch]), the mean given as the pair (hi, lo)
-template <bool Relu = false>
-void affine(const BnShape& s, const float* x, const float* hi, const float* lo, const float* scale,
-            const float* shift, float* y) {
+void affine_relu(bool relu, const BnShape& s, const float* x, const float* hi, const float* lo, const float* scale,
+                 const float* shift, float* y) {
   for_each_block(
       s,
       [&](int64_t off, int64_t len, int64_t ch) {
-        const float mh = hi[ch], ml = lo[ch], k = scale[ch], b = shift[ch];
-        for (int64_t i = off; i < off + len; ++i) y[i] = activate<Relu>(((x[i] - mh) - ml) * k + b);
+        affine_run(relu, x + off, len, hi[ch], lo[ch], scale[ch], shift[ch], y + off);
       },
-      [&](int64_t off) {
-        for (int64_t j = 0; j < s.c; ++j) {
-          y[off + j] = activate<Relu>(((x[off + j] - hi[j]) - lo[j]) * scale[j] + shift[j]);
-        }
-      });
+      [&](int64_t off) { affine_row(relu, x + off, s.c, hi, lo, scale, shift, y + off); });
 }
 
-void affine_relu(bool relu, const BnShape& s, const float* x, const float* hi, const float* lo, const float* scale,
-                 const float* shift, float* y) {
-  if (relu) affine<true>(s, x, hi, lo, scale, shift, y);
-  else affine<false>(s, x, hi, lo, scale, shift, y);
+// Backward's dx = k * ((g - a) - ((x - mh) - ml) * b), g = dy, or dy masked where relu_y > 0 when
+// relu_y is given; over one run of channel constants.
+KG_MULTIVERSION void input_grad_run(const float* x, const float* dy, const float* relu_y, int64_t len, float mh,
+                                    float ml, float k, float a, float b, float* dx) {
+  if (relu_y) {
+    for (int64_t i = 0; i < len; ++i) dx[i] = k * ((through_relu(dy, relu_y, i) - a) - ((x[i] - mh) - ml) * b);
+  } else {
+    for (int64_t i = 0; i < len; ++i) dx[i] = k * ((dy[i] - a) - ((x[i] - mh) - ml) * b);
+  }
+}
+
+// The same over one row of c channels.
+KG_MULTIVERSION void input_grad_row(const float* x, const float* dy, const float* relu_y, int64_t c, const float* hi,
+                                    const float* lo, const float* k, const float* a, const float* b, float* dx) {
+  for (int64_t j = 0; j < c; ++j) {
+    const float g = relu_y ? through_relu(dy, relu_y, j) : dy[j];
+    dx[j] = k[j] * ((g - a[j]) - ((x[j] - hi[j]) - lo[j]) * b[j]);
+  }
+}
+
+// dx = g * k, g as in input_grad_run: backward with fixed statistics, through the fused ReLU; k
+// one constant for the run (stride 0) or one per element of a row (stride 1).
+KG_MULTIVERSION void masked_scale(const float* dy, const float* relu_y, int64_t len, const float* k, int64_t k_stride,
+                                  float* dx) {
+  for (int64_t i = 0; i < len; ++i) dx[i] = through_relu(dy, relu_y, i) * k[i * k_stride];
 }
 
 // Per channel: sdy = sum dy and sdyx = sum dy * (x - mean), the sums both backward forms need.
@@ -252,20 +299,12 @@ void backward_train(const BnShape& s, const float* x, const float* relu_y, const
   for_each_block(
       s,
       [&](int64_t off, int64_t len, int64_t ch) {
-        const float mh = save_mean[ch], ml = save_mean_lo[ch], kk = k[ch], aa = a[ch], bb = b[ch];
-        if (relu_y) {
-          for (int64_t i = off; i < off + len; ++i) {
-            dx[i] = kk * ((through_relu(dy, relu_y, i) - aa) - ((x[i] - mh) - ml) * bb);
-          }
-        } else {
-          for (int64_t i = off; i < off + len; ++i) dx[i] = kk * ((dy[i] - aa) - ((x[i] - mh) - ml) * bb);
-        }
+        input_grad_run(x + off, dy + off, relu_y ? relu_y + off : nullptr, len, save_mean[ch], save_mean_lo[ch], k[ch],
+                       a[ch], b[ch], dx + off);
       },
       [&](int64_t off) {
-        for (int64_t j = 0; j < c; ++j) {
-          const float g = relu_y ? through_relu(dy, relu_y, off + j) : dy[off + j];
-          dx[off + j] = k[j] * ((g - a[j]) - ((x[off + j] - save_mean[j]) - save_mean_lo[j]) * b[j]);
-        }
+        input_grad_row(x + off, dy + off, relu_y ? relu_y + off : nullptr, c, save_mean, save_mean_lo, k.data(),
+                       a.data(), b.data(), dx + off);
       });
 }
 
@@ -285,18 +324,13 @@ void backward_infer(const BnShape& s, const float* x, const float* relu_y, const
   }
   if (!dx) return;
   if (!relu_y) {
-    affine(s, dy, zero.data(), zero.data(), scale.data(), zero.data(), dx);
+    affine_relu(false, s, dy, zero.data(), zero.data(), scale.data(), zero.data(), dx);
     return;
   }
   for_each_block(
       s,
-      [&](int64_t off, int64_t len, int64_t ch) {
-        const float k = scale[ch];
-        for (int64_t i = off; i < off + len; ++i) dx[i] = through_relu(dy, relu_y, i) * k;
-      },
-      [&](int64_t off) {
-        for (int64_t j = 0; j < c; ++j) dx[off + j] = through_relu(dy, relu_y, off + j) * scale[j];
-      });
+      [&](int64_t off, int64_t len, int64_t ch) { masked_scale(dy + off, relu_y + off, len, &scale[ch], 0, dx + off); },
+      [&](int64_t off) { masked_scale(dy + off, relu_y + off, c, scale.data(), 1, dx + off); });
 }
 
 }  // namespace
@@ -365,12 +399,34 @@ class PooledBuffer {
 
 BnShape planes_of(const PoolShape& p) { return {p.n, p.c, p.h * p.w}; }
 
-
-
 // The gradient reaching the batch norm from the pooled gradient dy, in one pass over x: a pixel of
 // window (i, j) gets dy[i, j] / area (avgpool2d_backward's product) where the ReLU's output,
-// recomputed with affine's expression, is positive, and 0 elsewhere: what the unfused chain hands
-// to batch norm + ReLU's backward once its mask is applied, without the activation in memory.
+// recomputed as the forward computed it (normalized()), is positive, and 0 elsewhere: what the
+// unfused chain hands to batch norm + ReLU's backward once its mask is applied, without the
+// activation in memory. One plane (x `in`, pooled gradient g) per call, with its channel's constants.
+KG_MULTIVERSION void pooled_relu_gradient_plane(const PoolShape& p, const float* in, const float* g, float inv_area,
+                                                float mh, float ml, float k, float b, float* out) {
+  // The window rows: the pooled gradient spread over each row (2-wide windows, the usual pool, as
+  // a loop the compiler vectorizes), pixels no window covers 0; then one pass masks the whole
+  // covered area, contiguous in the plane, where the ReLU's output is not positive.
+  const int64_t covered = p.oh * p.kh * p.w;
+  for (int64_t i = 0; i < p.oh * p.kh; ++i) {
+    const float* gi = g + (i / p.kh) * p.ow;
+    float* row = out + i * p.w;
+    if (p.kw == 2) {
+      for (int64_t oj = 0; oj < p.ow; ++oj) row[2 * oj] = row[2 * oj + 1] = gi[oj] * inv_area;
+    } else {
+      for (int64_t oj = 0; oj < p.ow; ++oj) {
+        const float d = gi[oj] * inv_area;
+        for (int64_t q = 0; q < p.kw; ++q) row[oj * p.kw + q] = d;
+      }
+    }
+    std::fill(row + p.ow * p.kw, row + p.w, 0.0f);
+  }
+  for (int64_t j = 0; j < covered; ++j) out[j] = activate<true>(normalized(in[j], mh, ml, k, b)) > 0.0f ? out[j] : 0.0f;
+  std::fill(out + covered, out + p.h * p.w, 0.0f);
+}
+
 void pooled_relu_gradient(const PoolShape& p, const float* x, const float* dy, const float* hi, const float* lo,
                           const float* scale, const float* shift, float* grad) {
   const float inv_area = 1.0f / float(p.kh * p.kw);
@@ -378,24 +434,8 @@ void pooled_relu_gradient(const PoolShape& p, const float* x, const float* dy, c
   parallel_range(p.n * p.c, std::max<int64_t>(1, kElementwiseGrain / plane), [&](int64_t first, int64_t last) {
     for (int64_t pl = first; pl < last; ++pl) {
       const int64_t ch = pl % p.c;
-      const float mh = hi[ch], ml = lo[ch], k = scale[ch], b = shift[ch];
-      const float* in = x + pl * plane;
-      const float* g = dy + pl * p.oh * p.ow;
-      float* out = grad + pl * plane;
-      // Window rows: the pooled gradient spread over the row, then masked where the ReLU's output is
-      // not positive (two plain loops the compiler vectorizes). Pixels no window covers get 0.
-      for (int64_t i = 0; i < p.oh * p.kh; ++i) {
-        const float* gi = g + (i / p.kh) * p.ow;
-        const float* xi = in + i * p.w;
-        float* row = out + i * p.w;
-        for (int64_t oj = 0; oj < p.ow; ++oj) {
-          const float d = gi[oj] * inv_area;
-          for (int64_t q = 0; q < p.kw; ++q) row[oj * p.kw + q] = d;
-        }
-        std::fill(row + p.ow * p.kw, row + p.w, 0.0f);
-        for (int64_t j = 0; j < p.w; ++j) row[j] = activate<true>(((xi[j] - mh) - ml) * k + b) > 0.0f ? row[j] : 0.0f;
-      }
-      std::fill(out + p.oh * p.kh * p.w, out + plane, 0.0f);
+      pooled_relu_gradient_plane(p, x + pl * plane, dy + pl * p.oh * p.ow, inv_area, hi[ch], lo[ch], scale[ch],
+                                 shift[ch], grad + pl * plane);
     }
   });
 }

@@ -141,10 +141,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
   for_each_group(s, [&](const GroupOffsets& o, bool parallel) {
     const float* xg = x + o.x;
     run_gemm(
-        Kg, Q, CKK, parallel,
-        [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {
-          pack_panels<kMR>(dst, w + o.w + i0 * CKK + p0, CKK, 1, rows, kc);
-        },
+        Kg, Q, CKK, parallel, RowMajorA{w + o.w, CKK},
         [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col
           for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
             int64_t off[kNR];

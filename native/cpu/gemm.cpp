@@ -40,13 +40,15 @@ inline __attribute__((always_inline)) void dot_block(int64_t j, int64_t k, float
   v8f acc[M][J] = {};
   int64_t p = 0;
   for (; p + 8 <= k; p += 8) {
+    // Fully unrolled (M * J <= 8), so that the accumulators live in registers: left as a loop,
+    // GCC kept them in memory and each multiply-add waited on a store and a reload.
     v8f a[M];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int i = 0; i < M; ++i) a[i] = load8(A + i * k + p);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < J; ++c) {
       const v8f b = load8(B + (j + c) * k + p);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int i = 0; i < M; ++i) acc[i][c] += a[i] * b;
     }
   }
@@ -63,11 +65,14 @@ inline __attribute__((always_inline)) void dot_block(int64_t j, int64_t k, float
   }
 }
 
+// J outputs at a time: M * J = 8 independent chains of multiply-adds, enough to keep two FMA
+// units busy through their 4-cycle latency (4 chains for a single row left half the time idle).
+// J changes which outputs run together, never an output's own sum.
 template <int M>
 inline __attribute__((always_inline)) void dot_rows(int64_t j0, int64_t j1, int64_t k, float alpha, const float* A,
                                                     const float* B, float beta, const float* bias, float* C,
                                                     int64_t n) {
-  constexpr int J = 4;
+  constexpr int J = 8 / M;
   int64_t j = j0;
   for (; j + J <= j1; j += J) dot_block<M, J>(j, k, alpha, A, B, beta, bias, C, n);
   for (; j < j1; ++j) dot_block<M, 1>(j, k, alpha, A, B, beta, bias, C, n);
@@ -99,18 +104,19 @@ void product(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float al
     });
     return;
   }
-  // op(A)(i, p) = A[i * a_rs + p * a_ps] and op(B)(p, j) = B[p * b_ps + j * b_cs].
-  const int64_t a_rs = transA ? 1 : k, a_ps = transA ? m : 1;
+  // op(B)(p, j) = B[p * b_ps + j * b_cs]; op(A) is row-major (A itself) or A's transpose.
   const int64_t b_cs = transB ? k : 1, b_ps = transB ? 1 : n;
+  const auto pack_b = [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {
+    pack_panels<kNR>(dst, B + j0 * b_cs + p0 * b_ps, b_cs, b_ps, cols, kc);
+  };
+  const DenseStore store{C, n, alpha, beta, bias};
+  if (!transA) return run_gemm(m, n, k, true, RowMajorA{A, k}, pack_b, store);
   run_gemm(
       m, n, k, true,
       [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {
-        pack_panels<kMR>(dst, A + i0 * a_rs + p0 * a_ps, a_rs, a_ps, rows, kc);
+        pack_panels<kMR>(dst, A + i0 + p0 * m, 1, m, rows, kc);
       },
-      [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {
-        pack_panels<kNR>(dst, B + j0 * b_cs + p0 * b_ps, b_cs, b_ps, cols, kc);
-      },
-      DenseStore{C, n, alpha, beta, bias});
+      pack_b, store);
 }
 
 }  // namespace

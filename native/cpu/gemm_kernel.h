@@ -20,4 +20,9 @@ constexpr int64_t kNC = 4096;
 // a (kc x kMR) and b (kc x kNR, 64-byte aligned). acc is overwritten.
 void gemm_micro_kernel(int64_t kc, const float* a, const float* b, float* acc);
 
+// The same with A read in place instead of from a packed panel: a(r, p) = a[r * lda + p] for the
+// tile's rows r < rows (<= kMR). acc's rows from `rows` on hold garbage. Each element of acc gets
+// the same operations as from the packed panel of those rows, so the two agree bit for bit.
+void gemm_micro_kernel_rows(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc);
+
 }  // namespace kg::cpu

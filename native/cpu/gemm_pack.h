@@ -9,7 +9,59 @@
 
 #include "simd.h"
 
+#if defined(__SSE2__)
+#include <xmmintrin.h>
+#endif
+
 namespace kg::cpu {
+
+// dst[p * R + r] = s[r][p] for r < rows, p < kc, where row r (s[r]) is contiguous along p: a
+// transpose. Element by element it costs a scalar load and store per float, which made packing a
+// weight matrix (a convolution's filters, a dense layer's rows) cost as much as multiplying it at
+// small batches. Here 4 rows x 4 steps are transposed in SSE registers (4 loads, 4 stores for
+// 16 floats), a pair of rows as interleaved pairs, and a last odd row element by element.
+template <int R>
+inline void pack_rows_transposed(float* __restrict dst, const float* __restrict src, int64_t rs, int64_t rows,
+                                 int64_t kc) {
+  int64_t r = 0;
+#if defined(__SSE2__)
+  for (; r + 4 <= rows; r += 4) {
+    const float *s0 = src + r * rs, *s1 = s0 + rs, *s2 = s1 + rs, *s3 = s2 + rs;
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+      __m128 a = _mm_loadu_ps(s0 + p), b = _mm_loadu_ps(s1 + p), c = _mm_loadu_ps(s2 + p), d = _mm_loadu_ps(s3 + p);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      float* o = dst + p * R + r;
+      _mm_storeu_ps(o, a);
+      _mm_storeu_ps(o + R, b);
+      _mm_storeu_ps(o + 2 * R, c);
+      _mm_storeu_ps(o + 3 * R, d);
+    }
+    for (; p < kc; ++p) {
+      float* o = dst + p * R + r;
+      o[0] = s0[p], o[1] = s1[p], o[2] = s2[p], o[3] = s3[p];
+    }
+  }
+  for (; r + 2 <= rows; r += 2) {
+    const float *s0 = src + r * rs, *s1 = s0 + rs;
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+      const __m128 a = _mm_loadu_ps(s0 + p), b = _mm_loadu_ps(s1 + p);
+      const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);  // a0 b0 a1 b1, a2 b2 a3 b3
+      float* o = dst + p * R + r;
+      _mm_storel_pi(reinterpret_cast<__m64*>(o), lo);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(o + R), lo);
+      _mm_storel_pi(reinterpret_cast<__m64*>(o + 2 * R), hi);
+      _mm_storeh_pi(reinterpret_cast<__m64*>(o + 3 * R), hi);
+    }
+    for (; p < kc; ++p) dst[p * R + r] = s0[p], dst[p * R + r + 1] = s1[p];
+  }
+#endif
+  for (; r < rows; ++r) {
+    const float* s = src + r * rs;
+    for (int64_t p = 0; p < kc; ++p) dst[p * R + r] = s[p];
+  }
+}
 
 // dst[p * R + r] = src[r * rs + p * ps] for r < rows (<= R), 0 for rows <= r < R.
 template <int R>
@@ -22,10 +74,13 @@ inline void pack_panel(float* __restrict dst, const float* __restrict src, int64
     }
     return;
   }
-  // The other layouts: walk each row along p (contiguous when ps == 1), writing with stride R.
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* s = src + r * rs;
-    for (int64_t p = 0; p < kc; ++p) dst[p * R + r] = s[p * ps];
+  if (ps == 1) {
+    pack_rows_transposed<R>(dst, src, rs, rows, kc);
+  } else {  // the other layouts: walk each row along p, writing with stride R
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* s = src + r * rs;
+      for (int64_t p = 0; p < kc; ++p) dst[p * R + r] = s[p * ps];
+    }
   }
   for (int64_t p = 0; p < kc && rows < R; ++p) {
     for (int64_t r = rows; r < R; ++r) dst[p * R + r] = 0.0f;

@@ -53,6 +53,26 @@ describe('gemm', () => {
     check(rng, false, true, 64, 800, 128, 1, 0); // input gradient
   });
 
+  test('A read in place (few columns of C) and packed (many) give the same bits', () => {
+    // With at most 16 micro-panels of 16 columns the micro-kernel reads a row-major A where it lies;
+    // with more, from packed panels. C's first columns must not depend on how many follow.
+    const rng = new Rng(31);
+    for (const [m, k] of [[13, 300], [50, 500], [1, 7]]) {
+      const few = 16 * 16, many = 16 * 17 + 5;
+      const A = rng.array(m * k), Bmany = rng.array(k * many);
+      const Bfew = new Float32Array(k * few);
+      for (let p = 0; p < k; p++) Bfew.set(Bmany.subarray(p * many, p * many + few), p * few);
+      const [cFew, cMany] = withThreads(1, () => [few, many].map((n) => {
+        const C = empty(m * n, NaN);
+        native.gemm(false, false, m, n, k, 1, store(A), store(n === few ? Bfew : Bmany), 0, C);
+        return C.read();
+      }));
+      const head = new Float32Array(m * few);
+      for (let i = 0; i < m; i++) head.set(cMany.subarray(i * many, i * many + few), i * few);
+      expect(bitwiseEqual(cFew, head)).toBe(true);
+    }
+  });
+
   test('one or two rows times a transposed B (a dense layer at batch 1 or 2): the dot-product path', () => {
     const rng = new Rng(23);
     for (const m of [1, 2]) {
