@@ -32,6 +32,19 @@ inline int available_threads() {
 constexpr int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 namespace detail {
+// Whether a loop of `count` items asked to run `parallel` opens an OpenMP region. Otherwise it runs
+// as a plain loop: even a one-thread region costs the runtime's setup, a good part of a
+// microsecond, which at batch 1 is paid by every kernel of every layer. Inside a region (nested
+// parallelism is off) an inner one would get one thread anyway.
+inline bool opens_region(int64_t count, bool parallel) {
+#ifdef _OPENMP
+  return parallel && count > 1 && !omp_in_parallel();
+#else
+  (void)count, (void)parallel;
+  return false;
+#endif
+}
+
 // Runs f(i), keeping the first exception for `error` instead of letting it leave the region.
 template <class F>
 void run_guarded(F& f, int64_t i, std::exception_ptr& error) {
@@ -50,9 +63,13 @@ void run_guarded(F& f, int64_t i, std::exception_ptr& error) {
 // ranges of i go to each thread (schedule(static)), which keeps per-thread caches warm.
 template <class F>
 void parallel_for(int64_t count, [[maybe_unused]] bool parallel, F&& f) {
+  if (!detail::opens_region(count, parallel)) {
+    for (int64_t i = 0; i < count; ++i) f(i);
+    return;
+  }
   std::exception_ptr error;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (parallel && count > 1)
+#pragma omp parallel for schedule(static)
 #endif
   for (int64_t i = 0; i < count; ++i) detail::run_guarded(f, i, error);
   if (error) std::rethrow_exception(error);
@@ -61,9 +78,13 @@ void parallel_for(int64_t count, [[maybe_unused]] bool parallel, F&& f) {
 // The same with dynamic scheduling, for pieces of uneven cost.
 template <class F>
 void parallel_for_dynamic(int64_t count, [[maybe_unused]] bool parallel, F&& f) {
+  if (!detail::opens_region(count, parallel)) {
+    for (int64_t i = 0; i < count; ++i) f(i);
+    return;
+  }
   std::exception_ptr error;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) if (parallel && count > 1)
+#pragma omp parallel for schedule(dynamic, 1)
 #endif
   for (int64_t i = 0; i < count; ++i) detail::run_guarded(f, i, error);
   if (error) std::rethrow_exception(error);
