@@ -116,15 +116,17 @@ inline int64_t split_runs(const int64_t* offs, int64_t n, int64_t* start) {
 // dst[p * R + r] = base[roff[r] + poff[p]] for r < rows (<= R), 0 beyond: operands whose rows or
 // steps are not evenly strided (a convolution's input or dy seen as one matrix over the batch).
 // Runs of consecutive addresses are copied as blocks, along r (short vector copies; neighbouring
-// pixels or kernel taps) or along p (strided stores), whichever way the runs are longer.
+// pixels or kernel taps) or along p (one scalar load and store per element, the stores strided).
+// Along r wins as soon as its runs average 3 elements or more, even where the runs along p are
+// longer: a run of 5 kernel taps is two overlapping 4-float moves, the same 5 elements along p
+// ten scalar ones (the weight gradient's taps by pixels, which went along p and took 9% of a
+// training step).
 template <int R>
 inline void pack_panel_gather(float* __restrict dst, const float* __restrict base, const int64_t* roff,
                               int64_t rows, const int64_t* poff, int64_t kc) {
   int64_t rstart[R + 1];
   const int64_t rruns = split_runs(roff, rows, rstart);
-  int64_t pruns = 1;
-  for (int64_t p = 1; p < kc; ++p) pruns += poff[p] != poff[p - 1] + 1;
-  if (rows >= 8 * rruns || rows * pruns >= kc * rruns) {  // along r
+  if (rows >= 3 * rruns) {  // along r
     for (int64_t p = 0; p < kc; ++p) {
       const float* s = base + poff[p];
       float* d = dst + p * R;
