@@ -151,6 +151,13 @@ export interface Native {
     m: number, n: number, k: number, x: Storage, w: Storage, bias: Storage | null,
     gamma: Storage | null, beta: Storage | null, mean: Storage | null, variance: Storage | null, eps: number, relu: boolean, y: Storage,
   ): void;
+  /**
+   * Convolution and dense blocks run one after the other as one call (native/cpu/inference_blocks.h);
+   * CPU only. spec: [n, c, h, w, steps, then per step conv (0, k, kh, kw, sh, sw, ph, pw, groups,
+   * bias, bn, eps, relu, pool, pkh, pkw, psh, psw) or dense (1, out, bias, bn, eps, relu)]; weights
+   * per step: w, bias when bias, gamma, beta, mean, var when bn.
+   */
+  inferenceChain(spec: Float64Array, x: Storage, y: Storage, ...weights: Storage[]): void;
   /** argmax receives each window's input position (row * w + col in its plane), as floats. */
   maxPool2dForward(shape: MaxPoolShapeArg, x: Storage, y: Storage, argmax: Storage): void;
   maxPool2dBackward(shape: MaxPoolShapeArg, dy: Storage, argmax: Storage, dx: Storage): void;

@@ -1,29 +1,33 @@
 // Where a Sequential may run a stretch of its layers as one fused inference call instead of layer
 // by layer, on the CPU, with no gradient being recorded: Conv2d followed by any of BatchNorm
 // (normalizing with its moving statistics), ReLU and AvgPool2d, in that order; and Linear followed
-// by any of BatchNorm and ReLU. The fused calls give bitwise the results of the layers one by one
-// (lib/ops/conv-block.ts, lib/ops/dense-block.ts); anything they do not cover -- another device,
+// by any of BatchNorm and ReLU. When a Sequential consists of such blocks alone (and Flatten), it
+// runs as one chain of them, one native call in all (lib/ops/inference-chain.ts). The fused calls
+// give bitwise the results of the layers one by one (lib/ops/conv-block.ts, lib/ops/dense-block.ts);
+// anything they do not cover -- another device,
 // gradients, a subclass with its own forward, shapes that would make a layer throw -- runs layer
 // by layer, so every error still comes from the layer that raises it.
 import { isRecording } from '../autograd/tape';
 import { ConvBlock, convBlockInference, convBlockOutput } from '../ops/conv-block';
 import { DenseBlock, denseBlockInference } from '../ops/dense-block';
+import { ChainStep, inferenceChain } from '../ops/inference-chain';
 import { pair } from '../ops/conv';
 import type { Tensor } from '../tensor';
 import { ReLU } from './activation';
 import { BatchNorm } from './batchnorm';
 import { Conv2d } from './conv2d';
+import { Flatten } from './flatten';
 import { Linear } from './linear';
 import type { Module } from './module';
 import { AvgPool2d } from './pooling';
 
-/** Runs the convolution block that starts at layers[i] on x if it can be fused: its output and how many layers it took. */
-export function runConvBlock(layers: readonly Module[], i: number, x: Tensor): { y: Tensor; layers: number } | null {
+/** The convolution block that starts at layers[i], for an input of shape x, if it can be fused: the block and how many layers it takes. */
+function convBlockAt(layers: readonly Module[], i: number, x: readonly number[]): { block: ConvBlock; layers: number } | null {
   const conv = layers[i];
   // Exact classes only, so that a subclass's own forward is never bypassed.
-  if (conv.constructor !== Conv2d || isRecording() || x.device !== 'cpu') return null;
+  if (conv.constructor !== Conv2d) return null;
   const c = conv as Conv2d;
-  if (x.ndim !== 4 || x.shape[1] !== c.inChannels || c.weight.device !== 'cpu') return null;
+  if (x.length !== 4 || x[1] !== c.inChannels || c.weight.device !== 'cpu') return null;
   const op = 'kg.nn.Conv2d';
   const block: ConvBlock = {
     weight: c.weight,
@@ -41,20 +45,65 @@ export function runConvBlock(layers: readonly Module[], i: number, x: Tensor): {
     block.pool = { kernelSize: pair(p.kernelSize, 1, 'kg.nn.AvgPool2d', 'kernelSize', 1), stride: pair(p.stride, 1, 'kg.nn.AvgPool2d', 'stride', 1) };
     j++;
   }
-  if (j === i + 1 || !convBlockOutput(block, x.shape[2], x.shape[3])) return null;
-  return { y: convBlockInference(x, block), layers: j - i };
+  if (j === i + 1 || !convBlockOutput(block, x[2], x[3])) return null;
+  return { block, layers: j - i };
 }
 
-/** The same for a Linear followed by BatchNorm and ReLU; a Linear alone is fused too (its bias add is a call of its own otherwise). */
-export function runDenseBlock(layers: readonly Module[], i: number, x: Tensor): { y: Tensor; layers: number } | null {
+/** Runs the convolution block that starts at layers[i] on x if it can be fused: its output and how many layers it took. */
+export function runConvBlock(layers: readonly Module[], i: number, x: Tensor): { y: Tensor; layers: number } | null {
+  if (isRecording() || x.device !== 'cpu') return null;
+  const found = convBlockAt(layers, i, x.shape);
+  return found && { y: convBlockInference(x, found.block), layers: found.layers };
+}
+
+/** The same for a Linear followed by BatchNorm and ReLU; a Linear alone counts too (its bias add is a call of its own otherwise). */
+function denseBlockAt(layers: readonly Module[], i: number, x: readonly number[]): { block: DenseBlock; layers: number } | null {
   const dense = layers[i];
-  if (dense.constructor !== Linear || isRecording() || x.device !== 'cpu') return null;
+  if (dense.constructor !== Linear) return null;
   const d = dense as Linear;
-  if (x.ndim !== 2 || x.shape[1] !== d.inFeatures || d.weight.device !== 'cpu') return null;
+  if (x.length !== 2 || x[1] !== d.inFeatures || d.weight.device !== 'cpu') return null;
   const block: DenseBlock = { weight: d.weight, bias: d.bias, batchNorm: null, relu: false };
   const j = normalizeAndRectify(layers, i + 1, d.outFeatures, block);
   if (j === i + 1 && !block.bias) return null;
-  return { y: denseBlockInference(x, block), layers: j - i };
+  return { block, layers: j - i };
+}
+
+/** Runs the dense block that starts at layers[i] on x if it can be fused. */
+export function runDenseBlock(layers: readonly Module[], i: number, x: Tensor): { y: Tensor; layers: number } | null {
+  if (isRecording() || x.device !== 'cpu') return null;
+  const found = denseBlockAt(layers, i, x.shape);
+  return found && { y: denseBlockInference(x, found.block), layers: found.layers };
+}
+
+/**
+ * Runs all of `layers` on x as one chain of blocks if every layer belongs to one (Flatten may stand
+ * between them) and there are at least two blocks; null otherwise, and the layers run as usual.
+ */
+export function runInferenceChain(layers: readonly Module[], x: Tensor): Tensor | null {
+  if (isRecording() || x.device !== 'cpu' || x.ndim !== 4) return null;
+  const steps: ChainStep[] = [];
+  let shape: number[] = x.shape.slice();
+  for (let i = 0; i < layers.length; ) {
+    if (layers[i].constructor === Flatten) {
+      shape = [shape[0], shape.slice(1).reduce((a, b) => a * b, 1)];
+      i++;
+      continue;
+    }
+    const conv = convBlockAt(layers, i, shape);
+    if (conv) {
+      const [oh, ow] = convBlockOutput(conv.block, shape[2], shape[3])!;
+      shape = [shape[0], conv.block.weight.shape[0], oh, ow];
+      steps.push({ conv: conv.block });
+      i += conv.layers;
+      continue;
+    }
+    const dense = denseBlockAt(layers, i, shape);
+    if (!dense) return null;
+    shape = [shape[0], dense.block.weight.shape[0]];
+    steps.push({ dense: dense.block });
+    i += dense.layers;
+  }
+  return steps.length >= 2 ? inferenceChain(x, steps, shape) : null;
 }
 
 /** Takes a BatchNorm in inference form (of `features` channels) at layers[j], then a ReLU, into the block; returns the next index. */

@@ -384,19 +384,6 @@ void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float
 // stored or read back.
 namespace {
 
-// A block of the host caching allocator for the lifetime of a scope.
-class PooledBuffer {
- public:
-  explicit PooledBuffer(int64_t floats) : p_(host_alloc(size_t(std::max<int64_t>(floats, 1)) * sizeof(float))) {}
-  ~PooledBuffer() { host_release(p_); }
-  PooledBuffer(const PooledBuffer&) = delete;
-  PooledBuffer& operator=(const PooledBuffer&) = delete;
-  float* get() const { return p_; }
-
- private:
-  float* p_;
-};
-
 BnShape planes_of(const PoolShape& p) { return {p.n, p.c, p.h * p.w}; }
 
 // The gradient reaching the batch norm from the pooled gradient dy, in one pass over x: a pixel of
@@ -446,7 +433,7 @@ void batchnorm_relu_pool_forward_train(const PoolShape& p, const float* x, const
                                        float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
                                        float* batch_var, const BnRunningUpdate& update) {
   const BnShape s = planes_of(p);
-  PooledBuffer activation(s.n * s.c * s.l);
+  HostBuffer activation(s.n * s.c * s.l);
   forward_train(true, s, x, gamma, beta, eps, activation.get(), save_mean, save_mean_lo, save_invstd, batch_var, update);
   avgpool2d_forward(p, activation.get(), y);
 }
@@ -455,7 +442,7 @@ void batchnorm_relu_pool_backward_train(const PoolShape& p, const float* x, cons
                                         const float* beta, const float* save_mean, const float* save_mean_lo,
                                         const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
   const BnShape s = planes_of(p);
-  PooledBuffer grad(s.n * s.c * s.l);
+  HostBuffer grad(s.n * s.c * s.l);
   std::vector<float> scale(s.c);
   for (int64_t ch = 0; ch < s.c; ++ch) scale[ch] = gamma[ch] * save_invstd[ch];  // forward_train's
   pooled_relu_gradient(p, x, dy, save_mean, save_mean_lo, scale.data(), beta, grad.get());

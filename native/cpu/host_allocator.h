@@ -30,6 +30,19 @@ float* host_alloc(size_t bytes);
 // Gives a block from host_alloc back (to the pool, or to the system). Never throws.
 void host_release(float* p) noexcept;
 
+// A block from host_alloc for the lifetime of a scope: a kernel's temporary (at least one float).
+class HostBuffer {
+ public:
+  explicit HostBuffer(int64_t floats) : p_(host_alloc(size_t(floats > 1 ? floats : 1) * sizeof(float))) {}
+  ~HostBuffer() { host_release(p_); }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  float* get() const { return p_; }
+
+ private:
+  float* p_;
+};
+
 HostMemoryStats host_memory_stats();
 // Returns every cached block to the system.
 void host_empty_cache();

@@ -18,6 +18,12 @@
 // same bitwise equality holds: the dense layer is the layer's own kernel (linear_forward), then
 // batch norm's own kernel runs in place.
 //
+// Chains (inference_chain.cpp): a whole network of such blocks -- the layers of a Sequential at
+// inference -- as one call, each block's output handed to the next through a pooled buffer. At
+// batch 1 a block's arithmetic takes a few microseconds, about what a call from JavaScript, a
+// tensor for its output and the checks around it cost; the chain pays those once. The results
+// are bitwise those of the blocks called one by one: each step is the same call on the same data.
+//
 // CPU only: on the GPU, the separate kernels run (there the cache is not the bottleneck).
 #pragma once
 #include "kg/shapes.h"
@@ -40,6 +46,23 @@ struct ConvBlock {
   const PoolShape* pool; // null: no pooling; else over (n, k, conv.oh, conv.ow)
 };
 
+// One block of a chain with its weights. A convolution block works on the tensor as it is; a dense
+// block on each sample's values as one row (the layers' Flatten), in_features = their count.
+struct ChainStep {
+  bool conv;
+  ConvShape shape;         // conv: the convolution over the whole batch (oh, ow as the layer computes them)
+  bool pooled;             // conv: whether `pool` follows
+  PoolShape pool;          // conv: over (n, k, oh, ow)
+  int64_t in_features;     // dense
+  int64_t out_features;    // dense
+  bool normalized;         // whether `bn` follows
+  BnInference bn;
+  bool relu;
+  const float* w;
+  const float* bias;       // may be null
+  int64_t out_per_sample;  // the step's output values per sample
+};
+
 }  // namespace kg
 
 namespace kg::cpu {
@@ -51,5 +74,9 @@ void conv_block_infer(const ConvBlock& b, const float* x, const float* w, const 
 // batch norm over the n features when bn, then ReLU when relu.
 void dense_block_infer(int64_t m, int64_t n, int64_t k, const float* x, const float* w, const float* bias,
                        const BnInference* bn, bool relu, float* y);
+
+// Runs `count` steps on a batch of n samples: x holds the first step's input, y receives the last
+// step's output.
+void inference_chain(const ChainStep* steps, int64_t count, int64_t n, const float* x, float* y);
 
 }  // namespace kg::cpu

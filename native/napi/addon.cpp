@@ -12,6 +12,7 @@ static Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);  // deleted by Node when the environment goes away
   exports.Set("Storage", storage);
   register_linalg(env, exports);
+  register_inference_chain(env, exports);
   register_batchnorm(env, exports);
   register_norms(env, exports);
   register_elementwise(env, exports);

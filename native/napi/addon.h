@@ -12,6 +12,7 @@ struct AddonData {
 
 // Each file of bindings adds its functions to the module's exports.
 void register_linalg(Napi::Env env, Napi::Object exports);
+void register_inference_chain(Napi::Env env, Napi::Object exports);
 void register_batchnorm(Napi::Env env, Napi::Object exports);
 void register_norms(Napi::Env env, Napi::Object exports);
 void register_elementwise(Napi::Env env, Napi::Object exports);

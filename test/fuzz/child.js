@@ -50,6 +50,7 @@ function decode(v) {
   if ('$undef' in v) return undefined;
   if ('$obj' in v) return {};
   if ('$f32' in v) return contents(v.$f32);
+  if ('$f64' in v) return Float64Array.from(decode(v.$f64));
   if ('$fake' in v) return Object.create(native.Storage.prototype);
   if ('$st' in v) {
     const s = new native.Storage(0, v.$st.n);

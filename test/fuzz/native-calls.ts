@@ -5,7 +5,7 @@ import fc from 'fast-check';
 
 import type { Call } from './harness';
 import { native } from '../../lib/native';
-import { BAD_NUMBERS, dim, dims, fakeStorage, LABELS, mutated, plainObject, scalar, sizeFor, smallDim, st, wrapped, WRAPPING } from './values';
+import { BAD_NUMBERS, dim, dims, f64, fakeStorage, LABELS, mutated, plainObject, scalar, sizeFor, smallDim, st, wrapped, WRAPPING } from './values';
 
 const spare = fc.integer({ min: 0, max: 64 });
 const call = (fn: string, ...args: unknown[]): Call => ({ fn, args });
@@ -95,6 +95,41 @@ const denseBlock = fc.tuple(dims(3), fc.array(fc.boolean(), { minLength: 5, maxL
     const [bias, ...bn] = present.map((p) => (p ? st(sizeFor(wrapped(n), d)) : null));
     return call('denseBlockInfer', m, n, k, st(sizeFor(wrapped(m, k), a)), st(sizeFor(wrapped(n, k), b)), bias, ...bn, eps, relu, st(sizeFor(wrapped(m, n), c)));
   });
+
+// The inference chain: a spec of one to three convolution or dense steps on a small input, a few
+// of its numbers hostile, and the weights each step asks for, sized from the shapes the steps
+// compute (so most calls reach the kernels) or from a spare size where a product is out of reach.
+const flag = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(0, 1) }, { weight: 1, arbitrary: fc.constantFrom(0.5, 2, -1, NaN) });
+const chainConv = fc.tuple(smallDim, fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }),
+  fc.integer({ min: 1, max: 3 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 }), fc.constantFrom(1, 1, 2),
+  flag, flag, scalar, flag, flag, fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 2 })))
+  .map(([k, kh, kw, sh, sw, ph, pw, groups, bias, bn, eps, relu, pooled, p]) => [0, k * groups, kh, kw, sh, sw, ph, pw, groups, bias, bn, eps, relu, pooled, ...p]);
+const chainDense = fc.tuple(smallDim, flag, flag, scalar, flag).map(([out, bias, bn, eps, relu]) => [1, out, bias, bn, eps, relu]);
+const chain = fc.tuple(fc.tuple(smallDim, fc.constantFrom(1, 2, 3), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 12 })),
+  fc.array(fc.oneof(chainConv, chainDense), { minLength: 1, maxLength: 3 }), fc.array(fc.tuple(fc.nat({ max: 40 }), dim), { maxLength: 2 }),
+  spare, spare).map(([[n, c, h, w], steps, hostileAt, a, b]) => {
+  const weights: object[] = [];
+  let [cc, hh, ww]: number[] = [c, h, w];
+  for (const s of steps) {
+    const out = s[1];
+    if (s[0] === 0) {
+      const [, k, kh, kw, sh, sw, ph, pw, groups] = s;
+      weights.push(st(sizeFor(wrapped(k, Number.isInteger(cc / groups) ? cc / groups : cc, kh, kw), a)));
+      [cc, hh, ww] = [k, outSize(hh, ph, kh, sh), outSize(ww, pw, kw, sw)];
+      if (s[13] === 1) [hh, ww] = [outSize(hh, 0, s[14], s[16]), outSize(ww, 0, s[15], s[17])];
+    } else {
+      weights.push(st(sizeFor(wrapped(out, cc, hh, ww), a)));
+      [cc, hh, ww] = [out, 1, 1];
+    }
+    const bias = s[0] === 0 ? s[9] : s[2], bn = s[0] === 0 ? s[10] : s[3];
+    if (bias === 1) weights.push(st(out));
+    if (bn === 1) for (let i = 0; i < 4; i++) weights.push(st(out));
+  }
+  const spec = [n, c, h, w, steps.length, ...steps.flat()];
+  for (const [at, v] of hostileAt) if (at < spec.length) spec[at] = v;
+  const y = st(sizeFor(hh < 0 || ww < 0 ? null : wrapped(n, cc, hh, ww), b));
+  return call('inferenceChain', f64(spec), st(n * c * h * w), y, ...weights);
+});
 
 const pool = fc.tuple(fc.oneof(dims(8), fc.tuple(smallDim, smallDim, dim, dim, dim, smallDim, dim, smallDim)), spare, spare, fc.boolean()).map(([s, a, b, fwd]) => {
   const [n, c, h, w, kh, kw, sh, sw] = s;
@@ -285,7 +320,7 @@ const graphs = fc.tuple(fc.constantFrom(...GRAPH_FUNCTIONS), fc.option(notAHandl
 /** Every export of the addon, and the Storage methods, each drawn by its own generator. */
 export const NATIVE_FUNCTIONS = [
   'Storage', 'gemm', 'linearForward', 'linearBackwardWeight', 'conv2dForward', 'conv2dBackwardData', 'conv2dBackwardWeight', 'conv2dBackwardBias', 'avgPool2dForward', 'avgPool2dBackward',
-  'convBlockInfer', 'denseBlockInfer',
+  'convBlockInfer', 'denseBlockInfer', 'inferenceChain',
   'batchNormForwardTrain', 'batchNormForwardInfer', 'batchNormBackwardTrain', 'batchNormBackwardInfer',
   'batchNormReluForwardTrain', 'batchNormReluForwardInfer', 'batchNormReluBackwardTrain', 'batchNormReluBackwardInfer',
   'batchNormReluPoolForwardTrain', 'batchNormReluPoolBackwardTrain',
@@ -307,6 +342,7 @@ export const nativeCall: fc.Arbitrary<Call> = mutated(
     { weight: 2, arbitrary: pool },
     { weight: 2, arbitrary: convBlock },
     { weight: 1, arbitrary: denseBlock },
+    { weight: 2, arbitrary: chain },
     { weight: 2, arbitrary: maxPool },
     { weight: 1, arbitrary: dropout },
     { weight: 3, arbitrary: batchNorm },

@@ -10,6 +10,10 @@ export function st(n: number, options: { fill?: number[]; disposed?: boolean } =
 }
 /** An object that passes `instanceof Storage` but wraps nothing. */
 export const fakeStorage = { $fake: 1 };
+/** A Float64Array of these numbers (NaN, infinities and -0 included). */
+export function f64(values: number[]): object {
+  return { $f64: values };
+}
 export const plainObject = { $obj: 1 };
 export function f32(n: number): object {
   return { $f32: n };

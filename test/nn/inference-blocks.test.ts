@@ -101,7 +101,7 @@ function reference(cs: Case, b: Built): { value: Float64Array; scale: Float64Arr
   return { value, scale };
 }
 
-type BlockCall = 'convBlockInfer' | 'denseBlockInfer';
+type BlockCall = 'convBlockInfer' | 'denseBlockInfer' | 'inferenceChain';
 
 function countingBlockCalls(fn: BlockCall = 'convBlockInfer'): { calls: () => number; restore: () => void } {
   const spy = jest.spyOn(native, fn);
@@ -148,11 +148,11 @@ describe('fused inference blocks', () => {
     }
   });
 
-  test('the tutorial\'s network in eval mode runs its two convolution blocks fused, equal to the layers one by one', () => {
+  test('the tutorial\'s network in eval mode runs as one chain of its four blocks, equal to the layers one by one', () => {
     const model = kg.models.bnCnn({ seed: 3, device: 'cpu' });
     kg.tidy(() => model.forward(kg.rand([16, 1, 28, 28], { seed: 4 }))); // moving statistics from a batch
     model.eval();
-    fusedForward(model, kg.rand([9, 1, 28, 28], { seed: 5 }), { convBlockInfer: 2 });
+    fusedForward(model, kg.rand([9, 1, 28, 28], { seed: 5 }), { inferenceChain: 1, convBlockInfer: 0, denseBlockInfer: 0 });
   });
 
   test('while gradients are recorded the layers run one by one, and gradients flow', () => {
@@ -282,11 +282,11 @@ describe('fused inference blocks', () => {
       fusedForward(model, kg.rand([2, 4], { seed: 1 }), { denseBlockInfer: 0 });
     });
 
-    test('the tutorial\'s network at batch 1 makes four block calls: two convolution blocks and two dense', () => {
+    test('the tutorial\'s network at batch 1 makes one native call: its four blocks as one chain', () => {
       const model = kg.models.bnCnn({ seed: 3, device: 'cpu' });
       kg.tidy(() => model.forward(kg.rand([16, 1, 28, 28], { seed: 4 })));
       model.eval();
-      fusedForward(model, kg.rand([1, 1, 28, 28], { seed: 6 }), { convBlockInfer: 2, denseBlockInfer: 2 });
+      fusedForward(model, kg.rand([1, 1, 28, 28], { seed: 6 }), { inferenceChain: 1, convBlockInfer: 0, denseBlockInfer: 0 });
     });
 
     test('the raw binding refuses inconsistent arguments with JS errors', () => {
@@ -303,6 +303,120 @@ describe('fused inference blocks', () => {
       } finally {
         disposeAll();
       }
+    });
+  });
+
+  describe('chains: a Sequential of blocks alone as one native call', () => {
+    /** A BatchNorm in inference form with random moving statistics (and affine parameters). */
+    function normalizing(features: number, rng: Rng): kg.nn.BatchNorm {
+      const bn = new kg.nn.BatchNorm(features, { eps: 1e-3 });
+      bn.gamma.copy_(kg.tensor(rng.array(features, 0.5, 1.5), [features]));
+      bn.beta.copy_(kg.tensor(rng.array(features, -0.5, 0.5), [features]));
+      bn.runningMean.copy_(kg.tensor(rng.array(features, -0.3, 0.3), [features]));
+      bn.runningVar.copy_(kg.tensor(rng.array(features, 0.2, 2), [features]));
+      return bn;
+    }
+
+    test('strides, padding, groups, a block without batch norm or pool, a Linear without bias: bitwise the layers one by one', () => {
+      const rng = new Rng(41);
+      const model = new kg.nn.Sequential(
+        new kg.nn.Conv2d(3, 4, 3, { stride: 2, padding: 1, seed: 1 }), new kg.nn.ReLU(),
+        new kg.nn.Conv2d(4, 6, 2, { groups: 2, seed: 2 }), normalizing(6, rng), new kg.nn.AvgPool2d(2),
+        new kg.nn.Flatten(),
+        new kg.nn.Linear(6 * 2 * 2, 5, { bias: false, seed: 3 }), normalizing(5, rng), new kg.nn.ReLU(),
+        new kg.nn.Linear(5, 3, { seed: 4 }),
+      ).eval();
+      for (const n of [1, 4, 33]) {
+        const y = fusedForward(model, kg.rand([n, 3, 11, 9], { seed: n }), { inferenceChain: 1, convBlockInfer: 0, denseBlockInfer: 0 });
+        expect(y.length).toBe(n * 3);
+        expect(y.every(Number.isFinite)).toBe(true);
+      }
+    });
+
+    test('two convolution blocks without Flatten or dense layers: a chain, its output 4-D', () => {
+      const rng = new Rng(42);
+      const model = new kg.nn.Sequential(
+        new kg.nn.Conv2d(2, 5, 3, { seed: 1 }), normalizing(5, rng), new kg.nn.ReLU(),
+        new kg.nn.Conv2d(5, 4, 3, { padding: 1, seed: 2 }), new kg.nn.ReLU(), new kg.nn.AvgPool2d(2),
+      ).eval();
+      const x = kg.rand([3, 2, 10, 10], { seed: 7 });
+      fusedForward(model, x, { inferenceChain: 1, convBlockInfer: 0 });
+      expect(model.forward(x).shape).toEqual([3, 4, 4, 4]);
+    });
+
+    test('a layer that belongs to no block leaves the rest to the blocks one by one', () => {
+      const model = new kg.nn.Sequential(
+        new kg.nn.Conv2d(1, 4, 3, { seed: 1 }), new kg.nn.ReLU(), new kg.nn.MaxPool2d(2),
+        new kg.nn.Conv2d(4, 4, 3, { seed: 2 }), new kg.nn.ReLU(), new kg.nn.Flatten(), new kg.nn.Linear(4 * 3 * 3, 2, { seed: 3 }),
+      ).eval();
+      fusedForward(model, kg.rand([2, 1, 12, 12], { seed: 8 }), { inferenceChain: 0, convBlockInfer: 2, denseBlockInfer: 1 });
+    });
+
+    test('one block alone is a block call, not a chain; while recording, neither', () => {
+      const one = new kg.nn.Sequential(new kg.nn.Conv2d(1, 2, 3, { seed: 1 }), new kg.nn.ReLU(), new kg.nn.Flatten()).eval();
+      fusedForward(one, kg.rand([2, 1, 5, 5], { seed: 9 }), { inferenceChain: 0, convBlockInfer: 1 });
+      const model = kg.models.bnCnn({ seed: 3, device: 'cpu' }).eval();
+      const spy = countingBlockCalls('inferenceChain');
+      try {
+        kg.autograd.record(() => model.forward(kg.rand([2, 1, 28, 28], { seed: 10 }).attachGrad()));
+        expect(spy.calls()).toBe(0);
+      } finally {
+        spy.restore();
+      }
+    });
+
+    test('bad input still gets the error of the layer that raises it', () => {
+      const model = kg.models.bnCnn({ seed: 3, device: 'cpu' }).eval();
+      expect(() => model.forward(kg.rand([1, 1, 30, 30]))).toThrow(/kg\.nn\.functional\.linear: x \[1, 1250\]/);
+    });
+
+    describe('the raw binding', () => {
+      // Two steps: conv 1 -> 2 channels 3x3 on 6x6 with batch norm, ReLU and a 2x2 pool (2x2x2 out),
+      // then dense 8 -> 3 with bias.
+      const spec = (over: Record<number, number> = {}, extra: number[] = []) => {
+        const v = [2, 1, 6, 6, 2, 0, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1, 1e-3, 1, 1, 2, 2, 2, 2, 1, 3, 1, 0, 0, 0, ...extra];
+        for (const [i, x] of Object.entries(over)) v[Number(i)] = x;
+        return Float64Array.from(v);
+      };
+      const rng = new Rng(43);
+      const weights = () => [store(rng.array(18)), store(rng.array(2)), ...[0, 1, 2, 3].map(() => store(rng.array(2, 0.5, 1))),
+        store(rng.array(24)), store(rng.array(3))];
+
+      afterEach(disposeAll);
+
+      test('runs the steps as the block bindings do, bit for bit', () => {
+        const x = store(rng.array(72, -1, 1)), y = empty(6), w = weights();
+        native.inferenceChain(spec(), x, y, ...w);
+        const mid = empty(16), y2 = empty(6);
+        native.convBlockInfer([2, 1, 6, 6, 2, 3, 3, 1, 1, 0, 0, 1], [2, 2, 2, 2], x, w[0], w[1], w[2], w[3], w[4], w[5], 1e-3, true, mid);
+        native.denseBlockInfer(2, 3, 8, mid, w[6], w[7], null, null, null, null, 0, false, y2);
+        expect(bitwiseEqual(y.read(), y2.read())).toBe(true);
+      });
+
+      test('refuses inconsistent arguments with JS errors', () => {
+        const x = store(rng.array(72)), y = empty(6);
+        const call = (s: Float64Array, ...rest: unknown[]) => () => (native.inferenceChain as (...a: unknown[]) => void)(s, ...rest);
+        expect(call(spec(), x, y, ...weights().slice(1))).toThrow(/TypeError|take 8 weights/);
+        expect(() => (native.inferenceChain as (...a: unknown[]) => void)([2, 1, 6, 6, 0], x, y)).toThrow(/spec must be a Float64Array/);
+        expect(call(spec({ 5: 2 }), x, y, ...weights())).toThrow(/spec step 0 kind must be 0 \(convolution\) or 1 \(dense\), got 2/);
+        expect(call(spec({ 15: 0.5 }), x, y, ...weights())).toThrow(/spec step 0 bn must be 0 or 1, got 0\.5/);
+        expect(call(spec({ 16: -1 }), x, y, ...weights())).toThrow(/spec step 0 eps must be a finite number >= 0/);
+        expect(call(spec({ 20: 5 }), x, y, ...weights())).toThrow(/step 0: the pooling window is larger than the convolution's output \(4 x 4\)/);
+        expect(call(spec({ 13: 2 }), x, y, ...weights())).toThrow(/step 0: groups \(2\) must divide both the input channels \(1\)/);
+        expect(call(spec({ 7: 7 }), x, y, ...weights())).toThrow(/step 0: the kernel is larger than the padded input \(6 x 6\)/);
+        expect(call(spec({}, [1]), x, y, ...weights())).toThrow(/spec has 30 numbers, its 2 steps take 29/);
+        expect(call(spec({ 4: 3 }), x, y, ...weights())).toThrow(/spec step 2 kind is missing/);
+        expect(call(spec({ 0: 1.5 }), x, y, ...weights())).toThrow(/spec n must be an integer/);
+        expect(call(spec(), x, empty(5), ...weights())).toThrow(/y has 5 elements, the shapes need 6/);
+        expect(call(spec(), store(rng.array(71)), y, ...weights())).toThrow(/x has 71 elements/);
+        const w = weights();
+        w[6] = store(rng.array(23));
+        expect(call(spec(), x, y, ...w)).toThrow(/weights\[6\] \(step 1 w\) has 23 elements, the shapes need 24/);
+        const gone = weights();
+        gone[3].dispose();
+        expect(call(spec(), x, y, ...gone)).toThrow(/weights\[3\] \(step 0 beta\) was disposed/);
+        expect(call(spec(), x, y, ...weights().slice(0, 7), {})).toThrow(/weights\[7\] \(step 1 bias\) must be a Storage/);
+      });
     });
   });
 });
