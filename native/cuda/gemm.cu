@@ -12,9 +12,20 @@
 //  - shared memory is double-buffered and the next slice is prefetched into registers while the
 //    current one is multiplied, so there is one barrier per slice and global loads overlap math.
 //
-// A thread's TM x TN tile is not contiguous: it is (TM/4) x (TN/4) sub-tiles of 4 x 4, spaced
-// 4 * threads-per-row apart. That way a warp's float4 reads of a shared-memory row cover
-// consecutive addresses (no bank conflicts) and its float4 stores of C rows are coalesced.
+// Warp tiling: each warp owns a contiguous WM x WN warp tile of the block's tile (32 x 64 or
+// 16 x 32), its 32 lanes arranged 4 x 8 over it. A thread's TM x TN tile is not contiguous: it
+// is (TM/4) x (TN/4) sub-tiles of 4 x 4, 16 rows and 32 columns apart inside the warp tile. Per
+// kk a warp then reads 4 float4s of A's column (each broadcast to 8 lanes) and 8 consecutive
+// float4s of B's row (128 bytes: every bank once): no bank conflicts, and only WM + WN floats
+// per warp instead of whole rows of the block's tile. Its float4 stores of C cover 128
+// contiguous bytes of each of 4 rows: whole cache lines.
+//
+// Registers: the 128 x 128 tile's 64 accumulators, the fragments read from shared memory and the
+// prefetched slice must fit in 128 registers (two blocks per multiprocessor: 2 * 256 * 128 is
+// the 65536 registers of an SM), with no spills to local memory. Everything else that lives
+// across the k loop is kept small: 32-bit counters, loader steps read from the kernel's
+// parameters, patch geometry recomputed per slice, the tile's coordinates parked in shared
+// memory for the epilogue.
 //
 // Two tile shapes: 128 x 128 (8 x 8 per thread) when there are enough tiles to fill the GPU, and
 // 64 x 64 (4 x 4 per thread) for small problems. When even that leaves most of the GPU idle and
@@ -55,16 +66,21 @@ namespace {
 template <int BM_, int BN_, int BK_, int TM_, int TN_>
 struct Tile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
-  static constexpr int kThreadsM = BM / TM;  // thread rows of the block
-  static constexpr int kThreadsN = BN / TN;  // thread columns
-  static constexpr int kThreads = kThreadsM * kThreadsN;
-  // Shared rows padded by 4 floats: rows stay 16-byte aligned for float4 access, and the
-  // transposing stores of the two halves of a slice land in different banks.
+  // A warp is kLanesM x kLanesN threads (lanes along n vary fastest) and owns a WM x WN warp
+  // tile of C; the warps tile the block's BM x BN.
+  static constexpr int kLanesM = 4, kLanesN = 8;
+  static constexpr int WM = TM * kLanesM, WN = TN * kLanesN;
+  static constexpr int kWarpsM = BM / WM, kWarpsN = BN / WN;
+  static constexpr int kThreads = 32 * kWarpsM * kWarpsN;
+  // Shared rows padded by 4 floats: rows stay 16-byte aligned for float4 access, and consecutive
+  // k rows start 4 banks apart, which the transposing stores rely on (SliceLoader::store).
   static constexpr int kPad = 4;
   static_assert(TM % 4 == 0 && TN % 4 == 0, "threads own whole 4 x 4 sub-tiles");
+  static_assert(kLanesM * kLanesN == 32 && BM % WM == 0 && BN % WN == 0, "warps tile the block");
 };
-using LargeTile = Tile<128, 128, 8, 8, 8>;  // 256 threads
-using SmallTile = Tile<64, 64, 16, 4, 4>;   // 256 threads
+using LargeTile = Tile<128, 128, 8, 8, 8>;  // 8 warps of 32 x 64
+using SmallTile = Tile<64, 64, 16, 4, 4>;   // 8 warps of 16 x 32
+static_assert(LargeTile::kThreads == 256 && SmallTile::kThreads == 256, "256 threads per block");
 
 struct Params {
   int64_t m, n, k;
@@ -77,6 +93,12 @@ struct Params {
   float alpha, beta;
   int64_t batch, tiles_m, tiles_n;
   int64_t terms, term_stride_a, term_stride_b;
+  // In bytes, what the loaders add to their pointers after each slice (BK * ld floats along k
+  // for an operand stored k-major, BK otherwise), and between terms: from the end of one term's
+  // k range to the start of the next's. Precomputed, and in bytes, so that the k loop adds them
+  // straight from the kernel's parameters: a stride computed in the kernel would hold two
+  // registers for the whole loop. Blocks only walk several terms when their k range is all of k.
+  int64_t step_a, step_b, jump_a, jump_b;
   // Split z = blockIdx.y covers terms [t0, t0 + terms_per_split) with t0 = (z / k_splits) *
   // terms_per_split, and of each the k range of length k_per_split (a multiple of BK) starting
   // at (z % k_splits) * k_per_split.
@@ -96,6 +118,11 @@ struct Params {
   float* partial_rows;
 };
 
+// p moved on by `bytes` bytes (Params::step_a and the like are in bytes).
+__device__ __forceinline__ const float* advance(const float* p, int64_t bytes) {
+  return reinterpret_cast<const float*>(reinterpret_cast<const char*>(p) + bytes);
+}
+
 // The bias of element (row, col) of batch entry b.
 __device__ __forceinline__ float bias_at(const Params& p, int64_t b, int64_t row, int64_t col) {
   return __ldg(p.bias + b * p.stride_bias + (p.bias_per_row ? row : col));
@@ -111,23 +138,40 @@ template <int ROWS, int BK, int THREADS, bool kKMajor>
 struct SliceLoader {
   static constexpr int kLoads = ROWS * BK / (4 * THREADS);  // float4s per thread
   static_assert(kLoads >= 1 && kLoads * 4 * THREADS == ROWS * BK, "the slice splits evenly");
+  static_assert(THREADS % 32 == 0, "whole warps");
+  // The transposing store's mapping (see store) needs pairs of k runs and 16-row groups, and
+  // rows of ROWS + 4 floats that start 4 banks apart.
+  static_assert(kKMajor || (BK % 8 == 0 && ROWS % 32 == 0), "the transposing store's bank mapping");
   const float* ptr[kLoads];
   int rows_valid[kLoads];  // kKMajor: 0..4 valid r's in the run; otherwise 0 or 1 (its row)
   float4 regs[kLoads];
 
-  // Position of run l inside the slice.
+  // Position of run l inside the slice: its first k (run_k) and its first r (run_r).
+  // kKMajor: a run is 4 consecutive r's of one k row, and consecutive threads take consecutive
+  // runs: a warp's float4 loads and stores cover whole stretches of rows, 512 contiguous bytes
+  // (one k row, or two of 256 bytes when ROWS is 64).
+  // Otherwise a run is 4 consecutive k's of one r, and a warp takes 16 r's times 2 adjacent runs
+  // along k: lane bit 0 picks the run along k, lanes / 2 the r; warps go on along k, then r.
   static __device__ __forceinline__ int run_k(int l) {
     const int f = threadIdx.x + l * THREADS;
-    return kKMajor ? f / (ROWS / 4) : (f % (BK / 4)) * 4;
+    if constexpr (kKMajor) {
+      return f / (ROWS / 4);
+    } else {
+      return (2 * ((f / 32) % (BK / 8)) + f % 2) * 4;
+    }
+  }
+  static __device__ __forceinline__ int run_r(int l) {
+    const int f = threadIdx.x + l * THREADS;
+    if constexpr (kKMajor) {
+      return (f % (ROWS / 4)) * 4;
+    } else {
+      return (f / 32) / (BK / 8) * 16 + (f % 32) / 2;
+    }
   }
   // How many of 4 consecutive positions exist when `left` positions remain.
   template <typename Int>
   static __device__ __forceinline__ int clamp4(Int left) {
     return left <= 0 ? 0 : (left >= 4 ? 4 : static_cast<int>(left));
-  }
-  static __device__ __forceinline__ int run_r(int l) {
-    const int f = threadIdx.x + l * THREADS;
-    return kKMajor ? (f % (ROWS / 4)) * 4 : f / (BK / 4);
   }
 
   // rows: the operand's extent along r; r0: the tile's first r; k0: the first k of the block.
@@ -144,7 +188,8 @@ struct SliceLoader {
   // Loads the next slice and advances. k_left = (end of the block's k range) - (slice's first k);
   // the host keeps a block's k range below 2^31. Missing elements load as 0: they only ever
   // meet other zeros (k) or feed outputs that are never stored (m, n).
-  __device__ __forceinline__ void load(int64_t ld, int k_left, bool vec) {
+  // step: the pointer advance per slice (Params::step_a / step_b).
+  __device__ __forceinline__ void load(int64_t step, int k_left, bool vec) {
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
       const int kl = k_left - run_k(l);  // k's left from this run's first k
@@ -162,17 +207,25 @@ struct SliceLoader {
         for (int e = 0; e < 4; ++e) v[e] = e < valid ? __ldg(ptr[l] + e) : 0.0f;
         regs[l] = make_float4(v[0], v[1], v[2], v[3]);
       }
-      ptr[l] += kKMajor ? BK * ld : BK;
+      ptr[l] = advance(ptr[l], step);
     }
   }
 
-  // After `slices` loads of one term, moves to the same k of the next term, `stride` floats on.
-  __device__ __forceinline__ void next_term(int64_t stride, int slices, int64_t ld) {
-    const int64_t back = static_cast<int64_t>(slices) * (kKMajor ? BK * ld : BK);
+  // After the last slice of one term, moves to the first of the next (Params::jump_a / jump_b).
+  __device__ __forceinline__ void next_term(int64_t jump) {
 #pragma unroll
-    for (int l = 0; l < kLoads; ++l) ptr[l] += stride - back;
+    for (int l = 0; l < kLoads; ++l) ptr[l] = advance(ptr[l], jump);
   }
 
+  // Shared rows are ROWS + 4 floats long (ROWS a multiple of 32), so word (kk, r) is in bank
+  // (4 * kk + r) % 32. The transposing store writes, for each e, element (4 * q + e, r) from
+  // every lane, where q is the run's index along k: bank (16 * q + 4 * e + r) % 32. Inside a
+  // warp, q = 2 * c + lane % 2 (c the same for the warp) and r = (a multiple of 16) + lane / 2,
+  // so the bank is (constant + 16 * (lane % 2) + lane / 2) % 32: lane bit 0 picks a half of the
+  // banks, lane / 2 one of its 16 banks, and the 32 lanes hit 32 different banks. (Lanes that
+  // take 4 consecutive runs of one r, the natural order, would put runs q and q + 2 of the same
+  // r's in the same bank: a 2-way conflict on every store.)
+  // kKMajor stores are float4s of consecutive r's, consecutive across the warp: conflict-free.
   __device__ __forceinline__ void store(float (*smem)[ROWS + 4]) const {
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
@@ -205,45 +258,24 @@ struct PatchLoader : SliceLoader<ROWS, BK, THREADS, kKMajor> {
   using Dense::regs;
   using Dense::run_k;
   using Dense::run_r;
-  static constexpr int kPerRun = kKMajor ? 4 : 1;  // ROWS-side positions of a run
 
   const PatchGeometry* geo;  // set by the kernel before init
   const float* image;        // the current term's image (and group's first channel)
-  int k_first, k_next;       // the block's first k in each term; the next slice's first k
-  // Per ROWS-side position of each run, what does not change along k. kKMajor: the pixel's
-  // window corner in the image, (i * sh - ph, j * sw - pw). Otherwise: the patch row's window
-  // offsets (dh - ph, dw - pw) and channel offset c * h * w. valid: bit e set when position e
-  // exists (inside the operand's extent).
-  int top[kLoads][kPerRun], left[kLoads][kPerRun];
-  uint32_t chan[kLoads];
-  int valid[kLoads];
+  int k_next;                // the next slice's first k
+  // Per run, its first ROWS-side position (kKMajor: a pixel p; otherwise a patch row r) and how
+  // many of its positions exist (kKMajor: 0..4; otherwise 0 or 1). The window offsets are
+  // derived from these at each load, a few multiply-highs: kept from one slice to the next they
+  // would hold up to 8 more registers across the whole k loop, which the accumulators need.
+  int first[kLoads], count[kLoads];
 
   __device__ __forceinline__ void init(const float* src, int64_t /*ld*/, int64_t rows, int64_t r0, int64_t k0) {
     image = src;
-    k_first = k_next = static_cast<int>(k0);
+    k_next = static_cast<int>(k0);
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
-      valid[l] = 0;
-#pragma unroll
-      for (int e = 0; e < kPerRun; ++e) {
-        const int64_t pos = r0 + run_r(l) + e;
-        top[l][e] = left[l][e] = 0;
-        if constexpr (!kKMajor) chan[l] = 0;
-        if (pos >= rows) continue;
-        valid[l] |= 1 << e;
-        const uint32_t u = static_cast<uint32_t>(pos);
-        if constexpr (kKMajor) {  // a pixel p = (i, j)
-          const uint32_t i = geo->ow.div(u), j = geo->ow.mod(u, i);
-          top[l][e] = static_cast<int>(i) * geo->sh - geo->ph;
-          left[l][e] = static_cast<int>(j) * geo->sw - geo->pw;
-        } else {  // a patch row r = (c, dh, dw)
-          const uint32_t t = geo->kw.div(u), dw = geo->kw.mod(u, t);
-          const uint32_t c = geo->kh.div(t), dh = geo->kh.mod(t, c);
-          top[l][e] = static_cast<int>(dh) - geo->ph;
-          left[l][e] = static_cast<int>(dw) - geo->pw;
-          chan[l] = c * static_cast<uint32_t>(geo->plane);
-        }
-      }
+      const int64_t pos = r0 + run_r(l);
+      count[l] = kKMajor ? Dense::clamp4(rows - pos) : (pos < rows ? 1 : 0);
+      first[l] = count[l] ? static_cast<int>(pos) : 0;
     }
   }
 
@@ -254,32 +286,27 @@ struct PatchLoader : SliceLoader<ROWS, BK, THREADS, kKMajor> {
     return inside ? __ldg(image + at + static_cast<uint32_t>(ih * geo->w + iw)) : 0.0f;
   }
 
-  __device__ __forceinline__ void load(int64_t /*ld*/, int k_left, bool /*vec*/) {
+  __device__ __forceinline__ void load(int64_t /*step*/, int k_left, bool /*vec*/) {
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
       const int kk = run_k(l);
       float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      if constexpr (kKMajor) {  // one patch row, 4 pixels
-        if (kk < k_left) {
-          const uint32_t r = static_cast<uint32_t>(k_next + kk);
-          const uint32_t t = geo->kw.div(r), dw = geo->kw.mod(r, t);
-          const uint32_t c = geo->kh.div(t), dh = geo->kh.mod(t, c);
-          const uint32_t at = c * static_cast<uint32_t>(geo->plane);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            if (valid[l] >> e & 1) {
-              v[e] = pixel(at, top[l][e] + static_cast<int>(dh), left[l][e] + static_cast<int>(dw));
-            }
-          }
-        }
-      } else if (valid[l] && kk < k_left) {  // one patch row, 4 consecutive pixels (i, j), row-major
-        const uint32_t p = static_cast<uint32_t>(k_next + kk);
+      if (count[l] > 0 && kk < k_left) {
+        // The patch row r = (c, dh, dw) and the first pixel p = (i, j) of the run: along k in
+        // one case, along the run in the other.
+        const uint32_t r = static_cast<uint32_t>(kKMajor ? k_next + kk : first[l]);
+        const uint32_t p = static_cast<uint32_t>(kKMajor ? first[l] : k_next + kk);
+        const uint32_t t = geo->kw.div(r), dw = geo->kw.mod(r, t);
+        const uint32_t c = geo->kh.div(t), dh = geo->kh.mod(t, c);
+        const uint32_t at = c * static_cast<uint32_t>(geo->plane);
+        const int top = static_cast<int>(dh) - geo->ph, left = static_cast<int>(dw) - geo->pw;
         uint32_t i = geo->ow.div(p), j = geo->ow.mod(p, i);
+        // kKMajor: one patch row, up to 4 pixels; otherwise one patch row, 4 consecutive pixels
+        // (k's) of which those before the end of k. Pixels go row-major: (i, j + 1) or (i + 1, 0).
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          if (kk + e < k_left) {
-            const int ih = static_cast<int>(i) * geo->sh + top[l][0], iw = static_cast<int>(j) * geo->sw + left[l][0];
-            v[e] = pixel(chan[l], ih, iw);
+          if (kKMajor ? e < count[l] : kk + e < k_left) {
+            v[e] = pixel(at, static_cast<int>(i) * geo->sh + top, static_cast<int>(j) * geo->sw + left);
           }
           if (++j == geo->ow.divisor) {
             j = 0;
@@ -292,16 +319,18 @@ struct PatchLoader : SliceLoader<ROWS, BK, THREADS, kKMajor> {
     k_next += BK;
   }
 
-  __device__ __forceinline__ void next_term(int64_t stride, int /*slices*/, int64_t /*ld*/) {
-    image += stride;
-    k_next = k_first;
+  // jump: the distance between two terms' images (Params::jump_b). Only blocks whose k range is
+  // all of k walk several terms, so the next term starts at k = 0.
+  __device__ __forceinline__ void next_term(int64_t jump) {
+    image = advance(image, jump);
+    k_next = 0;
   }
 };
 
 // Writes 4 consecutive outputs (fewer at the right edge): C = alpha * acc + beta * C + bias,
 // where beta == 0 never reads C (it may hold NaNs from an uninitialized buffer). The bias is
 // added last, as a separate addition after the GEMM would.
-__device__ __forceinline__ void write_c(float* dst, const float* acc, int64_t valid, bool vec, float alpha, float beta,
+__device__ __forceinline__ void write_c(float* dst, const float* acc, int valid, bool vec, float alpha, float beta,
                                         bool add_bias, const float* bias) {
   float v[4] = {alpha * acc[0], alpha * acc[1], alpha * acc[2], alpha * acc[3]};
   if (vec && valid >= 4) {
@@ -334,32 +363,48 @@ __device__ __forceinline__ void write_c(float* dst, const float* acc, int64_t va
 template <class T, bool kTransA, bool kTransB, bool kGatherB>
 __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   constexpr int BM = T::BM, BN = T::BN, BK = T::BK, TM = T::TM, TN = T::TN;
-  constexpr int TY = T::kThreadsM, TX = T::kThreadsN, PAD = T::kPad;
+  constexpr int PAD = T::kPad;
   __shared__ __align__(16) float As[2][BK][BM + PAD];
   __shared__ __align__(16) float Bs[2][BK][BN + PAD];
 
   // This block's tile. Batch-major; inside a batch, tiles go in groups of kGroupM tile rows,
   // column by column, so the blocks resident together reuse the same A rows and B columns
-  // from L2 instead of sweeping all of B for every row of tiles.
-  constexpr int64_t kGroupM = 8;
-  const int64_t tiles = p.tiles_m * p.tiles_n;
-  const int64_t batch = static_cast<int64_t>(blockIdx.x) / tiles;
-  const int64_t t = static_cast<int64_t>(blockIdx.x) - batch * tiles;
-  const int64_t group = t / (kGroupM * p.tiles_n);
-  const int64_t first_m = group * kGroupM;
-  const int64_t group_rows = min(p.tiles_m - first_m, kGroupM);
-  const int64_t in_group = t - group * kGroupM * p.tiles_n;
-  const int64_t m0 = (first_m + in_group % group_rows) * BM;
-  const int64_t n0 = (in_group / group_rows) * BN;
+  // from L2 instead of sweeping all of B for every row of tiles. In 32 bits: the host keeps the
+  // number of tiles below 2^31, and a 64-bit division is a long subroutine.
+  constexpr int kGroupM = 8;
+  const int tiles_m = static_cast<int>(p.tiles_m), tiles_n = static_cast<int>(p.tiles_n);
+  const int tiles = tiles_m * tiles_n;
+  const int batch = static_cast<int>(blockIdx.x) / tiles;
+  const int t = static_cast<int>(blockIdx.x) - batch * tiles;
+  const int group_tiles = min(tiles_m, kGroupM) * tiles_n;  // kGroupM * tiles_n, or all of them
+  const int group = t / group_tiles;
+  const int first_m = group * kGroupM;
+  const int group_rows = min(tiles_m - first_m, kGroupM);
+  const int in_group = t - group * group_tiles;
+  const int tile_m = first_m + in_group % group_rows, tile_n = in_group / group_rows;
+  const int64_t m0 = static_cast<int64_t>(tile_m) * BM, n0 = static_cast<int64_t>(tile_n) * BN;
 
-  const int64_t split = blockIdx.y;
-  const int64_t term_group = split / p.k_splits;
-  const int64_t kbeg = (split - term_group * p.k_splits) * p.k_per_split;
+  const int split = blockIdx.y;  // below 65536
+  const int k_splits = static_cast<int>(p.k_splits);
+  const int term_group = split / k_splits;
+  const int64_t kbeg = static_cast<int64_t>(split - term_group * k_splits) * p.k_per_split;
   const int64_t kend = min(p.k, kbeg + p.k_per_split);
   const int64_t first_term = term_group * p.terms_per_split;
   const int terms = static_cast<int>(min(p.terms - first_term, p.terms_per_split));
   const float* A = p.a + batch * p.stride_a + first_term * p.term_stride_a;
   const float* B = p.b + batch * p.stride_b + first_term * p.term_stride_b;
+
+  // The tile's coordinates again, for the epilogue: block-uniform, and needed only after the k
+  // loop. Thread 0 leaves them in shared memory (the barrier after the first slice's stores
+  // publishes them) and the epilogue reads them back: kept in registers, they would stay live
+  // across the whole loop and take registers that the accumulators and fragments need.
+  __shared__ int place[4];
+  if (threadIdx.x == 0) {
+    place[0] = batch;
+    place[1] = split;
+    place[2] = tile_m;
+    place[3] = tile_n;
+  }
 
   SliceLoader<BM, BK, T::kThreads, kTransA> load_a;   // A transposed is stored k x m
   // B not transposed is stored k x n.
@@ -367,7 +412,13 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
                                      SliceLoader<BN, BK, T::kThreads, !kTransB>>;
   LoaderB load_b;
   if constexpr (kGatherB) load_b.geo = &p.patches;
-  const int ty = threadIdx.x / TX, tx = threadIdx.x % TX;
+  // The thread's first row and column inside the tile: its warp's corner, then its lane's 4 x 4
+  // sub-tile inside the warp tile. Its other sub-tiles are kRowStep rows and kColStep columns
+  // on (see the warp tiling at the top of the file for why).
+  constexpr int kRowStep = 4 * T::kLanesM, kColStep = 4 * T::kLanesN;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int row0 = (warp % T::kWarpsM) * T::WM + (lane / T::kLanesN) * 4;
+  const int col0 = (warp / T::kWarpsM) * T::WN + (lane % T::kLanesN) * 4;
 
   float acc[TM][TN];
 #pragma unroll
@@ -377,14 +428,12 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   }
 
   // The host keeps terms * (kend - kbeg) below 2^31.
-  const int k_span = static_cast<int>(kend - kbeg);
-  const int term_slices = ceil_div(k_span, BK);
-  const int slices = term_slices * terms;
-  int k_left = k_span, term_slice = 0;
+  int k_left = static_cast<int>(kend - kbeg);
+  const int slices = ceil_div(k_left, BK) * terms;
   load_a.init(A, p.lda, p.m, m0, kbeg);
   load_b.init(B, p.ldb, p.n, n0, kbeg);
-  load_a.load(p.lda, k_left, p.vec_a);
-  load_b.load(p.ldb, k_left, p.vec_b);
+  load_a.load(p.step_a, k_left, p.vec_a);
+  load_b.load(p.step_b, k_left, p.vec_b);
   load_a.store(As[0]);
   load_b.store(Bs[0]);
   __syncthreads();
@@ -393,27 +442,28 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
   const bool sum_rows = p.row_sums != nullptr && n0 == 0;
   float row_sum = 0.0f;
 
-  for (int s = 0; s < slices; ++s) {
-    const int cur = s & 1;
-    const bool more = s + 1 < slices;
+  // Few values stay live across the loop: every register they take is one the accumulators and
+  // the shared-memory fragments lack.
+  int cur = 0;
+  for (int slices_left = slices; slices_left > 0; --slices_left) {
+    const bool more = slices_left > 1;
     if (more) {  // prefetch the next slice; its latency hides behind the FMAs below
-      if (++term_slice < term_slices) {
+      if (k_left > BK) {
         k_left -= BK;
-      } else {  // the next slice is the first of the next term
-        term_slice = 0;
-        k_left = k_span;
-        load_a.next_term(p.term_stride_a, term_slices, p.lda);
-        load_b.next_term(p.term_stride_b, term_slices, p.ldb);
+      } else {  // the next slice is the first of the next term, whose k range is all of k
+        k_left = static_cast<int>(p.k);
+        load_a.next_term(p.jump_a);
+        load_b.next_term(p.jump_b);
       }
-      load_a.load(p.lda, k_left, p.vec_a);
-      load_b.load(p.ldb, k_left, p.vec_b);
+      load_a.load(p.step_a, k_left, p.vec_a);
+      load_b.load(p.step_b, k_left, p.vec_b);
     }
 #pragma unroll
     for (int kk = 0; kk < BK; ++kk) {
       float af[TM], bf[TN];
 #pragma unroll
       for (int i = 0; i < TM / 4; ++i) {
-        const float4 v = *reinterpret_cast<const float4*>(&As[cur][kk][i * 4 * TY + ty * 4]);
+        const float4 v = *reinterpret_cast<const float4*>(&As[cur][kk][row0 + i * kRowStep]);
         af[4 * i + 0] = v.x;
         af[4 * i + 1] = v.y;
         af[4 * i + 2] = v.z;
@@ -421,7 +471,7 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
       }
 #pragma unroll
       for (int j = 0; j < TN / 4; ++j) {
-        const float4 v = *reinterpret_cast<const float4*>(&Bs[cur][kk][j * 4 * TX + tx * 4]);
+        const float4 v = *reinterpret_cast<const float4*>(&Bs[cur][kk][col0 + j * kColStep]);
         bf[4 * j + 0] = v.x;
         bf[4 * j + 1] = v.y;
         bf[4 * j + 2] = v.z;
@@ -444,48 +494,58 @@ __global__ void __launch_bounds__(T::kThreads, 2) sgemm_kernel(const Params p) {
       load_b.store(Bs[cur ^ 1]);
     }
     __syncthreads();
+    cur ^= 1;
   }
 
   // Epilogue: the 4 x 4 sub-tiles, row by row, 4 consecutive columns at a time.
   // Split-K blocks write raw sums to their partial tile (leading dimension n) instead of C; the
   // reduction adds the bias.
+  // Everything is addressed from the thread's first output, with 32-bit counts of the rows and
+  // columns left in the operand: the 64 accumulators are all live here, and 64-bit row and
+  // column indices per output would not fit beside them.
+  const int out_batch = place[0], out_split = place[1];
+  const int64_t out_m0 = static_cast<int64_t>(place[2]) * BM;
+  const int64_t row = out_m0 + row0, col = static_cast<int64_t>(place[3]) * BN + col0;
+  const int rows_left = static_cast<int>(min(p.m - row, static_cast<int64_t>(BM)));  // may be < 0
+  const int cols_left = static_cast<int>(min(p.n - col, static_cast<int64_t>(BN)));
   float* out;
   int64_t ldo;
   float alpha = p.alpha, beta = p.beta;
   bool vec = p.vec_c;
   const float* bias = nullptr;
   if (p.partial) {
-    out = p.partial + (split * p.batch + batch) * p.m * p.n;
+    out = p.partial + (static_cast<int64_t>(out_split) * p.batch + out_batch) * p.m * p.n;
     ldo = p.n;
     alpha = 1.0f;
     beta = 0.0f;
     vec = p.n % 4 == 0;
   } else {
-    out = p.c + batch * p.stride_c;
+    out = p.c + out_batch * p.stride_c;
     ldo = p.ldc;
-    if (p.bias) bias = p.bias + batch * p.stride_bias;
+    if (p.bias) bias = p.bias + out_batch * p.stride_bias + (p.bias_per_row ? row : col);
   }
-  if (sum_rows && threadIdx.x < BM && m0 + threadIdx.x < p.m) {
-    const int64_t row = m0 + threadIdx.x;
-    if (p.partial) p.partial_rows[(split * p.batch + batch) * p.m + row] = row_sum;
-    else p.row_sums[batch * p.stride_row_sums + row] = row_sum;
+  if (sum_rows && threadIdx.x < BM && out_m0 + threadIdx.x < p.m) {
+    const int64_t r = out_m0 + threadIdx.x;
+    if (p.partial) p.partial_rows[(static_cast<int64_t>(out_split) * p.batch + out_batch) * p.m + r] = row_sum;
+    else p.row_sums[out_batch * p.stride_row_sums + r] = row_sum;
   }
+  out += row * ldo + col;
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
-    const int64_t row = m0 + (i / 4) * 4 * TY + ty * 4 + (i % 4);
-    if (row >= p.m) continue;
-    float* out_row = out + row * ldo;
-    const float row_bias = bias && p.bias_per_row ? __ldg(bias + row) : 0.0f;
+    const int di = (i / 4) * kRowStep + i % 4;  // row offset from the thread's first row
+    if (di >= rows_left) continue;
+    float* out_row = out + di * ldo;
+    const float row_bias = bias && p.bias_per_row ? __ldg(bias + di) : 0.0f;
 #pragma unroll
     for (int j = 0; j < TN / 4; ++j) {
-      const int64_t col = n0 + j * 4 * TX + tx * 4;
-      if (col >= p.n) continue;
+      const int dj = j * kColStep;  // column offset from the thread's first column
+      if (dj >= cols_left) continue;
       float add[4] = {row_bias, row_bias, row_bias, row_bias};
       if (bias && !p.bias_per_row) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) add[e] = col + e < p.n ? __ldg(bias + col + e) : 0.0f;
+        for (int e = 0; e < 4; ++e) add[e] = dj + e < cols_left ? __ldg(bias + dj + e) : 0.0f;
       }
-      write_c(out_row + col, &acc[i][4 * j], p.n - col, vec, alpha, beta, bias != nullptr, add);
+      write_c(out_row + dj, &acc[i][4 * j], cols_left - dj, vec, alpha, beta, bias != nullptr, add);
     }
   }
 }
@@ -573,6 +633,19 @@ void run_tiled(const GemmBatch& g, Params p, const Sizes& sizes) {
   Scratch partial(splits > 1 ? static_cast<size_t>(splits * (outputs + row_sums)) * sizeof(float) : 0);
   p.partial = partial.as<float>();
   p.partial_rows = row_sums && splits > 1 ? p.partial + splits * outputs : nullptr;
+
+  // Several terms per block only when k is not cut (k_splits == 1): each term's k range is then
+  // all of k, ceil(k / BK) slices, after which the loaders stand that many steps past the term's
+  // start.
+  const int64_t step_a = g.trans_a ? T::BK * g.lda : T::BK;  // A transposed is stored k x m
+  const int64_t step_b = g.trans_b ? T::BK : T::BK * g.ldb;  // B as stored is k x n
+  const int64_t term_slices = ceil_div<int64_t>(g.k, T::BK);
+  const int64_t bytes = sizeof(float);
+  p.step_a = step_a * bytes;
+  p.step_b = step_b * bytes;
+  p.jump_a = (g.term_stride_a - term_slices * step_a) * bytes;
+  // The PatchLoader moves its image pointer only: by the distance between two terms' images.
+  p.jump_b = (g.patches ? g.term_stride_b : g.term_stride_b - term_slices * step_b) * bytes;
 
   const dim3 grid(static_cast<unsigned int>(tiles), static_cast<unsigned int>(splits));
   if (g.patches) {  // only ever with A as stored (see GemmBatch::patches)

@@ -195,9 +195,11 @@ static void test_gemm() {
   struct Case {
     int64_t m, n, k;
   };
+  // The last case has enough tiles for the 128 x 128 tile (on 132 multiprocessors), with edge
+  // tiles that end inside a warp's tile along m and n, and k not a multiple of the slice depth.
   std::vector<Case> cases = {{1, 1, 1},      {3, 5, 7},     {17, 33, 65},   {128, 128, 8},  {129, 257, 63},
                              {64, 1, 5000},  {1000, 3, 2},  {250, 300, 1037}, {20, 25, 36864}, {2, 2, 0},
-                             {300, 260, 260}};
+                             {300, 260, 260}, {1300, 1650, 11}};
   for (int r = 0; r < 3; ++r) cases.push_back({rand_int(1, 300), rand_int(1, 300), rand_int(1, 700)});
   for (const Case& c : cases) {
     for (int t = 0; t < 4; ++t) {
