@@ -262,16 +262,7 @@ inline __attribute__((always_inline)) void weight_chunk(const Plan& p, int64_t n
 }
 
 // ---------------------------------------------------------------- one build per ISA
-// The task functions carry the target attribute themselves: code inside a lambda handed to the
-// parallel loop would be compiled for the baseline, whatever the function around it says.
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#define KG_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
-#define KG_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define KG_AVX512
-#define KG_AVX2
-#endif
+// The task functions carry the target attribute themselves (isa.h's KG_AVX512, KG_AVX2).
 
 struct Kernels {
   void (*forward_rows)(const Plan&, int64_t, int64_t, int64_t);

@@ -109,8 +109,6 @@ inline __attribute__((always_inline)) void tile_avx512(int64_t kc, const A& a, c
 // 6 x 16 tile lives in 12 ymm registers; the baseline (SSE2, 16 xmm registers) computes it as
 // two 6 x 8 halves with 12 xmm accumulators each, rather than spilling 24 of them.
 // Each body is instantiated for both kinds of A (a packed panel, or rows in place).
-#define KG_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
-#define KG_AVX2 __attribute__((target("avx2,fma")))
 
 template <class A>
 void micro_baseline(int64_t kc, const A& a, const float* b, float* acc) {

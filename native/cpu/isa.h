@@ -4,6 +4,18 @@
 // variable says.
 #pragma once
 
+// The target attributes of a kernel's AVX-512 and AVX2 builds (each a function of its own, picked
+// through cpu_isa(); code inside a lambda handed to a parallel loop would be compiled for the
+// baseline, whatever the function around it says).
+#if defined(__GNUC__) && defined(__x86_64__)
+#define KG_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
+#define KG_AVX2 __attribute__((target("avx2,fma")))
+#define KG_ISA_BUILDS 1
+#else
+#define KG_AVX512
+#define KG_AVX2
+#endif
+
 namespace kg::cpu {
 
 enum class Isa { Baseline, Avx2, Avx512 };

@@ -1,7 +1,7 @@
 // The CPU kernels' instruction set: the widest the CPU has, a narrower one when KG_CPU_ISA asks,
-// never a wider one. Every narrower path this CPU can run is checked by running the GEMM and
-// convolution tests (and the fused inference blocks built on them) again in a child jest with
-// KG_CPU_ISA set (the choice is made once, at load).
+// never a wider one. Every narrower path this CPU can run is checked by running the GEMM,
+// convolution and batch norm tests (and the fused inference blocks built on them) again in a child
+// jest with KG_CPU_ISA set (the choice is made once, at load).
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -49,10 +49,11 @@ function runChild(isa: string, files: string[]): { status: number | null; out: s
   return { status: r.status, out: `${r.stdout}\n${r.stderr}` };
 }
 
-parentTest.each(ORDER.slice(0, -1))('GEMM and convolutions pass on the %s path too', (isa) => {
+parentTest.each(ORDER.slice(0, -1))('GEMM, convolutions and batch norm pass on the %s path too', (isa) => {
   const best = widestOfCpu();
   if (ORDER.indexOf(isa as Isa) >= ORDER.indexOf(best)) return; // the parent run already covers the widest
-  const r = runChild(isa, ['test/native/isa.test.ts', 'test/native/gemm.test.ts', 'test/native/conv2d.test.ts', 'test/nn/inference-blocks.test.ts']);
+  const r = runChild(isa, ['test/native/isa.test.ts', 'test/native/gemm.test.ts', 'test/native/conv2d.test.ts', 'test/native/batchnorm.test.ts',
+    'test/native/reduce.test.ts', 'test/nn/inference-blocks.test.ts']);
   if (r.status !== 0) throw new Error(`KG_CPU_ISA=${isa}: jest exited ${r.status}\n${r.out.slice(-4000)}`);
   expect(r.out).toMatch(/Tests:.*\b[1-9]\d* passed/);
   expect(r.out).not.toMatch(/Tests:.*failed/);
@@ -62,4 +63,30 @@ parentTest('a wider ISA than the CPU has is never chosen', () => {
   if (widestOfCpu() === 'avx512') return; // nothing wider to ask for here
   const r = runChild('avx512', ['test/native/isa.test.ts']);
   expect(r.status).toBe(0);
+});
+
+// Batch norm's statistics accumulate in double, 8 lanes to a vector with AVX-512 and 4 with AVX2,
+// each lane over the same elements in the same order: the two builds give the same bits.
+parentTest('batch norm statistics and gradients are bitwise equal on the AVX-512 and AVX2 paths', () => {
+  if (widestOfCpu() !== 'avx512') return; // only one of the two paths runs here
+  const script = `
+    const native = require(${JSON.stringify(path.join(root, 'build/Release/kernelgrad.node'))});
+    const n = 6, c = 3, l = 1000, m = n * c * l;
+    const x = new native.Storage(0, m), dy = new native.Storage(0, m);
+    const xs = new Float32Array(m), ds = new Float32Array(m);
+    for (let i = 0; i < m; i++) { xs[i] = Math.sin(i * 0.37) * 3 + (i % 7); ds[i] = Math.cos(i * 0.11); }
+    x.write(xs); dy.write(ds);
+    const st = (k) => new native.Storage(0, k);
+    const gamma = st(c), beta = st(c); gamma.write(new Float32Array([1.5, 0.5, 2])); beta.write(new Float32Array(c));
+    const y = st(m), mean = st(c), lo = st(c), inv = st(c), dx = st(m), dg = st(c), db = st(c);
+    native.batchNormForwardTrain([n, c, l], x, gamma, beta, 1e-5, y, mean, lo, inv, null, null, null, 0, false, null, false, null, 0);
+    native.batchNormBackwardTrain([n, c, l], x, dy, gamma, mean, lo, inv, dx, dg, db);
+    const out = [y, mean, lo, inv, dx, dg, db].map((s) => Array.from(new Uint32Array(s.read().buffer)));
+    process.stdout.write(JSON.stringify(out));`;
+  const run = (isa: string) => {
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: root, env: { ...process.env, KG_CPU_ISA: isa }, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`KG_CPU_ISA=${isa}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as number[][];
+  };
+  expect(run('avx2')).toEqual(run('avx512'));
 });
