@@ -92,12 +92,10 @@ function ours(ctx: Ctx, s: ConvCase, xd: Float32Array, wd: Float32Array, bd: Flo
       out.push(runMeasured(ctx, { case: 'conv.bwd_filter', shape: s.label, impl: 'kernelgrad' }, () => ({
         fn: () => {
           const i = next();
-          nat.conv2dBackwardWeight(shape, x[i], dy[i], dw);
-          nat.conv2dBackwardBias(shape, dy[i], db);
+          nat.conv2dBackwardWeight(shape, x[i], dy[i], dw, db);
         },
         check: () => {
-          nat.conv2dBackwardWeight(shape, x[0], dy[0], dw);
-          nat.conv2dBackwardBias(shape, dy[0], db);
+          nat.conv2dBackwardWeight(shape, x[0], dy[0], dw, db);
           const gw = dw.read();
           const gb = db.read();
           const ck = new Checker(TOL);

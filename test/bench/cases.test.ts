@@ -1,0 +1,32 @@
+// Every benchmark case of ours runs and passes its own check: `npm run bench` with --quick, in this
+// process only (no references), each figure written to a JSON file. A case that breaks -- an op
+// whose binding changed under it, a check that no longer holds -- fails here rather than as a
+// "failed" row in the next full run. (Timings are not looked at: tests check behaviour.)
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import type { BenchFile } from '../../bench/lib/schema';
+
+const root = path.resolve(__dirname, '../..');
+
+test('every kernelgrad case of the CPU bench runs and passes its check', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kg-bench-'));
+  const json = path.join(dir, 'cpu.json');
+  try {
+    // The MNIST race trains to 99% (its own test lives in test/train); everything else runs.
+    const r = spawnSync(process.execPath, [path.join(root, 'node_modules/ts-node/dist/bin.js'), '--transpile-only', 'bench/run.ts',
+      '--quick', '--in-process', '--no-tfjs', '--no-epoch', '--only', '^(?!race)', '--json', json], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0) throw new Error(`bench exited ${r.status}\n${(r.stdout + r.stderr).slice(-3000)}`);
+    const file = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchFile;
+    const ours = file.figures.filter((f) => f.impl === 'kernelgrad');
+    const cases = new Set(ours.map((f) => f.case));
+    for (const c of ['gemm', 'bn.train_fwd', 'bn.backward', 'bn_relu.backward', 'conv.fwd', 'conv.bwd_data', 'conv.bwd_filter', 'pool.fwd', 'pool.bwd', 'net.train_step', 'net.infer']) {
+      expect(cases).toContain(c);
+    }
+    const broken = ours.filter((f) => f.status !== 'ok' || (f.check && f.check.status !== 'pass'));
+    expect(broken.map((f) => `${f.case} ${f.shape}: ${f.status} ${f.check?.status ?? ''} ${f.note ?? ''}`)).toEqual([]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}, 300_000);
