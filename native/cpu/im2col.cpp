@@ -135,6 +135,23 @@ void im2col(const ConvShape& s, const float* x, int64_t p0, int64_t rows, int64_
 
 void col2im_add(const ConvShape& s, const float* src, int64_t p0, int64_t rows, int64_t q0, int64_t len,
                 int64_t ps, int64_t qs, float* dx) {
+  // Unit stride, no padding, whole output rows (what backward data hands over in sample-aligned
+  // chunks): every window lies inside the image, and a tap adds each output row to one input row
+  // at a fixed offset. Plain nested loops then, without cutting the columns into pieces, which
+  // cost more than the additions for rows of a few pixels. The order of the additions is the
+  // generic path's: taps outermost, columns in increasing order.
+  if (s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && qs == 1 && q0 % s.ow == 0 && len % s.ow == 0) {
+    KernelTap tap(s, p0);
+    for (int64_t r = 0; r < rows; ++r, tap.next()) {
+      const float* in = src + r * ps;
+      ColumnCursor c = column_at(s, q0);
+      for (int64_t t = 0; t < len; t += s.ow, advance(s, c, s.ow)) {
+        float* out = dx + ((c.sample * s.c + tap.ci) * s.h + c.oy + tap.ki) * s.w + tap.kj;
+        for (int64_t i = 0; i < s.ow; ++i) out[i] += in[t + i];
+      }
+    }
+    return;
+  }
   const int64_t sw = s.sw;
   for_each_piece(
       s, p0, rows, q0, len,
