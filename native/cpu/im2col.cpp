@@ -133,8 +133,9 @@ void im2col(const ConvShape& s, const float* x, int64_t p0, int64_t rows, int64_
       });
 }
 
-void col2im_add(const ConvShape& s, const float* src, int64_t p0, int64_t rows, int64_t q0, int64_t len,
-                int64_t ps, int64_t qs, float* dx) {
+// Multiversioned (simd.h): AVX2 adds an 8-pixel stretch of a row in one instruction.
+KG_MULTIVERSION void col2im_add(const ConvShape& s, const float* src, int64_t p0, int64_t rows, int64_t q0,
+                                int64_t len, int64_t ps, int64_t qs, float* dx) {
   // Unit stride, no padding, whole output rows (what backward data hands over in sample-aligned
   // chunks): every window lies inside the image, and a tap adds each output row to one input row
   // at a fixed offset. Plain nested loops then, without cutting the columns into pieces, which
