@@ -27,8 +27,14 @@
 // parameters, patch geometry recomputed per slice, the tile's coordinates parked in shared
 // memory for the epilogue.
 //
-// Two tile shapes: 128 x 128 (8 x 8 per thread) when there are enough tiles to fill the GPU, and
-// 64 x 64 (4 x 4 per thread) for small problems. When even that leaves most of the GPU idle and
+// Three tile shapes: 128 x 128 (8 x 8 per thread) when there are enough tiles to fill the GPU,
+// 64 x 64 (4 x 4 per thread) for small problems, and 32 x 128 (4 x 4 per thread) when m is 32 or
+// less, where the taller tiles would spend most of their multiply-adds on rows past the edge of C
+// (a convolution with 20 output channels; the rule and its arithmetic are at the tile choice in
+// gemm_batched). All three are the same kernel with other constants: the loaders, the pipeline,
+// terms, split-K, the gathered patches, row sums and the epilogue do not depend on the shape, so
+// every element of C is the same chain of fmaf over k in the same order whatever the tile, and
+// the results are bitwise the same. When even that leaves most of the GPU idle and
 // k is long (a convolution's weight gradient reduces over batch * pixels), the k range is split
 // over several blocks that write partial tiles to scratch memory; a second kernel adds them in
 // split order. That keeps the result deterministic: no atomics, a fixed summation order.
@@ -80,7 +86,15 @@ struct Tile {
 };
 using LargeTile = Tile<128, 128, 8, 8, 8>;  // 8 warps of 32 x 64
 using SmallTile = Tile<64, 64, 16, 4, 4>;   // 8 warps of 16 x 32
-static_assert(LargeTile::kThreads == 256 && SmallTile::kThreads == 256, "256 threads per block");
+// Few rows: 2 x 4 warps of 16 x 32. Its A slice (32 x 16) is 128 float4 runs, one for each of the
+// first 4 warps, the others load none (SliceLoader); its B slice (128 x 16) is 2 runs per thread.
+// Both row lengths are multiples of 32, so the shared-memory layout and its conflict-free
+// accesses are the other tiles' (see SliceLoader::store; the fragment reads are SmallTile's warp
+// tile). BK = 16 as in SmallTile: 16 FMAs per thread per kk and 256 per barrier, and k = 9 (a
+// 3 x 3 convolution of one channel) is padded to 16, no more than with BK = 8.
+using ShortTile = Tile<32, 128, 16, 4, 4>;
+static_assert(LargeTile::kThreads == 256 && SmallTile::kThreads == 256 && ShortTile::kThreads == 256,
+              "256 threads per block");
 
 struct Params {
   int64_t m, n, k;
@@ -134,11 +148,17 @@ __device__ __forceinline__ float bias_at(const Params& p, int64_t b, int64_t row
 // otherwise at src[r * ld + kk] (contiguous along k), and the store transposes it.
 // Each thread owns kLoads runs of 4 contiguous floats per slice; it keeps a pointer to each and
 // how many of the run's 4 r's exist, so the loop does no 64-bit index arithmetic.
+// A slice with fewer runs than threads (ShortTile's A: 128 runs, 256 threads) is loaded by the
+// first kRuns threads, one run each; the others (whole warps) hold no valid run and store nothing.
 template <int ROWS, int BK, int THREADS, bool kKMajor>
 struct SliceLoader {
-  static constexpr int kLoads = ROWS * BK / (4 * THREADS);  // float4s per thread
-  static_assert(kLoads >= 1 && kLoads * 4 * THREADS == ROWS * BK, "the slice splits evenly");
+  static constexpr int kRuns = ROWS * BK / 4;                             // float4 runs per slice
+  static constexpr int kLoads = kRuns >= THREADS ? kRuns / THREADS : 1;  // runs per thread
+  static_assert(kRuns % 32 == 0 && (kRuns < THREADS ? THREADS % kRuns == 0 : kRuns % THREADS == 0),
+                "the slice splits evenly over whole warps");
   static_assert(THREADS % 32 == 0, "whole warps");
+  // Whether this thread loads nothing (warp-uniform).
+  static __device__ __forceinline__ bool idle() { return kRuns < THREADS && threadIdx.x >= kRuns; }
   // The transposing store's mapping (see store) needs pairs of k runs and 16-row groups, and
   // rows of ROWS + 4 floats that start 4 banks apart.
   static_assert(kKMajor || (BK % 8 == 0 && ROWS % 32 == 0), "the transposing store's bank mapping");
@@ -149,7 +169,7 @@ struct SliceLoader {
   // Position of run l inside the slice: its first k (run_k) and its first r (run_r).
   // kKMajor: a run is 4 consecutive r's of one k row, and consecutive threads take consecutive
   // runs: a warp's float4 loads and stores cover whole stretches of rows, 512 contiguous bytes
-  // (one k row, or two of 256 bytes when ROWS is 64).
+  // (one k row, or two of 256 bytes when ROWS is 64, or four of 128 bytes when ROWS is 32).
   // Otherwise a run is 4 consecutive k's of one r, and a warp takes 16 r's times 2 adjacent runs
   // along k: lane bit 0 picks the run along k, lanes / 2 the r; warps go on along k, then r.
   static __device__ __forceinline__ int run_k(int l) {
@@ -179,8 +199,8 @@ struct SliceLoader {
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
       const int64_t gr = r0 + run_r(l), gk = k0 + run_k(l);
-      ptr[l] = kKMajor ? src + gk * ld + gr : src + gr * ld + gk;
-      const int64_t left = rows - gr;
+      ptr[l] = idle() ? src : (kKMajor ? src + gk * ld + gr : src + gr * ld + gk);
+      const int64_t left = idle() ? 0 : rows - gr;  // an idle thread's run has no valid r
       rows_valid[l] = kKMajor ? clamp4(left) : (left > 0 ? 1 : 0);
     }
   }
@@ -226,7 +246,10 @@ struct SliceLoader {
   // take 4 consecutive runs of one r, the natural order, would put runs q and q + 2 of the same
   // r's in the same bank: a 2-way conflict on every store.)
   // kKMajor stores are float4s of consecutive r's, consecutive across the warp: conflict-free.
+  // (A warp's float4 stores go in 4 phases of 8 lanes, 128 bytes each: with ROWS = 32 a phase is
+  // one whole k row, 32 different banks.)
   __device__ __forceinline__ void store(float (*smem)[ROWS + 4]) const {
+    if (idle()) return;
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
       const int kk = run_k(l), rr = run_r(l);
@@ -273,7 +296,7 @@ struct PatchLoader : SliceLoader<ROWS, BK, THREADS, kKMajor> {
     k_next = static_cast<int>(k0);
 #pragma unroll
     for (int l = 0; l < kLoads; ++l) {
-      const int64_t pos = r0 + run_r(l);
+      const int64_t pos = Dense::idle() ? rows : r0 + run_r(l);  // an idle thread: nothing to gather
       count[l] = kKMajor ? Dense::clamp4(rows - pos) : (pos < rows ? 1 : 0);
       first[l] = count[l] ? static_cast<int>(pos) : 0;
     }
@@ -710,9 +733,34 @@ void gemm_batched(const GemmBatch& g) {
     check_launch("launch of scale_c_kernel", sizes);
     return;
   }
-  // The large tile only when it still gives at least one block per multiprocessor.
+  // Which tile. A tile multiplies all its BM x BN outputs over every k, whether they exist or not,
+  // so what a shape costs is ceil(m / BM) * BM rows times ceil(n / BN) * BN columns.
+  //
+  // m <= 32: the 32 x 128 tile. With m = 20 (a convolution with 20 filters: m is the output
+  // channels, n the pixels) a 32-row tile wastes 12 / 32 = 37.5% of its FMAs on missing rows, a
+  // 64-row tile 44 / 64 = 69% and a 128-row tile 108 / 128 = 84%: for the same columns the short
+  // tile does half the FMAs of the 64 x 64 one and a quarter of the 128 x 128 one. Along n it
+  // covers ceil(n / 128) * 128 columns, at most twice the 64 x 64 tile's ceil(n / 64) * 64: with
+  // half the rows it never multiplies more. Each of its blocks has the work of a 64 x 64 block
+  // (4096 outputs, 16 FMAs per thread per k), so it fills the GPU as the 64 x 64 tile would, from
+  // half as many blocks: 40,000 columns make 313 tiles, 2.4 per multiprocessor of 132 (more than
+  // the 264 blocks resident at once, two per multiprocessor); a forward convolution batched over
+  // 64 samples of 26 x 26 = 676 pixels makes 6 * 64 = 384. With few tiles the
+  // 64 x 64 shape would not finish sooner: twice the blocks, each with the same work, running at
+  // the same time; and a long k is split over blocks (split-K) for both.
+  // What 4 x 4 per thread costs: per kk it reads 8 floats of shared memory for 16 FMAs, twice the
+  // 128 x 128 tile's 16 for 64, so where shared-memory bandwidth bounds it runs at about half the
+  // large tile's FMA rate; four times fewer FMAs still make it twice as fast. (Its k is padded
+  // to a multiple of 16 where the large tile's is a multiple of 8: for k <= 8 that is twice the
+  // k steps, against four times fewer rows.)
+  // 32 < m <= 64 gains nothing from short tiles: two 32-row tiles cover 64 rows, as one 64-row
+  // tile does (m = 50 wastes 22% either way), and 256 threads owning 4 x 4 sub-tiles cannot make
+  // a tile 48 rows tall (3 warp rows of 16 do not divide 8 warps).
+  //
+  // Otherwise the large tile when it still gives at least one block per multiprocessor.
   const int64_t large_tiles = ceil_div<int64_t>(g.m, LargeTile::BM) * ceil_div<int64_t>(g.n, LargeTile::BN) * g.batch;
-  if (large_tiles >= sm_count()) run_tiled<LargeTile>(g, p, sizes);
+  if (g.m <= ShortTile::BM) run_tiled<ShortTile>(g, p, sizes);
+  else if (large_tiles >= sm_count()) run_tiled<LargeTile>(g, p, sizes);
   else run_tiled<SmallTile>(g, p, sizes);
 }
 

@@ -197,9 +197,12 @@ static void test_gemm() {
   };
   // The last case has enough tiles for the 128 x 128 tile (on 132 multiprocessors), with edge
   // tiles that end inside a warp's tile along m and n, and k not a multiple of the slice depth.
+  // Then few rows (m <= 32: the 32 x 128 tile) and just more (33, 50) against many columns.
   std::vector<Case> cases = {{1, 1, 1},      {3, 5, 7},     {17, 33, 65},   {128, 128, 8},  {129, 257, 63},
                              {64, 1, 5000},  {1000, 3, 2},  {250, 300, 1037}, {20, 25, 36864}, {2, 2, 0},
-                             {300, 260, 260}, {1300, 1650, 11}};
+                             {300, 260, 260}, {1300, 1650, 11},
+                             {1, 2051, 9},   {7, 1500, 37}, {20, 2705, 9},  {32, 389, 131}, {33, 1030, 21},
+                             {50, 771, 50}};
   for (int r = 0; r < 3; ++r) cases.push_back({rand_int(1, 300), rand_int(1, 300), rand_int(1, 700)});
   for (const Case& c : cases) {
     for (int t = 0; t < 4; ++t) {
@@ -239,6 +242,89 @@ static void test_gemm() {
     Vec got = dC.download();
     got.erase(got.begin());
     validate("gemm NN misaligned pointers (67,45,93)", got, ref, 1e-6, 1e-5, absref, 2e-6);
+  }
+  // Batched sums of products (GemmBatch::terms) with a bias and row sums, few rows against many
+  // columns: split over terms (few tiles, several terms), k split inside a term (one term), and
+  // neither (enough tiles).
+  struct Sum {
+    int64_t m, n, k, terms, batch;
+  };
+  const std::vector<Sum> sums = {{1, 700, 37, 3, 2},  {7, 500, 300, 3, 2}, {20, 1337, 45, 4, 2},
+                                 {20, 131, 3000, 1, 1}, {33, 650, 19, 2, 3}, {50, 700, 9, 2, 40}};
+  for (const Sum& c : sums) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2, per_row = t % 3 == 0;
+      const float alpha = t == 1 ? 0.5f : 1.0f, beta = t == 1 ? -2.0f : 0.0f;
+      const int64_t sa = c.m * c.k, sb = c.k * c.n, mn = c.m * c.n, nbias = per_row ? c.m : c.n;
+      const Vec A = randn(c.batch * c.terms * sa), B = randn(c.batch * c.terms * sb), C0 = randn(c.batch * mn),
+                bias = randn(c.batch * nbias);
+      DVec ref(c.batch * mn), absref(c.batch * mn), rows(c.batch * c.m, 0.0), rowsabs(c.batch * c.m, 0.0);
+      for (int64_t b = 0; b < c.batch; ++b)
+        for (int64_t i = 0; i < c.m; ++i)
+          for (int64_t j = 0; j < c.n; ++j) {
+            double acc = 0.0, aacc = 0.0;
+            for (int64_t r = 0; r < c.terms; ++r) {
+              const float* a = A.data() + (b * c.terms + r) * sa;
+              const float* bb = B.data() + (b * c.terms + r) * sb;
+              for (int64_t p = 0; p < c.k; ++p) {
+                const double av = ta ? a[p * c.m + i] : a[i * c.k + p], bv = tb ? bb[j * c.k + p] : bb[p * c.n + j];
+                acc += av * bv;
+                aacc += std::fabs(av * bv);
+                if (j == 0) {
+                  rows[b * c.m + i] += av;
+                  rowsabs[b * c.m + i] += std::fabs(av);
+                }
+              }
+            }
+            const double c0 = beta != 0.0f ? beta * double(C0[b * mn + i * c.n + j]) : 0.0;
+            const double bv = bias[b * nbias + (per_row ? i : j)];
+            ref[b * mn + i * c.n + j] = alpha * acc + c0 + bv;
+            absref[b * mn + i * c.n + j] = std::fabs(alpha) * aacc + std::fabs(c0) + std::fabs(bv);
+          }
+      DevBuf dA(A), dB(B), dBias(bias), dC(c.batch * mn), dC2(c.batch * mn), dR(c.batch * c.m), dR2(c.batch * c.m);
+      dR.poison();
+      cu::detail::GemmBatch g;
+      g.trans_a = ta;
+      g.trans_b = tb;
+      g.m = c.m;
+      g.n = c.n;
+      g.k = c.k;
+      g.alpha = alpha;
+      g.beta = beta;
+      g.a = dA.get();
+      g.lda = ta ? c.m : c.k;
+      g.stride_a = c.terms * sa;
+      g.b = dB.get();
+      g.ldb = tb ? c.k : c.n;
+      g.stride_b = c.terms * sb;
+      g.ldc = c.n;
+      g.stride_c = mn;
+      g.batch = c.batch;
+      g.terms = c.terms;
+      g.term_stride_a = sa;
+      g.term_stride_b = sb;
+      g.bias = dBias.get();
+      g.stride_bias = nbias;
+      g.bias_per_row = per_row;
+      g.stride_row_sums = c.m;
+      for (int run = 0; run < 2; ++run) {
+        DevBuf& out = run ? dC2 : dC;
+        if (beta != 0.0f) out.upload(C0);
+        else out.poison();
+        g.c = out.get();
+        g.row_sums = run ? dR2.get() : dR.get();
+        cu::detail::gemm_batched(g);
+      }
+      const std::string name = "gemm terms " + std::string(ta ? "T" : "N") + (tb ? "T" : "N") +
+                               shape_str({c.m, c.n, c.k}) + " terms=" + std::to_string(c.terms) +
+                               " batch=" + std::to_string(c.batch) + (per_row ? " bias/row" : " bias/col") +
+                               (beta != 0.0f ? " alpha=0.5 beta=-2" : "");
+      const Vec got = dC.download(), gotr = dR.download();
+      validate(name, got, ref, 1e-6, 1e-5, absref, 2e-6);
+      validate(name + " row sums", gotr, rows, 1e-6, 1e-5, rowsabs, 2e-6);
+      check_deterministic(name, got, dC2.download());
+      check_deterministic(name + " row sums", gotr, dR2.download());
+    }
   }
 }
 
