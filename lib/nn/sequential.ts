@@ -3,7 +3,7 @@ import type { Tensor } from '../tensor';
 import { describe } from '../options';
 import { ReLU } from './activation';
 import { BatchNorm } from './batchnorm';
-import { runConvBlock, runDenseBlock, runInferenceChain } from './inference-blocks';
+import { chainCacheOf, runConvBlock, runDenseBlock, runInferenceChain } from './inference-blocks';
 import { Module } from './module';
 import { AvgPool2d } from './pooling';
 
@@ -53,7 +53,7 @@ export class Sequential extends Module {
   forward(x: Tensor): Tensor {
     const kids = this.children().map(([, m]) => m);
     // Inference on the CPU of a network made of fusable blocks alone: all of it in one call.
-    const chained = runInferenceChain(kids, x);
+    const chained = runInferenceChain(kids, x, chainCacheOf(this));
     if (chained) return chained;
     let h = x;
     for (let i = 0; i < kids.length; i++) {

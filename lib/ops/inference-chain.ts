@@ -13,16 +13,29 @@ import type { DenseBlock } from './dense-block';
 
 export type ChainStep = { conv: ConvBlock } | { dense: DenseBlock };
 
-/** x (n, c, h, w) through the steps; the caller has checked that every step fits, and gives the output's shape. */
-export function inferenceChain(x: Tensor, steps: readonly ChainStep[], outShape: readonly number[]): Tensor {
-  const [n, c, h, w] = x.shape;
-  const spec: number[] = [n, c, h, w, steps.length];
+/** The native call's arguments for a chain of steps, for a batch of any size (spec[0] is set per call). */
+export interface PreparedChain {
+  spec: Float64Array;
+  weights: Storage[];
+  /** The layers' tensors the weights come from, for the anomaly check of the output. */
+  tensors: Tensor[];
+  /** The output's shape without the batch dimension. */
+  outPerSample: number[];
+  /** False when a weight was made for this call (a batch norm without affine parameters gets gamma = 1, beta = 0). */
+  reusable: boolean;
+}
+
+/** The arguments for x's per-sample shape [c, h, w]; the caller has checked that every step fits and gives the output's per-sample shape. */
+export function prepareChain(steps: readonly ChainStep[], input: readonly number[], outPerSample: number[], device: Tensor['device']): PreparedChain {
+  const spec: number[] = [0, ...input, steps.length];
   const weights: Storage[] = [];
-  const inputs: Tensor[] = [x];
+  const tensors: Tensor[] = [];
+  let reusable = true;
   for (const step of steps) {
     const block = 'conv' in step ? step.conv : step.dense;
     const channels = block.weight.shape[0];
-    const bn = blockBatchNorm(block.batchNorm, channels, x.device);
+    const bn = blockBatchNorm(block.batchNorm, channels, device);
+    if (block.batchNorm && (!block.batchNorm.gamma || !block.batchNorm.beta)) reusable = false;
     const flags = [block.bias ? 1 : 0, block.batchNorm ? 1 : 0, bn.args[4], block.relu ? 1 : 0];
     if ('conv' in step) {
       const b = step.conv;
@@ -32,17 +45,20 @@ export function inferenceChain(x: Tensor, steps: readonly ChainStep[], outShape:
     } else {
       spec.push(1, channels, ...flags);
     }
-    weights.push(block.weight.storage);
-    inputs.push(block.weight);
-    if (block.bias) {
-      weights.push(block.bias.storage);
-      inputs.push(block.bias);
+    for (const t of [block.weight, block.bias, ...bn.tensors]) {
+      if (!t) continue;
+      weights.push(t.storage);
+      tensors.push(t);
     }
-    for (const s of bn.args.slice(0, 4) as Storage[]) if (s) weights.push(s);
-    inputs.push(...bn.tensors);
   }
-  const y = Tensor.empty(outShape, x.device);
-  native.inferenceChain(Float64Array.from(spec), x.storage, y.storage, ...weights);
-  checkOutput('inferenceChain', y, inputs);
+  return { spec: Float64Array.from(spec), weights, tensors, outPerSample, reusable };
+}
+
+/** x (n, c, h, w) through a prepared chain. */
+export function runPreparedChain(x: Tensor, chain: PreparedChain): Tensor {
+  chain.spec[0] = x.shape[0];
+  const y = Tensor.empty([x.shape[0], ...chain.outPerSample], x.device);
+  native.inferenceChain(chain.spec, x.storage, y.storage, ...chain.weights);
+  checkOutput('inferenceChain', y, [x, ...chain.tensors]);
   return y;
 }

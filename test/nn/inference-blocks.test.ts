@@ -6,6 +6,7 @@
 // norm, and errors that still name the layer that raises them.
 import * as kg from '../../lib';
 import { native } from '../../lib/native';
+import * as chainOps from '../../lib/ops/inference-chain';
 import {
   avgPoolForwardRef, bitwiseEqual, bnNormalizeRef, conv2dForwardRef, convOut, disposeAll, empty, expectClose, gemmRef, Rng, store, withThreads,
 } from '../native/reference';
@@ -368,6 +369,70 @@ describe('fused inference blocks', () => {
     test('bad input still gets the error of the layer that raises it', () => {
       const model = kg.models.bnCnn({ seed: 3, device: 'cpu' }).eval();
       expect(() => model.forward(kg.rand([1, 1, 30, 30]))).toThrow(/kg\.nn\.functional\.linear: x \[1, 1250\]/);
+    });
+
+    describe('the chain kept between calls', () => {
+      /** Runs f with prepareChain watched; f gets the count of chains prepared so far. */
+      function watchingPrepares(f: (prepared: () => number) => void): void {
+        const spy = jest.spyOn(chainOps, 'prepareChain');
+        try {
+          f(() => spy.mock.calls.length);
+        } finally {
+          spy.mockRestore();
+        }
+      }
+
+      test('is prepared once, serves other batch sizes, and follows the values of the layers\' tensors', () => {
+        const model = kg.models.bnCnn({ seed: 3, device: 'cpu' }).eval();
+        watchingPrepares((prepared) => {
+          for (const n of [1, 5, 1]) fusedForward(model, kg.rand([n, 1, 28, 28], { seed: n }), { inferenceChain: 1 });
+          expect(prepared()).toBe(1);
+          // New values in place (an optimizer step, copy_): the same chain reads them.
+          const conv1 = model.at('conv1') as kg.nn.Conv2d;
+          conv1.weight.copy_(kg.rand(conv1.weight.shape, { seed: 9 }));
+          fusedForward(model, kg.rand([2, 1, 28, 28], { seed: 10 }), { inferenceChain: 1 });
+          expect(prepared()).toBe(1);
+        });
+      });
+
+      test('is prepared again when what it depends on changes, and is never stale', () => {
+        const model = kg.models.bnCnn({ seed: 3, device: 'cpu' }).eval();
+        const bn2 = model.at('bn2') as kg.nn.BatchNorm;
+        watchingPrepares((prepared) => {
+          fusedForward(model, kg.rand([2, 1, 28, 28], { seed: 1 }), { inferenceChain: 1 });
+          // Another image size: a new chain.
+          const convs = new kg.nn.Sequential(new kg.nn.Conv2d(2, 3, 3, { seed: 1 }), new kg.nn.ReLU(), new kg.nn.Conv2d(3, 2, 3, { seed: 2 }), new kg.nn.ReLU()).eval();
+          for (const size of [10, 12, 10]) fusedForward(convs, kg.rand([2, 2, size, size], { seed: size }), { inferenceChain: 1 });
+          expect(convs.forward(kg.rand([1, 2, 12, 12])).shape).toEqual([1, 2, 8, 8]);
+          // A batch norm in training mode: no chain; frozen, a chain again.
+          bn2.train();
+          fusedForward(model, kg.rand([2, 1, 28, 28], { seed: 4 }), { inferenceChain: 0 });
+          bn2.freeze();
+          fusedForward(model, kg.rand([2, 1, 28, 28], { seed: 5 }), { inferenceChain: 1 });
+          bn2.unfreeze().eval();
+          // A parameter replaced by another tensor.
+          model.loadStateDict(Object.fromEntries(Object.entries(model.stateDict()).map(([k, t]) => [k, kg.mul(t, 1.5)])));
+          fusedForward(model, kg.rand([2, 1, 28, 28], { seed: 6 }), { inferenceChain: 1 });
+          expect(prepared()).toBe(7);
+        });
+      });
+
+      test('a disposed parameter is the Tensor\'s error, not the binding\'s', () => {
+        const model = kg.models.bnCnn({ seed: 3, device: 'cpu' }).eval();
+        model.forward(kg.rand([1, 1, 28, 28], { seed: 1 }));
+        (model.at('fc2') as kg.nn.Linear).weight.dispose();
+        expect(() => model.forward(kg.rand([1, 1, 28, 28], { seed: 2 }))).toThrow(/kg\.Tensor: this tensor \[10, 128\] was disposed/);
+      });
+
+      test('a copy of the model keeps its own chain', () => {
+        const model = kg.models.bnCnn({ seed: 3, device: 'cpu' }).eval();
+        const x = kg.rand([3, 1, 28, 28], { seed: 7 });
+        const before = model.forward(x).toArray();
+        const folded = kg.nn.foldBatchNorm(model);
+        const y = folded.forward(x).toArray();
+        expectClose(y, Float64Array.from(before), { rtol: 1e-4, atol: 1e-5 }, 'folded');
+        expect(bitwiseEqual(model.forward(x).toArray(), before)).toBe(true);
+      });
     });
 
     describe('the raw binding', () => {
