@@ -40,13 +40,13 @@
 
 namespace kg::cpu {
 
-// Below this many flops a second thread costs more than it saves. The threads sleep between
-// parallel regions (lib/thread-policy.ts says why), waking one costs 8-18 us on a virtual machine,
-// and each thread packs its own operand panels. On the 2-core development VM (AVX-512): a 64 x 800
-// x 128 product (1.3e7 flops) took 71-83 us on one thread and 84-91 us on two, 3.3e7 flops 186 us
-// and 145 us, 5.2e7 flops 272 us and 193 us. (At 4e5, the tutorial's network at batch 1 took 0.17 ms
-// on 2 threads against 0.07 ms on one.)
-constexpr double kGemmParallelFlops = 2.0e7;
+// Below this many flops a second thread costs more than it saves: each thread packs its own
+// operand panels, and a thread that has gone to sleep takes tens of microseconds to wake on a
+// virtual machine (lib/thread-policy.ts: the threads spin briefly, then sleep). On the 2-core
+// development VM (AVX-512), back to back: a 64 x 800 x 128 product (1.3e7 flops) took 75 us on one
+// thread and 48-50 us on two. (At 4e5, the tutorial's network at batch 1 took 0.17 ms on 2 threads
+// against 0.07 ms on one.)
+constexpr double kGemmParallelFlops = 1.0e7;
 
 // An A operand stored row-major with k contiguous (a convolution's filters, a dense layer's input
 // rows): a(i, p) = a[i * lda + p].
