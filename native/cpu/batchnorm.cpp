@@ -34,6 +34,7 @@
 #include "host_allocator.h"
 #include "kg/ops.h"
 #include "parallel.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace kg::cpu {
@@ -225,18 +226,20 @@ void update_channel(const BnRunningUpdate& u, const BnRunningWeights& w, int64_t
   }
 }
 
-void forward_train(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var,
-                   const BnRunningUpdate& u) {
+// The training forward's statistics: saves the mean (as the pair hi, lo), invstd and the batch
+// variance, checks each channel and updates the running statistics; returns each channel's
+// scale gamma * invstd for the output pass (empty when there is no data to normalize).
+std::vector<float> train_statistics(const BnShape& s, const float* x, const float* gamma, float eps, float* save_mean,
+                                    float* save_mean_lo, float* save_invstd, float* batch_var, const BnRunningUpdate& u) {
   const int64_t c = s.c, m = s.n * s.l;
-  if (c == 0) return;
+  if (c == 0) return {};
   if (m == 0) {  // no data: report zero mean and variance rather than 0/0
     for (int64_t ch = 0; ch < c; ++ch) {
       save_mean[ch] = save_mean_lo[ch] = 0.0f;
       if (batch_var) batch_var[ch] = 0.0f;
       save_invstd[ch] = inv_std(0.0f, eps);
     }
-    return;
+    return {};
   }
   std::vector<double> mean(c), sq(c);
   channel_sums<1>(
@@ -265,7 +268,14 @@ void forward_train(bool relu, const BnShape& s, const float* x, const float* gam
     update_channel(u, weights, ch, save_mean[ch], save_invstd[ch], var);
   }
   if (u.num_batches_tracked) *u.num_batches_tracked = seen + 1.0f;
-  affine_relu(relu, s, x, save_mean, save_mean_lo, scale.data(), beta, y);
+  return scale;
+}
+
+void forward_train(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
+                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var,
+                   const BnRunningUpdate& u) {
+  const std::vector<float> scale = train_statistics(s, x, gamma, eps, save_mean, save_mean_lo, save_invstd, batch_var, u);
+  if (!scale.empty()) affine_relu(relu, s, x, save_mean, save_mean_lo, scale.data(), beta, y);
 }
 
 void forward_infer(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
@@ -377,9 +387,9 @@ void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float
   backward_infer(s, x, y, dy, gamma, mean, var, eps, dx, dgamma, dbeta);
 }
 
-// Batch norm + ReLU + average pooling. On the CPU the forward runs as its parts through a buffer
-// from the host caching allocator (no fresh pages per call, no tensor for the activation), so its
-// results are the unfused ops' by construction. Backward forms the masked, unpooled gradient in
+// Batch norm + ReLU + average pooling. On the CPU the forward takes batch norm's statistics, then
+// runs batch norm's output pass and the pool plane by plane through a buffer that stays in L1 (no
+// activation written to memory and read back), so its results are the unfused ops' by construction. Backward forms the masked, unpooled gradient in
 // one pass over x (pooled_relu_gradient) and hands it to batch norm's backward: no activation is
 // stored or read back.
 namespace {
@@ -433,9 +443,20 @@ void batchnorm_relu_pool_forward_train(const PoolShape& p, const float* x, const
                                        float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
                                        float* batch_var, const BnRunningUpdate& update) {
   const BnShape s = planes_of(p);
-  HostBuffer activation(s.n * s.c * s.l);
-  forward_train(true, s, x, gamma, beta, eps, activation.get(), save_mean, save_mean_lo, save_invstd, batch_var, update);
-  avgpool2d_forward(p, activation.get(), y);
+  const std::vector<float> scale = train_statistics(s, x, gamma, eps, save_mean, save_mean_lo, save_invstd, batch_var, update);
+  if (scale.empty()) return;
+  // Plane by plane: the rectified plane into a per-thread buffer that stays in L1, then pooled from
+  // there, with batch norm's and the pool's own kernels (so the bits are theirs).
+  PoolShape plane = p;
+  plane.n = plane.c = 1;
+  parallel_range(p.n * p.c, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, s.l)), [&](int64_t first, int64_t last) {
+    float* activation = scratch(Scratch::Block, size_t(std::max<int64_t>(1, s.l)));
+    for (int64_t pl = first; pl < last; ++pl) {
+      const int64_t ch = pl % p.c;
+      affine_run(true, x + pl * s.l, s.l, save_mean[ch], save_mean_lo[ch], scale[ch], beta[ch], activation);
+      avgpool2d_forward(plane, activation, y + pl * p.oh * p.ow);
+    }
+  });
 }
 
 void batchnorm_relu_pool_backward_train(const PoolShape& p, const float* x, const float* dy, const float* gamma,
