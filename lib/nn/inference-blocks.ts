@@ -82,6 +82,7 @@ export function runDenseBlock(layers: readonly Module[], i: number, x: Tensor): 
  */
 export interface ChainCache {
   key: unknown[];
+  /** The chain for `key`, or null when those layers form none (they then run one by one). */
   chain: PreparedChain | null;
 }
 
@@ -170,13 +171,15 @@ function buildChain(layers: readonly Module[], x: Tensor): PreparedChain | null 
  */
 export function runInferenceChain(layers: readonly Module[], x: Tensor, cache?: ChainCache): Tensor | null {
   if (isRecording() || x.device !== 'cpu' || x.ndim !== 4) return null;
-  if (cache?.chain && sameKey(cache.key, layers, x) && cache.chain.tensors.every((t) => !t.disposed)) {
-    return runPreparedChain(x, cache.chain);
+  if (cache && sameKey(cache.key, layers, x)) {
+    // Layers that form no chain are not walked again for one on every call.
+    if (!cache.chain) return null;
+    if (cache.chain.reusable && cache.chain.tensors.every((t) => !t.disposed)) return runPreparedChain(x, cache.chain);
   }
   const chain = buildChain(layers, x);
   if (cache) {
     cache.key = chainKey(layers, x);
-    cache.chain = chain?.reusable ? chain : null;
+    cache.chain = chain;
   }
   return chain && runPreparedChain(x, chain);
 }
