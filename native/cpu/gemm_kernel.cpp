@@ -104,8 +104,8 @@ inline __attribute__((always_inline)) void tile_avx512(int64_t kc, const A& a, c
   }
 }
 
-// One body per instruction set, each compiled for its own target; the pointer below picks one
-// once (cpu_isa(): the CPU's widest, or a narrower one named by KG_CPU_ISA). With AVX2 + FMA the
+// One body per instruction set, each compiled for its own target; the table below picks one pair
+// (packed A, rows in place) once (cpu_isa(): the CPU's widest, or a narrower one named by KG_CPU_ISA). With AVX2 + FMA the
 // 6 x 16 tile lives in 12 ymm registers; the baseline (SSE2, 16 xmm registers) computes it as
 // two 6 x 8 halves with 12 xmm accumulators each, rather than spilling 24 of them.
 // Each body is instantiated for both kinds of A (a packed panel, or rows in place).
