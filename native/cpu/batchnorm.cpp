@@ -2,10 +2,14 @@
 // values, l = h * w for images and l = 1 for (n, c) matrices.
 //
 // Accuracy, the point of this library:
-// - mean and variance are two passes over the data, accumulated in double: first the mean, then
-//   sum (x - mean)^2 around that double mean. Never E[x^2] - E[x]^2, which cancels catastrophically
-//   when |mean| >> std. The variance is a sum of squares, so it is never negative, and a constant
-//   channel gets exactly its value as mean (m * v is exact in double) and exactly zero variance.
+// - mean and variance come from one pass over memory, accumulated in double: each run of a
+//   channel (one sample's plane, or a chunk of rows) is summed, then its squared deviations are
+//   summed around its own mean while it is still in L1, and the runs' (count, mean, M2) are merged
+//   in a fixed order with Chan's update, M2 += M2_b + delta^2 * n_a * n_b / n. Never
+//   E[x^2] - E[x]^2, which cancels catastrophically when |mean| >> std: every term is a square.
+//   The mean itself is the plain double sum of the runs' sums over m. The variance is never
+//   negative, and a constant channel gets exactly its value as mean (m * v is exact in double)
+//   and exactly zero variance (every run's mean is v, every delta 0).
 // - x - mean is formed as (x - hi) - lo, with the double mean carried as the float pair hi =
 //   float(mean), lo = float(mean - hi). Near the mean, x - hi is exact (Sterbenz), so the only
 //   rounding is that of a number of the order of the spread: at mean 1e4 and spread 0.1 the
@@ -31,11 +35,15 @@
 #include <vector>
 
 #include "accumulate.h"
-#include "host_allocator.h"
+#include "isa.h"
 #include "kg/ops.h"
 #include "parallel.h"
+#include "pool_plane.h"
 #include "scratch.h"
 #include "simd.h"
+#if defined(KG_ISA_BUILDS)
+#include <immintrin.h>
+#endif
 
 namespace kg::cpu {
 namespace {
@@ -93,6 +101,94 @@ void channel_sums(const BnShape& s, double* out, Run&& run, Row&& row) {
     for (int64_t ck = 0; ck < chunks; ++ck) {
       for (int64_t j = 0; j < K * c; ++j) out[j] += partial[size_t(ck * K * c + j)];
     }
+  }
+}
+
+// Count, mean and sum of squared deviations (M2) of a set of values, and Chan's merge of two sets:
+// exact in the count, a sum of non-negative terms in M2.
+struct Moments {
+  double n = 0.0, mean = 0.0, m2 = 0.0;
+  void merge(double n_b, double mean_b, double m2_b) {
+    if (n == 0.0) {  // (the general update would form 0 * delta^2, NaN for an infinite mean_b)
+      *this = {n_b, mean_b, m2_b};
+      return;
+    }
+    const double total = n + n_b, delta = mean_b - mean;
+    mean += delta * (n_b / total);
+    m2 += m2_b + delta * delta * (n * n_b / total);
+    n = total;
+  }
+};
+
+// Per channel: mean[ch] = the double sum of its m values over m, and m2[ch] = their sum of squared
+// deviations from the mean, both from one pass over x (see the top of this file). The work items
+// are channel_sums' (they depend on the shape alone), so the mean is bitwise the mean of the
+// two-pass form; M2 differs from it only by double rounding.
+void channel_moments(const BnShape& s, const float* x, double* mean, double* m2) {
+  const int64_t c = s.c;
+  const double m = double(s.n * s.l);
+  std::fill(mean, mean + c, 0.0);
+  std::fill(m2, m2 + c, 0.0);
+  if (s.n * s.c * s.l == 0) return;
+  const bool parallel = s.n * s.c * s.l > kParallelElements;
+  struct Item {
+    double sum;
+    Moments moments;
+  };
+  if (s.l > 1) {
+    // One run is one sample's plane of a channel: summed, then squared around its own mean.
+    const int64_t per_item = std::clamp<int64_t>(kStatsChunk / s.l, 1, s.n);
+    const int64_t chunks = ceil_div(s.n, per_item);
+    std::vector<Item> items(size_t(c * chunks));
+    parallel_for(c * chunks, parallel, [&](int64_t item) {
+      const int64_t ch = item / chunks, first = item % chunks * per_item;
+      Item& it = items[size_t(item)];
+      it.sum = 0.0;
+      for (int64_t i = first; i < std::min(s.n, first + per_item); ++i) {
+        const float* run = x + (i * c + ch) * s.l;
+        const double run_sum = sum(run, s.l), run_mean = run_sum / double(s.l);
+        it.sum += run_sum;
+        it.moments.merge(double(s.l), run_mean, sum_squared_deviation(run, s.l, run_mean));
+      }
+    });
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double total = 0.0;
+      Moments all;
+      for (int64_t ck = 0; ck < chunks; ++ck) {
+        const Item& it = items[size_t(ch * chunks + ck)];
+        total += it.sum;
+        all.merge(it.moments.n, it.moments.mean, it.moments.m2);
+      }
+      mean[ch] = total / m;
+      m2[ch] = all.m2;
+    }
+    return;
+  }
+  // Rows of an (n, c) matrix: a chunk of rows is one run per channel, summed down its columns,
+  // then squared around the chunk's column means while the chunk is still in cache.
+  const int64_t chunks = std::clamp<int64_t>(s.n * c / kStatsChunk, 1, std::max<int64_t>(1, std::min<int64_t>(64, s.n / 8)));
+  const int64_t per_chunk = ceil_div(s.n, chunks);
+  const int64_t block = std::min<int64_t>(c, kChannelBlock), blocks = ceil_div(c, block);
+  std::vector<double> sums(size_t(chunks * c), 0.0), means(size_t(chunks * c)), devs(size_t(chunks * c), 0.0);
+  parallel_for(chunks * blocks, parallel, [&](int64_t item) {
+    const int64_t ck = item / blocks, c0 = item % blocks * block, len = std::min(block, c - c0);
+    const int64_t r0 = ck * per_chunk, r1 = std::min(s.n, r0 + per_chunk);
+    double* sum_c = &sums[size_t(ck * c)];
+    double* mean_c = &means[size_t(ck * c)];
+    for (int64_t i = r0; i < r1; ++i) add_row(sum_c + c0, x + i * c + c0, len);
+    for (int64_t j = c0; j < c0 + len; ++j) mean_c[j] = sum_c[j] / double(std::max<int64_t>(1, r1 - r0));
+    for (int64_t i = r0; i < r1; ++i) add_row_squared_deviation(&devs[size_t(ck * c)] + c0, x + i * c + c0, mean_c + c0, len);
+  });
+  for (int64_t ch = 0; ch < c; ++ch) {
+    double total = 0.0;
+    Moments all;
+    for (int64_t ck = 0; ck < chunks; ++ck) {
+      const int64_t rows = std::max<int64_t>(0, std::min(s.n, (ck + 1) * per_chunk) - ck * per_chunk);
+      total += sums[size_t(ck * c + ch)];
+      if (rows > 0) all.merge(double(rows), means[size_t(ck * c + ch)], devs[size_t(ck * c + ch)]);
+    }
+    mean[ch] = total / m;
+    m2[ch] = all.m2;
   }
 }
 
@@ -179,6 +275,13 @@ KG_MULTIVERSION void input_grad_run(const float* x, const float* dy, const float
   }
 }
 
+// input_grad_run without relu_y, in place: g holds the gradient reaching batch norm and gets dx.
+// (One pointer for both, so that the compiler need not guard the vector loop against overlap.)
+KG_MULTIVERSION void input_grad_in_place(const float* x, float* g, int64_t len, float mh, float ml, float k, float a,
+                                         float b) {
+  for (int64_t i = 0; i < len; ++i) g[i] = k * ((g[i] - a) - ((x[i] - mh) - ml) * b);
+}
+
 // The same over one row of c channels.
 KG_MULTIVERSION void input_grad_row(const float* x, const float* dy, const float* relu_y, int64_t c, const float* hi,
                                     const float* lo, const float* k, const float* a, const float* b, float* dx) {
@@ -196,18 +299,27 @@ KG_MULTIVERSION void masked_scale(const float* dy, const float* relu_y, int64_t 
 }
 
 // Per channel: sdy = sum dy and sdyx = sum dy * (x - mean), the sums both backward forms need.
-void grad_sums(const BnShape& s, const float* x, const float* dy, const float* relu_y, const float* hi,
-               const float* lo, std::vector<double>& sdy, std::vector<double>& sdyx) {
+// The gradient reaching batch norm, run by run: runs(off, len, ch) points at its values for
+// x[off, off + len). DyRuns reads them from dy; the pooled backward forms each plane in a buffer.
+// Rows (l == 1) always read dy itself (rows_dy).
+struct DyRuns {
+  const float* dy;
+  const float* operator()(int64_t off, int64_t, int64_t) const { return dy + off; }
+};
+
+template <class Runs>
+void grad_sums(const BnShape& s, const float* x, const Runs& runs, const float* rows_dy, const float* relu_y,
+               const float* hi, const float* lo, std::vector<double>& sdy, std::vector<double>& sdyx) {
   std::vector<double> mean_d(s.c);
   for (int64_t ch = 0; ch < s.c; ++ch) mean_d[ch] = double(hi[ch]) + (lo ? double(lo[ch]) : 0.0);
   std::vector<double> out(2 * s.c);
   channel_sums<2>(
       s, out.data(),
       [&](int64_t off, int64_t len, int64_t ch, double* t) {
-        sum_grad_terms(x + off, dy + off, len, mean_d[ch], &t[0], &t[1], relu_y ? relu_y + off : nullptr);
+        sum_grad_terms(x + off, runs(off, len, ch), len, mean_d[ch], &t[0], &t[1], relu_y ? relu_y + off : nullptr);
       },
       [&](int64_t off, double* acc, int64_t c0, int64_t len) {
-        add_row_grad_terms(acc + c0, acc + s.c + c0, x + off + c0, dy + off + c0, mean_d.data() + c0, len,
+        add_row_grad_terms(acc + c0, acc + s.c + c0, x + off + c0, rows_dy + off + c0, mean_d.data() + c0, len,
                            relu_y ? relu_y + off + c0 : nullptr);
       });
   sdy.assign(out.begin(), out.begin() + s.c);
@@ -242,16 +354,7 @@ std::vector<float> train_statistics(const BnShape& s, const float* x, const floa
     return {};
   }
   std::vector<double> mean(c), sq(c);
-  channel_sums<1>(
-      s, mean.data(), [&](int64_t off, int64_t len, int64_t, double* t) { t[0] = sum(x + off, len); },
-      [&](int64_t off, double* acc, int64_t c0, int64_t len) { add_row(acc + c0, x + off + c0, len); });
-  for (double& v : mean) v /= double(m);
-  channel_sums<1>(
-      s, sq.data(),
-      [&](int64_t off, int64_t len, int64_t ch, double* t) { t[0] = sum_squared_deviation(x + off, len, mean[ch]); },
-      [&](int64_t off, double* acc, int64_t c0, int64_t len) {
-        add_row_squared_deviation(acc + c0, x + off + c0, mean.data() + c0, len);
-      });
+  channel_moments(s, x, mean.data(), sq.data());
 
   // Every channel's update sees the count from before this batch; it is incremented once.
   const float seen = u.num_batches_tracked ? *u.num_batches_tracked : 0.0f;
@@ -290,31 +393,45 @@ void forward_infer(bool relu, const BnShape& s, const float* x, const float* gam
 // k = gamma * invstd, a = sum(dy) / m, b = invstd^2 * sum(dy * (x - mean)) / m, and x - mean
 // formed from the saved pair as in forward. With the fused ReLU (relu_y, its output), dy is first
 // masked to where relu_y > 0.
-void backward_train(const BnShape& s, const float* x, const float* relu_y, const float* dy, const float* gamma,
-                    const float* save_mean, const float* save_mean_lo, const float* save_invstd, float* dx,
-                    float* dgamma, float* dbeta) {
+// Backward's per-channel constants (see backward_train) from the gradient sums, with dgamma and dbeta.
+struct BnGradConstants {
+  std::vector<float> k, a, b;
+};
+template <class Runs>
+BnGradConstants grad_constants(const BnShape& s, const float* x, const Runs& runs, const float* rows_dy,
+                               const float* relu_y, const float* gamma, const float* save_mean,
+                               const float* save_mean_lo, const float* save_invstd, float* dgamma, float* dbeta) {
   const int64_t c = s.c, m = s.n * s.l;
   std::vector<double> sdy, sdyx;
-  grad_sums(s, x, dy, relu_y, save_mean, save_mean_lo, sdy, sdyx);
-  std::vector<float> k(c), a(c), b(c);
+  grad_sums(s, x, runs, rows_dy, relu_y, save_mean, save_mean_lo, sdy, sdyx);
+  BnGradConstants g{std::vector<float>(c), std::vector<float>(c), std::vector<float>(c)};
   for (int64_t ch = 0; ch < c; ++ch) {
     const double invstd = save_invstd[ch];
     dbeta[ch] = float(sdy[ch]);
     dgamma[ch] = float(sdyx[ch] * invstd);
-    k[ch] = float(double(gamma[ch]) * invstd);
-    a[ch] = m ? float(sdy[ch] / double(m)) : 0.0f;
-    b[ch] = m ? float(invstd * invstd * sdyx[ch] / double(m)) : 0.0f;
+    g.k[ch] = float(double(gamma[ch]) * invstd);
+    g.a[ch] = m ? float(sdy[ch] / double(m)) : 0.0f;
+    g.b[ch] = m ? float(invstd * invstd * sdyx[ch] / double(m)) : 0.0f;
   }
+  return g;
+}
+
+void backward_train(const BnShape& s, const float* x, const float* relu_y, const float* dy, const float* gamma,
+                    const float* save_mean, const float* save_mean_lo, const float* save_invstd, float* dx,
+                    float* dgamma, float* dbeta) {
+  const BnGradConstants g =
+      grad_constants(s, x, DyRuns{dy}, dy, relu_y, gamma, save_mean, save_mean_lo, save_invstd, dgamma, dbeta);
   if (!dx) return;
+  const int64_t c = s.c;
   for_each_block(
       s,
       [&](int64_t off, int64_t len, int64_t ch) {
-        input_grad_run(x + off, dy + off, relu_y ? relu_y + off : nullptr, len, save_mean[ch], save_mean_lo[ch], k[ch],
-                       a[ch], b[ch], dx + off);
+        input_grad_run(x + off, dy + off, relu_y ? relu_y + off : nullptr, len, save_mean[ch], save_mean_lo[ch],
+                       g.k[ch], g.a[ch], g.b[ch], dx + off);
       },
       [&](int64_t off) {
-        input_grad_row(x + off, dy + off, relu_y ? relu_y + off : nullptr, c, save_mean, save_mean_lo, k.data(),
-                       a.data(), b.data(), dx + off);
+        input_grad_row(x + off, dy + off, relu_y ? relu_y + off : nullptr, c, save_mean, save_mean_lo, g.k.data(),
+                       g.a.data(), g.b.data(), dx + off);
       });
 }
 
@@ -324,7 +441,7 @@ void backward_infer(const BnShape& s, const float* x, const float* relu_y, const
                     const float* mean, const float* var, float eps, float* dx, float* dgamma, float* dbeta) {
   const int64_t c = s.c;
   std::vector<double> sdy, sdyx;
-  grad_sums(s, x, dy, relu_y, mean, nullptr, sdy, sdyx);
+  grad_sums(s, x, DyRuns{dy}, dy, relu_y, mean, nullptr, sdy, sdyx);
   std::vector<float> scale(c), zero(c, 0.0f);
   for (int64_t ch = 0; ch < c; ++ch) {
     const float invstd = inv_std(var[ch], eps);
@@ -389,9 +506,10 @@ void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float
 
 // Batch norm + ReLU + average pooling. On the CPU the forward takes batch norm's statistics, then
 // runs batch norm's output pass and the pool plane by plane through a buffer that stays in L1 (no
-// activation written to memory and read back), so its results are the unfused ops' by construction. Backward forms the masked, unpooled gradient in
-// one pass over x (pooled_relu_gradient) and hands it to batch norm's backward: no activation is
-// stored or read back.
+// activation written to memory and read back), so its results are the unfused ops' by
+// construction. Backward forms the masked, unpooled gradient of one plane at a time in such a
+// buffer (pooled_relu_gradient_plane), in each of batch norm's two backward passes: two passes
+// over x and none over a gradient as large as x, which is neither stored nor read back.
 namespace {
 
 BnShape planes_of(const PoolShape& p) { return {p.n, p.c, p.h * p.w}; }
@@ -424,18 +542,58 @@ KG_MULTIVERSION void pooled_relu_gradient_plane(const PoolShape& p, const float*
   std::fill(out + covered, out + p.h * p.w, 0.0f);
 }
 
-void pooled_relu_gradient(const PoolShape& p, const float* x, const float* dy, const float* hi, const float* lo,
-                          const float* scale, const float* shift, float* grad) {
-  const float inv_area = 1.0f / float(p.kh * p.kw);
-  const int64_t plane = p.h * p.w;
-  parallel_range(p.n * p.c, std::max<int64_t>(1, kElementwiseGrain / plane), [&](int64_t first, int64_t last) {
-    for (int64_t pl = first; pl < last; ++pl) {
-      const int64_t ch = pl % p.c;
-      pooled_relu_gradient_plane(p, x + pl * plane, dy + pl * p.oh * p.ow, inv_area, hi[ch], lo[ch], scale[ch],
-                                 shift[ch], grad + pl * plane);
+#if defined(KG_ISA_BUILDS)
+// pooled_relu_gradient_plane for 2x2 windows at stride 2 with AVX-512: 8 pooled values at a time,
+// scaled, then each doubled across two lanes by one permute, masked where the ReLU's output is not
+// positive on the two input rows. normalized() as an explicit FMA, the contraction of its
+// multiversioned callers, so the mask is the forward's bit for bit; masked loads and stores stay
+// inside the plane.
+KG_AVX512 void pooled_relu_gradient_plane_2x2_avx512(const PoolShape& p, const float* in, const float* g,
+                                                     float mh, float ml, float k, float b, float* out) {
+  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m512 vmh = _mm512_set1_ps(mh), vml = _mm512_set1_ps(ml), vk = _mm512_set1_ps(k), vb = _mm512_set1_ps(b);
+  const __m512 zero = _mm512_setzero_ps(), quarter = _mm512_set1_ps(0.25f);
+  for (int64_t i = 0; i < p.oh; ++i) {
+    for (int64_t j = 0; j < p.ow; j += 8) {
+      const int64_t n = std::min<int64_t>(8, p.ow - j);
+      const __mmask16 lanes = __mmask16((1u << (2 * n)) - 1u);
+      const __m512 spread =
+          _mm512_permutexvar_ps(pairs, _mm512_mul_ps(_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1u), g + i * p.ow + j), quarter));
+      for (int64_t a = 0; a < 2; ++a) {
+        const int64_t at = (2 * i + a) * p.w + 2 * j;
+        const __m512 x = _mm512_maskz_loadu_ps(lanes, in + at);
+        const __m512 y = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_sub_ps(x, vmh), vml), vk, vb);
+        const __mmask16 positive = _mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ);
+        _mm512_mask_storeu_ps(out + at, lanes, _mm512_maskz_mov_ps(positive, spread));
+      }
     }
-  });
+    for (int64_t a = 0; a < 2; ++a) std::fill(out + (2 * i + a) * p.w + 2 * p.ow, out + (2 * i + a + 1) * p.w, 0.0f);
+  }
+  std::fill(out + 2 * p.oh * p.w, out + p.h * p.w, 0.0f);
 }
+#endif
+
+// The gradient reaching batch norm, plane by plane for grad_sums: plane `off / l` formed from the
+// pooled gradient with its channel's forward constants, into dx (where the input gradient pass
+// then turns it into dx in place) or, without dx, into the calling thread's buffer.
+struct PooledRuns {
+  const PoolShape& p;
+  const float *x, *dy, *hi, *lo, *scale, *shift;
+  float* dx;
+  const float* operator()(int64_t off, int64_t len, int64_t ch) const {
+    float* plane = dx ? dx + off : scratch(Scratch::Block, size_t(len));
+    const float* g = dy + off / len * p.oh * p.ow;
+#if defined(KG_ISA_BUILDS)
+    static const bool avx512 = cpu_isa() == Isa::Avx512;
+    if (avx512 && p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2) {
+      pooled_relu_gradient_plane_2x2_avx512(p, x + off, g, hi[ch], lo[ch], scale[ch], shift[ch], plane);
+      return plane;
+    }
+#endif
+    pooled_relu_gradient_plane(p, x + off, g, 1.0f / float(p.kh * p.kw), hi[ch], lo[ch], scale[ch], shift[ch], plane);
+    return plane;
+  }
+};
 
 }  // namespace
 
@@ -447,14 +605,12 @@ void batchnorm_relu_pool_forward_train(const PoolShape& p, const float* x, const
   if (scale.empty()) return;
   // Plane by plane: the rectified plane into a per-thread buffer that stays in L1, then pooled from
   // there, with batch norm's and the pool's own kernels (so the bits are theirs).
-  PoolShape plane = p;
-  plane.n = plane.c = 1;
   parallel_range(p.n * p.c, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, s.l)), [&](int64_t first, int64_t last) {
     float* activation = scratch(Scratch::Block, size_t(std::max<int64_t>(1, s.l)));
     for (int64_t pl = first; pl < last; ++pl) {
       const int64_t ch = pl % p.c;
       affine_run(true, x + pl * s.l, s.l, save_mean[ch], save_mean_lo[ch], scale[ch], beta[ch], activation);
-      avgpool2d_forward(plane, activation, y + pl * p.oh * p.ow);
+      avgpool2d_plane(p, activation, y + pl * p.oh * p.ow);
     }
   });
 }
@@ -463,11 +619,20 @@ void batchnorm_relu_pool_backward_train(const PoolShape& p, const float* x, cons
                                         const float* beta, const float* save_mean, const float* save_mean_lo,
                                         const float* save_invstd, float* dx, float* dgamma, float* dbeta) {
   const BnShape s = planes_of(p);
-  HostBuffer grad(s.n * s.c * s.l);
   std::vector<float> scale(s.c);
   for (int64_t ch = 0; ch < s.c; ++ch) scale[ch] = gamma[ch] * save_invstd[ch];  // forward_train's
-  pooled_relu_gradient(p, x, dy, save_mean, save_mean_lo, scale.data(), beta, grad.get());
-  backward_train(s, x, nullptr, grad.get(), gamma, save_mean, save_mean_lo, save_invstd, dx, dgamma, dbeta);
+  // Planes have more than one pixel (the binding refuses others), so batch norm takes its per-plane
+  // runs and never its row form, which would read a whole gradient from memory.
+  const PooledRuns runs{p, x, dy, save_mean, save_mean_lo, scale.data(), beta, dx};
+  const BnGradConstants g = grad_constants(s, x, runs, nullptr, nullptr, gamma, save_mean, save_mean_lo, save_invstd,
+                                           dgamma, dbeta);
+  if (!dx) return;
+  for_each_block(
+      s,
+      [&](int64_t off, int64_t len, int64_t ch) {
+        input_grad_in_place(x + off, dx + off, len, save_mean[ch], save_mean_lo[ch], g.k[ch], g.a[ch], g.b[ch]);
+      },
+      [&](int64_t) {});
 }
 
 }  // namespace kg::cpu

@@ -53,7 +53,7 @@ parentTest.each(ORDER.slice(0, -1))('GEMM, convolutions and batch norm pass on t
   const best = widestOfCpu();
   if (ORDER.indexOf(isa as Isa) >= ORDER.indexOf(best)) return; // the parent run already covers the widest
   const r = runChild(isa, ['test/native/isa.test.ts', 'test/native/gemm.test.ts', 'test/native/conv2d.test.ts', 'test/native/batchnorm.test.ts',
-    'test/native/reduce.test.ts', 'test/nn/inference-blocks.test.ts']);
+    'test/native/reduce.test.ts', 'test/native/pool.test.ts', 'test/core/batchnorm-relu-pool.test.ts', 'test/nn/inference-blocks.test.ts']);
   if (r.status !== 0) throw new Error(`KG_CPU_ISA=${isa}: jest exited ${r.status}\n${r.out.slice(-4000)}`);
   expect(r.out).toMatch(/Tests:.*\b[1-9]\d* passed/);
   expect(r.out).not.toMatch(/Tests:.*failed/);
@@ -67,7 +67,7 @@ parentTest('a wider ISA than the CPU has is never chosen', () => {
 
 // Batch norm's statistics accumulate in double, 8 lanes to a vector with AVX-512 and 4 with AVX2,
 // each lane over the same elements in the same order: the two builds give the same bits.
-parentTest('batch norm statistics and gradients are bitwise equal on the AVX-512 and AVX2 paths', () => {
+parentTest('batch norm (also fused with ReLU and pool) and the pool are bitwise equal on the AVX-512 and AVX2 paths', () => {
   if (widestOfCpu() !== 'avx512') return; // only one of the two paths runs here
   const script = `
     const native = require(${JSON.stringify(path.join(root, 'build/Release/kernelgrad.node'))});
@@ -81,7 +81,15 @@ parentTest('batch norm statistics and gradients are bitwise equal on the AVX-512
     const y = st(m), mean = st(c), lo = st(c), inv = st(c), dx = st(m), dg = st(c), db = st(c);
     native.batchNormForwardTrain([n, c, l], x, gamma, beta, 1e-5, y, mean, lo, inv, null, null, null, 0, false, null, false, null, 0);
     native.batchNormBackwardTrain([n, c, l], x, dy, gamma, mean, lo, inv, dx, dg, db);
-    const out = [y, mean, lo, inv, dx, dg, db].map((s) => Array.from(new Uint32Array(s.read().buffer)));
+    // Fused with ReLU and the 2x2 pool (AVX-512 kernels of their own) on 25x40 planes: rows of 20
+    // windows, an odd last row.
+    const pool = [n, c, 25, 40, 2, 2, 2, 2], pooled = n * c * 12 * 20;
+    const py = st(pooled), pdy = st(pooled), pdx = st(m), pg = st(c), pb = st(c), pool1 = st(pooled);
+    pdy.write(ds.subarray(0, pooled));
+    native.batchNormReluPoolForwardTrain(pool, x, gamma, beta, 1e-5, py, mean, lo, inv, null, null, null, 0, false, null, false, null, 0);
+    native.batchNormReluPoolBackwardTrain(pool, x, pdy, gamma, beta, mean, lo, inv, pdx, pg, pb);
+    native.avgPool2dForward([n, c, 25, 40, 2, 2, 2, 2], x, pool1);
+    const out = [y, mean, lo, inv, dx, dg, db, py, pdx, pg, pb, pool1].map((s) => Array.from(new Uint32Array(s.read().buffer)));
     process.stdout.write(JSON.stringify(out));`;
   const run = (isa: string) => {
     const r = spawnSync(process.execPath, ['-e', script], { cwd: root, env: { ...process.env, KG_CPU_ISA: isa }, encoding: 'utf8' });
