@@ -110,23 +110,35 @@ KG_MULTIVERSION void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int6
   const int64_t kc_max = k_block(k);
   const int64_t nc_panels = std::min(jp1 - jp0, kNC / kNR), mc_panels = std::min(ip1 - ip0, kMC / kMR);
   float* apack = scratch(Scratch::PackA, size_t(mc_panels * kMR * kc_max));
-  alignas(64) float acc[kMR * kNR];
-  const auto tile = [&](const float* a, const float* b, int64_t kc, int64_t ip, int64_t jp, int64_t p0) {
-    gemm_micro_kernel(kc, a, b, acc);
-    store(acc, ip * kMR, jp * kNR, int(std::min<int64_t>(kMR, m - ip * kMR)), int(std::min<int64_t>(kNR, n - jp * kNR)),
+  alignas(64) float acc[2][kMR * kNR];
+  const auto put = [&](const float* tile, int64_t ip, int64_t jp, int64_t p0, int64_t kc) {
+    store(tile, ip * kMR, jp * kNR, int(std::min<int64_t>(kMR, m - ip * kMR)), int(std::min<int64_t>(kNR, n - jp * kNR)),
           p0 == 0, p0 + kc == k);
+  };
+  // The tiles of B micro-panels jp (at b) and, when `pair`, jp + 1 (at b + kc * kNR) with A
+  // micro-panel ip: pairs go through the two-panel kernel, which gives each tile the same bits.
+  const auto tiles = [&](const float* a, const float* b, bool pair, int64_t kc, int64_t ip, int64_t jp, int64_t p0) {
+    if (pair) {
+      gemm_micro_kernel_pair(kc, a, b, b + kc * kNR, acc[0], acc[1]);
+      put(acc[0], ip, jp, p0, kc);
+      put(acc[1], ip, jp + 1, p0, kc);
+    } else {
+      gemm_micro_kernel(kc, a, b, acc[0]);
+      put(acc[0], ip, jp, p0, kc);
+    }
   };
   if (ip1 - ip0 <= kMC / kMR) {
     // The part's rows fit one A block (a convolution's output channels, a batch of 64): pack it
-    // once per k block, and each B micro-panel right before the A panels sweep it, so that B
-    // goes from the source straight into L1 instead of through a large packed block.
-    float* bpanel = scratch(Scratch::PackB, size_t(kNR * kc_max));
+    // once per k block, and each pair of B micro-panels right before the A panels sweep it, so
+    // that B goes from the source straight into L1 instead of through a large packed block.
+    float* bpanels = scratch(Scratch::PackB, size_t(2 * kNR * kc_max));
     for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
       const int64_t kc = std::min(kc_max, k - p0);
       pack_a(apack, ip0 * kMR, std::min(m, ip1 * kMR) - ip0 * kMR, p0, kc);
-      for (int64_t jp = jp0; jp < jp1; ++jp) {
-        pack_b(bpanel, p0, kc, jp * kNR, std::min<int64_t>(kNR, n - jp * kNR));
-        for (int64_t ip = ip0; ip < ip1; ++ip) tile(apack + (ip - ip0) * kMR * kc, bpanel, kc, ip, jp, p0);
+      for (int64_t jp = jp0; jp < jp1; jp += 2) {
+        const bool pair = jp + 1 < jp1;
+        pack_b(bpanels, p0, kc, jp * kNR, std::min<int64_t>(pair ? 2 * kNR : kNR, n - jp * kNR));
+        for (int64_t ip = ip0; ip < ip1; ++ip) tiles(apack + (ip - ip0) * kMR * kc, bpanels, pair, kc, ip, jp, p0);
       }
     }
     return;
@@ -140,9 +152,9 @@ KG_MULTIVERSION void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int6
       for (int64_t ib = ip0; ib < ip1; ib += mc_panels) {
         const int64_t ib_end = std::min(ip1, ib + mc_panels);
         pack_a(apack, ib * kMR, std::min(m, ib_end * kMR) - ib * kMR, p0, kc);
-        for (int64_t jp = jb; jp < jb_end; ++jp) {
+        for (int64_t jp = jb; jp < jb_end; jp += 2) {
           for (int64_t ip = ib; ip < ib_end; ++ip) {
-            tile(apack + (ip - ib) * kMR * kc, bpack + (jp - jb) * kc * kNR, kc, ip, jp, p0);
+            tiles(apack + (ip - ib) * kMR * kc, bpack + (jp - jb) * kc * kNR, jp + 1 < jb_end, kc, ip, jp, p0);
           }
         }
       }
@@ -156,17 +168,22 @@ KG_MULTIVERSION void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int6
               const PackB& pack_b, const Store& store) {
   if (jp1 - jp0 > kInPlaceAPanels) return run_part(m, n, k, ip0, ip1, jp0, jp1, packer(a), pack_b, store);
   const int64_t kc_max = k_block(k);
-  float* bpanel = scratch(Scratch::PackB, size_t(kNR * kc_max));
-  alignas(64) float acc[kMR * kNR];
+  float* bpanels = scratch(Scratch::PackB, size_t(2 * kNR * kc_max));
+  alignas(64) float acc[2][kMR * kNR];
   for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
     const int64_t kc = std::min(kc_max, k - p0);
-    for (int64_t jp = jp0; jp < jp1; ++jp) {
+    for (int64_t jp = jp0; jp < jp1; jp += 2) {  // B micro-panels in pairs, as in the packed path
+      const bool pair = jp + 1 < jp1;
       const int cols = int(std::min<int64_t>(kNR, n - jp * kNR));
-      pack_b(bpanel, p0, kc, jp * kNR, cols);
+      const int cols1 = pair ? int(std::min<int64_t>(kNR, n - (jp + 1) * kNR)) : 0;
+      pack_b(bpanels, p0, kc, jp * kNR, cols + cols1);
       for (int64_t ip = ip0; ip < ip1; ++ip) {
         const int rows = int(std::min<int64_t>(kMR, m - ip * kMR));
-        gemm_micro_kernel_rows(kc, a.a + ip * kMR * a.lda + p0, a.lda, rows, bpanel, acc);
-        store(acc, ip * kMR, jp * kNR, rows, cols, p0 == 0, p0 + kc == k);
+        const float* a_rows = a.a + ip * kMR * a.lda + p0;
+        if (pair) gemm_micro_kernel_rows_pair(kc, a_rows, a.lda, rows, bpanels, bpanels + kc * kNR, acc[0], acc[1]);
+        else gemm_micro_kernel_rows(kc, a_rows, a.lda, rows, bpanels, acc[0]);
+        store(acc[0], ip * kMR, jp * kNR, rows, cols, p0 == 0, p0 + kc == k);
+        if (pair) store(acc[1], ip * kMR, (jp + 1) * kNR, rows, cols1, p0 == 0, p0 + kc == k);
       }
     }
   }

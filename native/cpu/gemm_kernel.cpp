@@ -104,6 +104,51 @@ inline __attribute__((always_inline)) void tile_avx512(int64_t kc, const A& a, c
   }
 }
 
+// Two tiles side by side (b0 and b1 two B micro-panels), each element with tile_avx512's
+// operations: 24 accumulators, and per pair of k steps 4 B loads and 12 broadcasts for 24 FMAs,
+// where one tile needs 2 B loads and 12 broadcasts for 12.
+template <class A>
+inline __attribute__((always_inline)) void tile_pair_avx512(int64_t kc, const A& a, const float* __restrict b0,
+                                                            const float* __restrict b1, float* __restrict acc0,
+                                                            float* __restrict acc1) {
+  v16f even0[kMR] = {}, odd0[kMR] = {}, even1[kMR] = {}, odd1[kMR] = {};
+  int64_t p = 0;
+  for (; p + 2 <= kc; p += 2) {
+    v16f x0, y0, x1, y1;  // panel 0 at steps p, p + 1; panel 1 at the same steps
+    std::memcpy(&x0, b0, sizeof x0);
+    std::memcpy(&y0, b0 + kNR, sizeof y0);
+    std::memcpy(&x1, b1, sizeof x1);
+    std::memcpy(&y1, b1 + kNR, sizeof y1);
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      const float ae = a.at(r, p), ao = a.at(r, p + 1);
+      even0[r] += ae * x0;
+      even1[r] += ae * x1;
+      odd0[r] += ao * y0;
+      odd1[r] += ao * y1;
+    }
+    b0 += 2 * kNR;
+    b1 += 2 * kNR;
+  }
+  if (p < kc) {
+    v16f x0, x1;
+    std::memcpy(&x0, b0, sizeof x0);
+    std::memcpy(&x1, b1, sizeof x1);
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      const float ae = a.at(r, p);
+      even0[r] += ae * x0;
+      even1[r] += ae * x1;
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < kMR; ++r) {
+    const v16f sum0 = even0[r] + odd0[r], sum1 = even1[r] + odd1[r];
+    std::memcpy(acc0 + r * kNR, &sum0, sizeof sum0);
+    std::memcpy(acc1 + r * kNR, &sum1, sizeof sum1);
+  }
+}
+
 // One body per instruction set, each compiled for its own target; the table below picks one pair
 // (packed A, rows in place) once (cpu_isa(): the CPU's widest, or a narrower one named by KG_CPU_ISA). With AVX2 + FMA the
 // 6 x 16 tile lives in 12 ymm registers; the baseline (SSE2, 16 xmm registers) computes it as
@@ -122,9 +167,13 @@ void rows_baseline(int64_t kc, const float* a, int64_t lda, int rows, const floa
 
 using PackedKernel = void (*)(int64_t, const float*, const float*, float*);
 using RowsKernel = void (*)(int64_t, const float*, int64_t, int, const float*, float*);
+using PackedPair = void (*)(int64_t, const float*, const float*, const float*, float*, float*);
+using RowsPair = void (*)(int64_t, const float*, int64_t, int, const float*, const float*, float*, float*);
 struct Kernels {
   PackedKernel packed;
   RowsKernel rows;
+  PackedPair packed_pair;  // null: two calls of packed
+  RowsPair rows_pair;      // null: two calls of rows
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -133,6 +182,14 @@ KG_AVX512 void packed_avx512(int64_t kc, const float* a, const float* b, float* 
 }
 KG_AVX512 void rows_avx512(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
   tile_avx512(kc, RowsA(a, lda, rows), b, acc);
+}
+KG_AVX512 void packed_pair_avx512(int64_t kc, const float* a, const float* b0, const float* b1, float* acc0,
+                                  float* acc1) {
+  tile_pair_avx512(kc, PackedA{a}, b0, b1, acc0, acc1);
+}
+KG_AVX512 void rows_pair_avx512(int64_t kc, const float* a, int64_t lda, int rows, const float* b0, const float* b1,
+                                float* acc0, float* acc1) {
+  tile_pair_avx512(kc, RowsA(a, lda, rows), b0, b1, acc0, acc1);
 }
 KG_AVX2 void packed_avx2(int64_t kc, const float* a, const float* b, float* acc) {
   tile_columns<v8f, 8>(kc, PackedA{a}, b, acc, 0);
@@ -145,12 +202,12 @@ KG_AVX2 void rows_avx2(int64_t kc, const float* a, int64_t lda, int rows, const 
 Kernels choose_kernels() {
 #if defined(__GNUC__) && defined(__x86_64__)
   switch (cpu_isa()) {
-    case Isa::Avx512: return {packed_avx512, rows_avx512};
-    case Isa::Avx2: return {packed_avx2, rows_avx2};
+    case Isa::Avx512: return {packed_avx512, rows_avx512, packed_pair_avx512, rows_pair_avx512};
+    case Isa::Avx2: return {packed_avx2, rows_avx2, nullptr, nullptr};
     default: break;
   }
 #endif
-  return {packed_baseline, rows_baseline};
+  return {packed_baseline, rows_baseline, nullptr, nullptr};
 }
 
 const Kernels g_kernels = choose_kernels();
@@ -161,6 +218,19 @@ void gemm_micro_kernel(int64_t kc, const float* a, const float* b, float* acc) {
 
 void gemm_micro_kernel_rows(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
   g_kernels.rows(kc, a, lda, rows, b, acc);
+}
+
+void gemm_micro_kernel_pair(int64_t kc, const float* a, const float* b0, const float* b1, float* acc0, float* acc1) {
+  if (g_kernels.packed_pair) return g_kernels.packed_pair(kc, a, b0, b1, acc0, acc1);
+  g_kernels.packed(kc, a, b0, acc0);
+  g_kernels.packed(kc, a, b1, acc1);
+}
+
+void gemm_micro_kernel_rows_pair(int64_t kc, const float* a, int64_t lda, int rows, const float* b0, const float* b1,
+                                 float* acc0, float* acc1) {
+  if (g_kernels.rows_pair) return g_kernels.rows_pair(kc, a, lda, rows, b0, b1, acc0, acc1);
+  g_kernels.rows(kc, a, lda, rows, b0, acc0);
+  g_kernels.rows(kc, a, lda, rows, b1, acc1);
 }
 
 }  // namespace kg::cpu

@@ -25,4 +25,12 @@ void gemm_micro_kernel(int64_t kc, const float* a, const float* b, float* acc);
 // the same operations as from the packed panel of those rows, so the two agree bit for bit.
 void gemm_micro_kernel_rows(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc);
 
+// Two adjacent B micro-panels at once: acc0 = the tile of b0, acc1 = the tile of b1, each with the
+// operations gemm_micro_kernel (or _rows) would give it, so pairing never changes a result. With
+// AVX-512 the pair is one kernel: each broadcast A value then feeds two FMAs instead of one, which
+// takes the kernel from bound by loads to bound by FMAs. Other builds run the two tiles in turn.
+void gemm_micro_kernel_pair(int64_t kc, const float* a, const float* b0, const float* b1, float* acc0, float* acc1);
+void gemm_micro_kernel_rows_pair(int64_t kc, const float* a, int64_t lda, int rows, const float* b0, const float* b1,
+                                 float* acc0, float* acc1);
+
 }  // namespace kg::cpu
