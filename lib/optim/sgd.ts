@@ -61,19 +61,20 @@ export class SGD extends Optimizer<SGDState> {
     super.dispose();
   }
 
+  /** One native call per device for all the parameters on it (on the GPU, one launch per 64). */
   protected override updateAll(pairs: ReadonlyArray<[Tensor, Tensor]>): void {
-    const onGpu = pairs.filter(([p]) => p.device === 'cuda');
-    for (const [p, g] of pairs) if (p.device !== 'cuda') this.update(p, g);
-    if (onGpu.length === 0) return;
-    native.sgdUpdateMany(
-      this.momentum,
-      this.nesterov,
-      this.lrOn('cuda').storage,
-      onGpu.map(([p]) => p.storageForWrite()),
-      onGpu.map(([, g]) => g.storage),
-      this.momentum > 0 ? onGpu.map(([p]) => this.velocityOf(p).storageForWrite()) : null,
-      onGpu.map(([p]) => this.decayOf(p, this.weightDecay)),
-    );
+    for (const device of new Set(pairs.map(([p]) => p.device))) {
+      const on = pairs.filter(([p]) => p.device === device);
+      native.sgdUpdateMany(
+        this.momentum,
+        this.nesterov,
+        this.lrOn(device).storage,
+        on.map(([p]) => p.storageForWrite()),
+        on.map(([, g]) => g.storage),
+        this.momentum > 0 ? on.map(([p]) => this.velocityOf(p).storageForWrite()) : null,
+        on.map(([p]) => this.decayOf(p, this.weightDecay)),
+      );
+    }
   }
 
   protected update(p: Tensor, g: Tensor): void {

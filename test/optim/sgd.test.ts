@@ -47,6 +47,24 @@ describe('kg.optim.SGD over several steps', () => {
     t.want.forEach((want, k) => expect(worstError(t.got[k], want, 1e-6, 1e-6)).toBeLessThanOrEqual(1));
   });
 
+  test('a step updates all the parameters on the CPU in one native call', () => {
+    const params = [kg.randn([3, 4], { seed: 1 }), kg.randn([5], { seed: 2 }), kg.randn([2, 2, 2], { seed: 3 })].map((p) => p.attachGrad());
+    params.forEach((p, i) => (p.grad = kg.full(p.shape, 0.5 + i)));
+    const before = params.map((p) => p.toArray());
+    const many = jest.spyOn(native, 'sgdUpdateMany');
+    const one = jest.spyOn(native, 'sgdUpdate');
+    try {
+      new kg.optim.SGD(params, { lr: 0.1, momentum: 0.9 }).step();
+      expect(many).toHaveBeenCalledTimes(1);
+      expect(one).not.toHaveBeenCalled();
+    } finally {
+      many.mockRestore();
+      one.mockRestore();
+    }
+    // First step from zero velocity: v = g, p -= lr * g.
+    params.forEach((p, i) => p.toArray().forEach((v, j) => expect(v).toBeCloseTo(before[i][j] - 0.1 * (0.5 + i), 6)));
+  });
+
   test('Nesterov and heavy ball differ from the second step on', () => {
     const run = (nesterov: boolean) => {
       const p = kg.tensor([0], [1]).attachGrad();
