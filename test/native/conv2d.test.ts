@@ -140,6 +140,27 @@ describe('conv2d, direct path for one input channel', () => {
     checkAll({ n: 3, c: 1, h: 31, w: 33, k: 17, kh: 7, kw: 7, ...base }, new Rng(9));
   });
 
+  test("an inf in one filter's output gradient stays out of the other filters' gradients", () => {
+    // Vectors run along whole planes (7 x 5 = 35 positions: 16-lane vectors end 13 lanes past a
+    // plane, in the next filter's), so a plane's last vector must not pick up its neighbour's.
+    const g = { n: 3, c: 1, h: 9, w: 7, k: 3, kh: 3, kw: 3, ...base };
+    const { oh, ow } = convOut(g);
+    const P = oh * ow;
+    const rng = new Rng(11);
+    const x = rng.array(g.n * g.h * g.w);
+    const dy = rng.array(g.n * g.k * P);
+    for (let n = 0; n < g.n; n++) dy.fill(Infinity, (n * g.k + 1) * P, (n * g.k + 2) * P);
+    const dw = empty(g.k * g.kh * g.kw);
+    native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw, null);
+    const got = dw.read();
+    const ref = conv2dBackwardWeightRef(g, x, dy);
+    const T = g.kh * g.kw;
+    for (let i = 0; i < got.length; i++) {
+      if (Math.floor(i / T) === 1) expect(Number.isFinite(got[i])).toBe(false);
+      else expect(Math.abs(got[i] - ref.value[i])).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(ref.value[i])));
+    }
+  });
+
   test('an inf outside a tap\'s reach stays out of that tap\'s gradient', () => {
     // Column w - 1 is read by the last tap of each kernel row only, and the last row of dy is the
     // buffer's end: the vectors that run past either must not pick up what lies there.
