@@ -89,7 +89,14 @@ parentTest('batch norm (also fused with ReLU and pool) and the pool are bitwise 
     native.batchNormReluPoolForwardTrain(pool, x, gamma, beta, 1e-5, py, mean, lo, inv, null, null, null, 0, false, null, false, null, 0);
     native.batchNormReluPoolBackwardTrain(pool, x, pdy, gamma, beta, mean, lo, inv, pdx, pg, pb);
     native.avgPool2dForward([n, c, 25, 40, 2, 2, 2, 2], x, pool1);
-    const out = [y, mean, lo, inv, dx, dg, db, py, pdx, pg, pb, pool1].map((s) => Array.from(new Uint32Array(s.read().buffer)));
+    // Inference on 9x9 planes (runs ending in a partial vector), with NaN, infinities and -0 in x.
+    const ix = st(n * c * 81), iy = st(n * c * 81), iry = st(n * c * 81), rv = st(c);
+    const xi = xs.slice(0, n * c * 81);
+    xi[3] = NaN; xi[90] = Infinity; xi[91] = -Infinity; xi[200] = -0; xi[400] = 1e-40;
+    ix.write(xi); rv.write(new Float32Array([0.5, 2, 1e-3]));
+    native.batchNormForwardInfer([n, c, 81], ix, gamma, beta, mean, rv, 1e-5, iy);
+    native.batchNormReluForwardInfer([n, c, 81], ix, gamma, beta, mean, rv, 1e-5, iry);
+    const out = [y, mean, lo, inv, dx, dg, db, py, pdx, pg, pb, pool1, iy, iry].map((s) => Array.from(new Uint32Array(s.read().buffer)));
     process.stdout.write(JSON.stringify(out));`;
   const run = (isa: string) => {
     const r = spawnSync(process.execPath, ['-e', script], { cwd: root, env: { ...process.env, KG_CPU_ISA: isa }, encoding: 'utf8' });
