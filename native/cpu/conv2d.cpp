@@ -13,6 +13,7 @@
 // The slices are reached through offset pointers; the samples' strides stay those of the whole
 // x and y (s.c and s.k), so every helper below works unchanged on a group's slice.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -89,6 +90,29 @@ bool interior_offsets(const ConvShape& s, int64_t q0, int64_t len, int64_t* off)
   return inside;
 }
 
+// The window corners of backward weight's k block [p0, p0 + kc) (output columns), which every B
+// panel of the block gathers by: computed once per block on each thread rather than once per
+// panel, where they cost a twentieth of the call. Tagged with the call, whose number comes from
+// a counter, and the block.
+struct BlockCorners {
+  uint64_t call = 0;
+  int64_t p0 = -1;
+  bool interior = false;
+  int64_t off[kKC];
+};
+thread_local BlockCorners tls_corners;
+std::atomic<uint64_t> g_weight_calls{0};
+
+const BlockCorners& block_corners(const ConvShape& s, uint64_t call, int64_t p0, int64_t kc) {
+  BlockCorners& b = tls_corners;
+  if (b.call != call || b.p0 != p0) {
+    b.call = call;
+    b.p0 = p0;
+    b.interior = interior_offsets(s, p0, kc, b.off);
+  }
+  return b;
+}
+
 void zero_columns(float* dst, int64_t kc, int64_t cols) {
   for (int64_t p = 0; p < kc && cols < kNR; ++p) std::fill(dst + p * kNR + cols, dst + (p + 1) * kNR, 0.0f);
 }
@@ -146,7 +170,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
           for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
             int64_t off[kNR];
             if (interior_offsets(s, j0 + c0, n, off)) {
-              pack_panel_gather<kNR>(panel, xg, off, n, tap.data() + p0, kc);
+              pack_b_panel_gather(panel, xg, off, n, tap.data() + p0, kc);
             } else {
               im2col(s, xg, p0, kc, j0 + c0, n, panel, kNR, 1);
               zero_columns(panel, kc, n);
@@ -193,7 +217,7 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
             for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
               int64_t roff[kNR];
               output_offsets(s, q0 + j0 + c0, n, roff);
-              pack_panel_gather<kNR>(panel, dy + o.y, roff, n, poff, kc);
+              pack_b_panel_gather(panel, dy + o.y, roff, n, poff, kc);
             });
           },
           DenseStore{dcol, len, 1.0f, 0.0f});
@@ -218,6 +242,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
   if (single_channel_conv(s)) return single_channel_conv_backward_weight(s, x, dy, dw);
   const int64_t P = pixels(s);
   const std::vector<int64_t> tap = tap_offsets(s);
+  const uint64_t call = ++g_weight_calls;
   for_each_group(s, [&](const GroupOffsets& o, bool parallel) {
     const float *xg = x + o.x, *dyg = dy + o.y;
     run_gemm(
@@ -232,11 +257,10 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
           });
         },
         [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // col^T: taps are columns
-          int64_t off[kKC];
-          const bool interior = interior_offsets(s, p0, kc, off);
+          const BlockCorners& corners = block_corners(s, call, p0, kc);
           for_each_panel<kNR>(dst, cols, kc, [&](float* panel, int64_t c0, int64_t n) {
-            if (interior) {
-              pack_panel_gather<kNR>(panel, xg, tap.data() + j0 + c0, n, off, kc);
+            if (corners.interior) {
+              pack_b_panel_gather(panel, xg, tap.data() + j0 + c0, n, corners.off, kc);
             } else {
               im2col(s, xg, j0 + c0, n, p0, kc, panel, 1, kNR);
               zero_columns(panel, kc, n);

@@ -156,4 +156,9 @@ inline void pack_panel_gather(float* __restrict dst, const float* __restrict bas
   }
 }
 
+// pack_panel_gather<16> for B micro-panels (kNR == 16), in the build for this CPU: with AVX-512 its
+// copies along r are masked loads (gemm_pack.cpp). The same copy, so the same bits either way.
+void pack_b_panel_gather(float* dst, const float* base, const int64_t* roff, int64_t rows, const int64_t* poff,
+                         int64_t kc);
+
 }  // namespace kg::cpu

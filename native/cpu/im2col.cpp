@@ -2,7 +2,12 @@
 
 #include <vector>
 
+#include "isa.h"
 #include "simd.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace kg::cpu {
 namespace {
@@ -104,6 +109,106 @@ void for_each_piece(const ConvShape& s, int64_t p0, int64_t rows, int64_t q0, in
   }
 }
 
+// col2im by input row, for unit stride, no padding and rows at most kMaxPlaneRow wide: adds one
+// channel's taps over one sample's output rows [oy0, oy1) into the channel's dx plane. src holds
+// the taps (ki, kj) as rows ps apart, each starting at output row oy0.
+//
+// Tap by tap, a tap adds each output row into an input row in a run of ow pixels (9 in the tutorial's
+// second layer), and such short runs cost more in loop overhead and dx loads and stores than in
+// additions. Here each input row iy is held in registers while the taps that reach it, output row
+// iy - ki shifted right by kj, are added in increasing (ki, kj); it is loaded and stored once.
+// Every element still receives its terms in increasing tap order after its old value, so the
+// sums are bitwise those of the tap-by-tap loop.
+constexpr int64_t kMaxPlaneRow = 16;
+
+#if defined(KG_ISA_BUILDS)
+// One zmm per row; the masked load of each shifted tap row touches only its ow pixels, and the
+// masked add leaves the other lanes as they are. Each row's additions form one dependent chain,
+// so kRows rows go side by side to keep the adder busy; a tap row that does not reach one of
+// them (at the plane's top and bottom) gets an empty mask, which neither loads nor adds.
+KG_AVX512 void add_plane_avx512(const ConvShape& s, const float* src, int64_t ps, int64_t oy0, int64_t oy1,
+                                float* plane) {
+  constexpr int kRows = 4;
+  const __mmask16 row = __mmask16((1u << s.w) - 1), span = __mmask16((1u << s.ow) - 1);
+  const int64_t iy_end = oy1 + s.kh - 1;
+  for (int64_t iy0 = oy0; iy0 < iy_end; iy0 += kRows) {
+    __m512 acc[kRows];
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm512_maskz_loadu_ps(iy0 + r < iy_end ? row : 0, plane + (iy0 + r) * s.w);
+    // The taps that reach any of the rows: output row iy - ki in [oy0, oy1).
+    const int64_t ki_end = std::min(s.kh, iy0 + kRows - oy0);
+    for (int64_t ki = std::max<int64_t>(0, iy0 - oy1 + 1); ki < ki_end; ++ki) {
+      const float* in[kRows];
+      __mmask16 reach[kRows];
+#pragma GCC unroll 4
+      for (int r = 0; r < kRows; ++r) {
+        const int64_t oy = iy0 + r - ki;
+        reach[r] = oy >= oy0 && oy < oy1 ? span : 0;
+        in[r] = src + ki * s.kw * ps + (oy - oy0) * s.ow;  // tap (ki, 0) at output row oy
+      }
+      for (int64_t kj = 0; kj < s.kw; ++kj) {
+#pragma GCC unroll 4
+        for (int r = 0; r < kRows; ++r) {
+          const __mmask16 m = __mmask16(reach[r] << kj);
+          acc[r] = _mm512_mask_add_ps(acc[r], m, acc[r], _mm512_maskz_loadu_ps(m, in[r] + kj * (ps - 1)));
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) _mm512_mask_storeu_ps(plane + (iy0 + r) * s.w, iy0 + r < iy_end ? row : 0, acc[r]);
+  }
+}
+
+// Two ymm per row (one when w <= 8). The masked loads read 0.0f outside a tap's span, and adding
+// +0.0f changes nothing: a sum that starts at +0.0f (dx is zeroed first) is never -0.0f in
+// round-to-nearest (x + y is -0 only when both are -0), and v + 0.0f == v bitwise for any other
+// v, NaN and infinities included.
+template <int Halves>
+KG_AVX2 void add_plane_avx2(const ConvShape& s, const float* src, int64_t ps, int64_t oy0, int64_t oy1, float* plane) {
+  // lanes[16 + l] is all ones for l < ow: lane l of a tap shifted by kj is lanes[16 + l - kj].
+  alignas(32) int32_t lanes[48] = {};
+  for (int64_t l = 0; l < s.ow; ++l) lanes[16 + l] = -1;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i row0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(s.w)), iota);
+  const __m256i row1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(s.w) - 8), iota);
+  for (int64_t iy = oy0; iy < oy1 + s.kh - 1; ++iy) {
+    float* out = plane + iy * s.w;
+    __m256 acc0 = _mm256_maskload_ps(out, row0), acc1 = _mm256_setzero_ps();
+    if constexpr (Halves == 2) acc1 = _mm256_maskload_ps(out + 8, row1);
+    const int64_t ki_end = std::min(s.kh, iy - oy0 + 1);
+    for (int64_t ki = std::max<int64_t>(0, iy - oy1 + 1); ki < ki_end; ++ki) {
+      const float* in = src + ki * s.kw * ps + (iy - ki - oy0) * s.ow;  // tap (ki, 0)
+      for (int64_t kj = 0; kj < s.kw; ++kj) {
+        const float* shifted = in + kj * ps - kj;
+        const __m256i m0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 16 - kj));
+        acc0 = _mm256_add_ps(acc0, _mm256_maskload_ps(shifted, m0));
+        if constexpr (Halves == 2) {
+          const __m256i m1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes + 24 - kj));
+          acc1 = _mm256_add_ps(acc1, _mm256_maskload_ps(shifted + 8, m1));
+        }
+      }
+    }
+    _mm256_maskstore_ps(out, row0, acc0);
+    if constexpr (Halves == 2) _mm256_maskstore_ps(out + 8, row1, acc1);
+  }
+}
+#endif
+
+using AddPlane = void (*)(const ConvShape&, const float*, int64_t, int64_t, int64_t, float*);
+
+// The build for this CPU and row width, or null for the tap-by-tap loop.
+AddPlane plane_kernel(const ConvShape& s) {
+  if (s.w > kMaxPlaneRow) return nullptr;
+#if defined(KG_ISA_BUILDS)
+  switch (cpu_isa()) {
+    case Isa::Avx512: return add_plane_avx512;
+    case Isa::Avx2: return s.w <= 8 ? add_plane_avx2<1> : add_plane_avx2<2>;
+    default: break;
+  }
+#endif
+  return nullptr;
+}
+
 }  // namespace
 
 void im2col(const ConvShape& s, const float* x, int64_t p0, int64_t rows, int64_t q0, int64_t len, float* dst,
@@ -142,6 +247,22 @@ KG_MULTIVERSION void col2im_add(const ConvShape& s, const float* src, int64_t p0
   // cost more than the additions for rows of a few pixels. The order of the additions is the
   // generic path's: taps outermost, columns in increasing order.
   if (s.sh == 1 && s.sw == 1 && s.ph == 0 && s.pw == 0 && qs == 1 && q0 % s.ow == 0 && len % s.ow == 0) {
+    // Whole channels: row by row where a build for this CPU takes rows this wide.
+    const int64_t kk = s.kh * s.kw;
+    const AddPlane add_plane = p0 % kk == 0 && rows % kk == 0 ? plane_kernel(s) : nullptr;
+    if (add_plane) {
+      for (int64_t c = 0; c < rows / kk; ++c) {
+        const int64_t ci = p0 / kk + c;
+        ColumnCursor cur = column_at(s, q0);
+        for (int64_t t = 0; t < len;) {  // the samples' runs of output rows
+          const int64_t oy1 = std::min(s.oh, cur.oy + (len - t) / s.ow), count = (oy1 - cur.oy) * s.ow;
+          add_plane(s, src + c * kk * ps + t, ps, cur.oy, oy1, dx + (cur.sample * s.c + ci) * s.h * s.w);
+          t += count;
+          cur = column_at(s, q0 + t);
+        }
+      }
+      return;
+    }
     KernelTap tap(s, p0);
     for (int64_t r = 0; r < rows; ++r, tap.next()) {
       const float* in = src + r * ps;

@@ -2,8 +2,8 @@
 // references are the transposes of the forward map, written independently as loops).
 import { native } from '../../lib/native';
 import {
-  ConvGeometry, Rng, conv2dBackwardBiasRef, conv2dBackwardDataRef, conv2dBackwardWeightRef, conv2dForwardRef,
-  convArg, convOut, disposeAll, empty, expectClose, store,
+  ConvGeometry, Rng, bitwiseEqual, conv2dBackwardBiasRef, conv2dBackwardDataRef, conv2dBackwardWeightRef, conv2dForwardRef,
+  convArg, convOut, disposeAll, empty, expectClose, store, withThreads,
 } from './reference';
 
 afterEach(disposeAll);
@@ -92,6 +92,59 @@ describe('conv2d', () => {
     const rng = new Rng(6);
     checkAll({ n: 8, c: 1, h: 28, w: 28, k: 20, kh: 3, kw: 3, ...base }, rng);
     checkAll({ n: 4, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, ...base }, rng);
+  });
+});
+
+// Backward data with unit stride and no padding adds the column matrix into dx one input row at a
+// time, over all the taps that reach it (for rows up to 16 wide, in each ISA's build); otherwise
+// it goes tap by tap through the general path. Both give every element its terms in increasing
+// tap order, so they agree bit for bit. An unpadded convolution of an (h + 2) x (w + 2) image
+// has the same output size, and the same column matrix gradient, as one of the h x w image inside
+// it with padding 1, which takes the general path: dx inside the border must be the same bits.
+describe('conv2d backward data, row by row', () => {
+  function check(g: ConvGeometry, rng: Rng): void {
+    const { oh, ow } = convOut(g);
+    const w = rng.array((g.k * g.c * g.kh * g.kw) / (g.groups ?? 1));
+    const dy = rng.array(g.n * g.k * oh * ow);
+    const label = JSON.stringify(g);
+    const run = (geom: ConvGeometry, threads: number) => withThreads(threads, () => {
+      const dx = empty(geom.n * geom.c * geom.h * geom.w);
+      native.conv2dBackwardData(convArg(geom), store(dy), store(w), dx);
+      return dx.read();
+    });
+    const dx = run(g, 1);
+    const ref = conv2dBackwardDataRef(g, dy, w);
+    expectClose(dx, ref.value, { ...tol((g.k / (g.groups ?? 1)) * g.kh * g.kw), scale: ref.scale }, `backward data ${label}`);
+    expect(bitwiseEqual(run(g, 2), dx)).toBe(true);
+
+    const padded = { ...g, h: g.h - 2, w: g.w - 2, ph: 1, pw: 1 };
+    const general = run(padded, 1);
+    const inside = new Float32Array(general.length);
+    for (let plane = 0; plane < g.n * g.c; plane++)
+      for (let y = 0; y < padded.h; y++)
+        for (let x = 0; x < padded.w; x++) inside[(plane * padded.h + y) * padded.w + x] = dx[(plane * g.h + y + 1) * g.w + x + 1];
+    if (!bitwiseEqual(general, inside)) throw new Error(`row-by-row and general col2im differ for ${label}`);
+  }
+
+  test('kernels 1x1 to 7x7, rows 3 to 18 wide (one vector, two, and past 16 the general path)', () => {
+    const rng = new Rng(14);
+    const kernels = [[1, 1], [3, 3], [5, 5], [7, 7], [2, 4], [5, 3], [1, 6]];
+    for (const [kh, kw] of kernels) {
+      for (const w of [kw + 2, 8, 9, 13, 16, 17, 18]) {
+        if (w < Math.max(3, kw)) continue;
+        const h = rng.int(Math.max(3, kh), 15);
+        check({ n: rng.int(1, 5), c: rng.int(1, 6), h, w, k: rng.int(1, 9), kh, kw, ...base }, rng);
+        disposeAll();
+      }
+    }
+  });
+
+  test('the tutorial layer, groups, and chunks of columns that end inside a sample', () => {
+    const rng = new Rng(15);
+    check({ n: 5, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, ...base }, rng);
+    check({ n: 3, c: 6, h: 11, w: 10, k: 9, kh: 3, kw: 3, ...base, groups: 3 }, rng);
+    // 484 * 9 taps make chunks of 240 columns: 30 output rows, while a sample has 64.
+    check({ n: 5, c: 484, h: 10, w: 10, k: 4, kh: 3, kw: 3, ...base }, rng);
   });
 });
 
