@@ -5,7 +5,7 @@
 
 // The contiguous sums come in three builds, picked once by cpu_isa() (so KG_CPU_ISA can select a
 // narrower one, and the tests run each): AVX-512, AVX2 + FMA, and the baseline. Their 16 lanes
-// are two 8-double vectors, one zmm each with AVX-512, where double precision otherwise halves
+// are two 8-double vectors with AVX-512 (one zmm each), where double precision otherwise halves
 // the width of the float data: the statistics of batch norm cost half as much there. Each lane
 // takes the same elements in the same order in every build, and the lanes are added in the same
 // tree, so the AVX-512 and AVX2 builds agree bit for bit (both contract y * (x - mean) + h into an
@@ -16,27 +16,61 @@ namespace {
 
 typedef double v8d __attribute__((vector_size(64)));
 
-inline v8d load8_widen(const float* p) { return __builtin_convertvector(load8(p), v8d); }
+// The 16 lanes as vectors of the build's width: two v8d with AVX-512 (one zmm each), four v4d
+// otherwise. (v8d in a build without 512-bit registers is lowered by GCC through memory, lane by
+// lane: the AVX2 statistics ran four times slower than with v4d.) Lane j is element j of the
+// vectors laid end to end, so every build adds the same elements into the same lanes.
+template <class V>
+struct Lanes {
+  static constexpr int kVectors = 16 / int(sizeof(V) / sizeof(double));
+  V v[kVectors] = {};
+};
 
-// 16 lanes, lo = 0..7 and hi = 8..15, added in a fixed tree: (0..3 + 4..7) + (8..11 + 12..15),
-// then those four lanes pairwise.
-inline double add_lanes(const v8d& lo, const v8d& hi) {
-  const v4d a = __builtin_shufflevector(lo, lo, 0, 1, 2, 3), b = __builtin_shufflevector(lo, lo, 4, 5, 6, 7);
-  const v4d c = __builtin_shufflevector(hi, hi, 0, 1, 2, 3), d = __builtin_shufflevector(hi, hi, 4, 5, 6, 7);
+template <class V>
+[[gnu::always_inline]] inline V widen(const float* p) {
+  if constexpr (sizeof(V) == sizeof(v8d)) return __builtin_convertvector(load8(p), v8d);
+  else return __builtin_convertvector(load4(p), v4d);
+}
+
+// Elements p[0..15] widened, vector by vector.
+template <class V>
+[[gnu::always_inline]] inline Lanes<V> widen16(const float* p) {
+  Lanes<V> out;
+  constexpr int n = int(sizeof(V) / sizeof(double));
+#pragma GCC unroll 4
+  for (int k = 0; k < Lanes<V>::kVectors; ++k) out.v[k] = widen<V>(p + k * n);
+  return out;
+}
+
+// The 16 lanes added in a fixed tree: (0..3 + 4..7) + (8..11 + 12..15), then those four lanes
+// pairwise.
+template <class V>
+[[gnu::always_inline]] inline double add_lanes(const Lanes<V>& l) {
+  v4d a, b, c, d;
+  if constexpr (sizeof(V) == sizeof(v8d)) {
+    a = __builtin_shufflevector(l.v[0], l.v[0], 0, 1, 2, 3);
+    b = __builtin_shufflevector(l.v[0], l.v[0], 4, 5, 6, 7);
+    c = __builtin_shufflevector(l.v[1], l.v[1], 0, 1, 2, 3);
+    d = __builtin_shufflevector(l.v[1], l.v[1], 4, 5, 6, 7);
+  } else {
+    a = l.v[0], b = l.v[1], c = l.v[2], d = l.v[3];
+  }
   const v4d s = (a + b) + (c + d);
   return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
-// dy[0..7] widened, zero where relu_y <= 0 when Masked. dy is loaded unconditionally so that the
+// dy[0..15] widened, zero where relu_y <= 0 when Masked. dy is loaded unconditionally so that the
 // choice compiles to a blend: a branch on the sign of activations mispredicts half the time.
-template <bool Masked>
-[[gnu::always_inline]] inline v8d load8_grad(const float* dy, const float* relu_y) {
-  if constexpr (!Masked) {
-    return load8_widen(dy);
-  } else {
-    const v8d d = load8_widen(dy), y = load8_widen(relu_y), zero = {};
-    return y > zero ? d : zero;
+template <class V, bool Masked>
+[[gnu::always_inline]] inline Lanes<V> widen16_grad(const float* dy, const float* relu_y) {
+  Lanes<V> d = widen16<V>(dy);
+  if constexpr (Masked) {
+    const Lanes<V> y = widen16<V>(relu_y);
+    const V zero = {};
+#pragma GCC unroll 4
+    for (int k = 0; k < Lanes<V>::kVectors; ++k) d.v[k] = y.v[k] > zero ? d.v[k] : zero;
   }
+  return d;
 }
 
 template <bool Masked>
@@ -46,27 +80,33 @@ template <bool Masked>
   return d;
 }
 
+template <class V>
 [[gnu::always_inline]] inline double sum_impl(const float* x, int64_t n) {
-  v8d lo = {}, hi = {};
+  Lanes<V> acc;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    lo += load8_widen(x + i);
-    hi += load8_widen(x + i + 8);
+    const Lanes<V> e = widen16<V>(x + i);
+#pragma GCC unroll 4
+    for (int k = 0; k < Lanes<V>::kVectors; ++k) acc.v[k] += e.v[k];
   }
-  double s = add_lanes(lo, hi);
+  double s = add_lanes(acc);
   for (; i < n; ++i) s += x[i];
   return s;
 }
 
+template <class V>
 [[gnu::always_inline]] inline double sum_squared_deviation_impl(const float* x, int64_t n, double mean) {
-  v8d lo = {}, hi = {};
+  Lanes<V> acc;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const v8d d0 = load8_widen(x + i) - mean, d1 = load8_widen(x + i + 8) - mean;
-    lo += d0 * d0;
-    hi += d1 * d1;
+    const Lanes<V> e = widen16<V>(x + i);
+#pragma GCC unroll 4
+    for (int k = 0; k < Lanes<V>::kVectors; ++k) {
+      const V d = e.v[k] - mean;
+      acc.v[k] += d * d;
+    }
   }
-  double s = add_lanes(lo, hi);
+  double s = add_lanes(acc);
   for (; i < n; ++i) {
     const double d = double(x[i]) - mean;
     s += d * d;
@@ -74,19 +114,20 @@ template <bool Masked>
   return s;
 }
 
-template <bool Masked>
+template <class V, bool Masked>
 [[gnu::always_inline]] inline void sum_grad_terms_impl(const float* x, const float* dy, const float* relu_y, int64_t n,
                                                        double mean, double* sdy, double* sdyx) {
-  v8d g_lo = {}, g_hi = {}, h_lo = {}, h_hi = {};
+  Lanes<V> g_acc, h_acc;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const v8d y0 = load8_grad<Masked>(dy + i, relu_y + i), y1 = load8_grad<Masked>(dy + i + 8, relu_y + i + 8);
-    g_lo += y0;
-    g_hi += y1;
-    h_lo += y0 * (load8_widen(x + i) - mean);
-    h_hi += y1 * (load8_widen(x + i + 8) - mean);
+    const Lanes<V> y = widen16_grad<V, Masked>(dy + i, relu_y + i), e = widen16<V>(x + i);
+#pragma GCC unroll 4
+    for (int k = 0; k < Lanes<V>::kVectors; ++k) {
+      g_acc.v[k] += y.v[k];
+      h_acc.v[k] += y.v[k] * (e.v[k] - mean);
+    }
   }
-  double g = add_lanes(g_lo, g_hi), h = add_lanes(h_lo, h_hi);
+  double g = add_lanes(g_acc), h = add_lanes(h_acc);
   for (; i < n; ++i) {
     const float d = grad_at<Masked>(dy, relu_y, i);
     g += d;
@@ -96,10 +137,11 @@ template <bool Masked>
   *sdyx = h;
 }
 
+template <class V>
 [[gnu::always_inline]] inline void grad_terms_impl(const float* x, const float* dy, int64_t n, double mean, double* sdy,
                                                    double* sdyx, const float* relu_y) {
-  if (relu_y) sum_grad_terms_impl<true>(x, dy, relu_y, n, mean, sdy, sdyx);
-  else sum_grad_terms_impl<false>(x, dy, relu_y, n, mean, sdy, sdyx);
+  if (relu_y) sum_grad_terms_impl<V, true>(x, dy, relu_y, n, mean, sdy, sdyx);
+  else sum_grad_terms_impl<V, false>(x, dy, relu_y, n, mean, sdy, sdyx);
 }
 
 template <bool Masked>
@@ -120,18 +162,18 @@ struct Sums {
   void (*grad_terms)(const float*, const float*, int64_t, double, double*, double*, const float*);
 };
 
-#define KG_SUMS(TARGET, suffix)                                                                                  \
-  TARGET double sum_##suffix(const float* x, int64_t n) { return sum_impl(x, n); }                              \
+#define KG_SUMS(TARGET, V, suffix)                                                                               \
+  TARGET double sum_##suffix(const float* x, int64_t n) { return sum_impl<V>(x, n); }                           \
   TARGET double squared_deviation_##suffix(const float* x, int64_t n, double mean) {                            \
-    return sum_squared_deviation_impl(x, n, mean);                                                               \
+    return sum_squared_deviation_impl<V>(x, n, mean);                                                            \
   }                                                                                                              \
   TARGET void grad_terms_##suffix(const float* x, const float* dy, int64_t n, double mean, double* sdy,         \
                                   double* sdyx, const float* relu_y) {                                           \
-    grad_terms_impl(x, dy, n, mean, sdy, sdyx, relu_y);                                                          \
+    grad_terms_impl<V>(x, dy, n, mean, sdy, sdyx, relu_y);                                                       \
   }
-KG_SUMS(KG_AVX512, avx512)
-KG_SUMS(KG_AVX2, avx2)
-KG_SUMS(, baseline)
+KG_SUMS(KG_AVX512, v8d, avx512)
+KG_SUMS(KG_AVX2, v4d, avx2)
+KG_SUMS(, v4d, baseline)
 #undef KG_SUMS
 
 const Sums& sums() {
