@@ -569,37 +569,6 @@ KG_MULTIVERSION void pooled_relu_gradient_plane(const PoolShape& p, const float*
   std::fill(out + covered, out + p.h * p.w, 0.0f);
 }
 
-#if defined(KG_ISA_BUILDS)
-// pooled_relu_gradient_plane for 2x2 windows at stride 2 with AVX-512: 8 pooled values at a time,
-// scaled, then each doubled across two lanes by one permute, masked where the ReLU's output is not
-// positive on the two input rows. normalized() as an explicit FMA, the contraction of its
-// multiversioned callers, so the mask is the forward's bit for bit; masked loads and stores stay
-// inside the plane.
-KG_AVX512 void pooled_relu_gradient_plane_2x2_avx512(const PoolShape& p, const float* in, const float* g,
-                                                     float mh, float ml, float k, float b, float* out) {
-  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  const __m512 vmh = _mm512_set1_ps(mh), vml = _mm512_set1_ps(ml), vk = _mm512_set1_ps(k), vb = _mm512_set1_ps(b);
-  const __m512 zero = _mm512_setzero_ps(), quarter = _mm512_set1_ps(0.25f);
-  for (int64_t i = 0; i < p.oh; ++i) {
-    for (int64_t j = 0; j < p.ow; j += 8) {
-      const int64_t n = std::min<int64_t>(8, p.ow - j);
-      const __mmask16 lanes = __mmask16((1u << (2 * n)) - 1u);
-      const __m512 spread =
-          _mm512_permutexvar_ps(pairs, _mm512_mul_ps(_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1u), g + i * p.ow + j), quarter));
-      for (int64_t a = 0; a < 2; ++a) {
-        const int64_t at = (2 * i + a) * p.w + 2 * j;
-        const __m512 x = _mm512_maskz_loadu_ps(lanes, in + at);
-        const __m512 y = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_sub_ps(x, vmh), vml), vk, vb);
-        const __mmask16 positive = _mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ);
-        _mm512_mask_storeu_ps(out + at, lanes, _mm512_maskz_mov_ps(positive, spread));
-      }
-    }
-    for (int64_t a = 0; a < 2; ++a) std::fill(out + (2 * i + a) * p.w + 2 * p.ow, out + (2 * i + a + 1) * p.w, 0.0f);
-  }
-  std::fill(out + 2 * p.oh * p.w, out + p.h * p.w, 0.0f);
-}
-#endif
-
 // The gradient reaching batch norm, plane by plane for grad_sums: plane `off / l` formed from the
 // pooled gradient with its channel's forward constants, into dx (where the input gradient pass
 // then turns it into dx in place) or, without dx, into the calling thread's buffer.
@@ -610,13 +579,7 @@ struct PooledRuns {
   const float* operator()(int64_t off, int64_t len, int64_t ch) const {
     float* plane = dx ? dx + off : scratch(Scratch::Block, size_t(len));
     const float* g = dy + off / len * p.oh * p.ow;
-#if defined(KG_ISA_BUILDS)
-    static const bool avx512 = cpu_isa() == Isa::Avx512;
-    if (avx512 && p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2) {
-      pooled_relu_gradient_plane_2x2_avx512(p, x + off, g, hi[ch], lo[ch], scale[ch], shift[ch], plane);
-      return plane;
-    }
-#endif
+    // (An AVX-512 form of this, masked loads and stores, measured slower inside a training step.)
     pooled_relu_gradient_plane(p, x + off, g, 1.0f / float(p.kh * p.kw), hi[ch], lo[ch], scale[ch], shift[ch], plane);
     return plane;
   }
