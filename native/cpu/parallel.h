@@ -91,11 +91,13 @@ void parallel_for_dynamic(int64_t count, [[maybe_unused]] bool parallel, F&& f) 
 }
 
 // Streaming work (a few operations per element) below this many elements runs on the calling
-// thread alone. The other threads sleep between parallel regions (lib/thread-policy.ts says why),
-// and waking one costs tens of microseconds on a virtual machine, about what one core needs for
-// 2^18 elements: on the 2-core development machine batch norm's inference form on 64x50x9x9
-// (259,200 elements) took 35 us on one thread and 78 us on two.
-constexpr int64_t kParallelElements = int64_t(1) << 18;
+// thread alone. The other threads spin briefly and then sleep between parallel regions
+// (lib/thread-policy.ts says why), and waking a sleeping one costs tens of microseconds on a
+// virtual machine. With passive threads, batch norm's inference form on 64x50x9x9 (259,200
+// elements) took 35 us on one thread and 78 us on two (2-core development VM); since the threads
+// spin a little, back-to-back kernels find them awake, and it takes 27 us on one and 15.5 us on
+// two, so the line is at 2^17.
+constexpr int64_t kParallelElements = int64_t(1) << 17;
 
 // The elements of one chunk of streaming work.
 constexpr int64_t kElementwiseGrain = 32768;
