@@ -56,6 +56,50 @@ KG_AVX512 void gather_avx512(float* dst, const float* base, const int64_t* roff,
     default: return gather_rows_avx512<0>(dst, src, lanes, runs, poff, kc);
   }
 }
+
+// The same with AVX2: the 16-float row as two 8-float halves, each the OR of the masked loads of
+// the runs that reach into it (vmaskmovps loads; masked-off lanes are not read, so a run may end
+// at the edge of the source).
+template <int Runs>
+KG_AVX2 inline __attribute__((always_inline)) void gather_rows_avx2(float* dst, const float* const* src,
+                                                                    const __m256i (*lanes)[2], int64_t runs,
+                                                                    const int64_t* poff, int64_t kc) {
+  if constexpr (Runs > 0) runs = Runs;
+  for (int64_t p = 0; p < kc; ++p) {
+    __m256 lo = _mm256_maskload_ps(src[0] + poff[p], lanes[0][0]);
+    __m256 hi = _mm256_maskload_ps(src[0] + poff[p] + 8, lanes[0][1]);
+#pragma GCC unroll 4
+    for (int64_t i = 1; i < runs; ++i) {
+      lo = _mm256_or_ps(lo, _mm256_maskload_ps(src[i] + poff[p], lanes[i][0]));
+      hi = _mm256_or_ps(hi, _mm256_maskload_ps(src[i] + poff[p] + 8, lanes[i][1]));
+    }
+    _mm256_storeu_ps(dst + p * kNR, lo);
+    _mm256_storeu_ps(dst + p * kNR + 8, hi);
+  }
+}
+
+KG_AVX2 void gather_avx2(float* dst, const float* base, const int64_t* roff, int64_t rows, const int64_t* poff,
+                         int64_t kc) {
+  int64_t start[kNR + 1];
+  const int64_t runs = split_runs(roff, rows, start);
+  if (rows < 3 * runs) return pack_panel_gather<kNR>(dst, base, roff, rows, poff, kc);
+  const float* src[kNR];
+  __m256i lanes[kNR][2];
+  for (int64_t i = 0; i < runs; ++i) {
+    src[i] = base + roff[start[i]] - start[i];
+    alignas(32) int32_t m[kNR];
+    for (int64_t r = 0; r < kNR; ++r) m[r] = r >= start[i] && r < start[i + 1] ? -1 : 0;
+    lanes[i][0] = _mm256_load_si256(reinterpret_cast<const __m256i*>(m));
+    lanes[i][1] = _mm256_load_si256(reinterpret_cast<const __m256i*>(m + 8));
+  }
+  switch (runs) {
+    case 1: return gather_rows_avx2<1>(dst, src, lanes, runs, poff, kc);
+    case 2: return gather_rows_avx2<2>(dst, src, lanes, runs, poff, kc);
+    case 3: return gather_rows_avx2<3>(dst, src, lanes, runs, poff, kc);
+    case 4: return gather_rows_avx2<4>(dst, src, lanes, runs, poff, kc);
+    default: return gather_rows_avx2<0>(dst, src, lanes, runs, poff, kc);
+  }
+}
 #endif
 
 using Gather = void (*)(float*, const float*, const int64_t*, int64_t, const int64_t*, int64_t);
@@ -63,6 +107,7 @@ using Gather = void (*)(float*, const float*, const int64_t*, int64_t, const int
 Gather choose_gather() {
 #if defined(KG_ISA_BUILDS)
   if (cpu_isa() == Isa::Avx512) return gather_avx512;
+  if (cpu_isa() == Isa::Avx2) return gather_avx2;
 #endif
   return gather_portable;
 }
