@@ -53,24 +53,28 @@ describe('gemm', () => {
     check(rng, false, true, 64, 800, 128, 1, 0); // input gradient
   });
 
+  /** Whether C's first `few` columns are bitwise the same when B has `many` columns (one thread). */
+  function firstColumnsAgree(rng: Rng, m: number, k: number, few: number, many: number): boolean {
+    const A = rng.array(m * k), Bmany = rng.array(k * many);
+    const Bfew = new Float32Array(k * few);
+    for (let p = 0; p < k; p++) Bfew.set(Bmany.subarray(p * many, p * many + few), p * few);
+    const [cFew, cMany] = withThreads(1, () => [few, many].map((n) => {
+      const C = empty(m * n, NaN);
+      native.gemm(false, false, m, n, k, 1, store(A), store(n === few ? Bfew : Bmany), 0, C);
+      return C.read();
+    }));
+    const head = new Float32Array(m * few);
+    for (let i = 0; i < m; i++) head.set(cMany.subarray(i * many, i * many + few), i * few);
+    return bitwiseEqual(cFew, head);
+  }
+
   test('a micro-panel of B computed alone or paired with the next gives the same bits', () => {
     // B's micro-panels (16 columns) go through the micro-kernel two at a time, a last odd one
     // alone: with 3 panels the third is alone, with 4 it is paired. A is read in place with 3 or 4
     // panels and packed with 17 or 18.
     const rng = new Rng(37);
     for (const [m, k, panels] of [[13, 300, 3], [50, 41, 3], [200, 500, 17], [7, 9, 17]]) {
-      const odd = 16 * panels, even = 16 * (panels + 1);
-      const A = rng.array(m * k), Beven = rng.array(k * even);
-      const Bodd = new Float32Array(k * odd);
-      for (let p = 0; p < k; p++) Bodd.set(Beven.subarray(p * even, p * even + odd), p * odd);
-      const [cOdd, cEven] = withThreads(1, () => [odd, even].map((n) => {
-        const C = empty(m * n, NaN);
-        native.gemm(false, false, m, n, k, 1, store(A), store(n === odd ? Bodd : Beven), 0, C);
-        return C.read();
-      }));
-      const head = new Float32Array(m * odd);
-      for (let i = 0; i < m; i++) head.set(cEven.subarray(i * even, i * even + odd), i * odd);
-      expect(bitwiseEqual(cOdd, head)).toBe(true);
+      expect(firstColumnsAgree(rng, m, k, 16 * panels, 16 * (panels + 1))).toBe(true);
     }
   });
 
@@ -78,20 +82,7 @@ describe('gemm', () => {
     // With at most 16 micro-panels of 16 columns the micro-kernel reads a row-major A where it lies;
     // with more, from packed panels. C's first columns must not depend on how many follow.
     const rng = new Rng(31);
-    for (const [m, k] of [[13, 300], [50, 500], [1, 7]]) {
-      const few = 16 * 16, many = 16 * 17 + 5;
-      const A = rng.array(m * k), Bmany = rng.array(k * many);
-      const Bfew = new Float32Array(k * few);
-      for (let p = 0; p < k; p++) Bfew.set(Bmany.subarray(p * many, p * many + few), p * few);
-      const [cFew, cMany] = withThreads(1, () => [few, many].map((n) => {
-        const C = empty(m * n, NaN);
-        native.gemm(false, false, m, n, k, 1, store(A), store(n === few ? Bfew : Bmany), 0, C);
-        return C.read();
-      }));
-      const head = new Float32Array(m * few);
-      for (let i = 0; i < m; i++) head.set(cMany.subarray(i * many, i * many + few), i * few);
-      expect(bitwiseEqual(cFew, head)).toBe(true);
-    }
+    for (const [m, k] of [[13, 300], [50, 500], [1, 7]]) expect(firstColumnsAgree(rng, m, k, 16 * 16, 16 * 17 + 5)).toBe(true);
   });
 
   test('one or two rows times a transposed B (a dense layer at batch 1 or 2): the dot-product path', () => {
