@@ -233,6 +233,8 @@ export interface Native {
   cpuThreads(): number;
   /** The CPU kernels' vector instruction set: the CPU's widest, or a narrower one named by KG_CPU_ISA. */
   cpuIsa(): 'avx512' | 'avx2' | 'baseline';
+  /** Whether the CPU kernels' hot loops carry AVX2 clones (false in `npm run build:baseline`'s addon). */
+  cpuMultiversioned(): boolean;
   setCpuThreads(n: number): void;
 }
 
@@ -247,20 +249,27 @@ function packageRoot(): string {
   }
 }
 
+/** The addon in `folder` (build-emu, build-baseline), which `variable` asked for. */
+function loadVariant(folder: string, variable: string, what: string, how: string): Native {
+  const file = path.join(packageRoot(), folder, 'Release', 'kernelgrad.node');
+  if (!fs.existsSync(file)) {
+    throw new Error(`kernelgrad: ${variable}=1 asks for the addon ${what}, but ${file} does not exist; build it with ${how}.`);
+  }
+  return require(file) as Native;
+}
+
 /**
  * KG_EMULATED_CUDA=1 loads the addon built by `npm run build:emu`, whose CUDA backend is the CPU
- * emulator (for running the GPU code without a GPU); otherwise the one `npm install` built.
+ * emulator (for running the GPU code without a GPU); KG_BASELINE_BUILD=1 the one built by
+ * `npm run build:baseline` (the CPU kernels' baseline code only, to test it); otherwise the one
+ * `npm install` built.
  */
 function load(): Native {
   if (process.env.KG_EMULATED_CUDA === '1') {
-    const file = path.join(packageRoot(), 'build-emu', 'Release', 'kernelgrad.node');
-    if (!fs.existsSync(file)) {
-      throw new Error(
-        `kernelgrad: KG_EMULATED_CUDA=1 asks for the addon built against the CUDA emulator, but ${file} ` +
-          'does not exist; build it with `npm run build:emu` (cmake, a C++17 compiler and python3).',
-      );
-    }
-    return require(file) as Native;
+    return loadVariant('build-emu', 'KG_EMULATED_CUDA', 'built against the CUDA emulator', '`npm run build:emu` (cmake, a C++17 compiler and python3)');
+  }
+  if (process.env.KG_BASELINE_BUILD === '1') {
+    return loadVariant('build-baseline', 'KG_BASELINE_BUILD', "with the CPU kernels' baseline code only", '`npm run build:baseline`');
   }
   try {
     return bindings('kernelgrad') as Native;

@@ -5,6 +5,7 @@
 #include "args.h"
 #include "../cpu/host_allocator.h"
 #include "../cpu/isa.h"
+#include "../cpu/simd.h"
 #if KG_WITH_CUDA
 #include "kg/cuda_runtime.h"
 #endif
@@ -136,6 +137,16 @@ constexpr int64_t kMaxCpuThreads = 1024;
 // The instruction set of the CPU kernels' hand-vectorized paths: "avx512", "avx2" or "baseline".
 Napi::Value cpu_isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu::isa_name(cpu::cpu_isa())); }
 
+// Whether the hot loops marked KG_MULTIVERSION (simd.h) carry an AVX2 + FMA clone beside the
+// baseline code: false in the build that tests the fallback (npm run build:baseline).
+Napi::Value cpu_multiversioned(const Napi::CallbackInfo& info) {
+#if defined(KG_MULTIVERSION_ENABLED)
+  return Napi::Boolean::New(info.Env(), true);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Value set_cpu_threads(const Napi::CallbackInfo& info) {
   Args a(info, "setCpuThreads", 1);
   int64_t n = a.i64(0, "threads", 1);
@@ -163,6 +174,7 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("hostEmptyCache", Napi::Function::New<host_empty_cache>(env, "hostEmptyCache"));
   exports.Set("cpuThreads", Napi::Function::New<cpu_threads>(env, "cpuThreads"));
   exports.Set("cpuIsa", Napi::Function::New<cpu_isa>(env, "cpuIsa"));
+  exports.Set("cpuMultiversioned", Napi::Function::New<cpu_multiversioned>(env, "cpuMultiversioned"));
   exports.Set("setCpuThreads", Napi::Function::New<set_cpu_threads>(env, "setCpuThreads"));
 }
 

@@ -297,7 +297,7 @@ const storage = fc.tuple(fc.constantFrom<unknown>(0, 0, 1, 2, -1, NaN, '0'), dim
 );
 
 // setCpuThreads and setGcReporting change the state the later calls of the child run in.
-const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cudaCounters', 'hostMemoryStats', 'hostEmptyCache', 'cpuThreads', 'cpuIsa', 'setCpuThreads', 'setGcReporting'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS)), fc.constantFrom<unknown>(true, false, 0, 'yes', undefined)).map(
+const runtime = fc.tuple(fc.constantFrom('builtWithCuda', 'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cudaCounters', 'hostMemoryStats', 'hostEmptyCache', 'cpuThreads', 'cpuIsa', 'cpuMultiversioned', 'setCpuThreads', 'setGcReporting'), fc.oneof(dim, fc.constantFrom(1, 2, 3, 1e6, 2 ** 31 - 1, ...BAD_NUMBERS)), fc.constantFrom<unknown>(true, false, 0, 'yes', undefined)).map(
   ([fn, n, flag]) => (fn === 'setCpuThreads' ? call(fn, n) : fn === 'setGcReporting' ? call(fn, flag) : call(fn)),
 );
 
@@ -326,7 +326,7 @@ export const NATIVE_FUNCTIONS = [
   'batchNormReluPoolForwardTrain', 'batchNormReluPoolBackwardTrain',
   'normForward', 'renormForward', 'normBackward', 'binary', 'fill', 'copy', 'axpby',
   'reluForward', 'reluBackward', 'reduceSum', 'softmaxXentForward', 'softmaxXentForwardSum', 'softmaxXentBackward', 'argmaxRows', 'sgdUpdate', 'adamUpdate', 'l2Norm', 'builtWithCuda',
-  'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'setCpuThreads',
+  'cudaDevices', 'cudaMemoryStats', 'cudaEmptyCache', 'cudaSynchronize', 'cpuThreads', 'cpuIsa', 'cpuMultiversioned', 'setCpuThreads',
   'maxPool2dForward', 'maxPool2dBackward', 'dropout', 'sgdUpdateMany', 'cudaCounters',
   'hostMemoryStats', 'hostEmptyCache', 'setGcReporting',
   // Built only with CUDA: the graph-capture and readback bindings.

@@ -35,6 +35,12 @@ linuxTest('the kernels use the widest ISA of the CPU, or the narrower one KG_CPU
   expect(kg.devices()[0]).toMatchObject({ type: 'cpu', isa: want });
 });
 
+// The hot loops' AVX2 clones: in every build but the one that tests the baseline code
+// (`npm run test:baseline` loads it with KG_BASELINE_BUILD=1).
+linuxTest('the multiversioned loops have their AVX2 clones, except in the baseline build', () => {
+  expect(native.cpuMultiversioned()).toBe(process.env.KG_BASELINE_BUILD !== '1');
+});
+
 // Only in the parent run: the child runs set KG_CPU_ISA themselves.
 const parentTest = onLinuxX64 && !asked ? test : test.skip;
 const root = path.resolve(__dirname, '../..');
