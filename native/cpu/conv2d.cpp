@@ -21,6 +21,7 @@
 #include "conv2d_single_channel.h"
 #include "gemm_driver.h"
 #include "gemm_pack.h"
+#include "host_allocator.h"
 #include "im2col.h"
 #include "kg/ops.h"
 
@@ -201,8 +202,8 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
   // group and k block, and copied from there, where each task packed it anew (the tutorial's
   // 20->50 layer: 22 tasks, and the transposing packs took a tenth of the call).
   const int64_t kc_max = gemm_detail::k_block(Kg), panel_rows = ceil_div(CKK, kMR) * kMR;
-  std::vector<float> wt(size_t(s.groups * panel_rows * Kg));
-  const auto packed_wt = [&](int64_t g, int64_t p0) { return wt.data() + (g * Kg + p0) * panel_rows; };
+  HostBuffer wt(s.groups * panel_rows * Kg);  // (from the caching allocator: no fresh pages per call)
+  const auto packed_wt = [&](int64_t g, int64_t p0) { return wt.get() + (g * Kg + p0) * panel_rows; };
   for (int64_t g = 0; g < s.groups; ++g) {
     for (int64_t p0 = 0; p0 < Kg; p0 += kc_max) {
       const int64_t kc = std::min(kc_max, Kg - p0);
