@@ -54,6 +54,25 @@ constexpr int64_t kChannelBlock = 1024;
 
 float inv_std(float var, float eps) { return float(1.0 / std::sqrt(double(var) + double(eps))); }
 
+// The work items of the statistics, a function of the shape alone (so sums never depend on the
+// thread count). Planes (l > 1): a channel's planes over `per_item` samples, `chunks` of them per
+// channel. Rows (l == 1): `chunks` chunks of `per_chunk` rows.
+struct PlaneItems {
+  int64_t per_item, chunks;
+};
+PlaneItems plane_items(const BnShape& s) {
+  const int64_t per_item = std::clamp<int64_t>(kStatsChunk / s.l, 1, s.n);  // samples
+  return {per_item, ceil_div(s.n, per_item)};
+}
+struct RowChunks {
+  int64_t chunks, per_chunk;
+};
+// At most 64 chunks (and at most one per 8 rows) keep the chunks' c-wide partial sums small next to x.
+RowChunks row_chunks(const BnShape& s) {
+  const int64_t chunks = std::clamp<int64_t>(s.n * s.c / kStatsChunk, 1, std::max<int64_t>(1, std::min<int64_t>(64, s.n / 8)));
+  return {chunks, ceil_div(s.n, chunks)};
+}
+
 // out[k * c + ch] = the sum over channel ch's elements of K per-element terms, in double.
 //   run(offset, len, ch, double t[K]):  t = the terms' sums over x[offset, offset + len), all in
 //                                       channel ch (used when l > 1: contiguous runs)
@@ -67,8 +86,8 @@ void channel_sums(const BnShape& s, double* out, Run&& run, Row&& row) {
   if (s.n * s.c * s.l == 0) return;
   const bool parallel = s.n * s.c * s.l > kParallelElements;
   if (s.l > 1) {
-    const int64_t per_item = std::clamp<int64_t>(kStatsChunk / s.l, 1, s.n);  // samples
-    const int64_t chunks = ceil_div(s.n, per_item);
+    const PlaneItems plan = plane_items(s);
+    const int64_t per_item = plan.per_item, chunks = plan.chunks;
     std::vector<double> partial(c * chunks * K, 0.0);
     parallel_for(c * chunks, parallel, [&](int64_t item) {
       const int64_t ch = item / chunks, first = item % chunks * per_item;
@@ -87,10 +106,9 @@ void channel_sums(const BnShape& s, double* out, Run&& run, Row&& row) {
       }
     }
   } else {
-    // Items: (chunk of rows) x (block of channels). Each row chunk has its own c-wide partial
-    // sums; at most 64 chunks (and at most one per 8 rows) keep those small next to x.
-    const int64_t chunks = std::clamp<int64_t>(s.n * c / kStatsChunk, 1, std::max<int64_t>(1, std::min<int64_t>(64, s.n / 8)));
-    const int64_t per_chunk = ceil_div(s.n, chunks);
+    // Items: (chunk of rows) x (block of channels). Each row chunk has its own c-wide partial sums.
+    const RowChunks rc = row_chunks(s);
+    const int64_t chunks = rc.chunks, per_chunk = rc.per_chunk;
     const int64_t block = std::min<int64_t>(c, kChannelBlock), blocks = ceil_div(c, block);
     std::vector<double> partial(chunks * K * c, 0.0);
     parallel_for(chunks * blocks, parallel, [&](int64_t item) {
@@ -137,8 +155,8 @@ void channel_moments(const BnShape& s, const float* x, double* mean, double* m2)
   };
   if (s.l > 1) {
     // One run is one sample's plane of a channel: summed, then squared around its own mean.
-    const int64_t per_item = std::clamp<int64_t>(kStatsChunk / s.l, 1, s.n);
-    const int64_t chunks = ceil_div(s.n, per_item);
+    const PlaneItems plan = plane_items(s);
+    const int64_t per_item = plan.per_item, chunks = plan.chunks;
     std::vector<Item> items(size_t(c * chunks));
     parallel_for(c * chunks, parallel, [&](int64_t item) {
       const int64_t ch = item / chunks, first = item % chunks * per_item;
@@ -166,8 +184,8 @@ void channel_moments(const BnShape& s, const float* x, double* mean, double* m2)
   }
   // Rows of an (n, c) matrix: a chunk of rows is one run per channel, summed down its columns,
   // then squared around the chunk's column means while the chunk is still in cache.
-  const int64_t chunks = std::clamp<int64_t>(s.n * c / kStatsChunk, 1, std::max<int64_t>(1, std::min<int64_t>(64, s.n / 8)));
-  const int64_t per_chunk = ceil_div(s.n, chunks);
+  const RowChunks rc = row_chunks(s);
+  const int64_t chunks = rc.chunks, per_chunk = rc.per_chunk;
   const int64_t block = std::min<int64_t>(c, kChannelBlock), blocks = ceil_div(c, block);
   std::vector<double> sums(size_t(chunks * c), 0.0), means(size_t(chunks * c)), devs(size_t(chunks * c), 0.0);
   parallel_for(chunks * blocks, parallel, [&](int64_t item) {
@@ -419,8 +437,8 @@ void forward_infer(bool relu, const BnShape& s, const float* x, const float* gam
 // evaluated per element as k * ((dy - a) - (x - mean) * b) with per-channel constants
 // k = gamma * invstd, a = sum(dy) / m, b = invstd^2 * sum(dy * (x - mean)) / m, and x - mean
 // formed from the saved pair as in forward. With the fused ReLU (relu_y, its output), dy is first
-// masked to where relu_y > 0.
-// Backward's per-channel constants (see backward_train) from the gradient sums, with dgamma and dbeta.
+// masked to where relu_y > 0. grad_constants forms k, a and b from the gradient sums (with
+// dgamma and dbeta); the gradient reaches it run by run (DyRuns, or the pooled backward's planes).
 struct BnGradConstants {
   std::vector<float> k, a, b;
 };
@@ -534,9 +552,10 @@ void batchnorm_relu_backward_infer(const BnShape& s, const float* x, const float
 // Batch norm + ReLU + average pooling. On the CPU the forward takes batch norm's statistics, then
 // runs batch norm's output pass and the pool plane by plane through a buffer that stays in L1 (no
 // activation written to memory and read back), so its results are the unfused ops' by
-// construction. Backward forms the masked, unpooled gradient of one plane at a time in such a
-// buffer (pooled_relu_gradient_plane), in each of batch norm's two backward passes: two passes
-// over x and none over a gradient as large as x, which is neither stored nor read back.
+// construction. Backward forms the masked, unpooled gradient plane by plane
+// (pooled_relu_gradient_plane) inside batch norm's first backward pass, writing it into dx, and
+// the second pass turns dx into the input's gradient in place: two passes over x, and no buffer
+// as large as x beside dx.
 namespace {
 
 BnShape planes_of(const PoolShape& p) { return {p.n, p.c, p.h * p.w}; }
