@@ -78,8 +78,7 @@ export class SGD extends Optimizer<SGDState> {
   }
 
   protected update(p: Tensor, g: Tensor): void {
-    const velocity = this.momentum > 0 ? this.velocityOf(p) : null;
-    native.sgdUpdate(this.lr, this.momentum, this.decayOf(p, this.weightDecay), this.nesterov, p.storageForWrite(), g.storage, velocity ? velocity.storageForWrite() : null);
+    this.updateAll([[p, g]]);
   }
 
   private velocityOf(p: Tensor): Tensor {
