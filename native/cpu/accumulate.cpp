@@ -29,7 +29,7 @@ struct Lanes {
 template <class V>
 [[gnu::always_inline]] inline V widen(const float* p) {
   if constexpr (sizeof(V) == sizeof(v8d)) return __builtin_convertvector(load8(p), v8d);
-  else return __builtin_convertvector(load4(p), v4d);
+  else return load4_widen(p);
 }
 
 // Elements p[0..15] widened, vector by vector.

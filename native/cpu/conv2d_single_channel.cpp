@@ -32,7 +32,6 @@
 #include "isa.h"
 #include "parallel.h"
 #include "scratch.h"
-#include "simd.h"
 
 #if defined(__STRICT_ANSI__) && defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("fp-contract=fast")
