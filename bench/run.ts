@@ -18,7 +18,7 @@ import { collectEnv } from './lib/env';
 import { deviceHeading, merge, renderAll, updateResultsFile } from './lib/report';
 import { NET, Device } from './lib/shapes';
 import { nowMs } from './lib/harness';
-import { runRounds } from './lib/rounds';
+import { CPU_ISA_CAPS, CpuIsaCap, runRounds } from './lib/rounds';
 
 import * as copyCase from './cases/copy';
 import * as gemmCase from './cases/gemm';
@@ -48,6 +48,7 @@ interface Options {
   rounds?: string;
   threads: string;
   inProcess: boolean;
+  isa?: string;
 }
 
 async function main(): Promise<void> {
@@ -64,6 +65,7 @@ async function main(): Promise<void> {
     .option('--no-onnxruntime', 'CPU: skip the onnxruntime-node reference')
     .option('--rounds <n>', 'CPU: rounds of fresh processes per side, interleaved (default 3, --quick 1)')
     .option('--threads <n>', 'CPU: threads of every side (OMP_NUM_THREADS, torch.set_num_threads, intraOpNumThreads)', String(os.cpus().length))
+    .option('--isa <isa>', `CPU: cap every side at this instruction set (${CPU_ISA_CAPS.join(', ')}), as on a CPU without AVX-512; onnxruntime cannot be capped`)
     .option('--no-epoch', 'skip the epoch and memory figures')
     .option('--in-process', 'CPU: measure ours (and TensorFlow.js) in this process only, no rounds, no PyTorch or onnxruntime', false)
     .option('--results <file>', "rewrite this device's section of a RESULTS.md (e.g. bench/RESULTS.md)")
@@ -78,11 +80,14 @@ async function main(): Promise<void> {
     const threads = Number(opts.threads);
     if (!Number.isSafeInteger(rounds) || rounds < 1) throw new Error(`--rounds must be a positive integer, got ${opts.rounds}`);
     if (!Number.isSafeInteger(threads) || threads < 1) throw new Error(`--threads must be a positive integer, got ${opts.threads}`);
+    if (opts.isa !== undefined && !(CPU_ISA_CAPS as readonly string[]).includes(opts.isa)) throw new Error(`--isa must be one of ${CPU_ISA_CAPS.join(', ')}, got ${opts.isa}`);
     const load0 = os.loadavg();
-    files = runRounds({ rounds, threads, quick: opts.quick, only: opts.only, tfjs: opts.tfjs, tfjsCpu: opts.tfjsCpu, torch: opts.torch, onnxruntime: opts.onnxruntime, log });
+    files = runRounds({ rounds, threads, quick: opts.quick, only: opts.only, tfjs: opts.tfjs, tfjsCpu: opts.tfjsCpu, torch: opts.torch, onnxruntime: opts.onnxruntime, isa: opts.isa as CpuIsaCap | undefined, log });
     const [l1, l5] = os.loadavg();
+    if (opts.isa) files[0]?.env.notes.push(`--isa ${opts.isa}: every side capped at ${opts.isa.toUpperCase()} (ours KG_CPU_ISA, OpenBLAS OPENBLAS_CORETYPE=Haswell, oneDNN DNNL_MAX_CPU_ISA, ATen ATEN_CPU_CAPABILITY); onnxruntime's MLAS cannot be capped and runs the CPU's widest`);
     files[0]?.env.notes.push(`load average (1 min, 5 min) over the side-by-side run: at start ${load0[0].toFixed(2)}, ${load0[1].toFixed(2)}; at end ${l1.toFixed(2)}, ${l5.toFixed(2)} on ${os.cpus().length} cores`);
   } else {
+    if (opts.isa !== undefined) throw new Error('--isa applies to the side-by-side CPU run; in one process set KG_CPU_ISA instead');
     files = [await measureHere(opts, log)];
   }
   if (opts.json) {
@@ -97,7 +102,8 @@ async function main(): Promise<void> {
   log(`done in ${((nowMs() - t0) / 1000).toFixed(1)} s`);
   const merged = merge(files);
   if (opts.results) {
-    updateResultsFile(opts.results, merged, deviceHeading(merged));
+    // A capped run has its own section: it does not replace the CPU's own figures.
+    updateResultsFile(opts.results, merged, deviceHeading(merged, opts.isa), opts.isa ? `${merged.device}-${opts.isa}` : merged.device);
     log(`updated ${opts.results}`);
   }
   process.stdout.write('\n' + renderAll(merged));

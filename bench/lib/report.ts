@@ -371,11 +371,12 @@ export function renderAll(m: Merged): string {
  * Replaces this device's section of a RESULTS.md (between `<!-- results:cpu -->` and
  * `<!-- /results:cpu -->`, or `cuda`), keeping the other device's. Creates the markers if absent.
  */
-export function updateResultsFile(path: string, m: Merged, header: string): void {
+/** Replaces the file's section `section` (by default the device's: cpu, cuda) with this table. */
+export function updateResultsFile(path: string, m: Merged, header: string, section: string = m.device): void {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const fs = require('fs') as typeof import('fs');
-  const open = `<!-- results:${m.device} -->`;
-  const close = `<!-- /results:${m.device} -->`;
+  const open = `<!-- results:${section} -->`;
+  const close = `<!-- /results:${section} -->`;
   const body = `${open}\n${header}\n\n${renderAll(m).replace(/^## /gm, '### ')}\n${close}`;
   let text = fs.existsSync(path) ? fs.readFileSync(path, 'utf8') : '# kernelgrad benchmark results\n';
   const a = text.indexOf(open);
@@ -385,9 +386,10 @@ export function updateResultsFile(path: string, m: Merged, header: string): void
   fs.writeFileSync(path, text);
 }
 
-export function deviceHeading(m: Merged): string {
+export function deviceHeading(m: Merged, isaCap?: string): string {
   const e = m.files.find((f) => f.env.framework === 'kernelgrad')?.env ?? m.files[0]?.env;
   if (!e) return `## ${m.device.toUpperCase()}`;
   const what = e.device === 'cuda' ? `GPU: ${e.deviceName}${e.driver ? `, driver ${e.driver}` : ''}` : `CPU: ${e.deviceName}, ${e.cpu.cores} cores`;
-  return `## ${what} (${e.date.slice(0, 10)}${e.quick ? ', --quick' : ''})`;
+  const cap = isaCap ? `, every side capped at ${isaCap.toUpperCase()}` : '';
+  return `## ${what}${cap} (${e.date.slice(0, 10)}${e.quick ? ', --quick' : ''})`;
 }

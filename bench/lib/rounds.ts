@@ -24,7 +24,31 @@ export interface RoundsOptions {
   tfjsCpu: boolean;
   torch: boolean;
   onnxruntime: boolean;
+  /** Cap every side at this instruction set (an AVX2-only machine's view); undefined: each side's widest. */
+  isa?: CpuIsaCap;
   log(msg: string): void;
+}
+
+export const CPU_ISA_CAPS = ['avx2'] as const;
+export type CpuIsaCap = (typeof CPU_ISA_CAPS)[number];
+
+// The variables through which each side's instruction set can be narrowed. Without --isa every
+// side runs at its widest, so none of them may leak in from the caller's environment: a shell
+// that sets OPENBLAS_CORETYPE=Haswell (some images do) halves OpenBLAS's SGEMM on an AVX-512 CPU.
+const ISA_VARIABLES = ['KG_CPU_ISA', 'OPENBLAS_CORETYPE', 'DNNL_MAX_CPU_ISA', 'ONEDNN_MAX_CPU_ISA', 'ATEN_CPU_CAPABILITY'];
+
+/** The environment of every side: the thread count, and the ISA variables for `isa` only. */
+function sideEnv(o: RoundsOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(o.threads) };
+  for (const v of ISA_VARIABLES) {
+    if (env[v] !== undefined) o.log(`${v}=${env[v]} left out of the sides' environment${o.isa ? ` (--isa ${o.isa} sets its own)` : ' (every side runs at its widest ISA; --isa avx2 narrows them all)'}`);
+    delete env[v];
+  }
+  if (o.isa === 'avx2') {
+    // ours; OpenBLAS's AVX2 kernels; oneDNN (PyTorch's convolutions); ATen's own loops.
+    Object.assign(env, { KG_CPU_ISA: 'avx2', OPENBLAS_CORETYPE: 'Haswell', DNNL_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' });
+  }
+  return env;
 }
 
 interface Side {
@@ -58,7 +82,7 @@ export function openblasDir(): string | undefined {
 
 function sides(o: RoundsOptions): Side[] {
   const common = () => [...(o.quick ? ['--quick'] : []), ...(o.only ? ['--only', o.only] : [])];
-  const threadsEnv: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(o.threads) };
+  const threadsEnv = sideEnv(o);
   const python = o.torch ? findTorchPython() : { missing: 'not run (--no-torch)' };
   const blas = openblasDir();
   return [

@@ -13,6 +13,7 @@ PyTorch is raced as a CPU user runs it: eager, float32, NCHW, oneDNN for convolu
 default on the CPU), BLAS for the dense layers and GEMM, torch.inference_mode for inference.
 """
 import argparse
+import ctypes
 import datetime
 import json
 import os
@@ -383,6 +384,20 @@ def blas():
         return "unknown"
 
 
+def openblas_core():
+    """The kernels OpenBLAS chose for this CPU (openblas_get_corename; OPENBLAS_CORETYPE overrides it)."""
+    try:
+        with open("/proc/self/maps") as f:
+            lib = next((line.split()[-1] for line in f if re.search(r"libopenblas", line)), None)
+        if not lib:
+            return "not OpenBLAS"
+        fn = ctypes.CDLL(lib).openblas_get_corename
+        fn.restype = ctypes.c_char_p
+        return fn().decode()
+    except (OSError, AttributeError, StopIteration):
+        return "unknown"
+
+
 def debian_versions():
     """Debian's package versions (torch reports 1.13.1+dfsg as 1.13.0a0)."""
     out = {}
@@ -399,7 +414,8 @@ def debian_versions():
 def env(quick):
     torch.mm(torch.rand(8, 8), torch.rand(8, 8))  # loads the BLAS before /proc/self/maps is read
     notes = [
-        f"torch ISA: {isa()}; threads {torch.get_num_threads()}; BLAS {blas()}; oneDNN {torch.backends.mkldnn.is_available()}",
+        f"torch ISA: {isa()}; threads {torch.get_num_threads()}; BLAS {blas()} (core {openblas_core()}); oneDNN {torch.backends.mkldnn.is_available()}"
+        f" (DNNL_MAX_CPU_ISA {os.environ.get('DNNL_MAX_CPU_ISA', 'unset: its widest')})",
         "eager, float32, NCHW; timing as bench/lib/harness.ts (samples >= 5 ms, median)",
     ]
     return {

@@ -9,6 +9,7 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
+
 namespace kg::cpu {
 namespace {
 
@@ -71,81 +72,42 @@ namespace {
 // 16 floats: one AVX-512 register.
 typedef float v16f __attribute__((vector_size(64)));
 
-// The AVX-512 tile: each row of 16 columns is one zmm register. Six accumulators alone would
-// leave the FMA units idle (an FMA's 4-cycle latency times two units wants 8 independent
-// chains), so even and odd k steps go to two sets of six, added at the end: 12 chains, with the
-// two B vectors of each step and the broadcast A values, in 32 zmm registers without spills.
-template <class A>
-inline __attribute__((always_inline)) void tile_avx512(int64_t kc, const A& a, const float* __restrict b,
-                                                       float* __restrict acc) {
-  v16f even[kMR] = {}, odd[kMR] = {};
-  int64_t p = 0;
-  for (; p + 2 <= kc; p += 2) {
-    v16f b0, b1;
-    std::memcpy(&b0, b, sizeof b0);
-    std::memcpy(&b1, b + kNR, sizeof b1);
+// The AVX-512 kernel: G tiles side by side (G adjacent B micro-panels, kc * kNR floats apart),
+// each row of a tile's 16 columns one zmm accumulator. Per k step it loads G B vectors and
+// broadcasts each of the kMR A values into G FMAs. Each accumulator sums its products in k order,
+// one FMA at a time -- the operations of the AVX2 kernel, so the two agree bit for bit. G = 4 is
+// 24 accumulators + 4 B vectors + a broadcast in the 32 zmm registers, and 10 loads per 24 FMAs.
+// G = 1 (a lone last panel) has only 6 independent chains for the FMA units' 8 (2 units x 4
+// cycles of latency); it runs at three quarters of their peak.
+template <int G, class A>
+inline __attribute__((always_inline)) void tile_group_avx512(int64_t kc, const A& a, const float* __restrict b,
+                                                             float* __restrict acc) {
+  v16f c[kMR][G] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    v16f x[G];
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) std::memcpy(&x[g], b + g * kc * kNR + p * kNR, sizeof x[g]);
 #pragma GCC unroll 6
     for (int r = 0; r < kMR; ++r) {
-      even[r] += a.at(r, p) * b0;
-      odd[r] += a.at(r, p + 1) * b1;
+      const float ar = a.at(r, p);
+#pragma GCC unroll 4
+      for (int g = 0; g < G; ++g) c[r][g] += ar * x[g];
     }
-    b += 2 * kNR;
   }
-  if (p < kc) {
-    v16f b0;
-    std::memcpy(&b0, b, sizeof b0);
+#pragma GCC unroll 4
+  for (int g = 0; g < G; ++g)
 #pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) even[r] += a.at(r, p) * b0;
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
-    const v16f sum = even[r] + odd[r];
-    std::memcpy(acc + r * kNR, &sum, sizeof sum);
-  }
+    for (int r = 0; r < kMR; ++r) std::memcpy(acc + g * kMR * kNR + r * kNR, &c[r][g], sizeof c[r][g]);
 }
 
-// Two tiles side by side (b0 and b1 two B micro-panels), each element with tile_avx512's
-// operations: 24 accumulators, and per pair of k steps 4 B loads and 12 broadcasts for 24 FMAs,
-// where one tile needs 2 B loads and 12 broadcasts for 12.
+static_assert(kGroup == 4, "the AVX-512 group kernel is instantiated for 1 to 4 panels");
 template <class A>
-inline __attribute__((always_inline)) void tile_pair_avx512(int64_t kc, const A& a, const float* __restrict b0,
-                                                            const float* __restrict b1, float* __restrict acc0,
-                                                            float* __restrict acc1) {
-  v16f even0[kMR] = {}, odd0[kMR] = {}, even1[kMR] = {}, odd1[kMR] = {};
-  int64_t p = 0;
-  for (; p + 2 <= kc; p += 2) {
-    v16f x0, y0, x1, y1;  // panel 0 at steps p, p + 1; panel 1 at the same steps
-    std::memcpy(&x0, b0, sizeof x0);
-    std::memcpy(&y0, b0 + kNR, sizeof y0);
-    std::memcpy(&x1, b1, sizeof x1);
-    std::memcpy(&y1, b1 + kNR, sizeof y1);
-#pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) {
-      const float ae = a.at(r, p), ao = a.at(r, p + 1);
-      even0[r] += ae * x0;
-      even1[r] += ae * x1;
-      odd0[r] += ao * y0;
-      odd1[r] += ao * y1;
-    }
-    b0 += 2 * kNR;
-    b1 += 2 * kNR;
-  }
-  if (p < kc) {
-    v16f x0, x1;
-    std::memcpy(&x0, b0, sizeof x0);
-    std::memcpy(&x1, b1, sizeof x1);
-#pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) {
-      const float ae = a.at(r, p);
-      even0[r] += ae * x0;
-      even1[r] += ae * x1;
-    }
-  }
-#pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
-    const v16f sum0 = even0[r] + odd0[r], sum1 = even1[r] + odd1[r];
-    std::memcpy(acc0 + r * kNR, &sum0, sizeof sum0);
-    std::memcpy(acc1 + r * kNR, &sum1, sizeof sum1);
+inline __attribute__((always_inline)) void group_avx512(int g, int64_t kc, const A& a, const float* b, float* acc) {
+  switch (g) {
+    case 1: return tile_group_avx512<1>(kc, a, b, acc);
+    case 2: return tile_group_avx512<2>(kc, a, b, acc);
+    case 3: return tile_group_avx512<3>(kc, a, b, acc);
+    default: return tile_group_avx512<4>(kc, a, b, acc);
   }
 }
 
@@ -167,29 +129,27 @@ void rows_baseline(int64_t kc, const float* a, int64_t lda, int rows, const floa
 
 using PackedKernel = void (*)(int64_t, const float*, const float*, float*);
 using RowsKernel = void (*)(int64_t, const float*, int64_t, int, const float*, float*);
-using PackedPair = void (*)(int64_t, const float*, const float*, const float*, float*, float*);
-using RowsPair = void (*)(int64_t, const float*, int64_t, int, const float*, const float*, float*, float*);
+using PackedGroup = void (*)(int, int64_t, const float*, const float*, float*);
+using RowsGroup = void (*)(int, int64_t, const float*, int64_t, int, const float*, float*);
 struct Kernels {
   PackedKernel packed;
   RowsKernel rows;
-  PackedPair packed_pair;  // null: two calls of packed
-  RowsPair rows_pair;      // null: two calls of rows
+  PackedGroup packed_group;  // null: one call of packed per panel
+  RowsGroup rows_group;      // null: one call of rows per panel
 };
 
 #if defined(__GNUC__) && defined(__x86_64__)
 KG_AVX512 void packed_avx512(int64_t kc, const float* a, const float* b, float* acc) {
-  tile_avx512(kc, PackedA{a}, b, acc);
+  tile_group_avx512<1>(kc, PackedA{a}, b, acc);
 }
 KG_AVX512 void rows_avx512(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  tile_avx512(kc, RowsA(a, lda, rows), b, acc);
+  tile_group_avx512<1>(kc, RowsA(a, lda, rows), b, acc);
 }
-KG_AVX512 void packed_pair_avx512(int64_t kc, const float* a, const float* b0, const float* b1, float* acc0,
-                                  float* acc1) {
-  tile_pair_avx512(kc, PackedA{a}, b0, b1, acc0, acc1);
+KG_AVX512 void packed_group_avx512(int g, int64_t kc, const float* a, const float* b, float* acc) {
+  group_avx512(g, kc, PackedA{a}, b, acc);
 }
-KG_AVX512 void rows_pair_avx512(int64_t kc, const float* a, int64_t lda, int rows, const float* b0, const float* b1,
-                                float* acc0, float* acc1) {
-  tile_pair_avx512(kc, RowsA(a, lda, rows), b0, b1, acc0, acc1);
+KG_AVX512 void rows_group_avx512(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
+  group_avx512(g, kc, RowsA(a, lda, rows), b, acc);
 }
 KG_AVX2 void packed_avx2(int64_t kc, const float* a, const float* b, float* acc) {
   tile_columns<v8f, 8>(kc, PackedA{a}, b, acc, 0);
@@ -202,7 +162,7 @@ KG_AVX2 void rows_avx2(int64_t kc, const float* a, int64_t lda, int rows, const 
 Kernels choose_kernels() {
 #if defined(__GNUC__) && defined(__x86_64__)
   switch (cpu_isa()) {
-    case Isa::Avx512: return {packed_avx512, rows_avx512, packed_pair_avx512, rows_pair_avx512};
+    case Isa::Avx512: return {packed_avx512, rows_avx512, packed_group_avx512, rows_group_avx512};
     case Isa::Avx2: return {packed_avx2, rows_avx2, nullptr, nullptr};
     default: break;
   }
@@ -220,17 +180,14 @@ void gemm_micro_kernel_rows(int64_t kc, const float* a, int64_t lda, int rows, c
   g_kernels.rows(kc, a, lda, rows, b, acc);
 }
 
-void gemm_micro_kernel_pair(int64_t kc, const float* a, const float* b0, const float* b1, float* acc0, float* acc1) {
-  if (g_kernels.packed_pair) return g_kernels.packed_pair(kc, a, b0, b1, acc0, acc1);
-  g_kernels.packed(kc, a, b0, acc0);
-  g_kernels.packed(kc, a, b1, acc1);
+void gemm_micro_kernel_group(int g, int64_t kc, const float* a, const float* b, float* acc) {
+  if (g_kernels.packed_group) return g_kernels.packed_group(g, kc, a, b, acc);
+  for (int t = 0; t < g; ++t) g_kernels.packed(kc, a, b + t * kc * kNR, acc + t * kMR * kNR);
 }
 
-void gemm_micro_kernel_rows_pair(int64_t kc, const float* a, int64_t lda, int rows, const float* b0, const float* b1,
-                                 float* acc0, float* acc1) {
-  if (g_kernels.rows_pair) return g_kernels.rows_pair(kc, a, lda, rows, b0, b1, acc0, acc1);
-  g_kernels.rows(kc, a, lda, rows, b0, acc0);
-  g_kernels.rows(kc, a, lda, rows, b1, acc1);
+void gemm_micro_kernel_rows_group(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
+  if (g_kernels.rows_group) return g_kernels.rows_group(g, kc, a, lda, rows, b, acc);
+  for (int t = 0; t < g; ++t) g_kernels.rows(kc, a, lda, rows, b + t * kc * kNR, acc + t * kMR * kNR);
 }
 
 }  // namespace kg::cpu

@@ -1,5 +1,5 @@
 // GEMM against a float64 reference: every transpose combination, alpha/beta, odd and degenerate
-// sizes, and sizes that cross the kernel's register and cache blocking (6 x 16 tiles, k blocks of 256).
+// sizes, and sizes that cross the kernel's register and cache blocking (6 x 16 tiles, k blocks of at most 512).
 // Then the dense layer's linearForward (the GEMM with its bias added where it writes y): against
 // float64, and bitwise against the GEMM followed by a separate addition.
 import { BinaryOpCode, native } from '../../lib/native';
@@ -24,7 +24,7 @@ describe('gemm', () => {
 
   test.each(combos)('transA=%s transB=%s on odd sizes with alpha and beta', (ta, tb) => {
     const rng = new Rng(ta ? (tb ? 1 : 2) : tb ? 3 : 4);
-    for (const [m, n, k] of [[1, 1, 1], [3, 7, 13], [7, 33, 5], [13, 17, 1], [6, 16, 256], [7, 17, 257], [33, 3, 300]]) {
+    for (const [m, n, k] of [[1, 1, 1], [3, 7, 13], [7, 33, 5], [13, 17, 1], [6, 16, 512], [7, 17, 513], [33, 3, 300]]) {
       check(rng, ta, tb, m, n, k, 1, 0);
       check(rng, ta, tb, m, n, k, -0.75, 0.5);
     }
@@ -33,6 +33,7 @@ describe('gemm', () => {
   test.each(combos)('transA=%s transB=%s on blocking-crossing sizes', (ta, tb) => {
     const rng = new Rng(17);
     check(rng, ta, tb, 101, 130, 530, 1, 0); // several k blocks, partial tiles
+    check(rng, ta, tb, 19, 48, 1100, 1, 0.5); // three k blocks adding onto whole tiles, C scaled by the first
     check(rng, ta, tb, 200, 35, 64, 2, -1); // several row blocks (kMC = 96)
   });
 
@@ -68,14 +69,15 @@ describe('gemm', () => {
     return bitwiseEqual(cFew, head);
   }
 
-  test('a micro-panel of B computed alone or paired with the next gives the same bits', () => {
-    // B's micro-panels (16 columns) go through the micro-kernel two at a time, a last odd one
-    // alone: with 3 panels the third is alone, with 4 it is paired. A is read in place with 3 or 4
-    // panels and packed with 17 or 18.
+  test('a micro-panel of B gives the same bits whichever group of panels the kernel computes it in', () => {
+    // B's micro-panels (16 columns) go through the micro-kernel up to four at a time, the last
+    // group holding what is left: C's first `panels` panels must not depend on how many follow.
+    // A is read in place with up to 16 panels and packed with more.
     const rng = new Rng(37);
-    for (const [m, k, panels] of [[13, 300, 3], [50, 41, 3], [200, 500, 17], [7, 9, 17]]) {
-      expect(firstColumnsAgree(rng, m, k, 16 * panels, 16 * (panels + 1))).toBe(true);
+    for (const [m, k] of [[13, 300], [50, 41], [7, 9]]) {
+      for (const panels of [1, 2, 3, 4, 5]) expect(firstColumnsAgree(rng, m, k, 16 * panels, 16 * (panels + 3) + 7)).toBe(true);
     }
+    for (const panels of [17, 18, 19, 20]) expect(firstColumnsAgree(rng, 200, 600, 16 * panels, 16 * 22)).toBe(true);
   });
 
   test('A read in place (few columns of C) and packed (many) give the same bits', () => {
@@ -130,7 +132,7 @@ function linearBothWays(rng: Rng, m: number, n: number, k: number, withBias: boo
 }
 
 describe('linearForward', () => {
-  // One or two rows (the dot-product path), odd sizes, several k blocks (k > 256) and row blocks,
+  // One or two rows (the dot-product path), odd sizes, several k blocks (k > 512) and row blocks,
   // enough work for several threads.
   const shapes: Array<[number, number, number]> = [
     [1, 1, 1], [1, 17, 800], [2, 5, 9], [3, 7, 13], [7, 33, 5], [37, 19, 50], [101, 130, 530], [200, 35, 64], [64, 128, 800],

@@ -111,3 +111,47 @@ parentTest('batch norm (also fused with ReLU and pool) and the pool are bitwise 
   };
   expect(run('avx2')).toEqual(run('avx512'));
 });
+
+// The GEMM kernels sum each element's products in k order, one FMA at a time, with AVX-512 (up to
+// four 16-column panels per kernel) as with AVX2 (one panel as two 8-column halves): the same bits.
+// So are the convolutions that run through the GEMM (more than one input channel), all three
+// directions. (The one-input-channel direct kernels are not: their filter gradient sums in lanes.)
+parentTest('GEMM and the GEMM-based convolutions are bitwise equal on the AVX-512 and AVX2 paths', () => {
+  if (widestOfCpu() !== 'avx512') return;
+  const script = `
+    const native = require(${JSON.stringify(path.join(root, 'build/Release/kernelgrad.node'))});
+    const st = (m, f) => { const s = new native.Storage(0, m); if (f) { const a = new Float32Array(m); for (let i = 0; i < m; i++) a[i] = f(i); s.write(a); } return s; };
+    // Each output as its length and an FNV-1a hash of its bits (the arrays themselves are megabytes of JSON).
+    const bits = (s) => {
+      const u = new Uint32Array(s.read().buffer);
+      let h = 0x811c9dc5;
+      for (const v of u) h = Math.imul(h ^ v, 0x01000193) >>> 0;
+      return u.length + ':' + h.toString(16);
+    };
+    const out = [];
+    // Partial tiles, one to four panels per group, several k blocks, every transpose.
+    for (const [ta, tb, m, n, k] of [[false, false, 37, 150, 1100], [true, false, 64, 65, 77], [false, true, 7, 33, 513], [true, true, 100, 18, 600]]) {
+      const A = st(m * k, (i) => Math.sin(i * 0.37)), B = st(k * n, (i) => Math.cos(i * 0.13)), C = st(m * n, (i) => i % 5);
+      native.gemm(ta, tb, m, n, k, 1, A, B, 0.5, C);
+      out.push(bits(C));
+    }
+    for (const shape of [[8, 20, 13, 13, 50, 5, 5, 1, 1, 0, 0, 1], [5, 3, 17, 19, 7, 3, 3, 2, 1, 1, 1, 1]]) {
+      const [n, c, h, w, kk, kh, kw, sh, sw, ph, pw] = shape;
+      const oh = Math.floor((h + 2 * ph - kh) / sh) + 1, ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
+      const x = st(n * c * h * w, (i) => Math.sin(i * 0.7)), wt = st(kk * c * kh * kw, (i) => Math.cos(i * 0.3)), b = st(kk, (i) => i * 0.1);
+      const y = st(n * kk * oh * ow), dx = st(n * c * h * w), dw = st(kk * c * kh * kw), db = st(kk);
+      native.conv2dForward(shape, x, wt, b, y);
+      native.conv2dBackwardData(shape, y, wt, dx);
+      native.conv2dBackwardWeight(shape, x, y, dw, db);
+      out.push(bits(y), bits(dx), bits(dw), bits(db));
+    }
+    process.stdout.write(JSON.stringify(out));`;
+  const run = (isa: string) => {
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: root, env: { ...process.env, KG_CPU_ISA: isa }, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`KG_CPU_ISA=${isa}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as string[];
+  };
+  const [wide, narrow] = [run('avx512'), run('avx2')];
+  expect(wide.length).toBe(12);
+  expect(narrow).toEqual(wide);
+});
