@@ -3,7 +3,6 @@
 import bindings from 'bindings';
 import * as fs from 'fs';
 import * as path from 'path';
-import { withThreadPolicy } from './thread-policy';
 
 /**
  * A block of float32 memory on one device, owned by a JS object (native/napi/storage.h). Once
@@ -230,6 +229,7 @@ export interface Native {
    * kg.tidy turns it off for the storages it frees itself, and announces those that outlive it.
    */
   setGcReporting(on: boolean): void;
+  /** Threads of the CPU kernels' loops, the caller included: setCpuThreads, else OMP_NUM_THREADS, else the CPUs this process may use. */
   cpuThreads(): number;
   /** The CPU kernels' vector instruction set: the CPU's widest, or a narrower one named by KG_CPU_ISA. */
   cpuIsa(): 'avx512' | 'avx2' | 'baseline';
@@ -284,4 +284,4 @@ function load(): Native {
 }
 
 /** The loaded addon. */
-export const native: Native = withThreadPolicy(load);
+export const native: Native = load();

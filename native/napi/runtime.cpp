@@ -6,11 +6,9 @@
 #include "../cpu/host_allocator.h"
 #include "../cpu/isa.h"
 #include "../cpu/simd.h"
+#include "../cpu/thread_pool.h"
 #if KG_WITH_CUDA
 #include "kg/cuda_runtime.h"
-#endif
-#ifdef _OPENMP
-#include <omp.h>
 #endif
 
 namespace kg {
@@ -124,14 +122,10 @@ Napi::Value host_empty_cache(const Napi::CallbackInfo& info) {
 
 // The number of threads the CPU kernels use.
 Napi::Value cpu_threads(const Napi::CallbackInfo& info) {
-#ifdef _OPENMP
-  return Napi::Number::New(info.Env(), omp_get_max_threads());
-#else
-  return Napi::Number::New(info.Env(), 1);
-#endif
+  return Napi::Number::New(info.Env(), cpu::pool_threads());
 }
 
-// More threads than any machine runs well: OpenMP cannot even start a million (it crashes trying).
+// More threads than any machine runs well (a million would exhaust the process's threads).
 constexpr int64_t kMaxCpuThreads = 1024;
 
 // The instruction set of the CPU kernels' hand-vectorized paths: "avx512", "avx2" or "baseline".
@@ -154,11 +148,7 @@ Napi::Value set_cpu_threads(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(a.env(), a.prefix() + "threads must be at most " + std::to_string(kMaxCpuThreads) +
                                              ", got " + std::to_string(n));
   }
-#ifdef _OPENMP
-  omp_set_num_threads(static_cast<int>(n));
-#else
-  (void)n;
-#endif
+  cpu::set_pool_threads(static_cast<int>(n));
   return info.Env().Undefined();
 }
 

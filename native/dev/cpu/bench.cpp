@@ -5,7 +5,7 @@
 // overhead of a real step is not included). Not part of the addon. Build and run from the
 // repository root:
 //
-//   g++ -O3 -std=gnu++17 -fopenmp -Inative/include native/dev/cpu/bench.cpp native/cpu/*.cpp \
+//   g++ -O3 -std=gnu++17 -pthread -Inative/include native/dev/cpu/bench.cpp native/cpu/*.cpp \
 //       -o build/kg_cpu_bench && build/kg_cpu_bench [threads]
 //
 // Each figure is the best of several timed repetitions (the least disturbed by other processes).
@@ -19,9 +19,7 @@
 #include <vector>
 
 #include "kg/ops.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "../../cpu/thread_pool.h"
 
 namespace {
 
@@ -108,14 +106,8 @@ ConvTimes bench_conv(const char* label, const ConvShape& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-#ifdef _OPENMP
-  if (argc > 1) omp_set_num_threads(std::atoi(argv[1]));
-  std::printf("threads: %d\n", omp_get_max_threads());
-#else
-  (void)argc;
-  (void)argv;
-  std::printf("threads: 1 (built without OpenMP)\n");
-#endif
+  if (argc > 1) kg::cpu::set_pool_threads(std::atoi(argv[1]));
+  std::printf("threads: %d\n", kg::cpu::pool_threads());
 
   std::printf("GEMM\n");
   bench_gemm(false, false, 1024, 1024, 1024);
