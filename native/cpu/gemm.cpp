@@ -109,7 +109,7 @@ void product(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float al
   const auto pack_b = [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {
     pack_panels<kNR>(dst, B + j0 * b_cs + p0 * b_ps, b_cs, b_ps, cols, kc);
   };
-  const DenseStore store{C, n, alpha, beta, bias};
+  const DenseStore store{C, n, alpha, beta, bias, m};
   if (!transA) return run_gemm(m, n, k, true, RowMajorA{A, k}, pack_b, store);
   run_gemm(
       m, n, k, true,
