@@ -220,17 +220,23 @@ struct DenseStore {
   int64_t ldc;
   float alpha, beta;
   const float* bias = nullptr;
-  int64_t rows = 0;  // C's row count (prefetches stay inside it)
+  int64_t c_rows = 0;  // C's row count, which prefetches stay inside (0: no prefetching)
   void prefetch(int64_t i0, int64_t j0, int64_t cols) const {
-    for (int64_t r = i0; r < std::min(rows, i0 + kMR); ++r)
-      for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(c + r * ldc + j0 + j, 1);
+    constexpr int64_t kLineFloats = 64 / sizeof(float);
+    for (int64_t r = i0; r < std::min(c_rows, i0 + kMR); ++r)
+      for (int64_t j = 0; j < cols; j += kLineFloats) __builtin_prefetch(c + r * ldc + j0 + j, 1);
   }
   void operator()(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first, bool last) const {
+    static_assert(kNR == 16, "the fixed-size paths move a tile row as two 8-float vectors");
     if (first && cols == kNR && alpha == 1.0f && beta == 0.0f && !(last && bias)) {
       // The common first tile, whole rows of C = AB (1 * a is a, bit for bit): fixed-size copies
       // without the general loops' run-time checks (backward data's single k block spent a fifth
       // of the call storing through them).
-      for (int r = 0; r < rows; ++r) std::memcpy(c + (i0 + r) * ldc + j0, acc + r * kNR, kNR * sizeof(float));
+      for (int r = 0; r < rows; ++r) {
+        float* out = c + (i0 + r) * ldc + j0;
+        store8(out, load8(acc + r * kNR));
+        store8(out + 8, load8(acc + r * kNR + 8));
+      }
       return;
     }
     if (!first && cols == kNR && alpha == 1.0f && !(last && bias)) {
@@ -238,7 +244,6 @@ struct DenseStore {
       // a loop, the compiler cannot rule out that C and the tile overlap and adds one float at a
       // time; through the general loop below these additions held SGEMM 2048^3 to 165 GFLOP/s on
       // one core with AVX-512, scalar fixed-size rows to 205.)
-      static_assert(kNR == 16, "a row of the tile is two 8-float vectors");
       for (int r = 0; r < rows; ++r) {
         float* out = c + (i0 + r) * ldc + j0;
         const float* a = acc + r * kNR;
