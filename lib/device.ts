@@ -81,6 +81,19 @@ export function devices(): DeviceInfo[] {
   return [cpu, ...cuda().listed];
 }
 
+/**
+ * The number of threads the CPU kernels use, the calling thread included (1: everything on the
+ * calling thread). The default is the number of CPUs this process may run on, or OMP_NUM_THREADS
+ * where set. Results are bitwise the same for any count.
+ */
+export function setCpuThreads(threads: number): void {
+  if (typeof threads !== 'number') throw new TypeError(`kg.setCpuThreads: threads must be a number, got ${typeof threads}`);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new RangeError(`kg.setCpuThreads: threads must be an integer from 1 to 1024, got ${threads}`);
+  }
+  native.setCpuThreads(threads);
+}
+
 /** True when a usable CUDA device is present (a GPU, or the emulator in the emulated build). */
 export function cudaAvailable(): boolean {
   return cuda().listed.some((d) => d.usable);

@@ -7,7 +7,7 @@ export type { CreateOptions, RandomOptions } from './ops/creation';
 export { add, sub, mul, div, neg, scale, sum, mean, reshape, flatten, broadcastTo } from './ops/arith';
 export { matmul } from './ops/matmul';
 export { argmax } from './ops/loss';
-export { devices, defaultDevice, setDefaultDevice } from './device';
+export { devices, defaultDevice, setDefaultDevice, setCpuThreads } from './device';
 export type { Device, DeviceInfo, CpuDeviceInfo, CudaDeviceInfo } from './device';
 export { manualSeed, Random } from './random';
 export { tidy } from './tidy';

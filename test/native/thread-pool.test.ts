@@ -4,6 +4,7 @@ import { spawnSync } from 'child_process';
 import * as os from 'os';
 import * as path from 'path';
 import { Worker } from 'worker_threads';
+import * as kg from '../../lib';
 import { native } from '../../lib/native';
 import { Rng, bitwiseEqual, disposeAll, empty, store, withThreads } from './reference';
 
@@ -78,4 +79,22 @@ test('a process ends while the workers wait for work', () => {
   const t0 = Date.now();
   expect(child(script, { OMP_NUM_THREADS: '4' })).toBe('done');
   expect(Date.now() - t0).toBeLessThan(30_000);
+});
+
+test('kg.setCpuThreads sets the count kg.devices() reports, and rejects what is not a count', () => {
+  const before = native.cpuThreads();
+  try {
+    kg.setCpuThreads(3);
+    expect(kg.devices()[0]).toMatchObject({ type: 'cpu', threads: 3 });
+    kg.setCpuThreads(1);
+    expect(native.cpuThreads()).toBe(1);
+  } finally {
+    native.setCpuThreads(before);
+  }
+  expect(() => kg.setCpuThreads(0)).toThrow(RangeError);
+  expect(() => kg.setCpuThreads(2.5)).toThrow(/kg\.setCpuThreads: threads must be an integer from 1 to 1024, got 2\.5/);
+  expect(() => kg.setCpuThreads(1025)).toThrow(RangeError);
+  expect(() => kg.setCpuThreads(NaN)).toThrow(RangeError);
+  expect(() => kg.setCpuThreads('2' as unknown as number)).toThrow(TypeError);
+  expect(native.cpuThreads()).toBe(before);
 });
