@@ -38,7 +38,7 @@ export type CpuIsaCap = (typeof CPU_ISA_CAPS)[number];
 const ISA_VARIABLES = ['KG_CPU_ISA', 'OPENBLAS_CORETYPE', 'DNNL_MAX_CPU_ISA', 'ONEDNN_MAX_CPU_ISA', 'ATEN_CPU_CAPABILITY'];
 
 /** The environment of every side: the thread count, and the ISA variables for `isa` only. */
-function sideEnv(o: RoundsOptions): NodeJS.ProcessEnv {
+export function sideEnv(o: Pick<RoundsOptions, 'threads' | 'isa' | 'log'>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(o.threads) };
   for (const v of ISA_VARIABLES) {
     if (env[v] !== undefined) o.log(`${v}=${env[v]} left out of the sides' environment${o.isa ? ` (--isa ${o.isa} sets its own)` : ' (every side runs at its widest ISA; --isa avx2 narrows them all)'}`);
