@@ -45,10 +45,13 @@ namespace kg::cpu {
 
 // Below this many flops a second thread costs more than it saves: each thread packs its own
 // operand panels, and a thread that has gone to sleep takes tens of microseconds to wake on a
-// virtual machine (lib/thread-policy.ts: the threads spin briefly, then sleep). On the 2-core
+// virtual machine (thread_pool.cpp: the workers spin a while, then sleep). On the 2-core
 // development VM (AVX-512), back to back: a 64 x 800 x 128 product (1.3e7 flops) took 75 us on one
 // thread and 48-50 us on two. (At 4e5, the tutorial's network at batch 1 took 0.17 ms on 2 threads
-// against 0.07 ms on one.)
+// against 0.07 ms on one.) With the pool's workers spinning between loops, 1e6 took the network at
+// batch 1 (its 20 -> 50 convolution is a 4e6-flop product) from 32.8 to 26.7 us alone, but to
+// 44-55 us beside a process that keeps a core busy: a worker that takes the second half and then
+// loses its core holds the call up for a time slice.
 constexpr double kGemmParallelFlops = 1.0e7;
 
 // An A operand stored row-major with k contiguous (a convolution's filters, a dense layer's input

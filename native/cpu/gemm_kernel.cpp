@@ -111,8 +111,9 @@ inline __attribute__((always_inline)) void group_avx512(int g, int64_t kc, const
   }
 }
 
-// One body per instruction set, each compiled for its own target; the table below picks one pair
-// (packed A, rows in place) once (cpu_isa(): the CPU's widest, or a narrower one named by KG_CPU_ISA). With AVX2 + FMA the
+// One body per instruction set, each compiled for its own target; the table below picks one set
+// (a tile and, with AVX-512, a group of tiles; each for packed A and for rows in place) once
+// (cpu_isa(): the CPU's widest, or a narrower one named by KG_CPU_ISA). With AVX2 + FMA the
 // 6 x 16 tile lives in 12 ymm registers; the baseline (SSE2, 16 xmm registers) computes it as
 // two 6 x 8 halves with 12 xmm accumulators each, rather than spilling 24 of them.
 // Each body is instantiated for both kinds of A (a packed panel, or rows in place).

@@ -1,6 +1,6 @@
 // Per-thread scratch memory for packed GEMM panels and column buffers. Kept between calls (and
 // only ever grown), so the hot paths never go to malloc or fault fresh pages after warm-up.
-// OpenMP keeps its worker threads alive, so their buffers are reused too.
+// The pool's worker threads live as long as the process, so their buffers are reused too.
 #pragma once
 #include <cstddef>
 
