@@ -9,7 +9,6 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
-
 namespace kg::cpu {
 namespace {
 

@@ -13,7 +13,8 @@ constexpr int kNR = 16;
 // micro-kernel sweeps the A block (kMC x kKC = 192 KiB, in L2); each thread's packed B panel
 // (kKC x kNC, up to 8 MiB) lives in L3. C is read and written once per k block, so a long k block
 // halves that traffic: kKC 256 -> 512 took SGEMM 2048^3 from 205 to 219 GFLOP/s on one core with
-// AVX-512, although the AVX-512 kernel's group of B micro-panels (up to 128 KiB) then overflows a 48 KiB L1.
+// AVX-512, although the AVX-512 kernel's group of B micro-panels (up to 128 KiB) then overflows
+// a 48 KiB L1.
 constexpr int64_t kKC = 512;
 constexpr int64_t kMC = 96;  // a multiple of kMR
 constexpr int64_t kNC = 4096;

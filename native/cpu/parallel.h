@@ -56,10 +56,10 @@ void parallel_for_dynamic(int64_t count, bool parallel, F&& f) {
 
 // Streaming work (a few operations per element) below this many elements runs on the calling
 // thread alone: the workers spin a while and then sleep between loops (thread_pool.cpp), and
-// waking a sleeping one costs tens of microseconds on a virtual machine. With passive threads, batch norm's inference form on 64x50x9x9 (259,200
-// elements) took 35 us on one thread and 78 us on two (2-core development VM); since the threads
-// spin a little, back-to-back kernels find them awake, and it takes 27 us on one and 15.5 us on
-// two, so the line is at 2^17.
+// waking a sleeping one costs tens of microseconds on a virtual machine. Batch norm's inference
+// form, back to back on the 2-core development VM: on 64x50x9x9 (259,200 elements) 32-36 us on
+// one thread and 21-23 us on two; on 32x50x9x9 (129,600) 14-16 us on one and 20 us on two. So
+// the line is at 2^17.
 constexpr int64_t kParallelElements = int64_t(1) << 17;
 
 // The elements of one chunk of streaming work.

@@ -1,6 +1,4 @@
 // Bindings that describe and manage the machine: CUDA devices and memory, CPU threads.
-#include <thread>
-
 #include "addon.h"
 #include "args.h"
 #include "../cpu/host_allocator.h"
