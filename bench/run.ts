@@ -19,6 +19,8 @@ import { deviceHeading, merge, renderAll, updateResultsFile } from './lib/report
 import { NET, Device } from './lib/shapes';
 import { nowMs } from './lib/harness';
 import { CPU_ISA_CAPS, CpuIsaCap, runRounds } from './lib/rounds';
+import { cpuidCapAvx2 } from './lib/cpuid-cap';
+import type { CpuidCap } from './lib/cpuid-cap';
 
 import * as copyCase from './cases/copy';
 import * as gemmCase from './cases/gemm';
@@ -65,7 +67,7 @@ async function main(): Promise<void> {
     .option('--no-onnxruntime', 'CPU: skip the onnxruntime-node reference')
     .option('--rounds <n>', 'CPU: rounds of fresh processes per side, interleaved (default 3, --quick 1)')
     .option('--threads <n>', 'CPU: threads of every side (OMP_NUM_THREADS, torch.set_num_threads, intraOpNumThreads)', String(os.cpus().length))
-    .option('--isa <isa>', `CPU: cap every side at this instruction set (${CPU_ISA_CAPS.join(', ')}), as on a CPU without AVX-512; onnxruntime cannot be capped`)
+    .option('--isa <isa>', `CPU: cap every side at this instruction set (${CPU_ISA_CAPS.join(', ')}), as on a CPU without AVX-512; onnxruntime through CPUID faulting where Linux offers it`)
     .option('--no-epoch', 'skip the epoch and memory figures')
     .option('--in-process', 'CPU: measure ours (and TensorFlow.js) in this process only, no rounds, no PyTorch or onnxruntime', false)
     .option('--results <file>', "rewrite this device's section of a RESULTS.md (e.g. bench/RESULTS.md)")
@@ -82,9 +84,12 @@ async function main(): Promise<void> {
     if (!Number.isSafeInteger(threads) || threads < 1) throw new Error(`--threads must be a positive integer, got ${opts.threads}`);
     if (opts.isa !== undefined && !(CPU_ISA_CAPS as readonly string[]).includes(opts.isa)) throw new Error(`--isa must be one of ${CPU_ISA_CAPS.join(', ')}, got ${opts.isa}`);
     const load0 = os.loadavg();
-    files = runRounds({ rounds, threads, quick: opts.quick, only: opts.only, tfjs: opts.tfjs, tfjsCpu: opts.tfjsCpu, torch: opts.torch, onnxruntime: opts.onnxruntime, isa: opts.isa as CpuIsaCap | undefined, log });
+    const isa = opts.isa as CpuIsaCap | undefined;
+    const cpuidCap = isa ? cpuidCapAvx2() : undefined;
+    if (cpuidCap) log(`CPUID cap: ${'how' in cpuidCap ? cpuidCap.how : 'needless' in cpuidCap ? `not needed, ${cpuidCap.needless}` : `unavailable, ${cpuidCap.missing}`}`);
+    files = runRounds({ rounds, threads, quick: opts.quick, only: opts.only, tfjs: opts.tfjs, tfjsCpu: opts.tfjsCpu, torch: opts.torch, onnxruntime: opts.onnxruntime, isa, cpuidCap, log });
     const [l1, l5] = os.loadavg();
-    if (opts.isa) files[0]?.env.notes.push(`--isa ${opts.isa}: every side capped at ${opts.isa.toUpperCase()} (ours KG_CPU_ISA, OpenBLAS OPENBLAS_CORETYPE=Haswell, oneDNN DNNL_MAX_CPU_ISA, ATen ATEN_CPU_CAPABILITY); onnxruntime's MLAS cannot be capped and runs the CPU's widest`);
+    if (isa && cpuidCap) files[0]?.env.notes.push(capNote(isa, cpuidCap));
     files[0]?.env.notes.push(`load average (1 min, 5 min) over the side-by-side run: at start ${load0[0].toFixed(2)}, ${load0[1].toFixed(2)}; at end ${l1.toFixed(2)}, ${l5.toFixed(2)} on ${os.cpus().length} cores`);
   } else {
     if (opts.isa !== undefined) throw new Error('--isa applies to the side-by-side CPU run; in one process set KG_CPU_ISA instead');
@@ -108,6 +113,17 @@ async function main(): Promise<void> {
   }
   process.stdout.write('\n' + renderAll(merged));
   if (merged.figures.some((f) => f.status === 'wrong')) process.exitCode = 2;
+}
+
+/** What --isa did to each side, for the notes under the table. */
+function capNote(isa: CpuIsaCap, cap: CpuidCap): string {
+  const vars = `ours KG_CPU_ISA, OpenBLAS OPENBLAS_CORETYPE=Haswell, oneDNN DNNL_MAX_CPU_ISA, ATen ATEN_CPU_CAPABILITY`;
+  const onnx = 'how' in cap
+    ? `and every side's ${cap.how}, which caps onnxruntime's MLAS too`
+    : 'needless' in cap
+      ? `${cap.needless}, so onnxruntime runs AVX2 as well`
+      : `onnxruntime's MLAS could not be capped (${cap.missing}) and runs the CPU's widest`;
+  return `--isa ${isa}: every side capped at ${isa.toUpperCase()} (${vars}); ${onnx}`;
 }
 
 /** Ours (and TensorFlow.js on the CPU) in this process. */

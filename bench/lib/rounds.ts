@@ -12,6 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import type { BenchFile, Figure } from './schema';
 import { figureKey } from './schema';
+import type { CpuidCap } from './cpuid-cap';
 import { cpuModel } from './env';
 import { NET } from './shapes';
 
@@ -26,6 +27,8 @@ export interface RoundsOptions {
   onnxruntime: boolean;
   /** Cap every side at this instruction set (an AVX2-only machine's view); undefined: each side's widest. */
   isa?: CpuIsaCap;
+  /** With isa: the CPUID cap (cpuid-cap.ts), for the sides no variable narrows. */
+  cpuidCap?: CpuidCap;
   log(msg: string): void;
 }
 
@@ -37,8 +40,8 @@ export type CpuIsaCap = (typeof CPU_ISA_CAPS)[number];
 // that sets OPENBLAS_CORETYPE=Haswell (some images do) halves OpenBLAS's SGEMM on an AVX-512 CPU.
 const ISA_VARIABLES = ['KG_CPU_ISA', 'OPENBLAS_CORETYPE', 'DNNL_MAX_CPU_ISA', 'ONEDNN_MAX_CPU_ISA', 'ATEN_CPU_CAPABILITY'];
 
-/** The environment of every side: the thread count, and the ISA variables for `isa` only. */
-export function sideEnv(o: Pick<RoundsOptions, 'threads' | 'isa' | 'log'>): NodeJS.ProcessEnv {
+/** The environment of every side: the thread count, and the ISA variables (and CPUID cap) for `isa` only. */
+export function sideEnv(o: Pick<RoundsOptions, 'threads' | 'isa' | 'cpuidCap' | 'log'>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(o.threads) };
   for (const v of ISA_VARIABLES) {
     if (env[v] !== undefined) o.log(`${v}=${env[v]} left out of the sides' environment${o.isa ? ` (--isa ${o.isa} sets its own)` : ' (every side runs at its widest ISA; --isa avx2 narrows them all)'}`);
@@ -47,6 +50,8 @@ export function sideEnv(o: Pick<RoundsOptions, 'threads' | 'isa' | 'log'>): Node
   if (o.isa === 'avx2') {
     // ours; OpenBLAS's AVX2 kernels; oneDNN (PyTorch's convolutions); ATen's own loops.
     Object.assign(env, { KG_CPU_ISA: 'avx2', OPENBLAS_CORETYPE: 'Haswell', DNNL_MAX_CPU_ISA: 'AVX2', ATEN_CPU_CAPABILITY: 'avx2' });
+    // And the CPUID every side reads (onnxruntime's only way), where that can be capped.
+    if (o.cpuidCap && 'env' in o.cpuidCap) Object.assign(env, o.cpuidCap.env);
   }
   return env;
 }

@@ -63,7 +63,9 @@ async function main(): Promise<void> {
     const { ort } = loaded;
     versions['onnxruntime-node'] = ort.env.versions.node ?? 'unknown';
     const flags = /\(([^)]*)\)/.exec(cpuModel())?.[1] ?? '';
-    notes.push(`onnxruntime ISA: MLAS picks its kernels from cpuid at run time (this CPU: ${flags.split(', ').find((f) => /avx|sse/.test(f)) ?? 'unknown'}); intra-op threads ${threads}, sequential execution, graph optimization 'all'`);
+    // Under `--isa avx2` the CPUID it reads is capped (bench/isa-cap/cpuid-avx2.c, preloaded).
+    const capped = /cpuid-avx2\.so/.test(process.env.LD_PRELOAD ?? '') ? ', answered without AVX-512 by the --isa avx2 cap' : '';
+    notes.push(`onnxruntime ISA: MLAS picks its kernels from cpuid at run time (this CPU: ${flags.split(', ').find((f) => /avx|sse/.test(f)) ?? 'unknown'}${capped}); intra-op threads ${threads}, sequential execution, graph optimization 'all'`);
     const net = makeOursNet(ours.ours, initParams(1));
     net.setRunning(initRunningStats(2));
     const file = path.join(os.tmpdir(), `kernelgrad-bench-${process.pid}.onnx`);

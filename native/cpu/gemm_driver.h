@@ -132,11 +132,12 @@ KG_MULTIVERSION void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int6
   // The tiles of the g B micro-panels from jp on (at b, kc * kNR apart) with A micro-panel ip:
   // one kernel call, which gives each tile the same bits as alone.
   const auto tiles = [&](const float* a, const float* b, int g, int64_t kc, int64_t ip, int64_t jp, int64_t p0) {
+    const int rows = int(std::min<int64_t>(kMR, m - ip * kMR));
     prefetch_tiles(store, ip * kMR, jp * kNR, g * kNR);
-    gemm_micro_kernel_group(g, kc, a, b, acc[0]);
+    gemm_micro_kernel_group(g, kc, a, b, acc[0], rows);
     for (int t = 0; t < g; ++t) {
-      store(acc[t], ip * kMR, (jp + t) * kNR, int(std::min<int64_t>(kMR, m - ip * kMR)),
-            int(std::min<int64_t>(kNR, n - (jp + t) * kNR)), p0 == 0, p0 + kc == k);
+      store(acc[t], ip * kMR, (jp + t) * kNR, rows, int(std::min<int64_t>(kNR, n - (jp + t) * kNR)), p0 == 0,
+            p0 + kc == k);
     }
   };
   if (ip1 - ip0 <= kMC / kMR) {

@@ -1,5 +1,8 @@
 #include "gemm_kernel.h"
 
+#include <cstring>
+#include <type_traits>
+
 #include "isa.h"
 #include "simd.h"
 
@@ -38,156 +41,179 @@ struct RowsA {
   float at(int r, int64_t p) const { return row[r][p]; }
 };
 
-// Columns [col0, col0 + 2W) of the kMR x kNR tile, W = the vector width: kMR x 2 accumulators
-// that stay in registers over the whole k loop.
-template <class V, int W, class A>
+// Rows r < R, columns [col0, col0 + 2W) of the tile, W = the vector width: R x 2 accumulators
+// that stay in registers over the whole k loop. The baseline's kernel (SSE: 16 registers of 4
+// floats) covers a tile in two such halves, 12 accumulators each, rather than spilling 24.
+template <class V, int W, int R, class A>
 inline __attribute__((always_inline)) void tile_columns(int64_t kc, const A& a, const float* __restrict b,
                                                         float* __restrict acc, int col0) {
-  V c[kMR][2] = {};
+  V c[R][2] = {};
   b += col0;
   for (int64_t p = 0; p < kc; ++p) {
     const V b0 = load_v<V>(b), b1 = load_v<V>(b + W);
 #pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) {
+    for (int r = 0; r < R; ++r) {
       const float ar = a.at(r, p);
-      c[r][0] += ar * b0;  // one vfmadd231ps in the AVX2 version
+      c[r][0] += ar * b0;
       c[r][1] += ar * b1;
     }
     b += kNR;
   }
 #pragma GCC unroll 6
-  for (int r = 0; r < kMR; ++r) {
+  for (int r = 0; r < R; ++r) {
     store_v(acc + r * kNR + col0, c[r][0]);
     store_v(acc + r * kNR + col0 + W, c[r][1]);
   }
 }
 
-}  // namespace
-
 static_assert(kNR == 16, "the kernels below cover 16 columns: one zmm, two ymm or four xmm per row");
-
-namespace {
 
 // 16 floats: one AVX-512 register.
 typedef float v16f __attribute__((vector_size(64)));
 
-// The AVX-512 kernel: G tiles side by side (G adjacent B micro-panels, kc * kNR floats apart),
-// each row of a tile's 16 columns one zmm accumulator. Per k step it loads G B vectors and
-// broadcasts each of the kMR A values into G FMAs. Each accumulator sums its products in k order,
-// one FMA at a time -- the operations of the AVX2 kernel, so the two agree bit for bit. G = 4 is
-// 24 accumulators + 4 B vectors + a broadcast in the 32 zmm registers, and 10 loads per 24 FMAs.
-// G = 1 (a lone last panel) has only 6 independent chains for the FMA units' 8 (2 units x 4
-// cycles of latency); it runs at three quarters of their peak.
-template <int G, class A>
-inline __attribute__((always_inline)) void tile_group_avx512(int64_t kc, const A& a, const float* __restrict b,
-                                                             float* __restrict acc) {
-  v16f c[kMR][G] = {};
+// The AVX2 and AVX-512 kernel: G tiles side by side (G adjacent B micro-panels, kc * kNR floats
+// apart), rows r < R of each, a tile row's 16 columns in N = 16 / W vectors of W floats. Per k
+// step it loads G x N B vectors and broadcasts each of the R A values into G x N FMAs (one
+// vfmadd231ps each). Every accumulator sums its products in k order, one FMA at a time, so any
+// grouping, row count or vector width gives each element of C the same bits.
+//
+// The register budgets: AVX2's 16 ymm hold R x G x 2 accumulators + 2 G B vectors + a broadcast,
+// so 6 x 1 x 2 = 12 (a whole tile), or two panels of 2 rows. AVX-512's 32 zmm hold up to 6 x 4
+// accumulators + 4 B vectors + a broadcast: 10 loads per 24 FMAs, where one tile alone is bound
+// by its loads. Fewer than 8 independent accumulators (2 FMA units x 4 cycles of latency) leave
+// the units idle part of the time: G = 1 with AVX-512 (a lone last panel) runs at three quarters
+// of their peak.
+template <class V, int G, int R, class A>
+inline __attribute__((always_inline)) void tile_group(int64_t kc, const A& a, const float* __restrict b,
+                                                      float* __restrict acc) {
+  constexpr int W = int(sizeof(V) / sizeof(float)), N = kNR / W;
+  V c[R][G][N] = {};
   for (int64_t p = 0; p < kc; ++p) {
-    v16f x[G];
+    V x[G][N];
 #pragma GCC unroll 4
-    for (int g = 0; g < G; ++g) std::memcpy(&x[g], b + g * kc * kNR + p * kNR, sizeof x[g]);
+    for (int g = 0; g < G; ++g)
+#pragma GCC unroll 2
+      for (int v = 0; v < N; ++v) std::memcpy(&x[g][v], b + g * kc * kNR + p * kNR + v * W, sizeof(V));
 #pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) {
+    for (int r = 0; r < R; ++r) {
       const float ar = a.at(r, p);
 #pragma GCC unroll 4
-      for (int g = 0; g < G; ++g) c[r][g] += ar * x[g];
+      for (int g = 0; g < G; ++g)
+#pragma GCC unroll 2
+        for (int v = 0; v < N; ++v) c[r][g][v] += ar * x[g][v];
     }
   }
 #pragma GCC unroll 4
   for (int g = 0; g < G; ++g)
 #pragma GCC unroll 6
-    for (int r = 0; r < kMR; ++r) std::memcpy(acc + g * kMR * kNR + r * kNR, &c[r][g], sizeof c[r][g]);
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 2
+      for (int v = 0; v < N; ++v) std::memcpy(acc + g * kMR * kNR + r * kNR + v * W, &c[r][g][v], sizeof(V));
+}
+
+// Which of a panel's kMR rows a kernel computes: R = 2, 4 or kMR, the fewest covering the rows
+// wanted. The last panel of an A whose row count is not a multiple of kMR (a convolution's 50
+// filters: 8 panels and 2 rows) then costs the multiply-adds of its own rows, not of six. The
+// rows computed get the same operations either way, so the row count never changes a result;
+// rows from R on hold garbage, and the stores never read past the rows they were given.
+// (Dispatched by plain branches: a lambda would not inherit its caller's target attribute.)
+template <class V, int G, class A>
+inline __attribute__((always_inline)) void tile_group_rows(int rows, int64_t kc, const A& a, const float* b, float* acc) {
+  if (rows <= 2) return tile_group<V, G, 2>(kc, a, b, acc);
+  if (rows <= 4) return tile_group<V, G, 4>(kc, a, b, acc);
+  return tile_group<V, G, kMR>(kc, a, b, acc);
+}
+
+// One body per instruction set, each compiled for its own target, instantiated for both kinds of A
+// (a packed panel, or rows in place); the table below picks one set once (cpu_isa(): the CPU's
+// widest, or a narrower one named by KG_CPU_ISA). Each runs g <= kGroup panels for `rows` rows.
+
+template <int R, class A>
+void tiles_baseline(int g, int64_t kc, const A& a, const float* b, float* acc) {
+  for (int t = 0; t < g; ++t) {
+    tile_columns<v4f, 4, R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 0);
+    tile_columns<v4f, 4, R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 8);
+  }
+}
+template <class A>
+void group_baseline(int g, int64_t kc, const A& a, const float* b, float* acc, int rows) {
+  if (rows <= 2) return tiles_baseline<2>(g, kc, a, b, acc);
+  if (rows <= 4) return tiles_baseline<4>(g, kc, a, b, acc);
+  tiles_baseline<kMR>(g, kc, a, b, acc);
+}
+
+// AVX2: a whole tile at a time; tiles of 2 rows in pairs (8 accumulators instead of 4).
+template <class A>
+inline __attribute__((always_inline)) void group_avx2(int g, int64_t kc, const A& a, const float* b, float* acc, int rows) {
+  int t = 0;
+  if (rows <= 2) {
+    for (; t + 2 <= g; t += 2) tile_group<v8f, 2, 2>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR);
+  }
+  for (; t < g; ++t) tile_group_rows<v8f, 1>(rows, kc, a, b + t * kc * kNR, acc + t * kMR * kNR);
 }
 
 static_assert(kGroup == 4, "the AVX-512 group kernel is instantiated for 1 to 4 panels");
 template <class A>
-inline __attribute__((always_inline)) void group_avx512(int g, int64_t kc, const A& a, const float* b, float* acc) {
+inline __attribute__((always_inline)) void group_avx512(int g, int64_t kc, const A& a, const float* b, float* acc,
+                                                        int rows) {
   switch (g) {
-    case 1: return tile_group_avx512<1>(kc, a, b, acc);
-    case 2: return tile_group_avx512<2>(kc, a, b, acc);
-    case 3: return tile_group_avx512<3>(kc, a, b, acc);
-    default: return tile_group_avx512<4>(kc, a, b, acc);
+    case 1: return tile_group_rows<v16f, 1>(rows, kc, a, b, acc);
+    case 2: return tile_group_rows<v16f, 2>(rows, kc, a, b, acc);
+    case 3: return tile_group_rows<v16f, 3>(rows, kc, a, b, acc);
+    default: return tile_group_rows<v16f, 4>(rows, kc, a, b, acc);
   }
 }
 
-// One body per instruction set, each compiled for its own target; the table below picks one set
-// (a tile and, with AVX-512, a group of tiles; each for packed A and for rows in place) once
-// (cpu_isa(): the CPU's widest, or a narrower one named by KG_CPU_ISA). With AVX2 + FMA the
-// 6 x 16 tile lives in 12 ymm registers; the baseline (SSE2, 16 xmm registers) computes it as
-// two 6 x 8 halves with 12 xmm accumulators each, rather than spilling 24 of them.
-// Each body is instantiated for both kinds of A (a packed panel, or rows in place).
-
-template <class A>
-void micro_baseline(int64_t kc, const A& a, const float* b, float* acc) {
-  tile_columns<v4f, 4>(kc, a, b, acc, 0);
-  tile_columns<v4f, 4>(kc, a, b, acc, 8);
-}
-void packed_baseline(int64_t kc, const float* a, const float* b, float* acc) { micro_baseline(kc, PackedA{a}, b, acc); }
-void rows_baseline(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  micro_baseline(kc, RowsA(a, lda, rows), b, acc);
-}
-
-using PackedKernel = void (*)(int64_t, const float*, const float*, float*);
-using RowsKernel = void (*)(int64_t, const float*, int64_t, int, const float*, float*);
-using PackedGroup = void (*)(int, int64_t, const float*, const float*, float*);
+using PackedGroup = void (*)(int, int64_t, const float*, const float*, float*, int);
 using RowsGroup = void (*)(int, int64_t, const float*, int64_t, int, const float*, float*);
 struct Kernels {
-  PackedKernel packed;
-  RowsKernel rows;
-  PackedGroup packed_group;  // null: one call of packed per panel
-  RowsGroup rows_group;      // null: one call of rows per panel
+  PackedGroup packed;
+  RowsGroup rows;
 };
 
+void packed_baseline(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
+  group_baseline(g, kc, PackedA{a}, b, acc, rows);
+}
+void rows_baseline(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
+  group_baseline(g, kc, RowsA(a, lda, rows), b, acc, rows);
+}
+
 #if defined(__GNUC__) && defined(__x86_64__)
-KG_AVX512 void packed_avx512(int64_t kc, const float* a, const float* b, float* acc) {
-  tile_group_avx512<1>(kc, PackedA{a}, b, acc);
+KG_AVX512 void packed_avx512(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
+  group_avx512(g, kc, PackedA{a}, b, acc, rows);
 }
-KG_AVX512 void rows_avx512(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  tile_group_avx512<1>(kc, RowsA(a, lda, rows), b, acc);
+KG_AVX512 void rows_avx512(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
+  group_avx512(g, kc, RowsA(a, lda, rows), b, acc, rows);
 }
-KG_AVX512 void packed_group_avx512(int g, int64_t kc, const float* a, const float* b, float* acc) {
-  group_avx512(g, kc, PackedA{a}, b, acc);
+KG_AVX2 void packed_avx2(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
+  group_avx2(g, kc, PackedA{a}, b, acc, rows);
 }
-KG_AVX512 void rows_group_avx512(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  group_avx512(g, kc, RowsA(a, lda, rows), b, acc);
-}
-KG_AVX2 void packed_avx2(int64_t kc, const float* a, const float* b, float* acc) {
-  tile_columns<v8f, 8>(kc, PackedA{a}, b, acc, 0);
-}
-KG_AVX2 void rows_avx2(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  tile_columns<v8f, 8>(kc, RowsA(a, lda, rows), b, acc, 0);
+KG_AVX2 void rows_avx2(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
+  group_avx2(g, kc, RowsA(a, lda, rows), b, acc, rows);
 }
 #endif
 
 Kernels choose_kernels() {
 #if defined(__GNUC__) && defined(__x86_64__)
   switch (cpu_isa()) {
-    case Isa::Avx512: return {packed_avx512, rows_avx512, packed_group_avx512, rows_group_avx512};
-    case Isa::Avx2: return {packed_avx2, rows_avx2, nullptr, nullptr};
+    case Isa::Avx512: return {packed_avx512, rows_avx512};
+    case Isa::Avx2: return {packed_avx2, rows_avx2};
     default: break;
   }
 #endif
-  return {packed_baseline, rows_baseline, nullptr, nullptr};
+  return {packed_baseline, rows_baseline};
 }
 
 const Kernels g_kernels = choose_kernels();
 
 }  // namespace
 
-void gemm_micro_kernel(int64_t kc, const float* a, const float* b, float* acc) { g_kernels.packed(kc, a, b, acc); }
-
-void gemm_micro_kernel_rows(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  g_kernels.rows(kc, a, lda, rows, b, acc);
-}
-
-void gemm_micro_kernel_group(int g, int64_t kc, const float* a, const float* b, float* acc) {
-  if (g_kernels.packed_group) return g_kernels.packed_group(g, kc, a, b, acc);
-  for (int t = 0; t < g; ++t) g_kernels.packed(kc, a, b + t * kc * kNR, acc + t * kMR * kNR);
+void gemm_micro_kernel_group(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
+  g_kernels.packed(g, kc, a, b, acc, rows);
 }
 
 void gemm_micro_kernel_rows_group(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  if (g_kernels.rows_group) return g_kernels.rows_group(g, kc, a, lda, rows, b, acc);
-  for (int t = 0; t < g; ++t) g_kernels.rows(kc, a, lda, rows, b + t * kc * kNR, acc + t * kMR * kNR);
+  g_kernels.rows(g, kc, a, lda, rows, b, acc);
 }
 
 }  // namespace kg::cpu

@@ -19,22 +19,17 @@ constexpr int64_t kKC = 512;
 constexpr int64_t kMC = 96;  // a multiple of kMR
 constexpr int64_t kNC = 4096;
 
-// acc[r * kNR + c] = sum_p a[p * kMR + r] * b[p * kNR + c] over p < kc, for packed micro-panels
-// a (kc x kMR) and b (kc x kNR, 64-byte aligned). acc is overwritten.
-void gemm_micro_kernel(int64_t kc, const float* a, const float* b, float* acc);
-
-// The same with A read in place instead of from a packed panel: a(r, p) = a[r * lda + p] for the
-// tile's rows r < rows (<= kMR). acc's rows from `rows` on hold garbage. Each element of acc gets
-// the same operations as from the packed panel of those rows, so the two agree bit for bit.
-void gemm_micro_kernel_rows(int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc);
-
-// Up to kGroup adjacent B micro-panels at once: b holds g <= kGroup micro-panels kc * kNR floats
-// apart, and acc receives their g tiles, kMR * kNR floats apart. Each tile gets the operations
-// gemm_micro_kernel (or _rows) would give it, so grouping never changes a result. With AVX-512 the
-// group is one kernel: each broadcast A value then feeds g FMAs instead of one, which takes the
-// kernel from bound by loads to bound by FMAs. Other builds run the tiles in turn.
+// acc[t * kMR * kNR + r * kNR + c] = sum_p a(r, p) * b[t * kc * kNR + p * kNR + c] over p < kc,
+// for the tiles t < g <= kGroup of g adjacent B micro-panels (kc x kNR each, kc * kNR floats
+// apart, 64-byte aligned) with one A micro-panel, for its first `rows` (<= kMR) rows; acc's
+// other rows hold garbage. A is either a packed micro-panel (kc x kMR), a(r, p) = a[p * kMR + r],
+// or (_rows_group) rows of a row-major A read in place, a(r, p) = a[r * lda + p].
+// Each element of C gets the same operations whichever the grouping, the row count, the kind of
+// A or the instruction set (AVX-512 and AVX2 agree bit for bit), so neither changes a result.
+// With AVX-512 a group is one kernel: each broadcast A value then feeds g FMAs instead of one,
+// which takes the kernel from bound by loads to bound by FMAs.
 constexpr int kGroup = 4;
-void gemm_micro_kernel_group(int g, int64_t kc, const float* a, const float* b, float* acc);
+void gemm_micro_kernel_group(int g, int64_t kc, const float* a, const float* b, float* acc, int rows);
 void gemm_micro_kernel_rows_group(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc);
 
 }  // namespace kg::cpu
