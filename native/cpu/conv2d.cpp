@@ -199,8 +199,8 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
   // Parallel over tasks when there are enough of them, else inside each GEMM and col2im.
   const bool across_tasks = tasks >= 2 * available_threads();
   // Every task's GEMM has the same A, W^T of its group: packed into micro-panels once here, per
-  // group and k block, and copied from there, where each task packed it anew (the tutorial's
-  // 20->50 layer: 22 tasks, and the transposing packs took a tenth of the call).
+  // group and k block, and read from there by every task, where each task packed it anew (the
+  // tutorial's 20->50 layer: 22 tasks, and the transposing packs took a tenth of the call).
   const int64_t kc_max = gemm_detail::k_block(Kg), panel_rows = ceil_div(CKK, kMR) * kMR;
   HostBuffer wt(s.groups * panel_rows * Kg);  // (from the caching allocator: no fresh pages per call)
   const auto packed_wt = [&](int64_t g, int64_t p0) { return wt.get() + (g * Kg + p0) * panel_rows; };
@@ -222,10 +222,7 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
       const int64_t len = std::min(width, s1 * P - q0);
       run_gemm(
           CKK, len, Kg, !across_tasks,
-          [&](float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {  // W^T, packed above
-            const float* panels = packed_wt(group, p0) + i0 * kc;
-            std::copy(panels, panels + ceil_div(rows, kMR) * kMR * kc, dst);
-          },
+          PrepackedA{[&](int64_t i0, int64_t p0, int64_t kc) { return packed_wt(group, p0) + i0 * kc; }},  // W^T
           [&](float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {  // dy columns
             int64_t poff[kKC];
             for (int64_t p = 0; p < kc; ++p) poff[p] = (p0 + p) * P;

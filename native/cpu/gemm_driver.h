@@ -18,7 +18,8 @@
 //   pack_a(float* dst, int64_t i0, int64_t rows, int64_t p0, int64_t kc)
 //       rows i0 .. i0 + rows - 1 of A's k block as ceil(rows / kMR) micro-panels (see gemm_pack.h);
 //       or, instead of pack_a, a RowMajorA: A row-major and contiguous along k, which the
-//       micro-kernel reads in place when packing would not pay (below);
+//       micro-kernel reads in place when packing would not pay (below); or a PrepackedA, micro-
+//       panels packed before the call;
 //   pack_b(float* dst, int64_t p0, int64_t kc, int64_t j0, int64_t cols)
 //       columns j0 .. j0 + cols - 1 of B's k block as ceil(cols / kNR) micro-panels;
 //   store(const float* acc, int64_t i0, int64_t j0, int rows, int cols, bool first, bool last)
@@ -68,7 +69,31 @@ struct RowMajorA {
 // read.
 constexpr int64_t kInPlaceAPanels = 16;
 
+// An A operand packed ahead of the call, as micro-panels (gemm_pack.h) for each k block:
+// block(i0, p0, kc) points at the micro-panel of rows i0 .. i0 + kMR - 1 (i0 a multiple of kMR) of
+// the k block [p0, p0 + kc), the next rows' micro-panels following kc * kMR floats apart. The
+// loop nest reads it in place (a convolution's filters, packed once for many GEMMs).
+template <class Block>
+struct PrepackedA {
+  Block block;
+};
+template <class Block>
+PrepackedA(Block) -> PrepackedA<Block>;
+
 namespace gemm_detail {
+
+// The A block of rows [i0, i0 + rows) over the k block [p0, p0 + kc) as micro-panels: packed by
+// pack_a into apack, or where a PrepackedA already holds it.
+template <class PackA>
+inline const float* a_block(const PackA& pack_a, float* apack, int64_t i0, int64_t rows, int64_t p0, int64_t kc) {
+  pack_a(apack, i0, rows, p0, kc);
+  return apack;
+}
+template <class Block>
+inline const float* a_block(const PrepackedA<Block>& a, float* /*apack*/, int64_t i0, int64_t /*rows*/, int64_t p0,
+                            int64_t kc) {
+  return a.block(i0, p0, kc);
+}
 
 // pack_a for a RowMajorA: its rows as micro-panels (a transposing copy).
 inline auto packer(const RowMajorA& a) {
@@ -147,11 +172,11 @@ KG_MULTIVERSION void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int6
     float* bpanels = scratch(Scratch::PackB, size_t(kGroup * kNR * kc_max));
     for (int64_t p0 = 0; p0 < k; p0 += kc_max) {
       const int64_t kc = std::min(kc_max, k - p0);
-      pack_a(apack, ip0 * kMR, std::min(m, ip1 * kMR) - ip0 * kMR, p0, kc);
+      const float* ablock = a_block(pack_a, apack, ip0 * kMR, std::min(m, ip1 * kMR) - ip0 * kMR, p0, kc);
       for (int64_t jp = jp0; jp < jp1; jp += kGroup) {
         const int g = int(std::min<int64_t>(kGroup, jp1 - jp));
         pack_b(bpanels, p0, kc, jp * kNR, std::min<int64_t>(g * kNR, n - jp * kNR));
-        for (int64_t ip = ip0; ip < ip1; ++ip) tiles(apack + (ip - ip0) * kMR * kc, bpanels, g, kc, ip, jp, p0);
+        for (int64_t ip = ip0; ip < ip1; ++ip) tiles(ablock + (ip - ip0) * kMR * kc, bpanels, g, kc, ip, jp, p0);
       }
     }
     return;
@@ -164,10 +189,10 @@ KG_MULTIVERSION void run_part(int64_t m, int64_t n, int64_t k, int64_t ip0, int6
       pack_b(bpack, p0, kc, jb * kNR, std::min(n, jb_end * kNR) - jb * kNR);
       for (int64_t ib = ip0; ib < ip1; ib += mc_panels) {
         const int64_t ib_end = std::min(ip1, ib + mc_panels);
-        pack_a(apack, ib * kMR, std::min(m, ib_end * kMR) - ib * kMR, p0, kc);
+        const float* ablock = a_block(pack_a, apack, ib * kMR, std::min(m, ib_end * kMR) - ib * kMR, p0, kc);
         for (int64_t jp = jb; jp < jb_end; jp += kGroup) {
           const int g = int(std::min<int64_t>(kGroup, jb_end - jp));
-          for (int64_t ip = ib; ip < ib_end; ++ip) tiles(apack + (ip - ib) * kMR * kc, bpack + (jp - jb) * kc * kNR, g, kc, ip, jp, p0);
+          for (int64_t ip = ib; ip < ib_end; ++ip) tiles(ablock + (ip - ib) * kMR * kc, bpack + (jp - jb) * kc * kNR, g, kc, ip, jp, p0);
         }
       }
     }
