@@ -71,10 +71,4 @@ inline void copy_short(float* __restrict d, const float* __restrict s, int64_t n
   }
 }
 
-inline v4d load4_widen(const float* p) {
-  v4f v;
-  std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(v, v4d);
-}
-
 }  // namespace kg::cpu
