@@ -1,7 +1,6 @@
 #include "gemm_kernel.h"
 
 #include <cstring>
-#include <type_traits>
 
 #include "isa.h"
 #include "simd.h"
@@ -15,19 +14,11 @@
 namespace kg::cpu {
 namespace {
 
-// Unaligned vector loads and stores of either width.
-template <class V>
-inline V load_v(const float* p) {
-  if constexpr (sizeof(V) == sizeof(v8f)) return load8(p);
-  else return load4(p);
-}
-inline void store_v(float* p, const v8f& v) { store8(p, v); }
-inline void store_v(float* p, const v4f& v) { store4(p, v); }
-
 // Where the kernels read A's values, a(r, p) for row r < kMR of the tile at step p:
 //  - PackedA: a packed micro-panel (gemm_pack.h), a[p * kMR + r];
 //  - RowsA: the rows in place, row[r][p], for an A that is row-major and contiguous along k. Rows
-//    past the matrix edge point at its last row: their sums are computed and never stored.
+//    past the matrix edge point at its last row: the kernel may compute their sums (it computes
+//    2, 4 or 6 rows), which are never stored.
 // Either way each accumulator sees the same values in the same order, so the results are equal.
 struct PackedA {
   const float* __restrict a;
@@ -41,16 +32,16 @@ struct RowsA {
   float at(int r, int64_t p) const { return row[r][p]; }
 };
 
-// Rows r < R, columns [col0, col0 + 2W) of the tile, W = the vector width: R x 2 accumulators
-// that stay in registers over the whole k loop. The baseline's kernel (SSE: 16 registers of 4
-// floats) covers a tile in two such halves, 12 accumulators each, rather than spilling 24.
-template <class V, int W, int R, class A>
-inline __attribute__((always_inline)) void tile_columns(int64_t kc, const A& a, const float* __restrict b,
-                                                        float* __restrict acc, int col0) {
-  V c[R][2] = {};
+// The baseline's kernel (SSE: 16 registers of 4 floats): rows r < R, columns [col0, col0 + 8) of
+// the tile, R x 2 accumulators that stay in registers over the whole k loop. A tile is computed in
+// two such halves, 12 accumulators each, rather than spilling 24.
+template <int R, class A>
+inline __attribute__((always_inline)) void tile_half_baseline(int64_t kc, const A& a, const float* __restrict b,
+                                                              float* __restrict acc, int col0) {
+  v4f c[R][2] = {};
   b += col0;
   for (int64_t p = 0; p < kc; ++p) {
-    const V b0 = load_v<V>(b), b1 = load_v<V>(b + W);
+    const v4f b0 = load4(b), b1 = load4(b + 4);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const float ar = a.at(r, p);
@@ -61,8 +52,8 @@ inline __attribute__((always_inline)) void tile_columns(int64_t kc, const A& a, 
   }
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
-    store_v(acc + r * kNR + col0, c[r][0]);
-    store_v(acc + r * kNR + col0 + W, c[r][1]);
+    store4(acc + r * kNR + col0, c[r][0]);
+    store4(acc + r * kNR + col0 + 4, c[r][1]);
   }
 }
 
@@ -131,8 +122,8 @@ inline __attribute__((always_inline)) void tile_group_rows(int rows, int64_t kc,
 template <int R, class A>
 void tiles_baseline(int g, int64_t kc, const A& a, const float* b, float* acc) {
   for (int t = 0; t < g; ++t) {
-    tile_columns<v4f, 4, R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 0);
-    tile_columns<v4f, 4, R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 8);
+    tile_half_baseline<R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 0);
+    tile_half_baseline<R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 8);
   }
 }
 template <class A>
