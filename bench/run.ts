@@ -14,6 +14,7 @@ import type { BenchFile, Figure } from './lib/schema';
 import { SCHEMA } from './lib/schema';
 import type { Ctx } from './lib/context';
 import { loadOurs } from './lib/ours';
+import type { OursResult } from './lib/ours';
 import { collectEnv } from './lib/env';
 import { deviceHeading, merge, renderAll, updateResultsFile } from './lib/report';
 import { NET, Device } from './lib/shapes';
@@ -50,6 +51,7 @@ interface Options {
   rounds?: string;
   threads: string;
   inProcess: boolean;
+  ours: boolean;
   isa?: string;
 }
 
@@ -70,12 +72,14 @@ async function main(): Promise<void> {
     .option('--isa <isa>', `CPU: cap every side at this instruction set (${CPU_ISA_CAPS.join(', ')}), as on a CPU without AVX-512; onnxruntime through CPUID faulting where Linux offers it`)
     .option('--no-epoch', 'skip the epoch and memory figures')
     .option('--in-process', 'CPU: measure ours (and TensorFlow.js) in this process only, no rounds, no PyTorch or onnxruntime', false)
+    .option('--no-ours', 'with --in-process: TensorFlow.js only (the side-by-side run gives it a process of its own)')
     .option('--results <file>', "rewrite this device's section of a RESULTS.md (e.g. bench/RESULTS.md)")
     .parse(process.argv);
   const opts = program.opts<Options>();
   if (opts.device !== 'cpu' && opts.device !== 'cuda') throw new Error(`--device must be cpu or cuda, got ${opts.device}`);
   const t0 = nowMs();
   const log = (msg: string) => process.stderr.write(`[${((nowMs() - t0) / 1000).toFixed(1).padStart(6)} s] ${msg}\n`);
+  if (!opts.ours && !(opts.device === 'cpu' && opts.inProcess)) throw new Error('--no-ours applies to --in-process on the CPU');
   let files: BenchFile[];
   if (opts.device === 'cpu' && !opts.inProcess) {
     const rounds = Number(opts.rounds ?? (opts.quick ? 1 : 3));
@@ -134,11 +138,11 @@ async function measureHere(opts: Options, log: (msg: string) => void): Promise<B
 
   const notes: string[] = [];
   const versions: Record<string, string> = {};
-  const loaded = loadOurs(device);
+  const loaded: OursResult = opts.ours ? loadOurs(device) : { ok: false, reason: 'not measured in this process (--no-ours)' };
   if (loaded.ok) {
     Object.assign(versions, loaded.ours.versions);
     notes.push(...loaded.ours.notes);
-  } else {
+  } else if (opts.ours) {
     log(`kernelgrad unavailable: ${loaded.reason}`);
     notes.push(`kernelgrad unavailable: ${loaded.reason}`);
   }
@@ -181,6 +185,8 @@ async function measureHere(opts: Options, log: (msg: string) => void): Promise<B
   };
   log(`device ${device}${opts.quick ? ', --quick' : ''}${re ? `, --only ${re.source}` : ''}`);
   for (const c of CASES) figures.push(...(await c.run(ctx)));
+  // --no-ours: the cases' placeholder rows for ours would stand in for the figures of ours' own process.
+  const kept = opts.ours ? figures : figures.filter((f) => !f.impl.startsWith('kernelgrad'));
 
   if (device === 'cpu') {
     const [l1, l5] = os.loadavg();
@@ -188,8 +194,8 @@ async function measureHere(opts: Options, log: (msg: string) => void): Promise<B
   }
   return {
     schema: SCHEMA,
-    env: collectEnv({ device, quick: opts.quick, deviceName: loaded.ok ? loaded.ours.deviceName : undefined, versions, notes }),
-    figures,
+    env: collectEnv({ framework: opts.ours ? 'kernelgrad' : 'tfjs', device, quick: opts.quick, deviceName: loaded.ok ? loaded.ours.deviceName : undefined, versions, notes }),
+    figures: kept,
   };
 }
 

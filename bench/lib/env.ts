@@ -37,12 +37,12 @@ export function gpuInfo(): { name?: string; driver?: string } {
   return { name, driver };
 }
 
-export function collectEnv(o: { device: 'cpu' | 'cuda'; quick: boolean; deviceName?: string; versions: Record<string, string>; notes: string[] }): Env {
+export function collectEnv(o: { framework?: Env['framework']; device: 'cpu' | 'cuda'; quick: boolean; deviceName?: string; versions: Record<string, string>; notes: string[] }): Env {
   const g = o.device === 'cuda' ? gpuInfo() : {};
   const cpu = cpuModel();
   return {
     date: new Date().toISOString(),
-    framework: 'kernelgrad',
+    framework: o.framework ?? 'kernelgrad',
     device: o.device,
     deviceName: o.device === 'cuda' ? g.name ?? o.deviceName ?? 'unknown GPU' : cpu,
     driver: g.driver,

@@ -45,7 +45,7 @@ export interface Figure {
 
 export interface Env {
   date: string;
-  framework: 'kernelgrad' | 'pytorch' | 'onnxruntime';
+  framework: 'kernelgrad' | 'pytorch' | 'onnxruntime' | 'tfjs';
   device: 'cpu' | 'cuda';
   /** The CPU model for cpu runs, the GPU name for cuda runs. */
   deviceName: string;

@@ -30,3 +30,27 @@ test('every kernelgrad case of the CPU bench runs and passes its check', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }, 300_000);
+
+// The side-by-side run measures TensorFlow.js in a process of its own (`--in-process --no-ours`):
+// that process's file holds TensorFlow.js's figures and no placeholder rows for ours.
+test('--no-ours measures TensorFlow.js alone, and applies to --in-process only', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kg-bench-'));
+  const json = path.join(dir, 'tfjs.json');
+  const bench = (...args: string[]) =>
+    spawnSync(process.execPath, [path.join(root, 'node_modules/ts-node/dist/bin.js'), '--transpile-only', 'bench/run.ts', ...args],
+      { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  try {
+    const r = bench('--quick', '--in-process', '--no-ours', '--no-epoch', '--only', 'gemm 64x800x128', '--json', json);
+    if (r.status !== 0) throw new Error(`bench exited ${r.status}\n${(r.stdout + r.stderr).slice(-3000)}`);
+    const file = JSON.parse(fs.readFileSync(json, 'utf8')) as BenchFile;
+    expect(file.env.framework).toBe('tfjs');
+    expect(file.figures.filter((f) => f.impl.startsWith('kernelgrad'))).toEqual([]);
+    expect(file.figures.find((f) => f.impl === 'tfjs-wasm' && f.case === 'gemm')?.status).toBe('ok');
+
+    const wrong = bench('--no-ours', '--only', 'gemm 64x800x128', '--rounds', '1');
+    expect(wrong.status).not.toBe(0);
+    expect(wrong.stderr).toContain('--no-ours applies to --in-process');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}, 300_000);
