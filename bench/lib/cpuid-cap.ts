@@ -41,6 +41,11 @@ function build(): string | undefined {
   return `cannot build ${path.relative(ROOT, SOURCE)} (${errors.join('; ')})`;
 }
 
+/** Whether this process runs under the cap (a side started with cpuidCapAvx2()'s environment). */
+export function underCpuidCap(env: NodeJS.ProcessEnv = process.env): boolean {
+  return (env.LD_PRELOAD ?? '').split(/[\s:]+/).includes(LIBRARY);
+}
+
 /** How to run a side as on an AVX2-only CPU through CPUID, or why that cannot be done here. */
 export function cpuidCapAvx2(): CpuidCap {
   const flags = cpuFlags();

@@ -15,6 +15,7 @@ import { Command } from 'commander';
 import type { BenchFile, Check, Figure } from '../lib/schema';
 import { SCHEMA } from '../lib/schema';
 import { collectEnv, cpuModel } from '../lib/env';
+import { underCpuidCap } from '../lib/cpuid-cap';
 import { measureAsync, timingPreset } from '../lib/harness';
 import { loadOurs } from '../lib/ours';
 import { makeOursNet } from '../lib/ours-net';
@@ -63,8 +64,8 @@ async function main(): Promise<void> {
     const { ort } = loaded;
     versions['onnxruntime-node'] = ort.env.versions.node ?? 'unknown';
     const flags = /\(([^)]*)\)/.exec(cpuModel())?.[1] ?? '';
-    // Under `--isa avx2` the CPUID it reads is capped (bench/isa-cap/cpuid-avx2.c, preloaded).
-    const capped = /cpuid-avx2\.so/.test(process.env.LD_PRELOAD ?? '') ? ', answered without AVX-512 by the --isa avx2 cap' : '';
+    // Under `--isa avx2` the CPUID it reads is capped (bench/lib/cpuid-cap.ts).
+    const capped = underCpuidCap() ? ', answered without AVX-512 by the --isa avx2 cap' : '';
     notes.push(`onnxruntime ISA: MLAS picks its kernels from cpuid at run time (this CPU: ${flags.split(', ').find((f) => /avx|sse/.test(f)) ?? 'unknown'}${capped}); intra-op threads ${threads}, sequential execution, graph optimization 'all'`);
     const net = makeOursNet(ours.ours, initParams(1));
     net.setRunning(initRunningStats(2));

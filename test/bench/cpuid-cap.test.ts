@@ -5,7 +5,7 @@
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { cpuidCapAvx2 } from '../../bench/lib/cpuid-cap';
+import { cpuidCapAvx2, underCpuidCap } from '../../bench/lib/cpuid-cap';
 import { sideEnv } from '../../bench/lib/rounds';
 
 const ADDON = path.join(__dirname, '..', '..', 'build', 'Release', 'kernelgrad.node');
@@ -31,6 +31,15 @@ test('sideEnv preloads the cap under --isa avx2 only', () => {
   const plain = sideEnv({ threads: 2, cpuidCap: fake, log: () => {} });
   expect(plain.LD_PRELOAD).toBe(process.env.LD_PRELOAD);
   expect(plain.GLIBC_TUNABLES).toBe(process.env.GLIBC_TUNABLES);
+});
+
+test("a side knows it runs under the cap (onnxruntime's notes say so) from its LD_PRELOAD", () => {
+  expect(underCpuidCap({ LD_PRELOAD: '' })).toBe(false);
+  expect(underCpuidCap({ LD_PRELOAD: '/elsewhere/cpuid-avx2.so' })).toBe(false);
+  if ('env' in cap) {
+    expect(underCpuidCap({ ...cap.env })).toBe(true);
+    expect(underCpuidCap({ LD_PRELOAD: `/lib/other.so:${cap.env.LD_PRELOAD}` })).toBe(true);
+  }
 });
 
 const withCap = 'env' in cap ? describe : describe.skip;
