@@ -30,6 +30,8 @@
 //
 // Determinism: the work items (channel x sample chunk, or row chunks when l == 1) depend only on
 // the shape; each item sums in double in a fixed order and items are combined in a fixed order.
+// Whether the items of a channel run on one thread, right before that channel's output pass
+// (channel_major), or spread over the threads, only decides who computes what.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -73,9 +75,35 @@ RowChunks row_chunks(const BnShape& s) {
   return {chunks, ceil_div(s.n, chunks)};
 }
 
-// out[k * c + ch] = the sum over channel ch's elements of K per-element terms, in double.
+// The K per-element terms' sums over plane item `item` (channel item / chunks, its samples
+// chunk item % chunks of plane_items): acc[k] = a running double sum over the samples' runs.
 //   run(offset, len, ch, double t[K]):  t = the terms' sums over x[offset, offset + len), all in
-//                                       channel ch (used when l > 1: contiguous runs)
+//                                       channel ch
+template <int K, class Run>
+void plane_item_sums(const BnShape& s, const PlaneItems& plan, int64_t item, Run& run, double* acc) {
+  const int64_t ch = item / plan.chunks, first = item % plan.chunks * plan.per_item;
+  std::fill(acc, acc + K, 0.0);
+  for (int64_t i = first; i < std::min(s.n, first + plan.per_item); ++i) {
+    double t[K];
+    run((i * s.c + ch) * s.l, s.l, ch, t);
+    for (int k = 0; k < K; ++k) acc[k] += t[k];
+  }
+}
+
+// Channel ch's sums (l > 1): its items' sums added in item order. The item-parallel schedule of
+// channel_sums adds the same partial sums in the same order, so both give the same bits.
+template <int K, class Run>
+void channel_plane_sums(const BnShape& s, const PlaneItems& plan, int64_t ch, Run& run, double* out) {
+  std::fill(out, out + K, 0.0);
+  for (int64_t ck = 0; ck < plan.chunks; ++ck) {
+    double acc[K];
+    plane_item_sums<K>(s, plan, ch * plan.chunks + ck, run, acc);
+    for (int k = 0; k < K; ++k) out[k] += acc[k];
+  }
+}
+
+// out[k * c + ch] = the sum over channel ch's elements of K per-element terms, in double.
+//   run(offset, len, ch, double t[K]):  as for plane_item_sums (used when l > 1: contiguous runs)
 //   row(offset, acc, c0, len):          acc[k * c + j] += the terms of x[offset + j] for
 //                                       c0 <= j < c0 + len (used when l == 1: a slice of one
 //                                       row of the (n, c) matrix)
@@ -87,21 +115,12 @@ void channel_sums(const BnShape& s, double* out, Run&& run, Row&& row) {
   const bool parallel = s.n * s.c * s.l > kParallelElements;
   if (s.l > 1) {
     const PlaneItems plan = plane_items(s);
-    const int64_t per_item = plan.per_item, chunks = plan.chunks;
-    std::vector<double> partial(c * chunks * K, 0.0);
-    parallel_for(c * chunks, parallel, [&](int64_t item) {
-      const int64_t ch = item / chunks, first = item % chunks * per_item;
-      double* acc = &partial[size_t(item * K)];
-      for (int64_t i = first; i < std::min(s.n, first + per_item); ++i) {
-        double t[K];
-        run((i * c + ch) * s.l, s.l, ch, t);
-        for (int k = 0; k < K; ++k) acc[k] += t[k];
-      }
-    });
+    std::vector<double> partial(c * plan.chunks * K, 0.0);
+    parallel_for(c * plan.chunks, parallel, [&](int64_t item) { plane_item_sums<K>(s, plan, item, run, &partial[size_t(item * K)]); });
     for (int64_t ch = 0; ch < c; ++ch) {
       for (int k = 0; k < K; ++k) {
         double total = 0.0;
-        for (int64_t ck = 0; ck < chunks; ++ck) total += partial[size_t((ch * chunks + ck) * K + k)];
+        for (int64_t ck = 0; ck < plan.chunks; ++ck) total += partial[size_t((ch * plan.chunks + ck) * K + k)];
         out[k * c + ch] = total;
       }
     }
@@ -138,6 +157,45 @@ struct Moments {
   }
 };
 
+// One plane item's share of a channel's moments: the double sum of its values, and their moments
+// merged sample by sample, each sample's plane summed, then squared around its own mean.
+struct MomentItem {
+  double sum = 0.0;
+  Moments moments;
+};
+MomentItem plane_item_moments(const BnShape& s, const PlaneItems& plan, const float* x, int64_t item) {
+  const int64_t ch = item / plan.chunks, first = item % plan.chunks * plan.per_item;
+  MomentItem it;
+  for (int64_t i = first; i < std::min(s.n, first + plan.per_item); ++i) {
+    const float* run = x + (i * s.c + ch) * s.l;
+    const double run_sum = sum(run, s.l), run_mean = run_sum / double(s.l);
+    it.sum += run_sum;
+    it.moments.merge(double(s.l), run_mean, sum_squared_deviation(run, s.l, run_mean));
+  }
+  return it;
+}
+
+// A channel's mean and M2 from its items, merged in item order; item(ck) gives item ck.
+template <class Item>
+void merge_items(int64_t chunks, double m, const Item& item, double* mean, double* m2) {
+  double total = 0.0;
+  Moments all;
+  for (int64_t ck = 0; ck < chunks; ++ck) {
+    const MomentItem it = item(ck);
+    total += it.sum;
+    all.merge(it.moments.n, it.moments.mean, it.moments.m2);
+  }
+  *mean = total / m;
+  *m2 = all.m2;
+}
+
+// Channel ch's mean and M2 (l > 1), its items computed in order on the calling thread.
+void channel_plane_moments(const BnShape& s, const PlaneItems& plan, const float* x, int64_t ch, double* mean,
+                           double* m2) {
+  merge_items(plan.chunks, double(s.n * s.l), [&](int64_t ck) { return plane_item_moments(s, plan, x, ch * plan.chunks + ck); },
+              mean, m2);
+}
+
 // Per channel: mean[ch] = the double sum of its m values over m, and m2[ch] = their sum of squared
 // deviations from the mean, both from one pass over x (see the top of this file). The work items
 // are channel_sums' (they depend on the shape alone), so the mean is bitwise the mean of the
@@ -149,36 +207,12 @@ void channel_moments(const BnShape& s, const float* x, double* mean, double* m2)
   std::fill(m2, m2 + c, 0.0);
   if (s.n * s.c * s.l == 0) return;
   const bool parallel = s.n * s.c * s.l > kParallelElements;
-  struct Item {
-    double sum;
-    Moments moments;
-  };
   if (s.l > 1) {
-    // One run is one sample's plane of a channel: summed, then squared around its own mean.
     const PlaneItems plan = plane_items(s);
-    const int64_t per_item = plan.per_item, chunks = plan.chunks;
-    std::vector<Item> items(size_t(c * chunks));
-    parallel_for(c * chunks, parallel, [&](int64_t item) {
-      const int64_t ch = item / chunks, first = item % chunks * per_item;
-      Item& it = items[size_t(item)];
-      it.sum = 0.0;
-      for (int64_t i = first; i < std::min(s.n, first + per_item); ++i) {
-        const float* run = x + (i * c + ch) * s.l;
-        const double run_sum = sum(run, s.l), run_mean = run_sum / double(s.l);
-        it.sum += run_sum;
-        it.moments.merge(double(s.l), run_mean, sum_squared_deviation(run, s.l, run_mean));
-      }
-    });
+    std::vector<MomentItem> items(size_t(c * plan.chunks));
+    parallel_for(c * plan.chunks, parallel, [&](int64_t item) { items[size_t(item)] = plane_item_moments(s, plan, x, item); });
     for (int64_t ch = 0; ch < c; ++ch) {
-      double total = 0.0;
-      Moments all;
-      for (int64_t ck = 0; ck < chunks; ++ck) {
-        const Item& it = items[size_t(ch * chunks + ck)];
-        total += it.sum;
-        all.merge(it.moments.n, it.moments.mean, it.moments.m2);
-      }
-      mean[ch] = total / m;
-      m2[ch] = all.m2;
+      merge_items(plan.chunks, m, [&](int64_t ck) { return items[size_t(ch * plan.chunks + ck)]; }, &mean[ch], &m2[ch]);
     }
     return;
   }
@@ -352,21 +386,36 @@ struct DyRuns {
   const float* operator()(int64_t off, int64_t, int64_t) const { return dy + off; }
 };
 
+// The double mean of each channel from the saved pair (hi, lo); lo may be null (a mean given as one float).
+std::vector<double> means_of(int64_t c, const float* hi, const float* lo) {
+  std::vector<double> mean(c);
+  for (int64_t ch = 0; ch < c; ++ch) mean[ch] = double(hi[ch]) + (lo ? double(lo[ch]) : 0.0);
+  return mean;
+}
+
+// The run function of the gradient sums (channel_sums' `run`): t = {sum g, sum g * (x - mean)} over
+// one run of channel ch, g the gradient reaching batch norm there (runs, masked by relu_y if given).
+template <class Runs>
+struct GradTermRuns {
+  const float* x;
+  const Runs& runs;
+  const float* relu_y;
+  const double* mean;
+  void operator()(int64_t off, int64_t len, int64_t ch, double* t) const {
+    sum_grad_terms(x + off, runs(off, len, ch), len, mean[ch], &t[0], &t[1], relu_y ? relu_y + off : nullptr);
+  }
+};
+
 template <class Runs>
 void grad_sums(const BnShape& s, const float* x, const Runs& runs, const float* rows_dy, const float* relu_y,
                const float* hi, const float* lo, std::vector<double>& sdy, std::vector<double>& sdyx) {
-  std::vector<double> mean_d(s.c);
-  for (int64_t ch = 0; ch < s.c; ++ch) mean_d[ch] = double(hi[ch]) + (lo ? double(lo[ch]) : 0.0);
+  const std::vector<double> mean_d = means_of(s.c, hi, lo);
   std::vector<double> out(2 * s.c);
-  channel_sums<2>(
-      s, out.data(),
-      [&](int64_t off, int64_t len, int64_t ch, double* t) {
-        sum_grad_terms(x + off, runs(off, len, ch), len, mean_d[ch], &t[0], &t[1], relu_y ? relu_y + off : nullptr);
-      },
-      [&](int64_t off, double* acc, int64_t c0, int64_t len) {
-        add_row_grad_terms(acc + c0, acc + s.c + c0, x + off + c0, rows_dy + off + c0, mean_d.data() + c0, len,
-                           relu_y ? relu_y + off + c0 : nullptr);
-      });
+  channel_sums<2>(s, out.data(), GradTermRuns<Runs>{x, runs, relu_y, mean_d.data()},
+                  [&](int64_t off, double* acc, int64_t c0, int64_t len) {
+                    add_row_grad_terms(acc + c0, acc + s.c + c0, x + off + c0, rows_dy + off + c0, mean_d.data() + c0,
+                                       len, relu_y ? relu_y + off + c0 : nullptr);
+                  });
   sdy.assign(out.begin(), out.begin() + s.c);
   sdyx.assign(out.begin() + s.c, out.end());
 }
@@ -383,47 +432,96 @@ void update_channel(const BnRunningUpdate& u, const BnRunningWeights& w, int64_t
   }
 }
 
-// The training forward's statistics: saves the mean (as the pair hi, lo), invstd and the batch
-// variance, checks each channel and updates the running statistics; returns each channel's
-// scale gamma * invstd for the output pass (empty when there is no data to normalize).
-std::vector<float> train_statistics(const BnShape& s, const float* x, const float* gamma, float eps, float* save_mean,
-                                    float* save_mean_lo, float* save_invstd, float* batch_var, const BnRunningUpdate& u) {
+// Where the training forward saves each channel's statistics: the mean as the pair (mean, mean_lo),
+// invstd and the batch variance (var may be null).
+struct SavedStatistics {
+  float *mean, *mean_lo, *invstd, *var;
+};
+
+// Channel ch's statistics from its double mean and M2 over m values: saved, checked, and the
+// running statistics moved towards them (with this batch's weights w); returns the channel's
+// scale gamma * invstd for the output pass.
+float finish_channel(int64_t ch, double mean, double m2, double m, const float* gamma, float eps,
+                     const SavedStatistics& save, const BnRunningUpdate& u, const BnRunningWeights& w) {
+  save.mean[ch] = float(mean);
+  save.mean_lo[ch] = float(mean - double(save.mean[ch]));
+  const double var_d = m2 / m;
+  const float var = float(var_d);
+  if (save.var) save.var[ch] = var;
+  save.invstd[ch] = std::isinf(var) ? float(1.0 / std::sqrt(var_d + double(eps))) : inv_std(var, eps);
+  update_channel(u, w, ch, save.mean[ch], save.invstd[ch], var);
+  return gamma[ch] * save.invstd[ch];
+}
+
+// The training forward's statistics of every channel (finish_channel); returns the channels'
+// scales for the output pass (empty when there is no data to normalize).
+std::vector<float> train_statistics(const BnShape& s, const float* x, const float* gamma, float eps,
+                                    const SavedStatistics& save, const BnRunningUpdate& u) {
   const int64_t c = s.c, m = s.n * s.l;
   if (c == 0) return {};
   if (m == 0) {  // no data: report zero mean and variance rather than 0/0
     for (int64_t ch = 0; ch < c; ++ch) {
-      save_mean[ch] = save_mean_lo[ch] = 0.0f;
-      if (batch_var) batch_var[ch] = 0.0f;
-      save_invstd[ch] = inv_std(0.0f, eps);
+      save.mean[ch] = save.mean_lo[ch] = 0.0f;
+      if (save.var) save.var[ch] = 0.0f;
+      save.invstd[ch] = inv_std(0.0f, eps);
     }
     return {};
   }
-  std::vector<double> mean(c), sq(c);
-  channel_moments(s, x, mean.data(), sq.data());
-
+  std::vector<double> mean(c), m2(c);
+  channel_moments(s, x, mean.data(), m2.data());
   // Every channel's update sees the count from before this batch; it is incremented once.
   const float seen = u.num_batches_tracked ? *u.num_batches_tracked : 0.0f;
   const BnRunningWeights weights = bn_running_weights(u, double(m), seen);
   std::vector<float> scale(c);
-  for (int64_t ch = 0; ch < c; ++ch) {
-    save_mean[ch] = float(mean[ch]);
-    save_mean_lo[ch] = float(mean[ch] - double(save_mean[ch]));
-    const double var_d = sq[ch] / double(m);
-    const float var = float(var_d);
-    if (batch_var) batch_var[ch] = var;
-    save_invstd[ch] = std::isinf(var) ? float(1.0 / std::sqrt(var_d + double(eps))) : inv_std(var, eps);
-    scale[ch] = gamma[ch] * save_invstd[ch];
-    update_channel(u, weights, ch, save_mean[ch], save_invstd[ch], var);
-  }
+  for (int64_t ch = 0; ch < c; ++ch) scale[ch] = finish_channel(ch, mean[ch], m2[ch], double(m), gamma, eps, save, u, weights);
   if (u.num_batches_tracked) *u.num_batches_tracked = seen + 1.0f;
   return scale;
 }
 
+// Whether the two passes of a batch norm over planes (l > 1) run channel by channel: each thread
+// takes whole channels and makes both passes over one channel before the next, so that the second
+// pass finds the channel's planes in the cache. Pass by pass, each pass reads the whole of x: the
+// tutorial's first layer (3.5 MB) then came from memory twice inside a training step, where its
+// fused backward took twice as long as alone. Channels are then the only work items, so there
+// must be enough of them to keep the threads even. Both schedules give the same bits.
+bool channel_major(const BnShape& s) { return s.l > 1 && s.n > 0 && s.c >= 4 * int64_t(available_threads()); }
+
+// The training forward over planes: train_statistics, then the output plane by plane,
+// out(plane, ch, scale) for each plane = sample * c + ch; channel by channel where channel_major.
+template <class Out>
+void forward_train_planes(const BnShape& s, const float* x, const float* gamma, float eps, const SavedStatistics& save,
+                          const BnRunningUpdate& u, const Out& out) {
+  const int64_t c = s.c;
+  if (!channel_major(s)) {
+    const std::vector<float> scale = train_statistics(s, x, gamma, eps, save, u);
+    if (scale.empty()) return;
+    parallel_range(s.n * c, std::max<int64_t>(1, kElementwiseGrain / s.l), [&](int64_t first, int64_t last) {
+      for (int64_t pl = first; pl < last; ++pl) out(pl, pl % c, scale[size_t(pl % c)]);
+    });
+    return;
+  }
+  // As train_statistics, with each channel's output right after its statistics.
+  const float seen = u.num_batches_tracked ? *u.num_batches_tracked : 0.0f;
+  const BnRunningWeights weights = bn_running_weights(u, double(s.n * s.l), seen);
+  const PlaneItems plan = plane_items(s);
+  parallel_for_dynamic(c, s.n * c * s.l > kParallelElements, [&](int64_t ch) {
+    double mean, m2;
+    channel_plane_moments(s, plan, x, ch, &mean, &m2);
+    const float scale = finish_channel(ch, mean, m2, double(s.n * s.l), gamma, eps, save, u, weights);
+    for (int64_t i = 0; i < s.n; ++i) out(i * c + ch, ch, scale);
+  });
+  if (u.num_batches_tracked) *u.num_batches_tracked = seen + 1.0f;
+}
+
 void forward_train(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
-                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var,
-                   const BnRunningUpdate& u) {
-  const std::vector<float> scale = train_statistics(s, x, gamma, eps, save_mean, save_mean_lo, save_invstd, batch_var, u);
-  if (!scale.empty()) affine_relu(relu, s, x, save_mean, save_mean_lo, scale.data(), beta, y);
+                   float* y, const SavedStatistics& save, const BnRunningUpdate& u) {
+  if (s.l > 1) {
+    return forward_train_planes(s, x, gamma, eps, save, u, [&](int64_t pl, int64_t ch, float scale) {
+      affine(relu, x + pl * s.l, s.l, save.mean[ch], save.mean_lo[ch], scale, beta[ch], y + pl * s.l);
+    });
+  }
+  const std::vector<float> scale = train_statistics(s, x, gamma, eps, save, u);
+  if (!scale.empty()) affine_relu(relu, s, x, save.mean, save.mean_lo, scale.data(), beta, y);
 }
 
 void forward_infer(bool relu, const BnShape& s, const float* x, const float* gamma, const float* beta,
@@ -439,6 +537,19 @@ void forward_infer(bool relu, const BnShape& s, const float* x, const float* gam
 // formed from the saved pair as in forward. With the fused ReLU (relu_y, its output), dy is first
 // masked to where relu_y > 0. grad_constants forms k, a and b from the gradient sums (with
 // dgamma and dbeta); the gradient reaches it run by run (DyRuns, or the pooled backward's planes).
+struct ChannelGrad {
+  float k, a, b;
+};
+// Channel ch's constants from its gradient sums sdy and sdyx over m values; writes its dgamma and dbeta.
+ChannelGrad channel_grad(int64_t ch, double sdy, double sdyx, int64_t m, const float* gamma, const float* save_invstd,
+                         float* dgamma, float* dbeta) {
+  const double invstd = save_invstd[ch];
+  dbeta[ch] = float(sdy);
+  dgamma[ch] = float(sdyx * invstd);
+  return {float(double(gamma[ch]) * invstd), m ? float(sdy / double(m)) : 0.0f,
+          m ? float(invstd * invstd * sdyx / double(m)) : 0.0f};
+}
+
 struct BnGradConstants {
   std::vector<float> k, a, b;
 };
@@ -446,38 +557,67 @@ template <class Runs>
 BnGradConstants grad_constants(const BnShape& s, const float* x, const Runs& runs, const float* rows_dy,
                                const float* relu_y, const float* gamma, const float* save_mean,
                                const float* save_mean_lo, const float* save_invstd, float* dgamma, float* dbeta) {
-  const int64_t c = s.c, m = s.n * s.l;
+  const int64_t c = s.c;
   std::vector<double> sdy, sdyx;
   grad_sums(s, x, runs, rows_dy, relu_y, save_mean, save_mean_lo, sdy, sdyx);
   BnGradConstants g{std::vector<float>(c), std::vector<float>(c), std::vector<float>(c)};
   for (int64_t ch = 0; ch < c; ++ch) {
-    const double invstd = save_invstd[ch];
-    dbeta[ch] = float(sdy[ch]);
-    dgamma[ch] = float(sdyx[ch] * invstd);
-    g.k[ch] = float(double(gamma[ch]) * invstd);
-    g.a[ch] = m ? float(sdy[ch] / double(m)) : 0.0f;
-    g.b[ch] = m ? float(invstd * invstd * sdyx[ch] / double(m)) : 0.0f;
+    const ChannelGrad cg = channel_grad(ch, sdy[ch], sdyx[ch], s.n * s.l, gamma, save_invstd, dgamma, dbeta);
+    g.k[ch] = cg.k;
+    g.a[ch] = cg.a;
+    g.b[ch] = cg.b;
   }
   return g;
+}
+
+// The training backward over planes (l > 1): each channel's gradient sums (the gradient reaching
+// batch norm from `runs`) and its constants, then, when want_dx, dx plane by plane:
+// input_grad(off, len, ch, constants) for each plane of channel ch. Channel by channel where
+// channel_major (see there), else pass by pass.
+template <class Runs, class InputGrad>
+void backward_train_planes(const BnShape& s, const float* x, const Runs& runs, const float* relu_y, const float* gamma,
+                           const float* save_mean, const float* save_mean_lo, const float* save_invstd, float* dgamma,
+                           float* dbeta, bool want_dx, const InputGrad& input_grad) {
+  const int64_t c = s.c, l = s.l;
+  if (!channel_major(s)) {
+    const BnGradConstants g =
+        grad_constants(s, x, runs, nullptr, relu_y, gamma, save_mean, save_mean_lo, save_invstd, dgamma, dbeta);
+    if (!want_dx) return;
+    parallel_range(s.n * c, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, l)), [&](int64_t first, int64_t last) {
+      for (int64_t pl = first; pl < last; ++pl) input_grad(pl * l, l, pl % c, ChannelGrad{g.k[pl % c], g.a[pl % c], g.b[pl % c]});
+    });
+    return;
+  }
+  const std::vector<double> mean_d = means_of(c, save_mean, save_mean_lo);
+  const GradTermRuns<Runs> terms{x, runs, relu_y, mean_d.data()};
+  const PlaneItems plan = plane_items(s);
+  parallel_for_dynamic(c, s.n * c * l > kParallelElements, [&](int64_t ch) {
+    double sums[2];
+    channel_plane_sums<2>(s, plan, ch, terms, sums);
+    const ChannelGrad g = channel_grad(ch, sums[0], sums[1], s.n * l, gamma, save_invstd, dgamma, dbeta);
+    if (want_dx) {
+      for (int64_t i = 0; i < s.n; ++i) input_grad((i * c + ch) * l, l, ch, g);
+    }
+  });
 }
 
 void backward_train(const BnShape& s, const float* x, const float* relu_y, const float* dy, const float* gamma,
                     const float* save_mean, const float* save_mean_lo, const float* save_invstd, float* dx,
                     float* dgamma, float* dbeta) {
+  if (s.l > 1) {
+    return backward_train_planes(s, x, DyRuns{dy}, relu_y, gamma, save_mean, save_mean_lo, save_invstd, dgamma, dbeta,
+                                 dx != nullptr, [&](int64_t off, int64_t len, int64_t ch, const ChannelGrad& g) {
+                                   input_grad_run(x + off, dy + off, relu_y ? relu_y + off : nullptr, len,
+                                                  save_mean[ch], save_mean_lo[ch], g.k, g.a, g.b, dx + off);
+                                 });
+  }
   const BnGradConstants g =
       grad_constants(s, x, DyRuns{dy}, dy, relu_y, gamma, save_mean, save_mean_lo, save_invstd, dgamma, dbeta);
   if (!dx) return;
-  const int64_t c = s.c;
-  for_each_block(
-      s,
-      [&](int64_t off, int64_t len, int64_t ch) {
-        input_grad_run(x + off, dy + off, relu_y ? relu_y + off : nullptr, len, save_mean[ch], save_mean_lo[ch],
-                       g.k[ch], g.a[ch], g.b[ch], dx + off);
-      },
-      [&](int64_t off) {
-        input_grad_row(x + off, dy + off, relu_y ? relu_y + off : nullptr, c, save_mean, save_mean_lo, g.k.data(),
-                       g.a.data(), g.b.data(), dx + off);
-      });
+  for_each_block(s, [](int64_t, int64_t, int64_t) {}, [&](int64_t off) {
+    input_grad_row(x + off, dy + off, relu_y ? relu_y + off : nullptr, s.c, save_mean, save_mean_lo, g.k.data(),
+                   g.a.data(), g.b.data(), dx + off);
+  });
 }
 
 // The statistics are constants here: dx = dy * gamma * invstd, dgamma = sum dy * xhat, dbeta = sum dy
@@ -510,12 +650,12 @@ void backward_infer(const BnShape& s, const float* x, const float* relu_y, const
 void batchnorm_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
                              float* y, float* save_mean, float* save_mean_lo, float* save_invstd, float* batch_var,
                              const BnRunningUpdate& update) {
-  forward_train(false, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var, update);
+  forward_train(false, s, x, gamma, beta, eps, y, {save_mean, save_mean_lo, save_invstd, batch_var}, update);
 }
 void batchnorm_relu_forward_train(const BnShape& s, const float* x, const float* gamma, const float* beta, float eps,
                                   float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
                                   float* batch_var, const BnRunningUpdate& update) {
-  forward_train(true, s, x, gamma, beta, eps, y, save_mean, save_mean_lo, save_invstd, batch_var, update);
+  forward_train(true, s, x, gamma, beta, eps, y, {save_mean, save_mean_lo, save_invstd, batch_var}, update);
 }
 
 void batchnorm_forward_infer(const BnShape& s, const float* x, const float* gamma, const float* beta,
@@ -609,19 +749,15 @@ struct PooledRuns {
 void batchnorm_relu_pool_forward_train(const PoolShape& p, const float* x, const float* gamma, const float* beta,
                                        float eps, float* y, float* save_mean, float* save_mean_lo, float* save_invstd,
                                        float* batch_var, const BnRunningUpdate& update) {
-  const BnShape s = planes_of(p);
-  const std::vector<float> scale = train_statistics(s, x, gamma, eps, save_mean, save_mean_lo, save_invstd, batch_var, update);
-  if (scale.empty()) return;
   // Plane by plane: the rectified plane into a per-thread buffer that stays in L1, then pooled from
   // there, with batch norm's and the pool's own kernels (so the bits are theirs).
-  parallel_range(p.n * p.c, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(1, s.l)), [&](int64_t first, int64_t last) {
-    float* activation = scratch(Scratch::Block, size_t(std::max<int64_t>(1, s.l)));
-    for (int64_t pl = first; pl < last; ++pl) {
-      const int64_t ch = pl % p.c;
-      affine(true, x + pl * s.l, s.l, save_mean[ch], save_mean_lo[ch], scale[ch], beta[ch], activation);
-      avgpool2d_plane(p, activation, y + pl * p.oh * p.ow);
-    }
-  });
+  const BnShape s = planes_of(p);
+  forward_train_planes(s, x, gamma, eps, {save_mean, save_mean_lo, save_invstd, batch_var}, update,
+                       [&](int64_t pl, int64_t ch, float scale) {
+                         float* activation = scratch(Scratch::Block, size_t(s.l));
+                         affine(true, x + pl * s.l, s.l, save_mean[ch], save_mean_lo[ch], scale, beta[ch], activation);
+                         avgpool2d_plane(p, activation, y + pl * p.oh * p.ow);
+                       });
 }
 
 void batchnorm_relu_pool_backward_train(const PoolShape& p, const float* x, const float* dy, const float* gamma,
@@ -633,15 +769,10 @@ void batchnorm_relu_pool_backward_train(const PoolShape& p, const float* x, cons
   // Planes have more than one pixel (the binding refuses others), so batch norm takes its per-plane
   // runs and never its row form, which would read a whole gradient from memory.
   const PooledRuns runs{p, x, dy, save_mean, save_mean_lo, scale.data(), beta, dx};
-  const BnGradConstants g = grad_constants(s, x, runs, nullptr, nullptr, gamma, save_mean, save_mean_lo, save_invstd,
-                                           dgamma, dbeta);
-  if (!dx) return;
-  for_each_block(
-      s,
-      [&](int64_t off, int64_t len, int64_t ch) {
-        input_grad_in_place(x + off, dx + off, len, save_mean[ch], save_mean_lo[ch], g.k[ch], g.a[ch], g.b[ch]);
-      },
-      [&](int64_t) {});
+  backward_train_planes(s, x, runs, nullptr, gamma, save_mean, save_mean_lo, save_invstd, dgamma, dbeta, dx != nullptr,
+                        [&](int64_t off, int64_t len, int64_t ch, const ChannelGrad& g) {
+                          input_grad_in_place(x + off, dx + off, len, save_mean[ch], save_mean_lo[ch], g.k, g.a, g.b);
+                        });
 }
 
 }  // namespace kg::cpu

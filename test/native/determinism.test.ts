@@ -95,6 +95,56 @@ describe('thread-count independence', () => {
     });
   });
 
+  // Batch norm over planes runs channel by channel (both passes over a channel before the next)
+  // when there are at least 4 channels per thread, else pass by pass over the whole batch: with
+  // 5 channels, 1 thread takes the first schedule and 2 or 3 threads the second, so this compares
+  // the two, through the running statistics' update, the checks' status and the fused kernels.
+  test.each([
+    [48, 5, 26, 26],
+    [64, 10, 9, 9],
+  ])('batch norm, fused with ReLU and the 2x2 pool, and the running statistics (%i, %i, %i, %i)', (n, c, h, w) => {
+    const l = h * w, oh = Math.floor(h / 2), ow = Math.floor(w / 2);
+    const x = store(rng.array(n * c * l, -3, 4));
+    const dy = store(rng.array(n * c * l));
+    const pdy = store(rng.array(n * c * oh * ow));
+    const gamma = store(rng.array(c, 0.5, 2));
+    const beta = store(rng.array(c, -1, 1));
+    const running = [rng.array(c), rng.array(c, 0.5, 2)];
+    expectSameForAnyThreads(`batch norm planes ${[n, c, h, w]}`, () => {
+      const outs: Storage[] = [];
+      const stats = () => {
+        const s = [empty(c), empty(c), empty(c), empty(c)];
+        outs.push(...s);
+        return s;
+      };
+      const update = () => {
+        const u = [store(running[0]), store(running[1]), store(new Float32Array([3])), empty(c + 2)];
+        outs.push(...u);
+        return u;
+      };
+      const out = (k: number) => {
+        const s = empty(k);
+        outs.push(s);
+        return s;
+      };
+      const [y, ry, py] = [out(n * c * l), out(n * c * l), out(n * c * oh * ow)];
+      const [m0, lo0, inv0, var0] = stats();
+      const [rm, rv, seen, status] = update();
+      native.batchNormForwardTrain([n, c, l], x, gamma, beta, 1e-5, y, m0, lo0, inv0, var0, rm, rv, 0.1, true, seen, false, status, 2);
+      native.batchNormBackwardTrain([n, c, l], x, dy, gamma, m0, lo0, inv0, out(n * c * l), out(c), out(c));
+      const [m1, lo1, inv1, var1] = stats();
+      native.batchNormReluForwardTrain([n, c, l], x, gamma, beta, 1e-5, ry, m1, lo1, inv1, var1, null, null, 0, false, null, false, null, 0);
+      native.batchNormReluBackwardTrain([n, c, l], x, ry, dy, gamma, m1, lo1, inv1, out(n * c * l), out(c), out(c));
+      const [m2, lo2, inv2, var2] = stats();
+      const [rm2, rv2, seen2, status2] = update();
+      const pool: [number, number, number, number, number, number, number, number] = [n, c, h, w, 2, 2, 2, 2];
+      native.batchNormReluPoolForwardTrain(pool, x, gamma, beta, 1e-5, py, m2, lo2, inv2, var2, rm2, rv2, 0.1, true, seen2, false, status2, 0);
+      native.batchNormReluPoolBackwardTrain(pool, x, pdy, gamma, beta, m2, lo2, inv2, out(n * c * l), out(c), out(c));
+      native.batchNormReluPoolBackwardTrain(pool, x, pdy, gamma, beta, m2, lo2, inv2, null, out(c), out(c));
+      return outs;
+    });
+  });
+
   test('elementwise, reductions, loss, argmax, sgd, adam, l2Norm', () => {
     const big = 7 * 42857;
     const a = store(rng.array(big));
