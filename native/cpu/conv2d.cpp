@@ -19,6 +19,7 @@
 
 #include "accumulate.h"
 #include "conv2d_single_channel.h"
+#include "conv_padding.h"
 #include "gemm_driver.h"
 #include "gemm_pack.h"
 #include "host_allocator.h"
@@ -161,6 +162,11 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     });
     return;
   }
+  if (pad_explicitly(s)) {
+    HostBuffer xp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
+    pad_planes(s, x, xp.get());
+    return conv2d_forward(padded_input_shape(s), xp.get(), w, bias, y);
+  }
   if (single_channel_conv(s)) return single_channel_conv_forward(s, x, w, bias, y);
   const std::vector<int64_t> tap = tap_offsets(s);
   for_each_group(s, [&](const GroupOffsets& o, bool parallel) {
@@ -188,6 +194,12 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
   if (s.n == 0 || image == 0) return;
   if (K == 0 || P == 0 || CKK == 0) {
     std::fill(dx, dx + s.n * image, 0.0f);
+    return;
+  }
+  if (pad_explicitly(s)) {
+    HostBuffer dxp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
+    conv2d_backward_data(padded_input_shape(s), dy, w, dxp.get());
+    crop_planes(s, dxp.get(), dx);
     return;
   }
   // Tasks are runs of whole samples within one group, so each task owns its part of dx (those
@@ -250,6 +262,11 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
   if (Q == 0) {
     std::fill(dw, dw + K * CKK, 0.0f);
     return;
+  }
+  if (pad_explicitly(s)) {
+    HostBuffer xp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
+    pad_planes(s, x, xp.get());
+    return conv2d_backward_weight(padded_input_shape(s), xp.get(), dy, dw, nullptr);
   }
   if (single_channel_conv(s)) return single_channel_conv_backward_weight(s, x, dy, dw);
   const int64_t P = pixels(s);

@@ -79,6 +79,8 @@ describe('conv2d', () => {
 
   test('padding larger than the image reach (rows and columns entirely in the padding)', () => {
     checkAll({ n: 2, c: 2, h: 3, w: 2, k: 3, kh: 3, kw: 3, sh: 1, sw: 1, ph: 2, pw: 2 }, new Rng(4));
+    // Padding many times the image: no padded copy (native/cpu/conv_padding.h), the bounds handling.
+    checkAll({ n: 2, c: 3, h: 2, w: 3, k: 2, kh: 3, kw: 2, sh: 2, sw: 3, ph: 11, pw: 9 }, new Rng(5));
   });
 
   test('random geometries', () => {
