@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "accumulate.h"
+#include "conv2d_shifted.h"
 #include "conv2d_single_channel.h"
 #include "conv_padding.h"
 #include "gemm_driver.h"
@@ -162,6 +163,7 @@ void conv2d_forward(const ConvShape& s, const float* x, const float* w, const fl
     });
     return;
   }
+  if (shifted_conv(s)) return shifted_conv_forward(s, x, w, bias, y);
   if (pad_explicitly(s)) {
     HostBuffer xp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
     pad_planes(s, x, xp.get());

@@ -32,23 +32,39 @@ struct RowsA {
   float at(int r, int64_t p) const { return row[r][p]; }
 };
 
+// Where the kernels read B's rows, the kNR values of micro-panel t at step p:
+//  - PackedB: g adjacent packed micro-panels, kc * kNR floats apart (gemm_pack.h);
+//  - ShiftedB: rows in place, panel t's row p at base + off[p] + t * kNR: a convolution's taps as
+//    shifted views of its input (conv2d_shifted.cpp), where a packed copy would cost more than
+//    the multiply-adds it feeds.
+// The values and their order are the same either way, so are the results.
+struct PackedB {
+  const float* __restrict b;
+  int64_t kc;
+  const float* row(int t, int64_t p) const { return b + t * kc * kNR + p * kNR; }
+};
+struct ShiftedB {
+  const float* base;
+  const int64_t* off;
+  const float* row(int t, int64_t p) const { return base + off[p] + t * kNR; }
+};
+
 // The baseline's kernel (SSE: 16 registers of 4 floats): rows r < R, columns [col0, col0 + 8) of
 // the tile, R x 2 accumulators that stay in registers over the whole k loop. A tile is computed in
 // two such halves, 12 accumulators each, rather than spilling 24.
-template <int R, class A>
-inline __attribute__((always_inline)) void tile_half_baseline(int64_t kc, const A& a, const float* __restrict b,
+template <int R, class A, class B>
+inline __attribute__((always_inline)) void tile_half_baseline(int64_t kc, const A& a, const B& b, int t,
                                                               float* __restrict acc, int col0) {
   v4f c[R][2] = {};
-  b += col0;
   for (int64_t p = 0; p < kc; ++p) {
-    const v4f b0 = load4(b), b1 = load4(b + 4);
+    const float* bp = b.row(t, p) + col0;
+    const v4f b0 = load4(bp), b1 = load4(bp + 4);
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const float ar = a.at(r, p);
       c[r][0] += ar * b0;
       c[r][1] += ar * b1;
     }
-    b += kNR;
   }
 #pragma GCC unroll 6
   for (int r = 0; r < R; ++r) {
@@ -74,8 +90,8 @@ typedef float v16f __attribute__((vector_size(64)));
 // by its loads. Fewer than 8 independent accumulators (2 FMA units x 4 cycles of latency) leave
 // the units idle part of the time: G = 1 with AVX-512 (a lone last panel) runs at three quarters
 // of their peak.
-template <class V, int G, int R, class A>
-inline __attribute__((always_inline)) void tile_group(int64_t kc, const A& a, const float* __restrict b,
+template <class V, int G, int R, class A, class B>
+inline __attribute__((always_inline)) void tile_group(int64_t kc, const A& a, const B& b, int t0,
                                                       float* __restrict acc) {
   constexpr int W = int(sizeof(V) / sizeof(float)), N = kNR / W;
   V c[R][G][N] = {};
@@ -84,7 +100,7 @@ inline __attribute__((always_inline)) void tile_group(int64_t kc, const A& a, co
 #pragma GCC unroll 4
     for (int g = 0; g < G; ++g)
 #pragma GCC unroll 2
-      for (int v = 0; v < N; ++v) std::memcpy(&x[g][v], b + g * kc * kNR + p * kNR + v * W, sizeof(V));
+      for (int v = 0; v < N; ++v) std::memcpy(&x[g][v], b.row(t0 + g, p) + v * W, sizeof(V));
 #pragma GCC unroll 6
     for (int r = 0; r < R; ++r) {
       const float ar = a.at(r, p);
@@ -108,91 +124,105 @@ inline __attribute__((always_inline)) void tile_group(int64_t kc, const A& a, co
 // rows computed get the same operations either way, so the row count never changes a result;
 // rows from R on hold garbage, and the stores never read past the rows they were given.
 // (Dispatched by plain branches: a lambda would not inherit its caller's target attribute.)
-template <class V, int G, class A>
-inline __attribute__((always_inline)) void tile_group_rows(int rows, int64_t kc, const A& a, const float* b, float* acc) {
-  if (rows <= 2) return tile_group<V, G, 2>(kc, a, b, acc);
-  if (rows <= 4) return tile_group<V, G, 4>(kc, a, b, acc);
-  return tile_group<V, G, kMR>(kc, a, b, acc);
+template <class V, int G, class A, class B>
+inline __attribute__((always_inline)) void tile_group_rows(int rows, int64_t kc, const A& a, const B& b, int t0,
+                                                           float* acc) {
+  if (rows <= 2) return tile_group<V, G, 2>(kc, a, b, t0, acc);
+  if (rows <= 4) return tile_group<V, G, 4>(kc, a, b, t0, acc);
+  return tile_group<V, G, kMR>(kc, a, b, t0, acc);
 }
 
 // One body per instruction set, each compiled for its own target, instantiated for both kinds of A
 // (a packed panel, or rows in place); the table below picks one set once (cpu_isa(): the CPU's
 // widest, or a narrower one named by KG_CPU_ISA). Each runs g <= kGroup panels for `rows` rows.
 
-template <int R, class A>
-void tiles_baseline(int g, int64_t kc, const A& a, const float* b, float* acc) {
+template <int R, class A, class B>
+void tiles_baseline(int g, int64_t kc, const A& a, const B& b, float* acc) {
   for (int t = 0; t < g; ++t) {
-    tile_half_baseline<R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 0);
-    tile_half_baseline<R>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR, 8);
+    tile_half_baseline<R>(kc, a, b, t, acc + t * kMR * kNR, 0);
+    tile_half_baseline<R>(kc, a, b, t, acc + t * kMR * kNR, 8);
   }
 }
-template <class A>
-void group_baseline(int g, int64_t kc, const A& a, const float* b, float* acc, int rows) {
+template <class A, class B>
+void group_baseline(int g, int64_t kc, const A& a, const B& b, float* acc, int rows) {
   if (rows <= 2) return tiles_baseline<2>(g, kc, a, b, acc);
   if (rows <= 4) return tiles_baseline<4>(g, kc, a, b, acc);
   tiles_baseline<kMR>(g, kc, a, b, acc);
 }
 
 // AVX2: a whole tile at a time; tiles of 2 rows in pairs (8 accumulators instead of 4).
-template <class A>
-inline __attribute__((always_inline)) void group_avx2(int g, int64_t kc, const A& a, const float* b, float* acc, int rows) {
+template <class A, class B>
+inline __attribute__((always_inline)) void group_avx2(int g, int64_t kc, const A& a, const B& b, float* acc, int rows) {
   int t = 0;
   if (rows <= 2) {
-    for (; t + 2 <= g; t += 2) tile_group<v8f, 2, 2>(kc, a, b + t * kc * kNR, acc + t * kMR * kNR);
+    for (; t + 2 <= g; t += 2) tile_group<v8f, 2, 2>(kc, a, b, t, acc + t * kMR * kNR);
   }
-  for (; t < g; ++t) tile_group_rows<v8f, 1>(rows, kc, a, b + t * kc * kNR, acc + t * kMR * kNR);
+  for (; t < g; ++t) tile_group_rows<v8f, 1>(rows, kc, a, b, t, acc + t * kMR * kNR);
 }
 
 static_assert(kGroup == 4, "the AVX-512 group kernel is instantiated for 1 to 4 panels");
-template <class A>
-inline __attribute__((always_inline)) void group_avx512(int g, int64_t kc, const A& a, const float* b, float* acc,
+template <class A, class B>
+inline __attribute__((always_inline)) void group_avx512(int g, int64_t kc, const A& a, const B& b, float* acc,
                                                         int rows) {
   switch (g) {
-    case 1: return tile_group_rows<v16f, 1>(rows, kc, a, b, acc);
-    case 2: return tile_group_rows<v16f, 2>(rows, kc, a, b, acc);
-    case 3: return tile_group_rows<v16f, 3>(rows, kc, a, b, acc);
-    default: return tile_group_rows<v16f, 4>(rows, kc, a, b, acc);
+    case 1: return tile_group_rows<v16f, 1>(rows, kc, a, b, 0, acc);
+    case 2: return tile_group_rows<v16f, 2>(rows, kc, a, b, 0, acc);
+    case 3: return tile_group_rows<v16f, 3>(rows, kc, a, b, 0, acc);
+    default: return tile_group_rows<v16f, 4>(rows, kc, a, b, 0, acc);
   }
 }
 
 using PackedGroup = void (*)(int, int64_t, const float*, const float*, float*, int);
 using RowsGroup = void (*)(int, int64_t, const float*, int64_t, int, const float*, float*);
+using ShiftedGroup = void (*)(int, int64_t, const float*, const float*, const int64_t*, float*, int);
 struct Kernels {
   PackedGroup packed;
   RowsGroup rows;
+  ShiftedGroup shifted;
 };
 
 void packed_baseline(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
-  group_baseline(g, kc, PackedA{a}, b, acc, rows);
+  group_baseline(g, kc, PackedA{a}, PackedB{b, kc}, acc, rows);
 }
 void rows_baseline(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  group_baseline(g, kc, RowsA(a, lda, rows), b, acc, rows);
+  group_baseline(g, kc, RowsA(a, lda, rows), PackedB{b, kc}, acc, rows);
+}
+void shifted_baseline(int g, int64_t kc, const float* a, const float* base, const int64_t* off, float* acc, int rows) {
+  group_baseline(g, kc, PackedA{a}, ShiftedB{base, off}, acc, rows);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
 KG_AVX512 void packed_avx512(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
-  group_avx512(g, kc, PackedA{a}, b, acc, rows);
+  group_avx512(g, kc, PackedA{a}, PackedB{b, kc}, acc, rows);
 }
 KG_AVX512 void rows_avx512(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  group_avx512(g, kc, RowsA(a, lda, rows), b, acc, rows);
+  group_avx512(g, kc, RowsA(a, lda, rows), PackedB{b, kc}, acc, rows);
+}
+KG_AVX512 void shifted_avx512(int g, int64_t kc, const float* a, const float* base, const int64_t* off, float* acc,
+                              int rows) {
+  group_avx512(g, kc, PackedA{a}, ShiftedB{base, off}, acc, rows);
 }
 KG_AVX2 void packed_avx2(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
-  group_avx2(g, kc, PackedA{a}, b, acc, rows);
+  group_avx2(g, kc, PackedA{a}, PackedB{b, kc}, acc, rows);
 }
 KG_AVX2 void rows_avx2(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
-  group_avx2(g, kc, RowsA(a, lda, rows), b, acc, rows);
+  group_avx2(g, kc, RowsA(a, lda, rows), PackedB{b, kc}, acc, rows);
+}
+KG_AVX2 void shifted_avx2(int g, int64_t kc, const float* a, const float* base, const int64_t* off, float* acc,
+                          int rows) {
+  group_avx2(g, kc, PackedA{a}, ShiftedB{base, off}, acc, rows);
 }
 #endif
 
 Kernels choose_kernels() {
 #if defined(__GNUC__) && defined(__x86_64__)
   switch (cpu_isa()) {
-    case Isa::Avx512: return {packed_avx512, rows_avx512};
-    case Isa::Avx2: return {packed_avx2, rows_avx2};
+    case Isa::Avx512: return {packed_avx512, rows_avx512, shifted_avx512};
+    case Isa::Avx2: return {packed_avx2, rows_avx2, shifted_avx2};
     default: break;
   }
 #endif
-  return {packed_baseline, rows_baseline};
+  return {packed_baseline, rows_baseline, shifted_baseline};
 }
 
 const Kernels g_kernels = choose_kernels();
@@ -205,6 +235,11 @@ void gemm_micro_kernel_group(int g, int64_t kc, const float* a, const float* b, 
 
 void gemm_micro_kernel_rows_group(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc) {
   g_kernels.rows(g, kc, a, lda, rows, b, acc);
+}
+
+void gemm_micro_kernel_shifted_group(int g, int64_t kc, const float* a, const float* base, const int64_t* off,
+                                     float* acc, int rows) {
+  g_kernels.shifted(g, kc, a, base, off, acc, rows);
 }
 
 }  // namespace kg::cpu

@@ -31,5 +31,9 @@ constexpr int64_t kNC = 4096;
 constexpr int kGroup = 4;
 void gemm_micro_kernel_group(int g, int64_t kc, const float* a, const float* b, float* acc, int rows);
 void gemm_micro_kernel_rows_group(int g, int64_t kc, const float* a, int64_t lda, int rows, const float* b, float* acc);
+// The same with a packed A and B read in place: tile t's row p is base[off[p] + t * kNR + c], c < kNR
+// (no alignment needed).
+void gemm_micro_kernel_shifted_group(int g, int64_t kc, const float* a, const float* base, const int64_t* off,
+                                     float* acc, int rows);
 
 }  // namespace kg::cpu

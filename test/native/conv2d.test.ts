@@ -177,6 +177,47 @@ describe('conv2d with groups', () => {
   });
 });
 
+// Unit stride, one group, and output rows nearly as wide as the (padded) input: the forward
+// reads the taps as shifted views of each padded sample (conv2d_shifted.cpp). Batches on both
+// sides of the per-sample split (2 threads: 4 samples), filters around the 6-row tiles, more taps
+// than one k block (576 > 512), widths that leave partial micro-panels, and an unpadded shape.
+// (Each shape has its padded width at most 5/4 of its output's, which the path requires.)
+describe('conv2d forward, shifted views of the padded input', () => {
+  test('geometries of the shifted path against the float64 reference', () => {
+    const rng = new Rng(21);
+    const same = (n: number, c: number, hw: number, k: number, kk: number) =>
+      ({ n, c, h: hw, w: hw, k, kh: kk, kw: kk, sh: 1, sw: 1, ph: (kk - 1) / 2, pw: (kk - 1) / 2 });
+    withThreads(2, () => {
+      checkAll(same(40, 16, 8, 16, 3), rng);
+      checkAll(same(3, 64, 8, 64, 3), rng);
+      checkAll(same(2, 3, 11, 7, 3), rng, false);
+      checkAll(same(5, 64, 8, 13, 3), rng);
+      checkAll(same(3, 5, 16, 6, 5), rng);
+      checkAll({ n: 6, c: 4, h: 13, w: 21, k: 8, kh: 3, kw: 2, sh: 1, sw: 1, ph: 2, pw: 1 }, rng);
+      checkAll({ n: 4, c: 3, h: 9, w: 20, k: 7, kh: 2, kw: 3, ...base }, rng);
+    });
+  });
+
+  test('each output is bitwise what the GEMM path gives: filters 0-4 of 6 (shifted) against a 5-filter layer (GEMM)', () => {
+    const rng = new Rng(22);
+    for (const [n, c, hw, kk] of [[7, 8, 8, 3], [2, 70, 8, 3], [3, 6, 16, 5]]) {
+      const g6 = { n, c, h: hw, w: hw, k: 6, kh: kk, kw: kk, sh: 1, sw: 1, ph: (kk - 1) / 2, pw: (kk - 1) / 2 };
+      const g5 = { ...g6, k: 5 };
+      const { oh, ow } = convOut(g6);
+      const x = store(rng.array(n * c * hw * hw));
+      const w = rng.array(6 * c * kk * kk);
+      const b = rng.array(6);
+      const y6 = empty(n * 6 * oh * ow), y5 = empty(n * 5 * oh * ow);
+      native.conv2dForward(convArg(g6), x, store(w), store(b), y6);
+      native.conv2dForward(convArg(g5), x, store(w.subarray(0, 5 * c * kk * kk)), store(b.subarray(0, 5)), y5);
+      const six = y6.read(), five = y5.read(), plane = oh * ow;
+      const kept = new Float32Array(n * 5 * plane);
+      for (let i = 0; i < n; i++) kept.set(six.subarray(i * 6 * plane, (i * 6 + 5) * plane), i * 5 * plane);
+      expect(bitwiseEqual(kept, five)).toBe(true);
+    }
+  });
+});
+
 // One input channel, unit stride, no padding, kw <= 7: the direct kernels of
 // conv2d_single_channel.cpp. Widths around the vector lengths (4, 8, 16 lanes), filter counts
 // around the register tiles, batches around the 8-sample chunks of the weight gradient.

@@ -41,6 +41,9 @@ describe('thread-count independence', () => {
       { n: 3, c: 3, h: 30, w: 30, k: 8, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
       { n: 16, c: 20, h: 13, w: 13, k: 50, kh: 5, kw: 5, sh: 1, sw: 1, ph: 0, pw: 0, groups: 5 },
       { n: 5, c: 32, h: 15, w: 15, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 32 },
+      // the shifted-view forward (a ResNet's 3x3 layer), batches on both sides of its per-sample split
+      { n: 40, c: 16, h: 8, w: 8, k: 16, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
+      { n: 3, c: 64, h: 8, w: 8, k: 64, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
     ];
     for (const g of geometries) {
       const { oh, ow } = convOut(g);

@@ -1,0 +1,157 @@
+#include "conv2d_shifted.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "conv_padding.h"
+#include "gemm_driver.h"
+#include "gemm_kernel.h"
+#include "gemm_pack.h"
+#include "host_allocator.h"
+#include "parallel.h"
+#include "scratch.h"
+#include "simd.h"
+
+namespace kg::cpu {
+namespace {
+
+// Wide columns per task: one group of micro-panels, which the micro-kernel takes in one call.
+constexpr int64_t kTaskColumns = kGroup * kNR;
+
+// The kept columns of a task, as runs that stay inside one output row and one micro-panel: run j
+// is columns [col[j], col[j] + len[j]), going to the output plane from pixel pix[j] on.
+struct Runs {
+  const int64_t *col, *len, *pix;
+  int count;
+};
+
+// Rows r < rows of a group of tiles (acc, kGroup tiles of kMR x kNR) into the output planes of
+// rows' filters (out, P apart), as the GEMM path's OutputStore: on the first k block the sum plus
+// the bias (or + 0.0f), later blocks added. Multiversioned (simd.h): the runs are a row of a small
+// plane (8 pixels for an 8x8 image), one AVX vector.
+KG_MULTIVERSION void store_runs(const float* acc, int rows, float* out, int64_t P, const float* bias, bool first,
+                                const Runs& runs) {
+  for (int r = 0; r < rows; ++r) {
+    float* o = out + r * P;
+    const float b = bias ? bias[r] : 0.0f;
+    for (int j = 0; j < runs.count; ++j) {
+      const float* a = acc + runs.col[j] / kNR * kMR * kNR + r * kNR + runs.col[j] % kNR;
+      float* d = o + runs.pix[j];
+      const int64_t n = runs.len[j];
+      if (first) {
+        for (int64_t i = 0; i < n; ++i) d[i] = a[i] + b;
+      } else {
+        for (int64_t i = 0; i < n; ++i) d[i] += a[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool shifted_conv(const ConvShape& s) {
+  if (s.sh != 1 || s.sw != 1 || s.groups != 1 || s.n == 0 || s.c < 2 || s.k < kMR || s.oh == 0 || s.ow == 0) return false;
+  if ((s.ph > 0 || s.pw > 0) && !pad_explicitly(s)) return false;
+  // Dropped columns at most a quarter of the kept ones.
+  return 4 * (s.w + 2 * s.pw) <= 5 * s.ow;
+}
+
+namespace {
+
+// One call's state: the padded geometry u (no padding: the planes as the shifted views see them),
+// the filters packed once, the taps' offsets.
+struct ShiftedConv {
+  const ConvShape& s;
+  ConvShape u;
+  int64_t CKK, P, wide, chunks, kc_max, panel_rows, padded_sample;
+  HostBuffer filters;
+  std::vector<int64_t> tap;
+
+  ShiftedConv(const ConvShape& shape, const float* w)
+      : s(shape),
+        u(padded_input_shape(shape)),
+        CKK(s.c * s.kh * s.kw),
+        P(s.oh * s.ow),
+        wide(s.oh * u.w),
+        chunks(ceil_div(wide, kTaskColumns)),
+        kc_max(gemm_detail::k_block(CKK)),
+        panel_rows(ceil_div(s.k, kMR) * kMR),
+        // A sample's padded planes, and room for the reads of the last chunk's dropped columns.
+        padded_sample(s.c * u.h * u.w + kTaskColumns + s.kw),
+        filters(panel_rows * CKK) {
+    // The filters as micro-panels, k block by k block: block p0 at filters + p0 * panel_rows.
+    for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
+      pack_panels<kMR>(filters.get() + p0 * panel_rows, w + p0, CKK, 1, s.k, std::min(kc_max, CKK - p0));
+    }
+    // Tap (ci, ki, kj)'s offset from a wide column's position in the padded sample.
+    tap.reserve(size_t(CKK));
+    for (int64_t ci = 0; ci < s.c; ++ci)
+      for (int64_t ki = 0; ki < s.kh; ++ki)
+        for (int64_t kj = 0; kj < s.kw; ++kj) tap.push_back((ci * u.h + ki) * u.w + kj);
+  }
+
+  // xp (padded_sample floats) = sample's planes zero-padded, and zeros after them.
+  void pad_sample(const float* x, int64_t sample, float* xp) const {
+    ConvShape one = s;
+    one.n = 1;
+    pad_planes(one, x + sample * s.c * s.h * s.w, xp);
+    const int64_t size = s.c * u.h * u.w;
+    std::fill(xp + size, xp + padded_sample, 0.0f);
+  }
+
+  // The outputs of chunk `chunk` (kTaskColumns wide columns) of one sample, from its padded planes xp.
+  void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const {
+    const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, wide - q0);
+    const int g = int(ceil_div(cols, kNR));
+    // The kept columns as Runs.
+    int64_t col[2 * kTaskColumns], len[2 * kTaskColumns], pix[2 * kTaskColumns];
+    int runs = 0;
+    for (int64_t c = 0; c < cols;) {
+      const int64_t oy = (q0 + c) / u.w, ox = (q0 + c) % u.w;
+      const int64_t end = std::min({cols, c + (u.w - ox), (c / kNR + 1) * kNR});
+      if (ox < s.ow) {
+        col[runs] = c;
+        len[runs] = std::min(end, c + (s.ow - ox)) - c;
+        pix[runs] = oy * s.ow + ox;
+        ++runs;
+      }
+      c = end;
+    }
+    alignas(64) float acc[kGroup][kMR * kNR];
+    for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
+      const int64_t kc = std::min(kc_max, CKK - p0);
+      const bool first = p0 == 0;
+      for (int64_t i0 = 0; i0 < K; i0 += kMR) {
+        const int rows = int(std::min<int64_t>(kMR, K - i0));
+        gemm_micro_kernel_shifted_group(g, kc, filters.get() + p0 * panel_rows + i0 * kc, xp + q0, tap.data() + p0,
+                                        acc[0], rows);
+        store_runs(acc[0], rows, y_sample + i0 * P, P, bias ? bias + i0 : nullptr, first, {col, len, pix, runs});
+      }
+    }
+  }
+};
+
+}  // namespace
+
+void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
+  const ShiftedConv conv(s, w);
+  const bool parallel = 2.0 * double(s.k) * double(conv.CKK) * double(s.n * conv.P) >= kGemmParallelFlops;
+  if (parallel && s.n >= 2 * available_threads()) {
+    // Sample by sample on each thread, each padded into the thread's buffer (in its L2), where a
+    // padded copy of the whole batch would be written to memory and read back.
+    parallel_for_dynamic(s.n, true, [&](int64_t sample) {
+      float* xp = scratch(Scratch::Columns, size_t(conv.padded_sample));
+      conv.pad_sample(x, sample, xp);
+      for (int64_t c = 0; c < conv.chunks; ++c) conv.chunk(xp, c, bias, y + sample * s.k * conv.P);
+    });
+    return;
+  }
+  // A small batch: its samples one after another, the chunks of each in parallel.
+  HostBuffer xp(conv.padded_sample);
+  for (int64_t sample = 0; sample < s.n; ++sample) {
+    conv.pad_sample(x, sample, xp.get());
+    parallel_for(conv.chunks, parallel, [&](int64_t c) { conv.chunk(xp.get(), c, bias, y + sample * s.k * conv.P); });
+  }
+}
+
+}  // namespace kg::cpu
