@@ -198,6 +198,12 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
     std::fill(dx, dx + s.n * image, 0.0f);
     return;
   }
+  if (const ConvShape t = transposed_conv(s); shifted_conv(t)) {
+    // The transposed convolution: dy convolved with the filters turned around (shifted_conv.h).
+    HostBuffer turned(s.k * s.c * s.kh * s.kw);
+    turn_filters(s, w, turned.get());
+    return shifted_conv_forward(t, dy, turned.get(), nullptr, dx);
+  }
   if (pad_explicitly(s)) {
     HostBuffer dxp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
     conv2d_backward_data(padded_input_shape(s), dy, w, dxp.get());
@@ -265,6 +271,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
     std::fill(dw, dw + K * CKK, 0.0f);
     return;
   }
+  if (shifted_weight_gradient(s)) return shifted_conv_backward_weight(s, x, dy, dw);
   if (pad_explicitly(s)) {
     HostBuffer xp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
     pad_planes(s, x, xp.get());

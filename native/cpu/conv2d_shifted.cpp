@@ -154,4 +154,17 @@ void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, co
   }
 }
 
+ConvShape transposed_conv(const ConvShape& s) {
+  ConvShape t{s.n, s.k, s.oh, s.ow, s.c, s.kh, s.kw, 1, 1, s.kh - 1 - s.ph, s.kw - 1 - s.pw, s.h, s.w, 1};
+  if (s.sh != 1 || s.sw != 1 || s.groups != 1 || t.ph < 0 || t.pw < 0) t.sh = 0;  // (refused by shifted_conv)
+  return t;
+}
+
+void turn_filters(const ConvShape& s, const float* w, float* turned) {
+  const int64_t taps = s.kh * s.kw;
+  for (int64_t k = 0; k < s.k; ++k)
+    for (int64_t ci = 0; ci < s.c; ++ci)
+      for (int64_t t = 0; t < taps; ++t) turned[(ci * s.k + k) * taps + taps - 1 - t] = w[(k * s.c + ci) * taps + t];
+}
+
 }  // namespace kg::cpu

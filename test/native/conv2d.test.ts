@@ -198,6 +198,28 @@ describe('conv2d forward, shifted views of the padded input', () => {
     });
   });
 
+  test("the filter gradient: an inf that a tap never reaches stays out of that tap's gradient", () => {
+    // 8x8 planes, padding 1: input column 7 is reached by the taps kj = 1 and 2 only, but the wide
+    // columns dropped past each output row read it for kj = 0 too; their lanes are masked.
+    const g = { n: 5, c: 3, h: 8, w: 8, k: 8, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 };
+    const rng = new Rng(23);
+    const x = rng.array(g.n * g.c * 64);
+    x[((2 * g.c + 1) * 8 + 4) * 8 + 7] = Infinity; // sample 2, channel 1, row 4, column 7
+    const dy = rng.array(g.n * g.k * 64);
+    const dw = empty(g.k * g.c * 9);
+    native.conv2dBackwardWeight(convArg(g), store(x), store(dy), dw, null);
+    const got = dw.read();
+    for (let k = 0; k < g.k; k++) {
+      for (let ci = 0; ci < g.c; ci++) {
+        for (let t = 0; t < 9; t++) {
+          const v = got[(k * g.c + ci) * 9 + t];
+          const reached = ci === 1 && t % 3 !== 0;
+          expect(Number.isFinite(v)).toBe(!reached);
+        }
+      }
+    }
+  });
+
   test('each output is bitwise what the GEMM path gives: filters 0-4 of 6 (shifted) against a 5-filter layer (GEMM)', () => {
     const rng = new Rng(22);
     for (const [n, c, hw, kk] of [[7, 8, 8, 3], [2, 70, 8, 3], [3, 6, 16, 5]]) {
