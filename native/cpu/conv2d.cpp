@@ -198,11 +198,11 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
     std::fill(dx, dx + s.n * image, 0.0f);
     return;
   }
-  if (const ConvShape t = transposed_conv(s); shifted_conv(t)) {
-    // The transposed convolution: dy convolved with the filters turned around (shifted_conv.h).
+  if (const std::optional<ConvShape> t = transposed_conv(s); t && shifted_conv(*t)) {
+    // The transposed convolution: dy convolved with the filters turned around (conv2d_shifted.h).
     HostBuffer turned(s.k * s.c * s.kh * s.kw);
     turn_filters(s, w, turned.get());
-    return shifted_conv_forward(t, dy, turned.get(), nullptr, dx);
+    return shifted_conv_forward(*t, dy, turned.get(), nullptr, dx);
   }
   if (pad_explicitly(s)) {
     HostBuffer dxp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));

@@ -50,65 +50,91 @@ KG_MULTIVERSION void store_runs(const float* acc, int rows, float* out, int64_t 
 }  // namespace
 
 bool shifted_conv(const ConvShape& s) {
-  if (s.sh != 1 || s.sw != 1 || s.groups != 1 || s.n == 0 || s.c < 2 || s.k < kMR || s.oh == 0 || s.ow == 0) return false;
+  if (s.sh < 1 || s.sw < 1 || s.groups != 1 || s.n == 0 || s.c < 2 || s.k < kMR || s.oh == 0 || s.ow == 0) return false;
   if ((s.ph > 0 || s.pw > 0) && !pad_explicitly(s)) return false;
   // Dropped columns at most a quarter of the kept ones.
-  return 4 * (s.w + 2 * s.pw) <= 5 * s.ow;
+  return 4 * ceil_div(s.w + 2 * s.pw, s.sw) <= 5 * s.ow;
+}
+
+ShiftedInput::ShiftedInput(const ConvShape& s)
+    : rows(ceil_div(s.h + 2 * s.ph, s.sh)),
+      pitch(ceil_div(s.w + 2 * s.pw, s.sw)),
+      wide(s.oh * pitch),
+      floats(s.c * s.sh * s.sw * rows * pitch + kTaskColumns + s.kw) {
+  tap.reserve(size_t(s.c * s.kh * s.kw));
+  for (int64_t ci = 0; ci < s.c; ++ci)
+    for (int64_t ki = 0; ki < s.kh; ++ki)
+      for (int64_t kj = 0; kj < s.kw; ++kj)
+        tap.push_back(((ci * s.sh + ki % s.sh) * s.sw + kj % s.sw) * rows * pitch + ki / s.sh * pitch + kj / s.sw);
+}
+
+void ShiftedInput::prepare(const ConvShape& s, const float* x, int64_t sample, float* dst) const {
+  const float* in = x + sample * s.c * s.h * s.w;
+  const int64_t size = s.c * s.sh * s.sw * rows * pitch;
+  if (s.sh == 1 && s.sw == 1) {
+    ConvShape one = s;
+    one.n = 1;
+    pad_planes(one, in, dst);  // (rows and pitch are the padded plane's)
+  } else {
+    for (int64_t ci = 0; ci < s.c; ++ci) {
+      for (int64_t a = 0; a < s.sh; ++a) {
+        for (int64_t b = 0; b < s.sw; ++b) {
+          float* phase = dst + ((ci * s.sh + a) * s.sw + b) * rows * pitch;
+          for (int64_t i = 0; i < rows; ++i) {
+            const int64_t y = i * s.sh + a - s.ph;
+            float* out = phase + i * pitch;
+            if (y < 0 || y >= s.h) {
+              std::fill(out, out + pitch, 0.0f);
+              continue;
+            }
+            const float* row = in + (ci * s.h + y) * s.w;
+            for (int64_t j = 0; j < pitch; ++j) {
+              const int64_t x0 = j * s.sw + b - s.pw;
+              out[j] = x0 >= 0 && x0 < s.w ? row[x0] : 0.0f;
+            }
+          }
+        }
+      }
+    }
+  }
+  std::fill(dst + size, dst + floats, 0.0f);
 }
 
 namespace {
 
-// One call's state: the padded geometry u (no padding: the planes as the shifted views see them),
-// the filters packed once, the taps' offsets.
+
+// One call's state: the prepared samples' layout, the filters packed once.
 struct ShiftedConv {
   const ConvShape& s;
-  ConvShape u;
-  int64_t CKK, P, wide, chunks, kc_max, panel_rows, padded_sample;
+  ShiftedInput in;
+  int64_t CKK, P, chunks, kc_max, panel_rows;
   HostBuffer filters;
-  std::vector<int64_t> tap;
 
   ShiftedConv(const ConvShape& shape, const float* w)
       : s(shape),
-        u(padded_input_shape(shape)),
+        in(shape),
         CKK(s.c * s.kh * s.kw),
         P(s.oh * s.ow),
-        wide(s.oh * u.w),
-        chunks(ceil_div(wide, kTaskColumns)),
+        chunks(ceil_div(in.wide, kTaskColumns)),
         kc_max(gemm_detail::k_block(CKK)),
         panel_rows(ceil_div(s.k, kMR) * kMR),
-        // A sample's padded planes, and room for the reads of the last chunk's dropped columns.
-        padded_sample(s.c * u.h * u.w + kTaskColumns + s.kw),
         filters(panel_rows * CKK) {
     // The filters as micro-panels, k block by k block: block p0 at filters + p0 * panel_rows.
     for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
       pack_panels<kMR>(filters.get() + p0 * panel_rows, w + p0, CKK, 1, s.k, std::min(kc_max, CKK - p0));
     }
-    // Tap (ci, ki, kj)'s offset from a wide column's position in the padded sample.
-    tap.reserve(size_t(CKK));
-    for (int64_t ci = 0; ci < s.c; ++ci)
-      for (int64_t ki = 0; ki < s.kh; ++ki)
-        for (int64_t kj = 0; kj < s.kw; ++kj) tap.push_back((ci * u.h + ki) * u.w + kj);
-  }
-
-  // xp (padded_sample floats) = sample's planes zero-padded, and zeros after them.
-  void pad_sample(const float* x, int64_t sample, float* xp) const {
-    ConvShape one = s;
-    one.n = 1;
-    pad_planes(one, x + sample * s.c * s.h * s.w, xp);
-    const int64_t size = s.c * u.h * u.w;
-    std::fill(xp + size, xp + padded_sample, 0.0f);
   }
 
   // The outputs of chunk `chunk` (kTaskColumns wide columns) of one sample, from its padded planes xp.
   void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const {
-    const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, wide - q0);
+    const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, in.wide - q0);
     const int g = int(ceil_div(cols, kNR));
     // The kept columns as Runs.
     int64_t col[2 * kTaskColumns], len[2 * kTaskColumns], pix[2 * kTaskColumns];
     int runs = 0;
     for (int64_t c = 0; c < cols;) {
-      const int64_t oy = (q0 + c) / u.w, ox = (q0 + c) % u.w;
-      const int64_t end = std::min({cols, c + (u.w - ox), (c / kNR + 1) * kNR});
+      const int64_t oy = (q0 + c) / in.pitch, ox = (q0 + c) % in.pitch;
+      const int64_t end = std::min({cols, c + (in.pitch - ox), (c / kNR + 1) * kNR});
       if (ox < s.ow) {
         col[runs] = c;
         len[runs] = std::min(end, c + (s.ow - ox)) - c;
@@ -123,7 +149,7 @@ struct ShiftedConv {
       const bool first = p0 == 0;
       for (int64_t i0 = 0; i0 < K; i0 += kMR) {
         const int rows = int(std::min<int64_t>(kMR, K - i0));
-        gemm_micro_kernel_shifted_group(g, kc, filters.get() + p0 * panel_rows + i0 * kc, xp + q0, tap.data() + p0,
+        gemm_micro_kernel_shifted_group(g, kc, filters.get() + p0 * panel_rows + i0 * kc, xp + q0, in.tap.data() + p0,
                                         acc[0], rows);
         store_runs(acc[0], rows, y_sample + i0 * P, P, bias ? bias + i0 : nullptr, first, {col, len, pix, runs});
       }
@@ -137,27 +163,26 @@ void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, co
   const ShiftedConv conv(s, w);
   const bool parallel = 2.0 * double(s.k) * double(conv.CKK) * double(s.n * conv.P) >= kGemmParallelFlops;
   if (parallel && s.n >= 2 * available_threads()) {
-    // Sample by sample on each thread, each padded into the thread's buffer (in its L2), where a
-    // padded copy of the whole batch would be written to memory and read back.
+    // Sample by sample on each thread, each prepared in the thread's buffer (in its L2), where a
+    // prepared copy of the whole batch would be written to memory and read back.
     parallel_for_dynamic(s.n, true, [&](int64_t sample) {
-      float* xp = scratch(Scratch::Columns, size_t(conv.padded_sample));
-      conv.pad_sample(x, sample, xp);
+      float* xp = scratch(Scratch::Columns, size_t(conv.in.floats));
+      conv.in.prepare(s, x, sample, xp);
       for (int64_t c = 0; c < conv.chunks; ++c) conv.chunk(xp, c, bias, y + sample * s.k * conv.P);
     });
     return;
   }
   // A small batch: its samples one after another, the chunks of each in parallel.
-  HostBuffer xp(conv.padded_sample);
+  HostBuffer xp(conv.in.floats);
   for (int64_t sample = 0; sample < s.n; ++sample) {
-    conv.pad_sample(x, sample, xp.get());
+    conv.in.prepare(s, x, sample, xp.get());
     parallel_for(conv.chunks, parallel, [&](int64_t c) { conv.chunk(xp.get(), c, bias, y + sample * s.k * conv.P); });
   }
 }
 
-ConvShape transposed_conv(const ConvShape& s) {
-  ConvShape t{s.n, s.k, s.oh, s.ow, s.c, s.kh, s.kw, 1, 1, s.kh - 1 - s.ph, s.kw - 1 - s.pw, s.h, s.w, 1};
-  if (s.sh != 1 || s.sw != 1 || s.groups != 1 || t.ph < 0 || t.pw < 0) t.sh = 0;  // (refused by shifted_conv)
-  return t;
+std::optional<ConvShape> transposed_conv(const ConvShape& s) {
+  if (s.sh != 1 || s.sw != 1 || s.groups != 1 || s.ph >= s.kh || s.pw >= s.kw) return std::nullopt;
+  return ConvShape{s.n, s.k, s.oh, s.ow, s.c, s.kh, s.kw, 1, 1, s.kh - 1 - s.ph, s.kw - 1 - s.pw, s.h, s.w, 1};
 }
 
 void turn_filters(const ConvShape& s, const float* w, float* turned) {

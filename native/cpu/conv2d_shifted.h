@@ -16,14 +16,32 @@
 // same k blocks of the same values, plus the bias after the first block.
 #pragma once
 #include <cstdint>
+#include <optional>
+#include <vector>
 
 #include "kg/shapes.h"
 
 namespace kg::cpu {
 
-// Whether the forward of s takes the shifted path: unit stride, one group, padding that
-// conv_padding.h makes explicit, and dropped columns at most a quarter of the kept ones.
+// Whether the forward of s takes the shifted path: one group, padding that conv_padding.h makes
+// explicit, and dropped columns at most a quarter of the kept ones.
 bool shifted_conv(const ConvShape& s);
+
+// What the shifted views read: a sample's planes zero-padded and, with a stride (sh, sw) > 1,
+// split into sh x sw phase planes -- phase (a, b) holds rows i * sh + a and columns j * sw + b of
+// the padded plane -- so that a strided convolution's taps are contiguous runs too: tap (ci, ki,
+// kj) is phase (ki % sh, kj % sw) shifted by (ki / sh, kj / sw). Wide column q' = oy * pitch + ox
+// (ox < pitch, kept when ox < ow) of tap t is then element tap[t] + q' of the prepared sample.
+struct ShiftedInput {
+  int64_t rows, pitch;       // a phase plane's size
+  int64_t wide;              // wide columns per sample: oh * pitch
+  int64_t floats;            // a prepared sample, with room for the reads of dropped columns past it
+  std::vector<int64_t> tap;  // per tap (ci, ki, kj), its offset
+
+  explicit ShiftedInput(const ConvShape& s);
+  // dst (floats) = sample `sample` of x prepared, zeros after it.
+  void prepare(const ConvShape& s, const float* x, int64_t sample, float* dst) const;
+};
 
 // y = conv(x, w) + bias, as conv2d_forward, for a shape shifted_conv accepts. Each sample is
 // zero-padded into a buffer of its own first (with room for the dropped columns' reads past it).
@@ -42,10 +60,9 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
 
 // Backward data of a stride-1 convolution s as a convolution: dx = dy convolved with the filters
 // turned around (w'[ci, k, ki, kj] = w[k, ci, kh - 1 - ki, kw - 1 - kj]) and padding kh - 1 - ph,
-// kw - 1 - pw. transposed_conv returns its shape (over dy, with the input's size as output; one
-// that shifted_conv refuses where s is not stride 1 or has padding past the kernel), turn_filters
-// writes w'.
-ConvShape transposed_conv(const ConvShape& s);
+// kw - 1 - pw. transposed_conv returns its shape (over dy, with the input's size as output), or
+// nothing where s has a stride, groups or padding as wide as the kernel; turn_filters writes w'.
+std::optional<ConvShape> transposed_conv(const ConvShape& s);
 void turn_filters(const ConvShape& s, const float* w, float* turned);
 
 }  // namespace kg::cpu

@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "conv2d_shifted.h"
-#include "conv_padding.h"
 #include "host_allocator.h"
 #include "isa.h"
 #include "parallel.h"
@@ -43,31 +42,16 @@ constexpr int64_t kMaxPartialFloats = int64_t(1) << 23;
 // Floats of padded samples and their gradients that one kernel call sweeps per tile.
 constexpr int64_t kGroupFloats = int64_t(1) << 17;
 
-// One call's geometry and buffers' sizes.
+// One call's geometry: the prepared samples' layout, the taps, the wide columns rounded up to
+// whole 16-float vectors (span: the length of a row of dyw and of the mask).
 struct Geometry {
-  ConvShape u;          // the padded planes, no padding
-  int64_t CKK, wide;    // taps; wide columns per sample (oh rows of u.w)
-  int64_t span;         // wide rounded up to whole 16-float vectors
-  int64_t padded;       // floats of a padded sample with room for reads past it
-  std::vector<int64_t> tap;
+  ShiftedInput in;
+  int64_t CKK, span;
+  explicit Geometry(const ConvShape& s) : in(s), CKK(s.c * s.kh * s.kw), span(ceil_div(in.wide, 16) * 16) {}
 };
 
-Geometry geometry(const ConvShape& s) {
-  Geometry g;
-  g.u = padded_input_shape(s);
-  g.CKK = s.c * s.kh * s.kw;
-  g.wide = s.oh * g.u.w;
-  g.span = ceil_div(g.wide, 16) * 16;
-  g.padded = s.c * g.u.h * g.u.w + (g.span - g.wide) + s.kw + 16;
-  g.tap.reserve(size_t(g.CKK));
-  for (int64_t ci = 0; ci < s.c; ++ci)
-    for (int64_t ki = 0; ki < s.kh; ++ki)
-      for (int64_t kj = 0; kj < s.kw; ++kj) g.tap.push_back((ci * g.u.h + ki) * g.u.w + kj);
-  return g;
-}
-
 // The kernel for `count` samples: partial[k * CKK + t] += their sums, for every filter k and tap t.
-// x: the padded samples, g.padded floats apart; dyw: their gradients over wide columns (K rows of
+// x: the prepared samples (ShiftedInput), g.in.floats apart; dyw: their gradients over wide columns (K rows of
 // span floats each, K * span apart); mask: -1 where a wide column is kept, 0 elsewhere (span
 // entries). Each tile's lanes are added once for all the samples, which on small planes (an 8x8
 // image: 5 vectors a row of the tile) would otherwise cost more than the multiply-adds.
@@ -85,7 +69,7 @@ inline __attribute__((always_inline)) void sample_tiles(const ConvShape& s, cons
         const float* xr[TT];
         const float* dr[KT];
 #pragma GCC unroll 8
-        for (int t = 0; t < TT; ++t) xr[t] = x + i * g.padded + g.tap[size_t(t0 + std::min(t, tt - 1))];
+        for (int t = 0; t < TT; ++t) xr[t] = x + i * g.in.floats + g.in.tap[size_t(t0 + std::min(t, tt - 1))];
 #pragma GCC unroll 8
         for (int k = 0; k < KT; ++k) dr[k] = dyw + (i * s.k + k0 + std::min(k, kt - 1)) * g.span;
         for (int64_t q = 0; q < g.span; q += L) {
@@ -158,38 +142,34 @@ bool shifted_weight_gradient(const ConvShape& s) { return shifted_conv(s) && s.k
 
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
   static const SampleKernel kernel = sample_kernel();
-  const Geometry g = geometry(s);
+  const Geometry g(s);
   const int64_t K = s.k, P = s.oh * s.ow, weights = K * g.CKK;
   std::vector<int32_t> mask(size_t(g.span), 0);
-  for (int64_t q = 0; q < g.wide; ++q) mask[size_t(q)] = q % g.u.w < s.ow ? -1 : 0;
+  for (int64_t q = 0; q < g.in.wide; ++q) mask[size_t(q)] = q % g.in.pitch < s.ow ? -1 : 0;
 
   const int64_t most = std::max<int64_t>(1, kMaxPartialFloats / std::max<int64_t>(1, weights));
   const int64_t chunks = std::clamp<int64_t>(ceil_div(s.n, kSamplesPerChunk), 1, most);
   const int64_t per_chunk = ceil_div(s.n, chunks);
   HostBuffer partials(chunks * weights);
-  ConvShape one = s;
-  one.n = 1;
   // Samples in groups whose padded planes and gradients fit in about half an L2 (at least one).
-  const int64_t per_sample = g.padded + K * g.span;
+  const int64_t per_sample = g.in.floats + K * g.span;
   const int64_t group = std::clamp<int64_t>(kGroupFloats / per_sample, 1, per_chunk);
   parallel_for_dynamic(chunks, chunks > 1, [&](int64_t chunk) {
     float* partial = partials.get() + chunk * weights;
     std::fill(partial, partial + weights, 0.0f);
-    float* xp = scratch(Scratch::Columns, size_t(group * g.padded));
+    float* xp = scratch(Scratch::Columns, size_t(group * g.in.floats));
     float* dyw = scratch(Scratch::Block, size_t(group * K * g.span));
     const int64_t end = std::min(s.n, (chunk + 1) * per_chunk);
     for (int64_t n0 = chunk * per_chunk; n0 < end; n0 += group) {
       const int64_t count = std::min(group, end - n0);
       for (int64_t i = 0; i < count; ++i) {
-        float* xi = xp + i * g.padded;
-        pad_planes(one, x + (n0 + i) * s.c * s.h * s.w, xi);
-        std::fill(xi + s.c * g.u.h * g.u.w, xi + g.padded, 0.0f);
-        // dy over wide columns: each output row followed by u.w - ow zeros.
+        g.in.prepare(s, x, n0 + i, xp + i * g.in.floats);
+        // dy over wide columns: each output row followed by pitch - ow zeros.
         float* di = dyw + i * K * g.span;
         std::fill(di, di + K * g.span, 0.0f);
         for (int64_t k = 0; k < K; ++k)
           for (int64_t oy = 0; oy < s.oh; ++oy)
-            std::memcpy(di + k * g.span + oy * g.u.w, dy + ((n0 + i) * K + k) * P + oy * s.ow, size_t(s.ow) * sizeof(float));
+            std::memcpy(di + k * g.span + oy * g.in.pitch, dy + ((n0 + i) * K + k) * P + oy * s.ow, size_t(s.ow) * sizeof(float));
       }
       kernel(s, g, count, xp, dyw, mask.data(), partial);
     }

@@ -177,8 +177,8 @@ describe('conv2d with groups', () => {
   });
 });
 
-// Unit stride, one group, and output rows nearly as wide as the (padded) input: the forward
-// reads the taps as shifted views of each padded sample (conv2d_shifted.cpp). Batches on both
+// One group, and output rows nearly as wide as the (padded, and for a stride split) input: the
+// forward reads the taps as shifted views of each prepared sample (conv2d_shifted.cpp). Batches on both
 // sides of the per-sample split (2 threads: 4 samples), filters around the 6-row tiles, more taps
 // than one k block (576 > 512), widths that leave partial micro-panels, and an unpadded shape.
 // (Each shape has its padded width at most 5/4 of its output's, which the path requires.)
@@ -195,6 +195,17 @@ describe('conv2d forward, shifted views of the padded input', () => {
       checkAll(same(3, 5, 16, 6, 5), rng);
       checkAll({ n: 6, c: 4, h: 13, w: 21, k: 8, kh: 3, kw: 2, sh: 1, sw: 1, ph: 2, pw: 1 }, rng);
       checkAll({ n: 4, c: 3, h: 9, w: 20, k: 7, kh: 2, kw: 3, ...base }, rng);
+    });
+  });
+
+  test('strided layers read phase planes: 3x3 and 1x1 with stride 2, odd sizes, stride 3', () => {
+    const rng = new Rng(24);
+    withThreads(2, () => {
+      checkAll({ n: 6, c: 8, h: 16, w: 16, k: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
+      checkAll({ n: 4, c: 8, h: 8, w: 8, k: 12, kh: 1, kw: 1, sh: 2, sw: 2, ph: 0, pw: 0 }, rng, false);
+      checkAll({ n: 2, c: 6, h: 15, w: 13, k: 7, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
+      checkAll({ n: 2, c: 4, h: 14, w: 14, k: 6, kh: 3, kw: 3, sh: 3, sw: 3, ph: 1, pw: 1 }, rng);
+      checkAll({ n: 40, c: 16, h: 16, w: 16, k: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
     });
   });
 
