@@ -50,6 +50,12 @@ export const CONV_SHAPES: ConvCase[] = [
   { label: 'R2 64x20x12x12 w50x20x5x5', x: [64, 20, 12, 12], w: [50, 20, 5, 5], stride: 1, pad: 0 },
   { label: 'R1 256x1x28x28 w20x1x5x5', x: [256, 1, 28, 28], w: [20, 1, 5, 5], stride: 1, pad: 0 },
   { label: 'R2 256x20x12x12 w50x20x5x5', x: [256, 20, 12, 12], w: [50, 20, 5, 5], stride: 1, pad: 0 },
+  // A CIFAR ResNet's 3x3 layers at batch 128 (He et al.'s ResNet-20/32/56): the three stages,
+  // padding 1, and the stride-2 layer that enters the second stage.
+  { label: 'C1 128x16x32x32 w16x16x3x3 p1', x: [128, 16, 32, 32], w: [16, 16, 3, 3], stride: 1, pad: 1 },
+  { label: 'C2 128x32x16x16 w32x32x3x3 p1', x: [128, 32, 16, 16], w: [32, 32, 3, 3], stride: 1, pad: 1 },
+  { label: 'C3 128x64x8x8 w64x64x3x3 p1', x: [128, 64, 8, 8], w: [64, 64, 3, 3], stride: 1, pad: 1 },
+  { label: 'C2s 128x16x32x32 w32x16x3x3 s2p1', x: [128, 16, 32, 32], w: [32, 16, 3, 3], stride: 2, pad: 1 },
 ];
 
 export function convOut(c: ConvCase): [number, number, number, number] {

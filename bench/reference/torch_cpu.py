@@ -38,13 +38,18 @@ BN_SHAPES = [
     ("64x128", (64, 128)),
     ("32x256x56x56", (32, 256, 56, 56)),
 ]
+# (label, x, w, stride, padding): bench/lib/shapes.ts CONV_SHAPES
 CONV_SHAPES = [
-    ("L1 64x1x28x28 w20x1x3x3", (64, 1, 28, 28), (20, 1, 3, 3)),
-    ("L2 64x20x13x13 w50x20x5x5", (64, 20, 13, 13), (50, 20, 5, 5)),
-    ("R1 64x1x28x28 w20x1x5x5", (64, 1, 28, 28), (20, 1, 5, 5)),
-    ("R2 64x20x12x12 w50x20x5x5", (64, 20, 12, 12), (50, 20, 5, 5)),
-    ("R1 256x1x28x28 w20x1x5x5", (256, 1, 28, 28), (20, 1, 5, 5)),
-    ("R2 256x20x12x12 w50x20x5x5", (256, 20, 12, 12), (50, 20, 5, 5)),
+    ("L1 64x1x28x28 w20x1x3x3", (64, 1, 28, 28), (20, 1, 3, 3), 1, 0),
+    ("L2 64x20x13x13 w50x20x5x5", (64, 20, 13, 13), (50, 20, 5, 5), 1, 0),
+    ("R1 64x1x28x28 w20x1x5x5", (64, 1, 28, 28), (20, 1, 5, 5), 1, 0),
+    ("R2 64x20x12x12 w50x20x5x5", (64, 20, 12, 12), (50, 20, 5, 5), 1, 0),
+    ("R1 256x1x28x28 w20x1x5x5", (256, 1, 28, 28), (20, 1, 5, 5), 1, 0),
+    ("R2 256x20x12x12 w50x20x5x5", (256, 20, 12, 12), (50, 20, 5, 5), 1, 0),
+    ("C1 128x16x32x32 w16x16x3x3 p1", (128, 16, 32, 32), (16, 16, 3, 3), 1, 1),
+    ("C2 128x32x16x16 w32x32x3x3 p1", (128, 32, 16, 16), (32, 32, 3, 3), 1, 1),
+    ("C3 128x64x8x8 w64x64x3x3 p1", (128, 64, 8, 8), (64, 64, 3, 3), 1, 1),
+    ("C2s 128x16x32x32 w32x16x3x3 s2p1", (128, 16, 32, 32), (32, 16, 3, 3), 2, 1),
 ]
 POOL_SHAPES = [("64x20x26x26", (64, 20, 26, 26)), ("64x50x9x9", (64, 50, 9, 9))]
 GEMM_SHAPES = [("64x800x128", 64, 800, 128), ("1024^3", 1024, 1024, 1024), ("2048^3", 2048, 2048, 2048)]
@@ -196,19 +201,19 @@ def case_bn(tm):
 
 
 def case_conv(tm):
-    for label, xs, ws in CONV_SHAPES:
+    for label, xs, ws, st, pd in CONV_SHAPES:
         n, c, h, wd = xs
         k, _, kh, kw = ws
-        oh, ow = h - kh + 1, wd - kw + 1
+        oh, ow = (h + 2 * pd - kh) // st + 1, (wd + 2 * pd - kw) // st + 1
         flops = 2 * n * k * oh * ow * c * kh * kw
 
-        def fwd(xs=xs, ws=ws, k=k):
+        def fwd(xs=xs, ws=ws, k=k, st=st, pd=pd):
             x, w, b = torch.randn(xs), torch.randn(ws) * 0.1, torch.randn(k) * 0.1
-            return lambda: F.conv2d(x, w, b)
+            return lambda: F.conv2d(x, w, b, st, pd)
 
-        def bwd(mask, xs=xs, ws=ws, k=k, n=n, oh=oh, ow=ow):
+        def bwd(mask, xs=xs, ws=ws, k=k, n=n, oh=oh, ow=ow, st=st, pd=pd):
             x, w, dy = torch.randn(xs), torch.randn(ws) * 0.1, torch.randn(n, k, oh, ow)
-            return lambda: torch.ops.aten.convolution_backward(dy, x, w, [k], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+            return lambda: torch.ops.aten.convolution_backward(dy, x, w, [k], [st, st], [pd, pd], [1, 1], False, [0, 0], 1, mask)
 
         timed(tm, "conv.fwd", label, fwd, "kernel", "GFLOP/s", flops, "F.conv2d with bias (oneDNN)")
         timed(tm, "conv.bwd_data", label, lambda: bwd([True, False, False]), "kernel", "GFLOP/s", flops, "aten.convolution_backward (dx)")
