@@ -47,16 +47,14 @@ struct ShiftedInput {
 // zero-padded into a buffer of its own first (with room for the dropped columns' reads past it).
 void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
 
-// Whether the filter gradient of s takes the shifted path: a shape shifted_conv accepts, with at
-// most 32 filters. The GEMM path packs a copy of the column matrix that each filter then reuses;
-// with few filters that copy dominates, with more the GEMM's larger register tile wins (2 cores,
-// AVX-512, ResNet 3x3 layers of 128 images: 16 filters 0.43 against 0.59 ms at 8x8 and 0.90
-// against 1.83 ms at 16x16; 32 filters on a par; 64 filters 5.6 against 2.7 ms at 8x8).
+// Whether the filter gradient of s takes the shifted path: where the forward does.
 bool shifted_weight_gradient(const ConvShape& s);
 
 // dw = the filter gradient, as conv2d_backward_weight, for a shape shifted_weight_gradient accepts
-// (conv2d_shifted_weight.cpp: vectors along the wide columns instead of a GEMM).
+// (conv2d_shifted_weight.cpp: the GEMM with the column matrix read in place; with at most 16
+// filters, _lanes: vectors along the output pixels, whose last bits depend on the vector width).
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw);
+void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, const float* dy, float* dw);
 
 // Backward data of a stride-1 convolution s as a convolution: dx = dy convolved with the filters
 // turned around (w'[ci, k, ki, kj] = w[k, ci, kh - 1 - ki, kw - 1 - kj]) and padding kh - 1 - ph,

@@ -1,184 +1,102 @@
-// The filter gradient of a convolution that takes the shifted path (conv2d_shifted.h):
+// The filter gradient of a convolution that takes the shifted path (conv2d_shifted.h), as the GEMM
 //
-//   dw[k, tap] = sum over samples and wide columns q' of  dyw[k, q'] * xp[tap's offset + q']
+//   dw^T (taps x filters) = col (taps x pixels) * dy^T (pixels x filters)
 //
-// with xp the sample's zero-padded planes and dyw its output gradient laid out over the padded
-// width (zeros in the dropped columns). Vectors run along q', so both operands are contiguous
-// loads; a register tile of KT filters x TT taps keeps one vector of partial sums per pair, whose
-// lanes are added at the end of each sample. The dropped columns' lanes of x are masked to zero
-// as well: 0 * inf would otherwise put a NaN that no tap reaches into the gradient.
+// with col read in place: tap t of output pixel (oy, ox) of prepared sample i is element
+// i * floats + tap[t] + oy * pitch + ox of the prepared samples (ShiftedInput), so a row of col
+// is the tap's view of the input, stepped through an offset table that skips the columns past
+// each output row (gemm_micro_kernel_offset_rows_group). Only dy^T is packed, once per k block
+// and thread: filters x pixels, a small copy next to the column matrix, which the GEMM path packs
+// whole (a gather that, with a CIFAR ResNet's 16 to 64 filters, cost more than the multiply-adds).
+// With at most kNR filters (one micro-panel) the loads bound this GEMM; those layers go to
+// conv2d_shifted_weight_lanes.cpp.
 //
-// The GEMM path packs a tap-major copy of the column matrix, a gather that with few filters cost
-// more than the multiply-adds (a CIFAR ResNet's 16-filter layers: half the time).
-//
-// Determinism: samples are summed in fixed chunks, each into its own partial gradient, and the
-// chunks are added in order; a sample's sums depend on the vector width, so AVX2 and AVX-512 may
-// differ in the last bits (as the one-channel kernel's, conv2d_single_channel.cpp).
+// Threads split the taps: each owns its rows of dw^T and runs every sample, preparing the samples
+// itself (they are read once per thread; the multiply-adds are 2 x filters x taps per value).
+// The k blocks are runs of whole samples, a function of the shape, so the sums never depend on
+// the thread count; the micro-kernel is the GEMM's, so AVX2 and AVX-512 give the same bits.
+// (2 cores, AVX-512, 128 images, filter gradients against the GEMM path: 32 filters at 16x16
+// 2.1 against 4.4 ms, 64 at 8x8 2.3 against 3.1 ms.)
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "conv2d_shifted.h"
+#include "gemm_driver.h"
+#include "gemm_kernel.h"
 #include "host_allocator.h"
-#include "isa.h"
 #include "parallel.h"
 #include "scratch.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace kg::cpu {
 namespace {
 
-typedef float v16f __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-// Samples per partial gradient, and a bound on the partials' memory.
-constexpr int64_t kSamplesPerChunk = 8;
-constexpr int64_t kMaxPartialFloats = int64_t(1) << 23;
-// Floats of padded samples and their gradients that one kernel call sweeps per tile.
-constexpr int64_t kGroupFloats = int64_t(1) << 17;
-
-// One call's geometry: the prepared samples' layout, the taps, the wide columns rounded up to
-// whole 16-float vectors (span: the length of a row of dyw and of the mask).
-struct Geometry {
-  ShiftedInput in;
-  int64_t CKK, span;
-  explicit Geometry(const ConvShape& s) : in(s), CKK(s.c * s.kh * s.kw), span(ceil_div(in.wide, 16) * 16) {}
-};
-
-// The kernel for `count` samples: partial[k * CKK + t] += their sums, for every filter k and tap t.
-// x: the prepared samples (ShiftedInput), g.in.floats apart; dyw: their gradients over wide columns (K rows of
-// span floats each, K * span apart); mask: -1 where a wide column is kept, 0 elsewhere (span
-// entries). Each tile's lanes are added once for all the samples, which on small planes (an 8x8
-// image: 5 vectors a row of the tile) would otherwise cost more than the multiply-adds.
-template <class V, class VI, int KT, int TT>
-inline __attribute__((always_inline)) void sample_tiles(const ConvShape& s, const Geometry& g, int64_t count,
-                                                        const float* x, const float* dyw, const int32_t* mask,
-                                                        float* partial) {
-  constexpr int L = int(sizeof(V) / sizeof(float));
-  for (int64_t k0 = 0; k0 < s.k; k0 += KT) {
-    const int kt = int(std::min<int64_t>(KT, s.k - k0));
-    for (int64_t t0 = 0; t0 < g.CKK; t0 += TT) {
-      const int tt = int(std::min<int64_t>(TT, g.CKK - t0));
-      V acc[KT][TT] = {};
-      for (int64_t i = 0; i < count; ++i) {
-        const float* xr[TT];
-        const float* dr[KT];
-#pragma GCC unroll 8
-        for (int t = 0; t < TT; ++t) xr[t] = x + i * g.in.floats + g.in.tap[size_t(t0 + std::min(t, tt - 1))];
-#pragma GCC unroll 8
-        for (int k = 0; k < KT; ++k) dr[k] = dyw + (i * s.k + k0 + std::min(k, kt - 1)) * g.span;
-        for (int64_t q = 0; q < g.span; q += L) {
-          VI m;
-          std::memcpy(&m, mask + q, sizeof m);
-          V xv[TT], dv[KT];
-#pragma GCC unroll 8
-          for (int t = 0; t < TT; ++t) {
-            VI bits;
-            std::memcpy(&bits, xr[t] + q, sizeof bits);
-            bits &= m;
-            std::memcpy(&xv[t], &bits, sizeof bits);
-          }
-#pragma GCC unroll 8
-          for (int k = 0; k < KT; ++k) std::memcpy(&dv[k], dr[k] + q, sizeof(V));
-#pragma GCC unroll 8
-          for (int k = 0; k < KT; ++k)
-#pragma GCC unroll 8
-            for (int t = 0; t < TT; ++t) acc[k][t] += dv[k] * xv[t];
-        }
-      }
-      for (int k = 0; k < kt; ++k) {
-        for (int t = 0; t < tt; ++t) {
-          // The lanes added in a fixed tree: halves, then halves of those.
-          float lanes[L];
-          std::memcpy(lanes, &acc[k][t], sizeof lanes);
-          for (int w = L / 2; w >= 1; w /= 2)
-            for (int j = 0; j < w; ++j) lanes[j] += lanes[j + w];
-          partial[(k0 + k) * g.CKK + t0 + t] += lanes[0];
-        }
-      }
-    }
-  }
-}
-
-using SampleKernel = void (*)(const ConvShape&, const Geometry&, int64_t, const float*, const float*, const int32_t*,
-                              float*);
-
-void sample_baseline(const ConvShape& s, const Geometry& g, int64_t count, const float* x, const float* dyw,
-                     const int32_t* mask, float* partial) {
-  sample_tiles<v4f, v4i, 2, 4>(s, g, count, x, dyw, mask, partial);
-}
-#if defined(KG_ISA_BUILDS)
-// Register tiles: AVX-512's 32 zmm hold 4 x 6 sums, 6 + 4 operands and the mask; AVX2's 16 ymm
-// 2 x 5 sums, the operands and the mask.
-KG_AVX512 void sample_avx512(const ConvShape& s, const Geometry& g, int64_t count, const float* x, const float* dyw,
-                             const int32_t* mask, float* partial) {
-  sample_tiles<v16f, v16i, 4, 6>(s, g, count, x, dyw, mask, partial);
-}
-KG_AVX2 void sample_avx2(const ConvShape& s, const Geometry& g, int64_t count, const float* x, const float* dyw,
-                         const int32_t* mask, float* partial) {
-  sample_tiles<v8f, v8i, 2, 5>(s, g, count, x, dyw, mask, partial);
-}
-#endif
-
-SampleKernel sample_kernel() {
-#if defined(KG_ISA_BUILDS)
-  switch (cpu_isa()) {
-    case Isa::Avx512: return sample_avx512;
-    case Isa::Avx2: return sample_avx2;
-    default: break;
-  }
-#endif
-  return sample_baseline;
-}
+// Output pixels per k block: about the GEMM's k block, in whole samples (at least one).
+constexpr int64_t kBlockPixels = 512;
 
 }  // namespace
 
-bool shifted_weight_gradient(const ConvShape& s) { return shifted_conv(s) && s.k <= 32; }
+bool shifted_weight_gradient(const ConvShape& s) { return shifted_conv(s); }
 
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
-  static const SampleKernel kernel = sample_kernel();
-  const Geometry g(s);
-  const int64_t K = s.k, P = s.oh * s.ow, weights = K * g.CKK;
-  std::vector<int32_t> mask(size_t(g.span), 0);
-  for (int64_t q = 0; q < g.in.wide; ++q) mask[size_t(q)] = q % g.in.pitch < s.ow ? -1 : 0;
+  if (s.k <= kNR) return shifted_conv_backward_weight_lanes(s, x, dy, dw);
+  const ShiftedInput in(s);
+  const int64_t K = s.k, CKK = s.c * s.kh * s.kw, P = s.oh * s.ow;
+  const int64_t per_block = std::clamp<int64_t>(kBlockPixels / P, 1, s.n);  // samples
+  const int64_t m_panels = ceil_div(CKK, kMR), n_panels = ceil_div(K, kNR);
+  HostBuffer dwt(CKK * K);  // dw^T, taps x filters
+  const bool parallel = 2.0 * double(K) * double(CKK) * double(s.n * P) >= kGemmParallelFlops;
+  const int parts = parallel ? int(std::min<int64_t>(available_threads(), m_panels)) : 1;
 
-  const int64_t most = std::max<int64_t>(1, kMaxPartialFloats / std::max<int64_t>(1, weights));
-  const int64_t chunks = std::clamp<int64_t>(ceil_div(s.n, kSamplesPerChunk), 1, most);
-  const int64_t per_chunk = ceil_div(s.n, chunks);
-  HostBuffer partials(chunks * weights);
-  // Samples in groups whose padded planes and gradients fit in about half an L2 (at least one).
-  const int64_t per_sample = g.in.floats + K * g.span;
-  const int64_t group = std::clamp<int64_t>(kGroupFloats / per_sample, 1, per_chunk);
-  parallel_for_dynamic(chunks, chunks > 1, [&](int64_t chunk) {
-    float* partial = partials.get() + chunk * weights;
-    std::fill(partial, partial + weights, 0.0f);
-    float* xp = scratch(Scratch::Columns, size_t(group * g.in.floats));
-    float* dyw = scratch(Scratch::Block, size_t(group * K * g.span));
-    const int64_t end = std::min(s.n, (chunk + 1) * per_chunk);
-    for (int64_t n0 = chunk * per_chunk; n0 < end; n0 += group) {
-      const int64_t count = std::min(group, end - n0);
+  parallel_for(parts, parts > 1, [&](int64_t part) {
+    const int64_t ip0 = part * m_panels / parts, ip1 = (part + 1) * m_panels / parts;
+    const int64_t kc_max = per_block * P;
+    float* samples = scratch(Scratch::Columns, size_t(per_block * in.floats));
+    float* bpanels = scratch(Scratch::PackB, size_t(n_panels * kNR * kc_max));
+    std::vector<int64_t> off(static_cast<size_t>(kc_max));
+    alignas(64) float acc[kGroup][kMR * kNR];
+    for (int64_t n0 = 0; n0 < s.n; n0 += per_block) {
+      const int64_t count = std::min(per_block, s.n - n0), kc = count * P;
+      // The block's samples prepared, their pixels' offsets, and dy^T as micro-panels of kNR filters.
       for (int64_t i = 0; i < count; ++i) {
-        g.in.prepare(s, x, n0 + i, xp + i * g.in.floats);
-        // dy over wide columns: each output row followed by pitch - ow zeros.
-        float* di = dyw + i * K * g.span;
-        std::fill(di, di + K * g.span, 0.0f);
-        for (int64_t k = 0; k < K; ++k)
-          for (int64_t oy = 0; oy < s.oh; ++oy)
-            std::memcpy(di + k * g.span + oy * g.in.pitch, dy + ((n0 + i) * K + k) * P + oy * s.ow, size_t(s.ow) * sizeof(float));
+        in.prepare(s, x, n0 + i, samples + i * in.floats);
+        for (int64_t oy = 0; oy < s.oh; ++oy)
+          for (int64_t ox = 0; ox < s.ow; ++ox) off[size_t(i * P + oy * s.ow + ox)] = i * in.floats + oy * in.pitch + ox;
       }
-      kernel(s, g, count, xp, dyw, mask.data(), partial);
+      for (int64_t jp = 0; jp < n_panels; ++jp) {
+        float* panel = bpanels + jp * kc * kNR;
+        for (int64_t p = 0; p < kc; ++p) {
+          const float* src = dy + ((n0 + p / P) * K + jp * kNR) * P + p % P;
+          const int64_t filters = std::min<int64_t>(kNR, K - jp * kNR);
+          for (int64_t c = 0; c < filters; ++c) panel[p * kNR + c] = src[c * P];
+          for (int64_t c = filters; c < kNR; ++c) panel[p * kNR + c] = 0.0f;
+        }
+      }
+      const bool first = n0 == 0;
+      for (int64_t ip = ip0; ip < ip1; ++ip) {
+        const int rows = int(std::min<int64_t>(kMR, CKK - ip * kMR));
+        const float* a[kMR];
+        for (int r = 0; r < rows; ++r) a[r] = samples + in.tap[size_t(ip * kMR + r)];
+        for (int64_t jp = 0; jp < n_panels; jp += kGroup) {
+          const int g = int(std::min<int64_t>(kGroup, n_panels - jp));
+          gemm_micro_kernel_offset_rows_group(g, kc, a, rows, off.data(), bpanels + jp * kc * kNR, acc[0]);
+          for (int t = 0; t < g; ++t) {
+            const int64_t j0 = (jp + t) * kNR, cols = std::min<int64_t>(kNR, K - j0);
+            for (int r = 0; r < rows; ++r) {
+              float* out = dwt.get() + (ip * kMR + r) * K + j0;
+              const float* v = acc[t] + r * kNR;
+              if (first) {
+                for (int64_t c = 0; c < cols; ++c) out[c] = v[c];
+              } else {
+                for (int64_t c = 0; c < cols; ++c) out[c] += v[c];
+              }
+            }
+          }
+        }
+      }
     }
   });
-  for (int64_t i = 0; i < weights; ++i) {
-    float total = 0.0f;
-    for (int64_t c = 0; c < chunks; ++c) total += partials.get()[c * weights + i];
-    dw[i] = total;
-  }
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t t = 0; t < CKK; ++t) dw[k * CKK + t] = dwt.get()[t * K + k];
 }
 
 }  // namespace kg::cpu

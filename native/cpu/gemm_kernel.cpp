@@ -32,6 +32,18 @@ struct RowsA {
   float at(int r, int64_t p) const { return row[r][p]; }
 };
 
+// OffsetRowsA: rows at pointers of their own, read through an offset table: a(r, p) =
+// row[r][off[p]] (a convolution's taps as views of its input, its output pixels skipping the
+// columns past each output row: conv2d_shifted_weight.cpp). Rows past `rows` repeat the last one.
+struct OffsetRowsA {
+  const float* row[kMR];
+  const int64_t* off;
+  OffsetRowsA(const float* const* rows_in, int rows, const int64_t* offsets) : off(offsets) {
+    for (int r = 0; r < kMR; ++r) row[r] = rows_in[r < rows ? r : rows - 1];
+  }
+  float at(int r, int64_t p) const { return row[r][off[p]]; }
+};
+
 // Where the kernels read B's rows, the kNR values of micro-panel t at step p:
 //  - PackedB: g adjacent packed micro-panels, kc * kNR floats apart (gemm_pack.h);
 //  - ShiftedB: rows in place, panel t's row p at base + off[p] + t * kNR: a convolution's taps as
@@ -175,10 +187,12 @@ inline __attribute__((always_inline)) void group_avx512(int g, int64_t kc, const
 using PackedGroup = void (*)(int, int64_t, const float*, const float*, float*, int);
 using RowsGroup = void (*)(int, int64_t, const float*, int64_t, int, const float*, float*);
 using ShiftedGroup = void (*)(int, int64_t, const float*, const float*, const int64_t*, float*, int);
+using OffsetRowsGroup = void (*)(int, int64_t, const float* const*, int, const int64_t*, const float*, float*);
 struct Kernels {
   PackedGroup packed;
   RowsGroup rows;
   ShiftedGroup shifted;
+  OffsetRowsGroup offset_rows;
 };
 
 void packed_baseline(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
@@ -189,6 +203,10 @@ void rows_baseline(int g, int64_t kc, const float* a, int64_t lda, int rows, con
 }
 void shifted_baseline(int g, int64_t kc, const float* a, const float* base, const int64_t* off, float* acc, int rows) {
   group_baseline(g, kc, PackedA{a}, ShiftedB{base, off}, acc, rows);
+}
+void offset_rows_baseline(int g, int64_t kc, const float* const* a, int rows, const int64_t* off, const float* b,
+                          float* acc) {
+  group_baseline(g, kc, OffsetRowsA(a, rows, off), PackedB{b, kc}, acc, rows);
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -201,6 +219,14 @@ KG_AVX512 void rows_avx512(int g, int64_t kc, const float* a, int64_t lda, int r
 KG_AVX512 void shifted_avx512(int g, int64_t kc, const float* a, const float* base, const int64_t* off, float* acc,
                               int rows) {
   group_avx512(g, kc, PackedA{a}, ShiftedB{base, off}, acc, rows);
+}
+KG_AVX512 void offset_rows_avx512(int g, int64_t kc, const float* const* a, int rows, const int64_t* off,
+                                  const float* b, float* acc) {
+  group_avx512(g, kc, OffsetRowsA(a, rows, off), PackedB{b, kc}, acc, rows);
+}
+KG_AVX2 void offset_rows_avx2(int g, int64_t kc, const float* const* a, int rows, const int64_t* off, const float* b,
+                              float* acc) {
+  group_avx2(g, kc, OffsetRowsA(a, rows, off), PackedB{b, kc}, acc, rows);
 }
 KG_AVX2 void packed_avx2(int g, int64_t kc, const float* a, const float* b, float* acc, int rows) {
   group_avx2(g, kc, PackedA{a}, PackedB{b, kc}, acc, rows);
@@ -217,12 +243,12 @@ KG_AVX2 void shifted_avx2(int g, int64_t kc, const float* a, const float* base, 
 Kernels choose_kernels() {
 #if defined(__GNUC__) && defined(__x86_64__)
   switch (cpu_isa()) {
-    case Isa::Avx512: return {packed_avx512, rows_avx512, shifted_avx512};
-    case Isa::Avx2: return {packed_avx2, rows_avx2, shifted_avx2};
+    case Isa::Avx512: return {packed_avx512, rows_avx512, shifted_avx512, offset_rows_avx512};
+    case Isa::Avx2: return {packed_avx2, rows_avx2, shifted_avx2, offset_rows_avx2};
     default: break;
   }
 #endif
-  return {packed_baseline, rows_baseline, shifted_baseline};
+  return {packed_baseline, rows_baseline, shifted_baseline, offset_rows_baseline};
 }
 
 const Kernels g_kernels = choose_kernels();
@@ -240,6 +266,11 @@ void gemm_micro_kernel_rows_group(int g, int64_t kc, const float* a, int64_t lda
 void gemm_micro_kernel_shifted_group(int g, int64_t kc, const float* a, const float* base, const int64_t* off,
                                      float* acc, int rows) {
   g_kernels.shifted(g, kc, a, base, off, acc, rows);
+}
+
+void gemm_micro_kernel_offset_rows_group(int g, int64_t kc, const float* const* a, int rows, const int64_t* off,
+                                         const float* b, float* acc) {
+  g_kernels.offset_rows(g, kc, a, rows, off, b, acc);
 }
 
 }  // namespace kg::cpu

@@ -35,5 +35,9 @@ void gemm_micro_kernel_rows_group(int g, int64_t kc, const float* a, int64_t lda
 // (no alignment needed).
 void gemm_micro_kernel_shifted_group(int g, int64_t kc, const float* a, const float* base, const int64_t* off,
                                      float* acc, int rows);
+// The same with packed B micro-panels and A's rows read in place through an offset table:
+// a(r, p) = a[r][off[p]] for r < rows.
+void gemm_micro_kernel_offset_rows_group(int g, int64_t kc, const float* const* a, int rows, const int64_t* off,
+                                         const float* b, float* acc);
 
 }  // namespace kg::cpu

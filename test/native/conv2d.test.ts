@@ -209,10 +209,11 @@ describe('conv2d forward, shifted views of the padded input', () => {
     });
   });
 
-  test("the filter gradient: an inf that a tap never reaches stays out of that tap's gradient", () => {
+  test.each([8, 20])("the filter gradient (%i filters): an inf that a tap never reaches stays out of that tap's gradient", (k) => {
     // 8x8 planes, padding 1: input column 7 is reached by the taps kj = 1 and 2 only, but the wide
-    // columns dropped past each output row read it for kj = 0 too; their lanes are masked.
-    const g = { n: 5, c: 3, h: 8, w: 8, k: 8, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 };
+    // columns dropped past each output row read it for kj = 0 too: the lane kernel (8 filters)
+    // masks their lanes, the GEMM (20) skips them.
+    const g = { n: 5, c: 3, h: 8, w: 8, k, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 };
     const rng = new Rng(23);
     const x = rng.array(g.n * g.c * 64);
     x[((2 * g.c + 1) * 8 + 4) * 8 + 7] = Infinity; // sample 2, channel 1, row 4, column 7

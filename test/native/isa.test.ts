@@ -137,10 +137,10 @@ parentTest('GEMM and the GEMM-based convolutions are bitwise equal on the AVX-51
       native.gemm(ta, tb, m, n, k, 1, A, B, 0.5, C);
       out.push(bits(C));
     }
-    // The tutorial's layer 2, a strided padded layer, and a ResNet-like 3x3 layer (the last two's
-    // forward, and the third's backward data, through the shifted views of conv2d_shifted.cpp;
-    // 37 and 40 filters keep their filter gradients on the GEMM: the shifted one, for at most 32,
-    // sums whole vectors' lanes, 8 or 16 of them).
+    // The tutorial's layer 2, a strided padded layer, and a ResNet-like 3x3 layer (the last two
+    // through the shifted views of conv2d_shifted.cpp, the third's backward data too; with 37 and
+    // 40 filters their filter gradients are GEMMs, where 16 or fewer would sum vectors' lanes, 8
+    // or 16 of them, in conv2d_shifted_weight_lanes.cpp).
     for (const shape of [[8, 20, 13, 13, 50, 5, 5, 1, 1, 0, 0, 1], [5, 3, 17, 19, 37, 3, 3, 2, 1, 1, 1, 1], [6, 8, 10, 10, 40, 3, 3, 1, 1, 1, 1, 1]]) {
       const [n, c, h, w, kk, kh, kw, sh, sw, ph, pw] = shape;
       const oh = Math.floor((h + 2 * ph - kh) / sh) + 1, ow = Math.floor((w + 2 * pw - kw) / sw) + 1;
