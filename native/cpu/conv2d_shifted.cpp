@@ -50,7 +50,10 @@ KG_MULTIVERSION void store_runs(const float* acc, int rows, float* out, int64_t 
 }  // namespace
 
 bool shifted_conv(const ConvShape& s) {
-  if (s.sh < 1 || s.sw < 1 || s.groups != 1 || s.n == 0 || s.c < 2 || s.k < kMR || s.oh == 0 || s.ow == 0) return false;
+  if (s.groups != 1 || s.n == 0 || s.c < 2 || s.k < kMR || s.oh == 0 || s.ow == 0) return false;
+  // A stride past the kernel would leave phase planes that no tap reads (and a hostile one,
+  // billions of them).
+  if (s.sh < 1 || s.sw < 1 || s.sh > s.kh || s.sw > s.kw) return false;
   if ((s.ph > 0 || s.pw > 0) && !pad_explicitly(s)) return false;
   // Dropped columns at most a quarter of the kept ones.
   return 4 * ceil_div(s.w + 2 * s.pw, s.sw) <= 5 * s.ow;
@@ -102,7 +105,6 @@ void ShiftedInput::prepare(const ConvShape& s, const float* x, int64_t sample, f
 
 namespace {
 
-
 // One call's state: the prepared samples' layout, the filters packed once.
 struct ShiftedConv {
   const ConvShape& s;
@@ -125,7 +127,7 @@ struct ShiftedConv {
     }
   }
 
-  // The outputs of chunk `chunk` (kTaskColumns wide columns) of one sample, from its padded planes xp.
+  // The outputs of chunk `chunk` (kTaskColumns wide columns) of one sample, from its prepared copy xp.
   void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const {
     const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, in.wide - q0);
     const int g = int(ceil_div(cols, kNR));

@@ -24,17 +24,15 @@
 #include "isa.h"
 #include "parallel.h"
 #include "scratch.h"
-
-#pragma GCC diagnostic ignored "-Wpsabi"
+#include "simd.h"
 
 namespace kg::cpu {
 namespace {
 
+// The vectors of the three builds (v8f and v4f are simd.h's), and their lanes as bits for the mask.
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
-typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
-typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
 // Samples per partial gradient, and a bound on the partials' memory.

@@ -198,7 +198,7 @@ describe('conv2d forward, shifted views of the padded input', () => {
     });
   });
 
-  test('strided layers read phase planes: 3x3 and 1x1 with stride 2, odd sizes, stride 3', () => {
+  test('strided layers read phase planes: 3x3 with stride 2, odd sizes, stride 3 (and a 1x1 one, whose stride past the kernel keeps the GEMM)', () => {
     const rng = new Rng(24);
     withThreads(2, () => {
       checkAll({ n: 6, c: 8, h: 16, w: 16, k: 16, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
