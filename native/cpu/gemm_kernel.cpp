@@ -90,8 +90,8 @@ static_assert(kNR == 16, "the kernels below cover 16 columns: one zmm, two ymm o
 // 16 floats: one AVX-512 register.
 typedef float v16f __attribute__((vector_size(64)));
 
-// The AVX2 and AVX-512 kernel: G tiles side by side (G adjacent B micro-panels, kc * kNR floats
-// apart), rows r < R of each, a tile row's 16 columns in N = 16 / W vectors of W floats. Per k
+// The AVX2 and AVX-512 kernel: G tiles side by side (B micro-panels t0 .. t0 + G - 1, read
+// through the B accessor above), rows r < R of each, a tile row's 16 columns in N = 16 / W vectors of W floats. Per k
 // step it loads G x N B vectors and broadcasts each of the R A values into G x N FMAs (one
 // vfmadd231ps each). Every accumulator sums its products in k order, one FMA at a time, so any
 // grouping, row count or vector width gives each element of C the same bits.
