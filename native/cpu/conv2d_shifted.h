@@ -49,10 +49,7 @@ struct ShiftedInput {
 // zero-padded into a buffer of its own first (with room for the dropped columns' reads past it).
 void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
 
-// Whether the filter gradient of s takes the shifted path: where the forward does.
-bool shifted_weight_gradient(const ConvShape& s);
-
-// dw = the filter gradient, as conv2d_backward_weight, for a shape shifted_weight_gradient accepts
+// dw = the filter gradient, as conv2d_backward_weight, for a shape shifted_conv accepts
 // (conv2d_shifted_weight.cpp: the GEMM with the column matrix read in place; with at most 16
 // filters, _lanes: vectors along the output pixels, whose last bits depend on the vector width).
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw);

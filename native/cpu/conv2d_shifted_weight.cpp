@@ -35,8 +35,6 @@ constexpr int64_t kBlockPixels = 512;
 
 }  // namespace
 
-bool shifted_weight_gradient(const ConvShape& s) { return shifted_conv(s); }
-
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
   if (s.k <= kNR) return shifted_conv_backward_weight_lanes(s, x, dy, dw);
   const ShiftedInput in(s);
