@@ -50,16 +50,16 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
     const int64_t kc_max = per_block * P;
     float* samples = scratch(Scratch::Columns, size_t(per_block * in.floats));
     float* bpanels = scratch(Scratch::PackB, size_t(n_panels * kNR * kc_max));
+    // Each block's pixels' offsets in its prepared samples: the same for every block.
     std::vector<int64_t> off(static_cast<size_t>(kc_max));
+    for (int64_t i = 0; i < per_block; ++i)
+      for (int64_t oy = 0; oy < s.oh; ++oy)
+        for (int64_t ox = 0; ox < s.ow; ++ox) off[size_t(i * P + oy * s.ow + ox)] = i * in.floats + oy * in.pitch + ox;
     alignas(64) float acc[kGroup][kMR * kNR];
     for (int64_t n0 = 0; n0 < s.n; n0 += per_block) {
       const int64_t count = std::min(per_block, s.n - n0), kc = count * P;
-      // The block's samples prepared, their pixels' offsets, and dy^T as micro-panels of kNR filters.
-      for (int64_t i = 0; i < count; ++i) {
-        in.prepare(s, x, n0 + i, samples + i * in.floats);
-        for (int64_t oy = 0; oy < s.oh; ++oy)
-          for (int64_t ox = 0; ox < s.ow; ++ox) off[size_t(i * P + oy * s.ow + ox)] = i * in.floats + oy * in.pitch + ox;
-      }
+      // The block's samples prepared, and dy^T as micro-panels of kNR filters.
+      for (int64_t i = 0; i < count; ++i) in.prepare(s, x, n0 + i, samples + i * in.floats);
       for (int64_t jp = 0; jp < n_panels; ++jp) {
         float* panel = bpanels + jp * kc * kNR;
         for (int64_t p = 0; p < kc; ++p) {

@@ -91,8 +91,8 @@ static_assert(kNR == 16, "the kernels below cover 16 columns: one zmm, two ymm o
 typedef float v16f __attribute__((vector_size(64)));
 
 // The AVX2 and AVX-512 kernel: G tiles side by side (B micro-panels t0 .. t0 + G - 1, read
-// through the B accessor above), rows r < R of each, a tile row's 16 columns in N = 16 / W vectors of W floats. Per k
-// step it loads G x N B vectors and broadcasts each of the R A values into G x N FMAs (one
+// through the B accessor above), rows r < R of each, a tile row's 16 columns in N = 16 / W
+// vectors of W floats. Per k step it loads G x N B vectors and broadcasts each of the R A values into G x N FMAs (one
 // vfmadd231ps each). Every accumulator sums its products in k order, one FMA at a time, so any
 // grouping, row count or vector width gives each element of C the same bits.
 //
@@ -144,8 +144,9 @@ inline __attribute__((always_inline)) void tile_group_rows(int rows, int64_t kc,
   return tile_group<V, G, kMR>(kc, a, b, t0, acc);
 }
 
-// One body per instruction set, each compiled for its own target, instantiated for both kinds of A
-// (a packed panel, or rows in place); the table below picks one set once (cpu_isa(): the CPU's
+// One body per instruction set, each compiled for its own target, instantiated for each pairing
+// of A and B that a caller uses (packed A with packed or shifted B, rows of A in place or through
+// offsets with packed B); the table below picks one set once (cpu_isa(): the CPU's
 // widest, or a narrower one named by KG_CPU_ISA). Each runs g <= kGroup panels for `rows` rows.
 
 template <int R, class A, class B>
