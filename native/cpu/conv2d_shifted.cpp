@@ -1,6 +1,7 @@
 #include "conv2d_shifted.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "conv_padding.h"
@@ -49,6 +50,46 @@ KG_MULTIVERSION void store_runs(const float* acc, int rows, float* out, int64_t 
 
 }  // namespace
 
+namespace {
+
+// The by-column layout's copies (kw of them, sh row phases each) fit in a quarter of a 2 MiB L2.
+constexpr int64_t kMaxColumnCopiesFloats = int64_t(1) << 17;
+
+int64_t phase_rows(const ConvShape& s) { return ceil_div(s.h + 2 * s.ph, s.sh); }
+int64_t phase_pitch(const ConvShape& s) { return ceil_div(s.w + 2 * s.pw, s.sw); }
+
+// Whether the by-column layout serves s: its copies fit, and they cost less than the multiply-adds
+// of the columns the by-phase layout would drop. A unit stride with rows as wide as the input's
+// (padding that keeps the size) makes each copy one block copy (phase_rows_of); otherwise a copy
+// costs about what 512 multiply-adds (32 vector instructions) of a dropped column do, row for row.
+bool use_column_copies(const ConvShape& s) {
+  const int64_t dropped = phase_pitch(s) - s.ow;
+  if (dropped == 0 || s.kw * s.c * s.sh * phase_rows(s) * s.ow > kMaxColumnCopiesFloats) return false;
+  const bool block_copies = s.sh == 1 && s.sw == 1 && s.ow == s.w;
+  return block_copies || dropped * s.k * s.kh * s.kw >= 512 * (s.kw - 1);
+}
+// store_runs where no column is dropped (pitch = ow): wide columns are the output pixels, and tile
+// t's row r goes whole to out + r * P + t * kNR (its first `cols` - t * kNR columns, the last tile
+// cut at the plane's end).
+KG_MULTIVERSION void store_tiles(const float* acc, int g, int rows, int64_t cols, float* out, int64_t P,
+                                 const float* bias, bool first) {
+  for (int r = 0; r < rows; ++r) {
+    const float b = bias ? bias[r] : 0.0f;
+    for (int t = 0; t < g; ++t) {
+      const float* a = acc + t * kMR * kNR + r * kNR;
+      float* d = out + r * P + t * kNR;
+      const int64_t n = std::min<int64_t>(kNR, cols - t * kNR);
+      if (first) {
+        for (int64_t i = 0; i < n; ++i) d[i] = a[i] + b;
+      } else {
+        for (int64_t i = 0; i < n; ++i) d[i] += a[i];
+      }
+    }
+  }
+}
+
+}  // namespace
+
 bool shifted_conv(const ConvShape& s) {
   if (s.groups != 1 || s.n == 0 || s.c < 2 || s.k < kMR || s.oh == 0 || s.ow == 0) return false;
   // A stride past the kernel would leave phase planes that no tap reads (and a hostile one,
@@ -56,110 +97,185 @@ bool shifted_conv(const ConvShape& s) {
   if (s.sh < 1 || s.sw < 1 || s.sh > s.kh || s.sw > s.kw) return false;
   if ((s.ph > 0 || s.pw > 0) && !pad_explicitly(s)) return false;
   // Dropped columns at most a quarter of the kept ones.
-  return 4 * ceil_div(s.w + 2 * s.pw, s.sw) <= 5 * s.ow;
+  return use_column_copies(s) || 4 * phase_pitch(s) <= 5 * s.ow;
 }
 
-ShiftedInput::ShiftedInput(const ConvShape& s)
-    : rows(ceil_div(s.h + 2 * s.ph, s.sh)),
-      pitch(ceil_div(s.w + 2 * s.pw, s.sw)),
+bool shifted_conv_weight(const ConvShape& s) { return shifted_conv(s) && 4 * phase_pitch(s) <= 5 * s.ow; }
+
+ShiftedInput::ShiftedInput(const ConvShape& s) : ShiftedInput(s, use_column_copies(s)) {}
+
+ShiftedInput::ShiftedInput(const ConvShape& s, bool column_copies)
+    : by_column(column_copies),
+      rows(phase_rows(s)),
+      pitch(by_column ? s.ow : phase_pitch(s)),
       wide(s.oh * pitch),
-      floats(s.c * s.sh * s.sw * rows * pitch + kTaskColumns + s.kw) {
+      floats((by_column ? s.kw * s.c * s.sh : s.c * s.sh * s.sw) * rows * pitch + kTaskColumns + s.kw) {
   tap.reserve(size_t(s.c * s.kh * s.kw));
-  for (int64_t ci = 0; ci < s.c; ++ci)
-    for (int64_t ki = 0; ki < s.kh; ++ki)
-      for (int64_t kj = 0; kj < s.kw; ++kj)
-        tap.push_back(((ci * s.sh + ki % s.sh) * s.sw + kj % s.sw) * rows * pitch + ki / s.sh * pitch + kj / s.sw);
-}
-
-void ShiftedInput::prepare(const ConvShape& s, const float* x, int64_t sample, float* dst) const {
-  const float* in = x + sample * s.c * s.h * s.w;
-  const int64_t size = s.c * s.sh * s.sw * rows * pitch;
-  if (s.sh == 1 && s.sw == 1) {
-    ConvShape one = s;
-    one.n = 1;
-    pad_planes(one, in, dst);  // (rows and pitch are the padded plane's)
-  } else {
-    for (int64_t ci = 0; ci < s.c; ++ci) {
-      for (int64_t a = 0; a < s.sh; ++a) {
-        for (int64_t b = 0; b < s.sw; ++b) {
-          float* phase = dst + ((ci * s.sh + a) * s.sw + b) * rows * pitch;
-          for (int64_t i = 0; i < rows; ++i) {
-            const int64_t y = i * s.sh + a - s.ph;
-            float* out = phase + i * pitch;
-            if (y < 0 || y >= s.h) {
-              std::fill(out, out + pitch, 0.0f);
-              continue;
-            }
-            const float* row = in + (ci * s.h + y) * s.w;
-            for (int64_t j = 0; j < pitch; ++j) {
-              const int64_t x0 = j * s.sw + b - s.pw;
-              out[j] = x0 >= 0 && x0 < s.w ? row[x0] : 0.0f;
-            }
-          }
-        }
+  for (int64_t ci = 0; ci < s.c; ++ci) {
+    for (int64_t ki = 0; ki < s.kh; ++ki) {
+      for (int64_t kj = 0; kj < s.kw; ++kj) {
+        const int64_t plane = by_column ? (kj * s.c + ci) * s.sh + ki % s.sh : (ci * s.sh + ki % s.sh) * s.sw + kj % s.sw;
+        tap.push_back(plane * rows * pitch + ki / s.sh * pitch + (by_column ? 0 : kj / s.sw));
       }
     }
   }
-  std::fill(dst + size, dst + floats, 0.0f);
 }
 
 namespace {
 
-// One call's state: the prepared samples' layout, the filters packed once.
-struct ShiftedConv {
-  const ConvShape& s;
-  ShiftedInput in;
-  int64_t CKK, P, chunks, kc_max, panel_rows;
-  HostBuffer filters;
+// Rows of one phase plane: out row i (pitch floats) = row i * sh + a of the padded plane `src`
+// points into (x's plane, y rows of w), its columns j taken from x columns j * step + first - pw;
+// zeros outside the image. The columns inside form a range [j0, j1), the same for every row.
+// Plain loops rather than memcpy and fill: the rows are short (8 floats on an 8x8 image) and many
+// (kw copies of every row), and the calls would cost more than the copies. Multiversioned (simd.h).
+KG_MULTIVERSION void phase_rows_of(const ConvShape& s, const float* plane, int64_t a, int64_t step, int64_t first,
+                                   int64_t rows, int64_t pitch, float* out) {
+  const int64_t j0 = std::min(pitch, ceil_div(std::max<int64_t>(0, s.pw - first), step));
+  const int64_t j1 = std::max(j0, std::min(pitch, ceil_div(s.w + s.pw - first, step)));
+  if (step == 1 && s.sh == 1 && pitch == s.w) {
+    // Rows as wide as x's and consecutive: the rows inside the image are x's plane shifted by
+    // first - pw columns, one copy, after which the columns it took from the next or the previous
+    // row are zeroed.
+    const int64_t i0 = std::min(rows, s.ph), i1 = std::max(i0, std::min(rows, s.h + s.ph)), d = first - s.pw;
+    const int64_t lo = std::max<int64_t>(0, -d), hi = std::max(lo, (i1 - i0) * pitch - std::max<int64_t>(0, d));
+    std::fill(out, out + i0 * pitch, 0.0f);
+    if (hi > lo) std::memcpy(out + i0 * pitch + lo, plane + lo + d, size_t(hi - lo) * sizeof(float));
+    for (int64_t i = i0; i < i1; ++i) {
+      for (int64_t j = 0; j < j0; ++j) out[i * pitch + j] = 0.0f;
+      for (int64_t j = j1; j < pitch; ++j) out[i * pitch + j] = 0.0f;
+    }
+    std::fill(out + i1 * pitch, out + rows * pitch, 0.0f);
+    return;
+  }
+  for (int64_t i = 0; i < rows; ++i, out += pitch) {
+    const int64_t y = i * s.sh + a - s.ph;
+    if (y < 0 || y >= s.h) {
+      for (int64_t j = 0; j < pitch; ++j) out[j] = 0.0f;
+      continue;
+    }
+    const float* src = plane + y * s.w + first - s.pw;
+    for (int64_t j = 0; j < j0; ++j) out[j] = 0.0f;
+    if (step == 1) {
+      for (int64_t j = j0; j < j1; ++j) out[j] = src[j];
+    } else {
+      for (int64_t j = j0; j < j1; ++j) out[j] = src[j * step];
+    }
+    for (int64_t j = j1; j < pitch; ++j) out[j] = 0.0f;
+  }
+}
 
-  ShiftedConv(const ConvShape& shape, const float* w)
-      : s(shape),
-        in(shape),
-        CKK(s.c * s.kh * s.kw),
-        P(s.oh * s.ow),
-        chunks(ceil_div(in.wide, kTaskColumns)),
-        kc_max(gemm_detail::k_block(CKK)),
-        panel_rows(ceil_div(s.k, kMR) * kMR),
-        filters(panel_rows * CKK) {
-    // The filters as micro-panels, k block by k block: block p0 at filters + p0 * panel_rows.
-    for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
-      pack_panels<kMR>(filters.get() + p0 * panel_rows, w + p0, CKK, 1, s.k, std::min(kc_max, CKK - p0));
+// even[j] = src[2j], odd[j] = src[2j + 1] for j < n: in vectors (multiversioned).
+KG_MULTIVERSION void deinterleave_pairs(const float* __restrict src, float* __restrict even, float* __restrict odd,
+                                        int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    even[j] = src[2 * j];
+    odd[j] = src[2 * j + 1];
+  }
+}
+
+// phase_rows_of for the two column phases of a stride sw = 2 at once (out0: b = 0, out1: b = 1),
+// each row of x read once and split, where a row per phase would gather every other float.
+void column_phase_pairs(const ConvShape& s, const float* plane, int64_t a, int64_t rows, int64_t pitch, float* out0,
+                        float* out1) {
+  // Columns j of phase b read x column 2j + b - pw: inside the image for j in [lo[b], hi[b]).
+  int64_t lo[2], hi[2];
+  for (int64_t b = 0; b < 2; ++b) {
+    lo[b] = std::min(pitch, ceil_div(std::max<int64_t>(0, s.pw - b), 2));
+    hi[b] = std::max(lo[b], std::min(pitch, ceil_div(s.w + s.pw - b, 2)));
+  }
+  const int64_t both0 = std::max(lo[0], lo[1]), both1 = std::max(both0, std::min(hi[0], hi[1]));
+  for (int64_t i = 0; i < rows; ++i, out0 += pitch, out1 += pitch) {
+    const int64_t y = i * s.sh + a - s.ph;
+    float* out[2] = {out0, out1};
+    if (y < 0 || y >= s.h) {
+      std::fill(out0, out0 + pitch, 0.0f);
+      std::fill(out1, out1 + pitch, 0.0f);
+      continue;
+    }
+    const float* src = plane + y * s.w - s.pw;  // column 2j + b of the padded row at src[2j + b]
+    for (int64_t b = 0; b < 2; ++b) {
+      for (int64_t j = 0; j < both0; ++j) out[b][j] = j >= lo[b] && j < hi[b] ? src[2 * j + b] : 0.0f;
+      for (int64_t j = both1; j < pitch; ++j) out[b][j] = j >= lo[b] && j < hi[b] ? src[2 * j + b] : 0.0f;
+    }
+    deinterleave_pairs(src + 2 * both0, out0 + both0, out1 + both0, both1 - both0);
+  }
+}
+
+}  // namespace
+
+void ShiftedInput::prepare(const ConvShape& s, const float* x, int64_t sample, float* dst) const {
+  const float* in = x + sample * s.c * s.h * s.w;
+  const int64_t plane = rows * pitch, planes = floats - kTaskColumns - s.kw;
+  for (int64_t ci = 0; ci < s.c; ++ci) {
+    const float* src = in + ci * s.h * s.w;
+    for (int64_t a = 0; a < s.sh; ++a) {
+      if (by_column) {
+        for (int64_t kj = 0; kj < s.kw; ++kj)
+          phase_rows_of(s, src, a, s.sw, kj, rows, pitch, dst + ((kj * s.c + ci) * s.sh + a) * plane);
+      } else if (s.sw == 2) {
+        column_phase_pairs(s, src, a, rows, pitch, dst + (ci * s.sh + a) * 2 * plane, dst + ((ci * s.sh + a) * 2 + 1) * plane);
+      } else {
+        for (int64_t b = 0; b < s.sw; ++b)
+          phase_rows_of(s, src, a, s.sw, b, rows, pitch, dst + ((ci * s.sh + a) * s.sw + b) * plane);
+      }
     }
   }
+  std::fill(dst + planes, dst + floats, 0.0f);
+}
 
-  // The outputs of chunk `chunk` (kTaskColumns wide columns) of one sample, from its prepared copy xp.
-  void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const {
-    const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, in.wide - q0);
-    const int g = int(ceil_div(cols, kNR));
-    // The kept columns as Runs.
-    int64_t col[2 * kTaskColumns], len[2 * kTaskColumns], pix[2 * kTaskColumns];
-    int runs = 0;
-    for (int64_t c = 0; c < cols;) {
-      const int64_t oy = (q0 + c) / in.pitch, ox = (q0 + c) % in.pitch;
-      const int64_t end = std::min({cols, c + (in.pitch - ox), (c / kNR + 1) * kNR});
-      if (ox < s.ow) {
-        col[runs] = c;
-        len[runs] = std::min(end, c + (s.ow - ox)) - c;
-        pix[runs] = oy * s.ow + ox;
-        ++runs;
-      }
-      c = end;
+ShiftedConv::ShiftedConv(const ConvShape& shape, const float* w)
+    : s(shape),
+      in(shape),
+      CKK(s.c * s.kh * s.kw),
+      P(s.oh * s.ow),
+      chunks(ceil_div(in.wide, kTaskColumns)),
+      kc_max(gemm_detail::k_block(CKK)),
+      panel_rows(ceil_div(s.k, kMR) * kMR),
+      filters(panel_rows * CKK) {
+  // The filters as micro-panels, k block by k block: block p0 at filters + p0 * panel_rows.
+  for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
+    pack_panels<kMR>(filters.get() + p0 * panel_rows, w + p0, CKK, 1, s.k, std::min(kc_max, CKK - p0));
+  }
+}
+
+void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const {
+  const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, in.wide - q0);
+  const int g = int(ceil_div(cols, kNR));
+  // The kept columns as Runs (where columns are dropped).
+  int64_t col[2 * kTaskColumns], len[2 * kTaskColumns], pix[2 * kTaskColumns];
+  int runs = 0;
+  for (int64_t c = 0; c < cols && !in.by_column;) {
+    const int64_t oy = (q0 + c) / in.pitch, ox = (q0 + c) % in.pitch;
+    const int64_t end = std::min({cols, c + (in.pitch - ox), (c / kNR + 1) * kNR});
+    if (ox < s.ow) {
+      col[runs] = c;
+      len[runs] = std::min(end, c + (s.ow - ox)) - c;
+      pix[runs] = oy * s.ow + ox;
+      ++runs;
     }
-    alignas(64) float acc[kGroup][kMR * kNR];
-    for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
-      const int64_t kc = std::min(kc_max, CKK - p0);
-      const bool first = p0 == 0;
-      for (int64_t i0 = 0; i0 < K; i0 += kMR) {
-        const int rows = int(std::min<int64_t>(kMR, K - i0));
-        gemm_micro_kernel_shifted_group(g, kc, filters.get() + p0 * panel_rows + i0 * kc, xp + q0, in.tap.data() + p0,
-                                        acc[0], rows);
+    c = end;
+  }
+  alignas(64) float acc[kGroup][kMR * kNR];
+  for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
+    const int64_t kc = std::min(kc_max, CKK - p0);
+    const bool first = p0 == 0;
+    for (int64_t i0 = 0; i0 < K; i0 += kMR) {
+      const int rows = int(std::min<int64_t>(kMR, K - i0));
+      gemm_micro_kernel_shifted_group(g, kc, filters.get() + p0 * panel_rows + i0 * kc, xp + q0, in.tap.data() + p0,
+                                      acc[0], rows);
+      if (in.by_column) {
+        store_tiles(acc[0], g, rows, cols, y_sample + i0 * P + q0, P, bias ? bias + i0 : nullptr, first);
+      } else {
         store_runs(acc[0], rows, y_sample + i0 * P, P, bias ? bias + i0 : nullptr, first, {col, len, pix, runs});
       }
     }
   }
-};
+}
 
-}  // namespace
+void ShiftedConv::sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const {
+  in.prepare(s, x, sample, xp);
+  for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, y_sample);
+}
 
 void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
   const ShiftedConv conv(s, w);
@@ -169,8 +285,7 @@ void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, co
     // prepared copy of the whole batch would be written to memory and read back.
     parallel_for_dynamic(s.n, true, [&](int64_t sample) {
       float* xp = scratch(Scratch::Columns, size_t(conv.in.floats));
-      conv.in.prepare(s, x, sample, xp);
-      for (int64_t c = 0; c < conv.chunks; ++c) conv.chunk(xp, c, bias, y + sample * s.k * conv.P);
+      conv.sample(x, sample, xp, bias, y + sample * s.k * conv.P);
     });
     return;
   }

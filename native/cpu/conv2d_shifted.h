@@ -6,12 +6,12 @@
 // columns" q', of which those with ox >= ow are computed and dropped -- every tap's row of the
 // column matrix is then one contiguous run of the input: the micro-kernel reads it in place
 // (gemm_micro_kernel_shifted_group), and nothing is packed but the filters, once per call. A
-// stride is handled by splitting each sample into phase planes first (ShiftedInput, below).
+// stride is handled by splitting each sample into phase planes first; on small planes, where the
+// dropped columns would be many (a quarter on an 8x8 image), each sample is copied once per
+// kernel column instead, and none is dropped (ShiftedInput, below).
 //
 // The GEMM path packs each column-matrix element before the micro-kernel uses it k (filters)
-// times; with few filters (a CIFAR ResNet's 16 to 64) that gather took most of the time. Here
-// the cost is the dropped columns, (pitch - ow) / ow more multiply-adds, so the path is taken
-// where that is small (the padded 3x3 layers of 8x8 images and up).
+// times; with few filters (a CIFAR ResNet's 16 to 64) that gather took most of the time.
 //
 // The results are bitwise the GEMM path's: each output is the same micro-kernel's sum over the
 // same k blocks of the same values, plus the bias after the first block.
@@ -20,29 +20,60 @@
 #include <optional>
 #include <vector>
 
+#include "host_allocator.h"
 #include "kg/shapes.h"
 
 namespace kg::cpu {
 
 // Whether the forward of s takes the shifted path: one group, at least 2 channels and 6 filters,
-// a stride no larger than the kernel, padding that conv_padding.h makes explicit, and dropped
-// columns at most a quarter of the kept ones.
+// a stride no larger than the kernel, padding that conv_padding.h makes explicit, and either the
+// by-column layout below or dropped columns at most a quarter of the kept ones.
 bool shifted_conv(const ConvShape& s);
 
-// What the shifted views read: a sample's planes zero-padded and, with a stride (sh, sw) > 1,
-// split into sh x sw phase planes -- phase (a, b) holds rows i * sh + a and columns j * sw + b of
-// the padded plane -- so that a strided convolution's taps are contiguous runs too: tap (ci, ki,
-// kj) is phase (ki % sh, kj % sw) shifted by (ki / sh, kj / sw). Wide column q' = oy * pitch + ox
-// (ox < pitch, kept when ox < ow) of tap t is then element tap[t] + q' of the prepared sample.
+// Whether the filter gradient of s takes the shifted path: shifted_conv, with the by-phase layout's
+// dropped columns at most a quarter of the kept ones. (Its threads each prepare every sample, and
+// the by-column copies, kw times the input, then cost more than the dropped columns.)
+bool shifted_conv_weight(const ConvShape& s);
+
+// What the shifted views read, in one of two layouts of a sample, zero-padded:
+//  - by column: one copy of the sample per kernel column kj, copy kj holding x[ci, y, ox * sw +
+//    kj] at row y, column ox < ow (pitch = ow), its rows split into sh phases with a stride sh > 1
+//    -- phase a holds rows i * sh + a of the padded plane. Tap (ci, ki, kj) is copy kj, phase
+//    ki % sh shifted down by ki / sh rows, and every column is kept: the copies cost kw writes of
+//    the input, where the other layout would compute (pitch - ow) / ow more multiply-adds, a
+//    quarter on an 8x8 image. Taken where the copies fit in a quarter of an L2.
+//  - by phase: the padded planes themselves (pitch = w + 2 pw), split with a stride into sh x sw
+//    phase planes -- phase (a, b) holds rows i * sh + a and columns j * sw + b -- so that tap
+//    (ci, ki, kj) is phase (ki % sh, kj % sw) shifted by (ki / sh, kj / sw). The columns ox >= ow
+//    of each output row are computed and dropped: taken on large planes, where they are few.
+// Either way wide column q' = oy * pitch + ox (ox < pitch, kept when ox < ow) of tap t is element
+// tap[t] + q' of the prepared sample.
 struct ShiftedInput {
-  int64_t rows, pitch;       // a phase plane's size
+  bool by_column;            // the layout: by column, or by phase
+  int64_t rows, pitch;       // a (phase) plane's size
   int64_t wide;              // wide columns per sample: oh * pitch
   int64_t floats;            // a prepared sample, with room for the reads of dropped columns past it
   std::vector<int64_t> tap;  // per tap (ci, ki, kj), its offset
 
+  // The layout shifted_conv_forward takes for s (by column where it serves), or by phase.
   explicit ShiftedInput(const ConvShape& s);
+  ShiftedInput(const ConvShape& s, bool by_column);
   // dst (floats) = sample `sample` of x prepared, zeros after it.
   void prepare(const ConvShape& s, const float* x, int64_t sample, float* dst) const;
+};
+
+// A convolution on the shifted path (a shape shifted_conv accepts), its filters w packed once.
+struct ShiftedConv {
+  ConvShape s;
+  ShiftedInput in;
+  int64_t CKK, P, chunks, kc_max, panel_rows;
+  HostBuffer filters;  // micro-panels, k block by k block: block p0 at filters + p0 * panel_rows
+
+  ShiftedConv(const ConvShape& shape, const float* w);
+  // The outputs (y_sample: k planes of oh x ow) of one sample, prepared into xp (in.floats).
+  void sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const;
+  // Those of its wide columns [chunk * 64, chunk * 64 + 64) only, from its prepared copy xp.
+  void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const;
 };
 
 // y = conv(x, w) + bias, as conv2d_forward, for a shape shifted_conv accepts. Each sample is
@@ -54,6 +85,11 @@ void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, co
 // filters, _lanes: vectors along the output pixels, whose last bits depend on the vector width).
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw);
 void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, const float* dy, float* dw);
+
+// Backward data of a strided convolution s, as sh x sw stride-1 convolutions on the shifted path,
+// one per phase of dx (conv2d_strided_data.cpp). False, with nothing written, where s has unit
+// strides, groups, a stride past its kernel, or a phase whose convolution shifted_conv refuses.
+bool strided_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx);
 
 // Backward data of a stride-1 convolution s as a convolution: dx = dy convolved with the filters
 // turned around (w'[ci, k, ki, kj] = w[k, ci, kh - 1 - ki, kw - 1 - kj]) and padding kh - 1 - ph,

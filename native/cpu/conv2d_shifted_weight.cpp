@@ -11,12 +11,15 @@
 // With at most kNR filters (one micro-panel) the loads bound this GEMM; those layers go to
 // conv2d_shifted_weight_lanes.cpp.
 //
-// Threads split the taps: each owns its rows of dw^T and runs every sample, preparing the samples
-// itself (they are read once per thread; the multiply-adds are 2 x filters x taps per value).
-// The k blocks are runs of whole samples, a function of the shape, so the sums never depend on
-// the thread count; the micro-kernel is the GEMM's, so AVX2 and AVX-512 give the same bits.
+// The k blocks are runs of whole samples, a function of the shape. Threads take whole blocks, each
+// into a partial dw^T of its own, and the partials are added in block order: the additions the
+// single-threaded GEMM makes, so the sums never depend on the thread count. Where there are too
+// few blocks for the threads (or the partials would take too much memory), threads split the taps
+// instead, each owning its rows of dw^T and running every block, preparing its samples itself.
+// The micro-kernel is the GEMM's, so AVX2 and AVX-512 give the same bits.
 // (2 cores, AVX-512, 128 images, filter gradients against the GEMM path: 32 filters at 16x16
-// 2.1 against 4.4 ms, 64 at 8x8 2.3 against 3.1 ms.)
+// 2.1 against 4.4 ms, 64 at 8x8 2.3 against 3.1 ms; by blocks rather than taps, the stride-2 layer
+// from 16 to 32 channels at 32x32 took 1.3-1.6 ms against 2.1-3.2.)
 #include <algorithm>
 #include <vector>
 
@@ -32,66 +35,94 @@ namespace {
 
 // Output pixels per k block: about the GEMM's k block, in whole samples (at least one).
 constexpr int64_t kBlockPixels = 512;
+// The per-block partial gradients' memory, at most (32 MiB).
+constexpr int64_t kMaxPartialFloats = int64_t(1) << 23;
+// Filters whose sums the reduction of the partials holds on the stack.
+constexpr int64_t kMaxReducedFilters = 1024;
 
 }  // namespace
 
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
   if (s.k <= kNR) return shifted_conv_backward_weight_lanes(s, x, dy, dw);
-  const ShiftedInput in(s);
+  const ShiftedInput in(s, false);
   const int64_t K = s.k, CKK = s.c * s.kh * s.kw, P = s.oh * s.ow;
   const int64_t per_block = std::clamp<int64_t>(kBlockPixels / P, 1, s.n);  // samples
+  const int64_t blocks = ceil_div(s.n, per_block), kc_max = per_block * P;
   const int64_t m_panels = ceil_div(CKK, kMR), n_panels = ceil_div(K, kNR);
-  HostBuffer dwt(CKK * K);  // dw^T, taps x filters
   const bool parallel = 2.0 * double(K) * double(CKK) * double(s.n * P) >= kGemmParallelFlops;
-  const int parts = parallel ? int(std::min<int64_t>(available_threads(), m_panels)) : 1;
 
-  parallel_for(parts, parts > 1, [&](int64_t part) {
-    const int64_t ip0 = part * m_panels / parts, ip1 = (part + 1) * m_panels / parts;
-    const int64_t kc_max = per_block * P;
+  // Block n0's products for the rows [ip0, ip1) of micro-panels of dw^T (taps x filters), stored
+  // into `out` (first) or added to it, with the thread's buffers.
+  const auto block = [&](int64_t n0, int64_t ip0, int64_t ip1, float* out, bool first) {
     float* samples = scratch(Scratch::Columns, size_t(per_block * in.floats));
     float* bpanels = scratch(Scratch::PackB, size_t(n_panels * kNR * kc_max));
-    // Each block's pixels' offsets in its prepared samples: the same for every block.
-    std::vector<int64_t> off(static_cast<size_t>(kc_max));
-    for (int64_t i = 0; i < per_block; ++i)
+    const int64_t count = std::min(per_block, s.n - n0), kc = count * P;
+    // The block's pixels' offsets in its prepared samples.
+    int64_t* off = reinterpret_cast<int64_t*>(scratch(Scratch::PackA, size_t(2 * kc_max)));
+    for (int64_t i = 0; i < count; ++i)
       for (int64_t oy = 0; oy < s.oh; ++oy)
-        for (int64_t ox = 0; ox < s.ow; ++ox) off[size_t(i * P + oy * s.ow + ox)] = i * in.floats + oy * in.pitch + ox;
-    alignas(64) float acc[kGroup][kMR * kNR];
-    for (int64_t n0 = 0; n0 < s.n; n0 += per_block) {
-      const int64_t count = std::min(per_block, s.n - n0), kc = count * P;
-      // The block's samples prepared, and dy^T as micro-panels of kNR filters.
-      for (int64_t i = 0; i < count; ++i) in.prepare(s, x, n0 + i, samples + i * in.floats);
-      for (int64_t jp = 0; jp < n_panels; ++jp) {
-        float* panel = bpanels + jp * kc * kNR;
-        for (int64_t p = 0; p < kc; ++p) {
-          const float* src = dy + ((n0 + p / P) * K + jp * kNR) * P + p % P;
-          const int64_t filters = std::min<int64_t>(kNR, K - jp * kNR);
-          for (int64_t c = 0; c < filters; ++c) panel[p * kNR + c] = src[c * P];
-          for (int64_t c = filters; c < kNR; ++c) panel[p * kNR + c] = 0.0f;
+        for (int64_t ox = 0; ox < s.ow; ++ox) off[i * P + oy * s.ow + ox] = i * in.floats + oy * in.pitch + ox;
+    // The block's samples prepared, and dy^T as micro-panels of kNR filters.
+    for (int64_t i = 0; i < count; ++i) in.prepare(s, x, n0 + i, samples + i * in.floats);
+    for (int64_t jp = 0; jp < n_panels; ++jp) {
+      float* panel = bpanels + jp * kc * kNR;
+      const int64_t filters = std::min<int64_t>(kNR, K - jp * kNR);
+      for (int64_t i = 0; i < count; ++i) {
+        const float* src = dy + ((n0 + i) * K + jp * kNR) * P;
+        float* dst = panel + i * P * kNR;
+        for (int64_t pix = 0; pix < P; ++pix) {
+          for (int64_t c = 0; c < filters; ++c) dst[pix * kNR + c] = src[c * P + pix];
+          for (int64_t c = filters; c < kNR; ++c) dst[pix * kNR + c] = 0.0f;
         }
       }
-      const bool first = n0 == 0;
-      for (int64_t ip = ip0; ip < ip1; ++ip) {
-        const int rows = int(std::min<int64_t>(kMR, CKK - ip * kMR));
-        const float* a[kMR];
-        for (int r = 0; r < rows; ++r) a[r] = samples + in.tap[size_t(ip * kMR + r)];
-        for (int64_t jp = 0; jp < n_panels; jp += kGroup) {
-          const int g = int(std::min<int64_t>(kGroup, n_panels - jp));
-          gemm_micro_kernel_offset_rows_group(g, kc, a, rows, off.data(), bpanels + jp * kc * kNR, acc[0]);
-          for (int t = 0; t < g; ++t) {
-            const int64_t j0 = (jp + t) * kNR, cols = std::min<int64_t>(kNR, K - j0);
-            for (int r = 0; r < rows; ++r) {
-              float* out = dwt.get() + (ip * kMR + r) * K + j0;
-              const float* v = acc[t] + r * kNR;
-              if (first) {
-                for (int64_t c = 0; c < cols; ++c) out[c] = v[c];
-              } else {
-                for (int64_t c = 0; c < cols; ++c) out[c] += v[c];
-              }
+    }
+    alignas(64) float acc[kGroup][kMR * kNR];
+    for (int64_t ip = ip0; ip < ip1; ++ip) {
+      const int rows = int(std::min<int64_t>(kMR, CKK - ip * kMR));
+      const float* a[kMR];
+      for (int r = 0; r < rows; ++r) a[r] = samples + in.tap[size_t(ip * kMR + r)];
+      for (int64_t jp = 0; jp < n_panels; jp += kGroup) {
+        const int g = int(std::min<int64_t>(kGroup, n_panels - jp));
+        gemm_micro_kernel_offset_rows_group(g, kc, a, rows, off, bpanels + jp * kc * kNR, acc[0]);
+        for (int t = 0; t < g; ++t) {
+          const int64_t j0 = (jp + t) * kNR, cols = std::min<int64_t>(kNR, K - j0);
+          for (int r = 0; r < rows; ++r) {
+            float* o = out + (ip * kMR + r) * K + j0;
+            const float* v = acc[t] + r * kNR;
+            if (first) {
+              for (int64_t c = 0; c < cols; ++c) o[c] = v[c];
+            } else {
+              for (int64_t c = 0; c < cols; ++c) o[c] += v[c];
             }
           }
         }
       }
     }
+  };
+
+  const int threads = available_threads();
+  if (parallel && blocks >= 2 * threads && K <= kMaxReducedFilters && blocks * CKK * K <= kMaxPartialFloats) {
+    // Threads take whole blocks, each into a partial dw^T of its own; the partials are then added
+    // in block order, which is what the other schedule's additions do, so the bits are the same.
+    HostBuffer partials(blocks * CKK * K);
+    parallel_for_dynamic(blocks, true, [&](int64_t b) { block(b * per_block, 0, m_panels, partials.get() + b * CKK * K, true); });
+    parallel_for(CKK, true, [&](int64_t t) {  // (rows of dw^T: contiguous in every partial)
+      float total[kMaxReducedFilters];
+      for (int64_t k = 0; k < K; ++k) total[k] = partials.get()[t * K + k];
+      for (int64_t b = 1; b < blocks; ++b) {
+        const float* row = partials.get() + (b * CKK + t) * K;
+        for (int64_t k = 0; k < K; ++k) total[k] += row[k];
+      }
+      for (int64_t k = 0; k < K; ++k) dw[k * CKK + t] = total[k];
+    });
+    return;
+  }
+  // Otherwise threads split the taps, each running every block (and preparing its samples).
+  HostBuffer dwt(CKK * K);  // dw^T, taps x filters
+  const int parts = parallel ? int(std::min<int64_t>(threads, m_panels)) : 1;
+  parallel_for(parts, parts > 1, [&](int64_t part) {
+    const int64_t ip0 = part * m_panels / parts, ip1 = (part + 1) * m_panels / parts;
+    for (int64_t n0 = 0; n0 < s.n; n0 += per_block) block(n0, ip0, ip1, dwt.get(), n0 == 0);
   });
   for (int64_t k = 0; k < K; ++k)
     for (int64_t t = 0; t < CKK; ++t) dw[k * CKK + t] = dwt.get()[t * K + k];

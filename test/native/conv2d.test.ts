@@ -198,6 +198,34 @@ describe('conv2d forward, shifted views of the padded input', () => {
     });
   });
 
+  test('both layouts of the prepared samples: one copy per kernel column (small planes) and the padded planes (copies past 128k floats)', () => {
+    // 64 channels of 30x30: three column copies would take 184k floats, so the forward reads the
+    // padded planes and drops 2 columns a row; the stride-2 layer with 120 filters on 8x8 planes
+    // takes the column copies, which a strided layer takes only with many filters.
+    const rng = new Rng(25);
+    withThreads(2, () => {
+      checkAll({ n: 2, c: 64, h: 30, w: 30, k: 8, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 }, rng);
+      checkAll({ n: 1, c: 70, h: 29, w: 31, k: 7, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
+      checkAll({ n: 3, c: 4, h: 8, w: 8, k: 120, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
+      checkAll({ n: 3, c: 5, h: 9, w: 7, k: 118, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng, false);
+    });
+  });
+
+  test('strided backward data, phase by phase: strides 2 and 3, kernels 2 to 5, paddings 0 to 2, odd sizes, small batches', () => {
+    // Each phase of dx is a stride-1 convolution of dy with the taps that reach it (1 to 9 of
+    // them here); rows and columns past dy's reach are zero (29 + 2 - 3 = 28, stride 2: x's last
+    // row and column get nothing from a 2x2 kernel with no padding).
+    const rng = new Rng(26);
+    withThreads(2, () => {
+      checkAll({ n: 5, c: 6, h: 16, w: 16, k: 8, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 }, rng);
+      checkAll({ n: 1, c: 7, h: 29, w: 23, k: 6, kh: 2, kw: 2, sh: 2, sw: 2, ph: 0, pw: 0 }, rng);
+      checkAll({ n: 3, c: 9, h: 17, w: 20, k: 5, kh: 4, kw: 4, sh: 2, sw: 2, ph: 1, pw: 1 }, rng, false);
+      checkAll({ n: 2, c: 8, h: 19, w: 19, k: 4, kh: 5, kw: 5, sh: 2, sw: 2, ph: 2, pw: 2 }, rng);
+      checkAll({ n: 2, c: 6, h: 20, w: 22, k: 3, kh: 5, kw: 3, sh: 3, sw: 2, ph: 2, pw: 0 }, rng);
+      checkAll({ n: 4, c: 7, h: 13, w: 14, k: 6, kh: 3, kw: 5, sh: 3, sw: 3, ph: 0, pw: 2 }, rng);
+    });
+  });
+
   test('strided layers read phase planes: 3x3 with stride 2, odd sizes, stride 3 (and a 1x1 one, whose stride past the kernel keeps the GEMM)', () => {
     const rng = new Rng(24);
     withThreads(2, () => {
