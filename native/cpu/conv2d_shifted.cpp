@@ -68,6 +68,7 @@ bool use_column_copies(const ConvShape& s) {
   const bool block_copies = s.sh == 1 && s.sw == 1 && s.ow == s.w;
   return block_copies || dropped * s.k * s.kh * s.kw >= 512 * (s.kw - 1);
 }
+
 // store_runs where no column is dropped (pitch = ow): wide columns are the output pixels, and tile
 // t's row r goes whole to out + r * P + t * kNR (its first `cols` - t * kNR columns, the last tile
 // cut at the plane's end).

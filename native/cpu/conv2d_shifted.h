@@ -88,7 +88,8 @@ void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, cons
 
 // Backward data of a strided convolution s, as sh x sw stride-1 convolutions on the shifted path,
 // one per phase of dx (conv2d_strided_data.cpp). False, with nothing written, where s has unit
-// strides, groups, a stride past its kernel, or a phase whose convolution shifted_conv refuses.
+// strides, groups, a stride past its kernel or past 8, or a phase whose convolution shifted_conv
+// refuses.
 bool strided_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx);
 
 // Backward data of a stride-1 convolution s as a convolution: dx = dy convolved with the filters
