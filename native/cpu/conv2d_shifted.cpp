@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "conv_padding.h"
@@ -122,6 +123,16 @@ ShiftedInput::ShiftedInput(const ConvShape& s, bool column_copies)
   }
 }
 
+ShiftedInput ShiftedInput::view(const ConvShape& s, const ConvShape& t, int64_t down, int64_t right) const {
+  ShiftedInput v = *this;
+  v.wide = t.oh * pitch;
+  v.tap.clear();
+  for (int64_t ci = 0; ci < t.c; ++ci)
+    for (int64_t ki = 0; ki < t.kh; ++ki)
+      for (int64_t kj = 0; kj < t.kw; ++kj) v.tap.push_back(tap[size_t((ci * s.kh + ki + down) * s.kw + kj + right)]);
+  return v;
+}
+
 namespace {
 
 // Rows of one phase plane: out row i (pitch floats) = row i * sh + a of the padded plane `src`
@@ -224,9 +235,11 @@ void ShiftedInput::prepare(const ConvShape& s, const float* x, int64_t sample, f
   std::fill(dst + planes, dst + floats, 0.0f);
 }
 
-ShiftedConv::ShiftedConv(const ConvShape& shape, const float* w)
+ShiftedConv::ShiftedConv(const ConvShape& shape, const float* w) : ShiftedConv(shape, w, ShiftedInput(shape)) {}
+
+ShiftedConv::ShiftedConv(const ConvShape& shape, const float* w, ShiftedInput input)
     : s(shape),
-      in(shape),
+      in(std::move(input)),
       CKK(s.c * s.kh * s.kw),
       P(s.oh * s.ow),
       chunks(ceil_div(in.wide, kTaskColumns)),
@@ -239,13 +252,16 @@ ShiftedConv::ShiftedConv(const ConvShape& shape, const float* w)
   }
 }
 
-void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const {
+void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample, bool wide) const {
   const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, in.wide - q0);
   const int g = int(ceil_div(cols, kNR));
-  // The kept columns as Runs (where columns are dropped).
+  // Output planes of wide columns (or, where none is dropped, of pixels) take whole tiles; else
+  // the kept columns as Runs.
+  const bool tiles = wide || in.pitch == s.ow;
+  const int64_t plane = wide ? in.wide : P;
   int64_t col[2 * kTaskColumns], len[2 * kTaskColumns], pix[2 * kTaskColumns];
   int runs = 0;
-  for (int64_t c = 0; c < cols && !in.by_column;) {
+  for (int64_t c = 0; c < cols && !tiles;) {
     const int64_t oy = (q0 + c) / in.pitch, ox = (q0 + c) % in.pitch;
     const int64_t end = std::min({cols, c + (in.pitch - ox), (c / kNR + 1) * kNR});
     if (ox < s.ow) {
@@ -264,8 +280,8 @@ void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float
       const int rows = int(std::min<int64_t>(kMR, K - i0));
       gemm_micro_kernel_shifted_group(g, kc, filters.get() + p0 * panel_rows + i0 * kc, xp + q0, in.tap.data() + p0,
                                       acc[0], rows);
-      if (in.by_column) {
-        store_tiles(acc[0], g, rows, cols, y_sample + i0 * P + q0, P, bias ? bias + i0 : nullptr, first);
+      if (tiles) {
+        store_tiles(acc[0], g, rows, cols, y_sample + i0 * plane + q0, plane, bias ? bias + i0 : nullptr, first);
       } else {
         store_runs(acc[0], rows, y_sample + i0 * P, P, bias ? bias + i0 : nullptr, first, {col, len, pix, runs});
       }

@@ -60,6 +60,10 @@ struct ShiftedInput {
   ShiftedInput(const ConvShape& s, bool by_column);
   // dst (floats) = sample `sample` of x prepared, zeros after it.
   void prepare(const ConvShape& s, const float* x, int64_t sample, float* dst) const;
+  // The same prepared samples (of s) read by a convolution t with t.c channels and a smaller
+  // kernel, whose tap (ci, ki, kj) is s's tap (ci, ki + down, kj + right), and t.oh output rows
+  // (at most s.oh): its wide columns have s's pitch, so those past t.ow are dropped.
+  ShiftedInput view(const ConvShape& s, const ConvShape& t, int64_t down, int64_t right) const;
 };
 
 // A convolution on the shifted path (a shape shifted_conv accepts), its filters w packed once.
@@ -70,10 +74,14 @@ struct ShiftedConv {
   HostBuffer filters;  // micro-panels, k block by k block: block p0 at filters + p0 * panel_rows
 
   ShiftedConv(const ConvShape& shape, const float* w);
+  // The same reading samples prepared as `input` says (a view of another convolution's, say).
+  ShiftedConv(const ConvShape& shape, const float* w, ShiftedInput input);
   // The outputs (y_sample: k planes of oh x ow) of one sample, prepared into xp (in.floats).
   void sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const;
-  // Those of its wide columns [chunk * 64, chunk * 64 + 64) only, from its prepared copy xp.
-  void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample) const;
+  // Those of its wide columns [chunk * 64, chunk * 64 + 64) only, from its prepared copy xp
+  // (columns past ow computed and dropped) -- or, with `wide`, all of them, y_sample's planes
+  // then being of in.wide columns (oh rows of in.pitch).
+  void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample, bool wide = false) const;
 };
 
 // y = conv(x, w) + bias, as conv2d_forward, for a shape shifted_conv accepts. Each sample is

@@ -57,9 +57,10 @@ KG_MULTIVERSION void interleave_pairs(float* __restrict row, const float* __rest
 }
 
 // The rows of dx of row phase a in one sample (C planes of h x w), from the outputs of the phases
-// (a, b), b < sw (out[b]: C planes of oh_a x ow_b, ow_b = ow[b]): padded row u * sh + a, column
-// v * sw + b, zero where u or v is past the output.
-void interleave(const ConvShape& s, int64_t a, int64_t oh_a, const float* const* out, const int64_t* ow, float* dx) {
+// (a, b), b < sw (out[b]: C planes of oh_a rows of `pitch` floats, the first ow[b] of each an
+// output): padded row u * sh + a, column v * sw + b, zero where u or v is past the output.
+void interleave(const ConvShape& s, int64_t a, int64_t oh_a, int64_t pitch, const float* const* out, const int64_t* ow,
+                float* dx) {
   const int64_t u0 = ceil_div(std::max<int64_t>(0, s.ph - a), s.sh);
   for (int64_t ci = 0; ci < s.c; ++ci) {
     for (int64_t u = u0; u * s.sh + a - s.ph < s.h; ++u) {
@@ -73,12 +74,12 @@ void interleave(const ConvShape& s, int64_t a, int64_t oh_a, const float* const*
         // Column 2j is column phase pw % 2 at v = j + pw / 2, column 2j + 1 the other at j + (pw + 1) / 2.
         const int64_t be = s.pw % 2, bo = 1 - be, ve = s.pw / 2, vo = (s.pw + 1) / 2;
         const int64_t pairs = std::max<int64_t>(0, std::min({s.w / 2, ow[be] - ve, ow[bo] - vo}));
-        interleave_pairs(row, out[be] + (ci * oh_a + u) * ow[be] + ve, out[bo] + (ci * oh_a + u) * ow[bo] + vo, pairs);
+        interleave_pairs(row, out[be] + (ci * oh_a + u) * pitch + ve, out[bo] + (ci * oh_a + u) * pitch + vo, pairs);
         ix = 2 * pairs;
       }
       for (; ix < s.w; ++ix) {
         const int64_t b = (ix + s.pw) % s.sw, v = (ix + s.pw) / s.sw;
-        row[ix] = v < ow[b] ? out[b][(ci * oh_a + u) * ow[b] + v] : 0.0f;
+        row[ix] = v < ow[b] ? out[b][(ci * oh_a + u) * pitch + v] : 0.0f;
       }
     }
   }
@@ -89,41 +90,46 @@ void interleave(const ConvShape& s, int64_t a, int64_t oh_a, const float* const*
 bool strided_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx) {
   if (s.groups != 1 || (s.sh == 1 && s.sw == 1) || s.sh < 1 || s.sw < 1 || s.sh > s.kh || s.sw > s.kw) return false;
   if (s.sh > kMaxStride || s.sw > kMaxStride) return false;
+  // Phase (0, 0) has the most taps (ceil(kh / sh) x ceil(kw / sw)) and the widest padding: dy
+  // prepared for its convolution serves every phase, whose taps are a corner of its taps and whose
+  // output rows and columns are its first ones.
+  const ConvShape first = phase_conv(s, 0, 0);
+  if (!shifted_conv(first)) return false;
+  const ShiftedInput common(first);
   struct Phase {
-    int64_t a, b;
     ConvShape t;
     std::unique_ptr<ShiftedConv> conv;
   };
   std::vector<Phase> phases;
-  int64_t xp_floats = 0, out_floats = 0;  // the largest prepared sample and output
+  int64_t outputs = 0;  // floats of one sample's phase outputs, all phases
   for (int64_t a = 0; a < s.sh; ++a) {
     for (int64_t b = 0; b < s.sw; ++b) {
       const ConvShape t = phase_conv(s, a, b);
-      if (!shifted_conv(t)) return false;
-      phases.push_back({a, b, t, nullptr});
+      const ShiftedInput view = common.view(first, t, first.kh - t.kh, first.kw - t.kw);
+      phases.push_back({t, std::make_unique<ShiftedConv>(t, phase_filters(s, t, a, b, w).data(), view)});
+      outputs += t.k * view.wide;
     }
   }
-  for (Phase& p : phases) {
-    p.conv = std::make_unique<ShiftedConv>(p.t, phase_filters(s, p.t, p.a, p.b, w).data());
-    xp_floats = std::max(xp_floats, p.conv->in.floats);
-    out_floats = std::max(out_floats, p.t.k * p.t.oh * p.t.ow);
-  }
-  // Tasks are (sample, row phase) pairs, which own disjoint rows of dx.
+  // Tasks are samples: dy's sample prepared once, every phase's convolution, then interleaved.
   const int64_t image = s.c * s.h * s.w;
   const double flops = 2.0 * double(s.n) * double(s.k * s.oh * s.ow) * double(s.c * s.kh * s.kw);
-  parallel_for_dynamic(s.n * s.sh, flops >= kGemmParallelFlops, [&](int64_t task) {
-    const int64_t sample = task / s.sh, a = task % s.sh;
-    float* xp = scratch(Scratch::Columns, size_t(xp_floats));
-    float* outputs = scratch(Scratch::Block, size_t(s.sw * out_floats));
-    const float* out[kMaxStride];
-    int64_t ow[kMaxStride];
-    for (int64_t b = 0; b < s.sw; ++b) {
-      const Phase& p = phases[size_t(a * s.sw + b)];
-      p.conv->sample(dy, sample, xp, nullptr, outputs + b * out_floats);
-      out[b] = outputs + b * out_floats;
-      ow[b] = p.t.ow;
+  parallel_for_dynamic(s.n, flops >= kGemmParallelFlops, [&](int64_t sample) {
+    float* xp = scratch(Scratch::Columns, size_t(common.floats));
+    float* out = scratch(Scratch::Block, size_t(outputs));
+    common.prepare(first, dy, sample, xp);
+    const float* phase_out[kMaxStride * kMaxStride];
+    float* o = out;
+    for (size_t p = 0; p < phases.size(); ++p) {  // each output over its wide columns, tiles whole
+      const ShiftedConv& conv = *phases[p].conv;
+      for (int64_t c = 0; c < conv.chunks; ++c) conv.chunk(xp, c, nullptr, o, true);
+      phase_out[p] = o;
+      o += phases[p].t.k * conv.in.wide;
     }
-    interleave(s, a, phases[size_t(a * s.sw)].t.oh, out, ow, dx + sample * image);
+    for (int64_t a = 0; a < s.sh; ++a) {
+      int64_t ow[kMaxStride];
+      for (int64_t b = 0; b < s.sw; ++b) ow[b] = phases[size_t(a * s.sw + b)].t.ow;
+      interleave(s, a, phases[size_t(a * s.sw)].t.oh, common.pitch, phase_out + a * s.sw, ow, dx + sample * image);
+    }
   });
   return true;
 }
