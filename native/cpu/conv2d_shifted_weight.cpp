@@ -29,6 +29,7 @@
 #include "host_allocator.h"
 #include "parallel.h"
 #include "scratch.h"
+#include "simd.h"
 
 namespace kg::cpu {
 namespace {
@@ -39,6 +40,17 @@ constexpr int64_t kBlockPixels = 512;
 constexpr int64_t kMaxPartialFloats = int64_t(1) << 23;
 // Filters whose sums the reduction of the partials holds on the stack.
 constexpr int64_t kMaxReducedFilters = 1024;
+
+// dst[pix * kNR + c] = src[c * P + pix] for the filters c < filters and pixels pix < P: one
+// sample's dy^T as a micro-panel, by blocks of 16 pixels, each row of a block read as one run
+// (multiversioned, simd.h).
+KG_MULTIVERSION void transpose_filters(const float* __restrict src, int64_t P, int64_t filters, float* __restrict dst) {
+  for (int64_t p0 = 0; p0 < P; p0 += 16) {
+    const int64_t n = std::min<int64_t>(16, P - p0);
+    for (int64_t c = 0; c < filters; ++c)
+      for (int64_t j = 0; j < n; ++j) dst[(p0 + j) * kNR + c] = src[c * P + p0 + j];
+  }
+}
 
 }  // namespace
 
@@ -67,14 +79,8 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
     for (int64_t jp = 0; jp < n_panels; ++jp) {
       float* panel = bpanels + jp * kc * kNR;
       const int64_t filters = std::min<int64_t>(kNR, K - jp * kNR);
-      for (int64_t i = 0; i < count; ++i) {
-        const float* src = dy + ((n0 + i) * K + jp * kNR) * P;
-        float* dst = panel + i * P * kNR;
-        for (int64_t pix = 0; pix < P; ++pix) {
-          for (int64_t c = 0; c < filters; ++c) dst[pix * kNR + c] = src[c * P + pix];
-          for (int64_t c = filters; c < kNR; ++c) dst[pix * kNR + c] = 0.0f;
-        }
-      }
+      if (filters < kNR) std::fill(panel, panel + kc * kNR, 0.0f);
+      for (int64_t i = 0; i < count; ++i) transpose_filters(dy + ((n0 + i) * K + jp * kNR) * P, P, filters, panel + i * P * kNR);
     }
     alignas(64) float acc[kGroup][kMR * kNR];
     for (int64_t ip = ip0; ip < ip1; ++ip) {
