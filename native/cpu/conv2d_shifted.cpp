@@ -90,6 +90,13 @@ KG_MULTIVERSION void store_tiles(const float* acc, int g, int rows, int64_t cols
   }
 }
 
+// out[r * ow + j] = wide[r * pitch + j] for rows r < rows and j < ow (multiversioned).
+KG_MULTIVERSION void keep_columns(const float* __restrict wide, int64_t rows, int64_t pitch, int64_t ow,
+                                  float* __restrict out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < ow; ++j) out[r * ow + j] = wide[r * pitch + j];
+}
+
 }  // namespace
 
 bool shifted_conv(const ConvShape& s) {
@@ -185,31 +192,30 @@ KG_MULTIVERSION void deinterleave_pairs(const float* __restrict src, float* __re
   }
 }
 
-// phase_rows_of for the two column phases of a stride sw = 2 at once (out0: b = 0, out1: b = 1),
-// each row of x read once and split, where a row per phase would gather every other float.
+// phase_rows_of for the two column phases of a stride sw = 2 at once (out[0]: b = 0, out[1]: b = 1),
+// each row of x read once and split, where a row per phase would gather every other float. Column
+// j of phase b is x column 2j + b - pw, so x's even columns 2m go to phase pw % 2 at j = m + pw / 2
+// and its odd ones to the other at m + (pw + 1) / 2 (both within the pitch); the rest are zeros.
 void column_phase_pairs(const ConvShape& s, const float* plane, int64_t a, int64_t rows, int64_t pitch, float* out0,
                         float* out1) {
-  // Columns j of phase b read x column 2j + b - pw: inside the image for j in [lo[b], hi[b]).
-  int64_t lo[2], hi[2];
-  for (int64_t b = 0; b < 2; ++b) {
-    lo[b] = std::min(pitch, ceil_div(std::max<int64_t>(0, s.pw - b), 2));
-    hi[b] = std::max(lo[b], std::min(pitch, ceil_div(s.w + s.pw - b, 2)));
-  }
-  const int64_t both0 = std::max(lo[0], lo[1]), both1 = std::max(both0, std::min(hi[0], hi[1]));
+  const int64_t be = s.pw % 2, je = s.pw / 2, jo = (s.pw + 1) / 2;
+  const int64_t ne = (s.w + 1) / 2, no = s.w / 2;  // x's even and odd columns
   for (int64_t i = 0; i < rows; ++i, out0 += pitch, out1 += pitch) {
     const int64_t y = i * s.sh + a - s.ph;
-    float* out[2] = {out0, out1};
+    float* even = be == 0 ? out0 : out1;
+    float* odd = be == 0 ? out1 : out0;
     if (y < 0 || y >= s.h) {
       std::fill(out0, out0 + pitch, 0.0f);
       std::fill(out1, out1 + pitch, 0.0f);
       continue;
     }
-    const float* src = plane + y * s.w - s.pw;  // column 2j + b of the padded row at src[2j + b]
-    for (int64_t b = 0; b < 2; ++b) {
-      for (int64_t j = 0; j < both0; ++j) out[b][j] = j >= lo[b] && j < hi[b] ? src[2 * j + b] : 0.0f;
-      for (int64_t j = both1; j < pitch; ++j) out[b][j] = j >= lo[b] && j < hi[b] ? src[2 * j + b] : 0.0f;
-    }
-    deinterleave_pairs(src + 2 * both0, out0 + both0, out1 + both0, both1 - both0);
+    const float* src = plane + y * s.w;
+    std::fill(even, even + je, 0.0f);
+    std::fill(odd, odd + jo, 0.0f);
+    deinterleave_pairs(src, even + je, odd + jo, no);
+    if (ne > no) even[je + no] = src[2 * no];
+    std::fill(even + je + ne, even + pitch, 0.0f);
+    std::fill(odd + jo + no, odd + pitch, 0.0f);
   }
 }
 
@@ -291,7 +297,15 @@ void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float
 
 void ShiftedConv::sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const {
   in.prepare(s, x, sample, xp);
-  for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, y_sample);
+  if (in.pitch == s.ow) {
+    for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, y_sample);
+    return;
+  }
+  // Columns dropped: the outputs over all wide columns first, whole tiles at a time, then the
+  // kept ones copied row by row, where storing the kept runs of each tile took longer.
+  float* wide = scratch(Scratch::PackB, size_t(s.k * in.wide));
+  for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, wide, true);
+  keep_columns(wide, s.k * s.oh, in.pitch, s.ow, y_sample);
 }
 
 void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {

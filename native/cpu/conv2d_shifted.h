@@ -31,8 +31,8 @@ namespace kg::cpu {
 bool shifted_conv(const ConvShape& s);
 
 // Whether the filter gradient of s takes the shifted path: shifted_conv, with the by-phase layout's
-// dropped columns at most a quarter of the kept ones. (Its threads each prepare every sample, and
-// the by-column copies, kw times the input, then cost more than the dropped columns.)
+// dropped columns at most a quarter of the kept ones. (Its kernels read the by-phase layout: with
+// the by-column copies, kw times the input to sweep, both measured slower.)
 bool shifted_conv_weight(const ConvShape& s);
 
 // What the shifted views read, in one of two layouts of a sample, zero-padded:
@@ -41,7 +41,8 @@ bool shifted_conv_weight(const ConvShape& s);
 //    -- phase a holds rows i * sh + a of the padded plane. Tap (ci, ki, kj) is copy kj, phase
 //    ki % sh shifted down by ki / sh rows, and every column is kept: the copies cost kw writes of
 //    the input, where the other layout would compute (pitch - ow) / ow more multiply-adds, a
-//    quarter on an 8x8 image. Taken where the copies fit in a quarter of an L2.
+//    quarter on an 8x8 image. Taken where the copies fit in a quarter of an L2 and cost less than
+//    those multiply-adds would.
 //  - by phase: the padded planes themselves (pitch = w + 2 pw), split with a stride into sh x sw
 //    phase planes -- phase (a, b) holds rows i * sh + a and columns j * sw + b -- so that tap
 //    (ci, ki, kj) is phase (ki % sh, kj % sw) shifted by (ki / sh, kj / sw). The columns ox >= ow
@@ -96,8 +97,8 @@ void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, cons
 
 // Backward data of a strided convolution s, as sh x sw stride-1 convolutions on the shifted path,
 // one per phase of dx (conv2d_strided_data.cpp). False, with nothing written, where s has unit
-// strides, groups, a stride past its kernel or past 8, or a phase whose convolution shifted_conv
-// refuses.
+// strides, groups, a stride past its kernel or past 8, or where shifted_conv refuses the
+// convolution of phase (0, 0), whose prepared dy every phase reads.
 bool strided_backward_data(const ConvShape& s, const float* dy, const float* w, float* dx);
 
 // Backward data of a stride-1 convolution s as a convolution: dx = dy convolved with the filters
