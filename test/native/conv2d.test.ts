@@ -226,6 +226,26 @@ describe('conv2d forward, shifted views of the padded input', () => {
     });
   });
 
+  test('strided backward data on random geometries (strides 2 to 4, kernels up to 5, paddings below the kernel)', () => {
+    const rng = new Rng(27);
+    withThreads(2, () => {
+      for (let t = 0; t < 16; t++) {
+        const kh = rng.int(2, 5), kw = rng.int(2, 5);
+        const sh = rng.int(2, Math.min(4, kh)), sw = rng.int(2, Math.min(4, kw));
+        const ph = rng.int(0, kh - 1), pw = rng.int(0, kw - 1);
+        const h = kh + rng.int(0, 14), w = kw + rng.int(0, 14);
+        const g = { n: rng.int(1, 5), c: rng.int(6, 12), h, w, k: rng.int(2, 9), kh, kw, sh, sw, ph, pw };
+        const { oh, ow } = convOut(g);
+        const dy = rng.array(g.n * g.k * oh * ow);
+        const wt = rng.array(g.k * g.c * kh * kw);
+        const dx = empty(g.n * g.c * h * w);
+        native.conv2dBackwardData(convArg(g), store(dy), store(wt), dx);
+        const ref = conv2dBackwardDataRef(g, dy, wt);
+        expectClose(dx.read(), ref.value, { ...tol(g.k * kh * kw), scale: ref.scale }, `backward data ${JSON.stringify(g)}`);
+      }
+    });
+  });
+
   test('strided layers read phase planes: 3x3 with stride 2, odd sizes, stride 3 (and a 1x1 one, whose stride past the kernel keeps the GEMM)', () => {
     const rng = new Rng(24);
     withThreads(2, () => {
