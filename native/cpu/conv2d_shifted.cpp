@@ -20,39 +20,6 @@ namespace {
 // Wide columns per task: one group of micro-panels, which the micro-kernel takes in one call.
 constexpr int64_t kTaskColumns = kGroup * kNR;
 
-// The kept columns of a task, as runs that stay inside one output row and one micro-panel: run j
-// is columns [col[j], col[j] + len[j]), going to the output plane from pixel pix[j] on.
-struct Runs {
-  const int64_t *col, *len, *pix;
-  int count;
-};
-
-// Rows r < rows of a group of tiles (acc, kGroup tiles of kMR x kNR) into the output planes of
-// rows' filters (out, P apart), as the GEMM path's OutputStore: on the first k block the sum plus
-// the bias (or + 0.0f), later blocks added. Multiversioned (simd.h): the runs are a row of a small
-// plane (8 pixels for an 8x8 image), one AVX vector.
-KG_MULTIVERSION void store_runs(const float* acc, int rows, float* out, int64_t P, const float* bias, bool first,
-                                const Runs& runs) {
-  for (int r = 0; r < rows; ++r) {
-    float* o = out + r * P;
-    const float b = bias ? bias[r] : 0.0f;
-    for (int j = 0; j < runs.count; ++j) {
-      const float* a = acc + runs.col[j] / kNR * kMR * kNR + r * kNR + runs.col[j] % kNR;
-      float* d = o + runs.pix[j];
-      const int64_t n = runs.len[j];
-      if (first) {
-        for (int64_t i = 0; i < n; ++i) d[i] = a[i] + b;
-      } else {
-        for (int64_t i = 0; i < n; ++i) d[i] += a[i];
-      }
-    }
-  }
-}
-
-}  // namespace
-
-namespace {
-
 // The by-column layout's copies (kw of them, sh row phases each) fit in a quarter of a 2 MiB L2.
 constexpr int64_t kMaxColumnCopiesFloats = int64_t(1) << 17;
 
@@ -70,9 +37,10 @@ bool use_column_copies(const ConvShape& s) {
   return block_copies || dropped * s.k * s.kh * s.kw >= 512 * (s.kw - 1);
 }
 
-// store_runs where no column is dropped (pitch = ow): wide columns are the output pixels, and tile
-// t's row r goes whole to out + r * P + t * kNR (its first `cols` - t * kNR columns, the last tile
-// cut at the plane's end).
+// Rows r < rows of a group of tiles (acc, g tiles of kMR x kNR, of `cols` columns in all) into the
+// planes of rows' filters (out, P apart), whole: tile t's row r to out + r * P + t * kNR, the last
+// tile cut at `cols`. As the GEMM path's OutputStore: on the first k block the sum plus the bias
+// (or + 0.0f), later blocks added.
 KG_MULTIVERSION void store_tiles(const float* acc, int g, int rows, int64_t cols, float* out, int64_t P,
                                  const float* bias, bool first) {
   for (int r = 0; r < rows; ++r) {
@@ -90,7 +58,9 @@ KG_MULTIVERSION void store_tiles(const float* acc, int g, int rows, int64_t cols
   }
 }
 
-// out[r * ow + j] = wide[r * pitch + j] for rows r < rows and j < ow (multiversioned).
+// out[r * ow + j] = wide[r * pitch + j] for rows r < rows and j < ow: the kept columns of outputs
+// computed over wide columns, copied out (multiversioned). Storing each tile's kept runs straight
+// into the output instead took longer (a tenth of a stride-2 layer's forward).
 KG_MULTIVERSION void keep_columns(const float* __restrict wide, int64_t rows, int64_t pitch, int64_t ow,
                                   float* __restrict out) {
   for (int64_t r = 0; r < rows; ++r)
@@ -145,8 +115,9 @@ namespace {
 // Rows of one phase plane: out row i (pitch floats) = row i * sh + a of the padded plane `src`
 // points into (x's plane, y rows of w), its columns j taken from x columns j * step + first - pw;
 // zeros outside the image. The columns inside form a range [j0, j1), the same for every row.
-// Plain loops rather than memcpy and fill: the rows are short (8 floats on an 8x8 image) and many
-// (kw copies of every row), and the calls would cost more than the copies. Multiversioned (simd.h).
+// Rows as wide as x's (padding that keeps the size, unit strides) are one block copy; others go
+// row by row in plain loops rather than memcpy and fill, the rows being short (8 floats on an 8x8
+// image) and many (kw copies of every row). Multiversioned (simd.h).
 KG_MULTIVERSION void phase_rows_of(const ConvShape& s, const float* plane, int64_t a, int64_t step, int64_t first,
                                    int64_t rows, int64_t pitch, float* out) {
   const int64_t j0 = std::min(pitch, ceil_div(std::max<int64_t>(0, s.pw - first), step));
@@ -258,26 +229,9 @@ ShiftedConv::ShiftedConv(const ConvShape& shape, const float* w, ShiftedInput in
   }
 }
 
-void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample, bool wide) const {
+void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float* out) const {
   const int64_t K = s.k, q0 = chunk * kTaskColumns, cols = std::min(kTaskColumns, in.wide - q0);
   const int g = int(ceil_div(cols, kNR));
-  // Output planes of wide columns (or, where none is dropped, of pixels) take whole tiles; else
-  // the kept columns as Runs.
-  const bool tiles = wide || in.pitch == s.ow;
-  const int64_t plane = wide ? in.wide : P;
-  int64_t col[2 * kTaskColumns], len[2 * kTaskColumns], pix[2 * kTaskColumns];
-  int runs = 0;
-  for (int64_t c = 0; c < cols && !tiles;) {
-    const int64_t oy = (q0 + c) / in.pitch, ox = (q0 + c) % in.pitch;
-    const int64_t end = std::min({cols, c + (in.pitch - ox), (c / kNR + 1) * kNR});
-    if (ox < s.ow) {
-      col[runs] = c;
-      len[runs] = std::min(end, c + (s.ow - ox)) - c;
-      pix[runs] = oy * s.ow + ox;
-      ++runs;
-    }
-    c = end;
-  }
   alignas(64) float acc[kGroup][kMR * kNR];
   for (int64_t p0 = 0; p0 < CKK; p0 += kc_max) {
     const int64_t kc = std::min(kc_max, CKK - p0);
@@ -286,26 +240,16 @@ void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float
       const int rows = int(std::min<int64_t>(kMR, K - i0));
       gemm_micro_kernel_shifted_group(g, kc, filters.get() + p0 * panel_rows + i0 * kc, xp + q0, in.tap.data() + p0,
                                       acc[0], rows);
-      if (tiles) {
-        store_tiles(acc[0], g, rows, cols, y_sample + i0 * plane + q0, plane, bias ? bias + i0 : nullptr, first);
-      } else {
-        store_runs(acc[0], rows, y_sample + i0 * P, P, bias ? bias + i0 : nullptr, first, {col, len, pix, runs});
-      }
+      store_tiles(acc[0], g, rows, cols, out + i0 * in.wide + q0, in.wide, bias ? bias + i0 : nullptr, first);
     }
   }
 }
 
 void ShiftedConv::sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const {
   in.prepare(s, x, sample, xp);
-  if (in.pitch == s.ow) {
-    for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, y_sample);
-    return;
-  }
-  // Columns dropped: the outputs over all wide columns first, whole tiles at a time, then the
-  // kept ones copied row by row, where storing the kept runs of each tile took longer.
-  float* wide = scratch(Scratch::PackB, size_t(s.k * in.wide));
-  for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, wide, true);
-  keep_columns(wide, s.k * s.oh, in.pitch, s.ow, y_sample);
+  float* out = dropped() ? scratch(Scratch::PackB, size_t(s.k * in.wide)) : y_sample;
+  for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, out);
+  if (dropped()) keep_columns(out, s.k * s.oh, in.pitch, s.ow, y_sample);
 }
 
 void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y) {
@@ -321,10 +265,13 @@ void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, co
     return;
   }
   // A small batch: its samples one after another, the chunks of each in parallel.
-  HostBuffer xp(conv.in.floats);
+  HostBuffer xp(conv.in.floats), wide(conv.dropped() ? s.k * conv.in.wide : 0);
   for (int64_t sample = 0; sample < s.n; ++sample) {
+    float* y_sample = y + sample * s.k * conv.P;
+    float* out = conv.dropped() ? wide.get() : y_sample;
     conv.in.prepare(s, x, sample, xp.get());
-    parallel_for(conv.chunks, parallel, [&](int64_t c) { conv.chunk(xp.get(), c, bias, y + sample * s.k * conv.P); });
+    parallel_for(conv.chunks, parallel, [&](int64_t c) { conv.chunk(xp.get(), c, bias, out); });
+    if (conv.dropped()) keep_columns(out, s.k * s.oh, conv.in.pitch, s.ow, y_sample);
   }
 }
 

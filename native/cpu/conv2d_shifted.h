@@ -79,10 +79,12 @@ struct ShiftedConv {
   ShiftedConv(const ConvShape& shape, const float* w, ShiftedInput input);
   // The outputs (y_sample: k planes of oh x ow) of one sample, prepared into xp (in.floats).
   void sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const;
-  // Those of its wide columns [chunk * 64, chunk * 64 + 64) only, from its prepared copy xp
-  // (columns past ow computed and dropped) -- or, with `wide`, all of them, y_sample's planes
-  // then being of in.wide columns (oh rows of in.pitch).
-  void chunk(const float* xp, int64_t chunk, const float* bias, float* y_sample, bool wide = false) const;
+  // The outputs over wide columns [chunk * 64, chunk * 64 + 64) of one sample, from its prepared
+  // copy xp, whole tiles at a time: out holds k planes of in.wide floats (oh rows of in.pitch, the
+  // first ow of each an output; the output itself where no column is dropped).
+  void chunk(const float* xp, int64_t chunk, const float* bias, float* out) const;
+  // Whether columns are dropped (in.pitch > ow).
+  bool dropped() const { return in.pitch != s.ow; }
 };
 
 // y = conv(x, w) + bias, as conv2d_forward, for a shape shifted_conv accepts. Each sample is

@@ -121,9 +121,9 @@ bool strided_backward_data(const ConvShape& s, const float* dy, const float* w, 
     common.prepare(first, dy, sample, xp);
     const float* phase_out[kMaxStride * kMaxStride];
     float* o = out;
-    for (size_t p = 0; p < phases.size(); ++p) {  // each output over its wide columns, tiles whole
+    for (size_t p = 0; p < phases.size(); ++p) {  // each output over its wide columns
       const ShiftedConv& conv = *phases[p].conv;
-      for (int64_t c = 0; c < conv.chunks; ++c) conv.chunk(xp, c, nullptr, o, true);
+      for (int64_t c = 0; c < conv.chunks; ++c) conv.chunk(xp, c, nullptr, o);
       phase_out[p] = o;
       o += phases[p].t.k * conv.in.wide;
     }

@@ -44,10 +44,12 @@ describe('thread-count independence', () => {
       // the shifted-view forward (a ResNet's 3x3 layer), batches on both sides of its per-sample split
       { n: 40, c: 16, h: 8, w: 8, k: 16, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
       { n: 3, c: 64, h: 8, w: 8, k: 64, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
-      // a ResNet's downsampling layer: backward data phase by phase; its filter gradient by blocks of
-      // samples with 1 thread (2 blocks), by taps with 2 and 3, which must agree bit for bit
+      // strided layers' backward data, phase by phase
       { n: 4, c: 16, h: 32, w: 32, k: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
       { n: 13, c: 12, h: 15, w: 15, k: 20, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
+      // a filter gradient of 4 blocks of samples: by blocks with 1 and 2 threads, by taps with 3,
+      // which must agree bit for bit
+      { n: 4, c: 16, h: 32, w: 32, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
     ];
     for (const g of geometries) {
       const { oh, ow } = convOut(g);
