@@ -272,7 +272,7 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
     std::fill(dw, dw + K * CKK, 0.0f);
     return;
   }
-  if (shifted_conv_weight(s)) return shifted_conv_backward_weight(s, x, dy, dw);
+  if (shifted_conv(s)) return shifted_conv_backward_weight(s, x, dy, dw);
   if (pad_explicitly(s)) {
     HostBuffer xp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
     pad_planes(s, x, xp.get());

@@ -25,15 +25,12 @@
 
 namespace kg::cpu {
 
-// Whether the forward of s takes the shifted path: one group, at least 2 channels and 6 filters,
-// a stride no larger than the kernel, padding that conv_padding.h makes explicit, and either the
-// by-column layout below or dropped columns at most a quarter of the kept ones.
+// Whether s takes the shifted path: one group, at least 2 channels and 6 filters, a stride no
+// larger than the kernel, padding that conv_padding.h makes explicit, and in the by-phase layout
+// below dropped columns at most a quarter of the kept ones. (The forward may then read the
+// by-column layout; the filter gradient's kernels read the by-phase one: with the by-column
+// copies, kw times the input to sweep, both measured slower.)
 bool shifted_conv(const ConvShape& s);
-
-// Whether the filter gradient of s takes the shifted path: shifted_conv, with the by-phase layout's
-// dropped columns at most a quarter of the kept ones. (Its kernels read the by-phase layout: with
-// the by-column copies, kw times the input to sweep, both measured slower.)
-bool shifted_conv_weight(const ConvShape& s);
 
 // What the shifted views read, in one of two layouts of a sample, zero-padded:
 //  - by column: one copy of the sample per kernel column kj, copy kj holding x[ci, y, ox * sw +
