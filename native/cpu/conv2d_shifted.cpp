@@ -81,20 +81,21 @@ bool shifted_conv(const ConvShape& s) {
   return 4 * phase_pitch(s) <= 5 * s.ow;
 }
 
-ShiftedInput::ShiftedInput(const ConvShape& s) : ShiftedInput(s, use_column_copies(s)) {}
+ShiftedInput::ShiftedInput(const ConvShape& s)
+    : ShiftedInput(s, use_column_copies(s) ? ShiftedLayout::ByColumn : ShiftedLayout::ByPhase) {}
 
-ShiftedInput::ShiftedInput(const ConvShape& s, bool column_copies)
-    : by_column(column_copies),
+ShiftedInput::ShiftedInput(const ConvShape& s, ShiftedLayout by)
+    : layout(by),
       rows(phase_rows(s)),
-      pitch(by_column ? s.ow : phase_pitch(s)),
+      pitch(by_column() ? s.ow : phase_pitch(s)),
       wide(s.oh * pitch),
-      floats((by_column ? s.kw * s.c * s.sh : s.c * s.sh * s.sw) * rows * pitch + kTaskColumns + s.kw) {
+      floats((by_column() ? s.kw * s.c * s.sh : s.c * s.sh * s.sw) * rows * pitch + kTaskColumns + s.kw) {
   tap.reserve(size_t(s.c * s.kh * s.kw));
   for (int64_t ci = 0; ci < s.c; ++ci) {
     for (int64_t ki = 0; ki < s.kh; ++ki) {
       for (int64_t kj = 0; kj < s.kw; ++kj) {
-        const int64_t plane = by_column ? (kj * s.c + ci) * s.sh + ki % s.sh : (ci * s.sh + ki % s.sh) * s.sw + kj % s.sw;
-        tap.push_back(plane * rows * pitch + ki / s.sh * pitch + (by_column ? 0 : kj / s.sw));
+        const int64_t plane = by_column() ? (kj * s.c + ci) * s.sh + ki % s.sh : (ci * s.sh + ki % s.sh) * s.sw + kj % s.sw;
+        tap.push_back(plane * rows * pitch + ki / s.sh * pitch + (by_column() ? 0 : kj / s.sw));
       }
     }
   }
@@ -198,7 +199,7 @@ void ShiftedInput::prepare(const ConvShape& s, const float* x, int64_t sample, f
   for (int64_t ci = 0; ci < s.c; ++ci) {
     const float* src = in + ci * s.h * s.w;
     for (int64_t a = 0; a < s.sh; ++a) {
-      if (by_column) {
+      if (by_column()) {
         for (int64_t kj = 0; kj < s.kw; ++kj)
           phase_rows_of(s, src, a, s.sw, kj, rows, pitch, dst + ((kj * s.c + ci) * s.sh + a) * plane);
       } else if (s.sw == 2) {
@@ -245,10 +246,11 @@ void ShiftedConv::chunk(const float* xp, int64_t chunk, const float* bias, float
   }
 }
 
-void ShiftedConv::sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const {
+void ShiftedConv::sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample,
+                         bool parallel) const {
   in.prepare(s, x, sample, xp);
   float* out = dropped() ? scratch(Scratch::PackB, size_t(s.k * in.wide)) : y_sample;
-  for (int64_t c = 0; c < chunks; ++c) chunk(xp, c, bias, out);
+  parallel_for(chunks, parallel, [&](int64_t c) { chunk(xp, c, bias, out); });
   if (dropped()) keep_columns(out, s.k * s.oh, in.pitch, s.ow, y_sample);
 }
 
@@ -260,19 +262,13 @@ void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, co
     // prepared copy of the whole batch would be written to memory and read back.
     parallel_for_dynamic(s.n, true, [&](int64_t sample) {
       float* xp = scratch(Scratch::Columns, size_t(conv.in.floats));
-      conv.sample(x, sample, xp, bias, y + sample * s.k * conv.P);
+      conv.sample(x, sample, xp, bias, y + sample * s.k * conv.P, false);
     });
     return;
   }
   // A small batch: its samples one after another, the chunks of each in parallel.
-  HostBuffer xp(conv.in.floats), wide(conv.dropped() ? s.k * conv.in.wide : 0);
-  for (int64_t sample = 0; sample < s.n; ++sample) {
-    float* y_sample = y + sample * s.k * conv.P;
-    float* out = conv.dropped() ? wide.get() : y_sample;
-    conv.in.prepare(s, x, sample, xp.get());
-    parallel_for(conv.chunks, parallel, [&](int64_t c) { conv.chunk(xp.get(), c, bias, out); });
-    if (conv.dropped()) keep_columns(out, s.k * s.oh, conv.in.pitch, s.ow, y_sample);
-  }
+  float* xp = scratch(Scratch::Columns, size_t(conv.in.floats));
+  for (int64_t sample = 0; sample < s.n; ++sample) conv.sample(x, sample, xp, bias, y + sample * s.k * conv.P, parallel);
 }
 
 std::optional<ConvShape> transposed_conv(const ConvShape& s) {

@@ -46,16 +46,19 @@ bool shifted_conv(const ConvShape& s);
 //    of each output row are computed and dropped: taken on large planes, where they are few.
 // Either way wide column q' = oy * pitch + ox (ox < pitch, kept when ox < ow) of tap t is element
 // tap[t] + q' of the prepared sample.
+enum class ShiftedLayout { ByColumn, ByPhase };
+
 struct ShiftedInput {
-  bool by_column;            // the layout: by column, or by phase
+  ShiftedLayout layout;      // by column or by phase, as above
   int64_t rows, pitch;       // a (phase) plane's size
   int64_t wide;              // wide columns per sample: oh * pitch
   int64_t floats;            // a prepared sample, with room for the reads of dropped columns past it
   std::vector<int64_t> tap;  // per tap (ci, ki, kj), its offset
 
-  // The layout shifted_conv_forward takes for s (by column where it serves), or by phase.
+  // The layout shifted_conv_forward takes for s: by column where it serves, else by phase.
   explicit ShiftedInput(const ConvShape& s);
-  ShiftedInput(const ConvShape& s, bool by_column);
+  ShiftedInput(const ConvShape& s, ShiftedLayout layout);
+  bool by_column() const { return layout == ShiftedLayout::ByColumn; }
   // dst (floats) = sample `sample` of x prepared, zeros after it.
   void prepare(const ConvShape& s, const float* x, int64_t sample, float* dst) const;
   // The same prepared samples (of s) read by a convolution t with t.c channels and a smaller
@@ -74,8 +77,9 @@ struct ShiftedConv {
   ShiftedConv(const ConvShape& shape, const float* w);
   // The same reading samples prepared as `input` says (a view of another convolution's, say).
   ShiftedConv(const ConvShape& shape, const float* w, ShiftedInput input);
-  // The outputs (y_sample: k planes of oh x ow) of one sample, prepared into xp (in.floats).
-  void sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample) const;
+  // The outputs (y_sample: k planes of oh x ow) of one sample, prepared into xp (in.floats), its
+  // chunks on the calling thread or, with `parallel`, shared by the pool's threads.
+  void sample(const float* x, int64_t sample, float* xp, const float* bias, float* y_sample, bool parallel) const;
   // The outputs over wide columns [chunk * 64, chunk * 64 + 64) of one sample, from its prepared
   // copy xp, whole tiles at a time: out holds k planes of in.wide floats (oh rows of in.pitch, the
   // first ow of each an output; the output itself where no column is dropped).

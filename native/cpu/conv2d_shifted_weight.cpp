@@ -56,12 +56,18 @@ KG_MULTIVERSION void transpose_filters(const float* __restrict src, int64_t P, i
 
 void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
   if (s.k <= kNR) return shifted_conv_backward_weight_lanes(s, x, dy, dw);
-  const ShiftedInput in(s, false);
+  const ShiftedInput in(s, ShiftedLayout::ByPhase);
   const int64_t K = s.k, CKK = s.c * s.kh * s.kw, P = s.oh * s.ow;
   const int64_t per_block = std::clamp<int64_t>(kBlockPixels / P, 1, s.n);  // samples
   const int64_t blocks = ceil_div(s.n, per_block), kc_max = per_block * P;
   const int64_t m_panels = ceil_div(CKK, kMR), n_panels = ceil_div(K, kNR);
   const bool parallel = 2.0 * double(K) * double(CKK) * double(s.n * P) >= kGemmParallelFlops;
+
+  // A block's pixels' offsets in its prepared samples (a shorter last block reads the first ones).
+  std::vector<int64_t> off(static_cast<size_t>(kc_max));
+  for (int64_t i = 0; i < per_block; ++i)
+    for (int64_t oy = 0; oy < s.oh; ++oy)
+      for (int64_t ox = 0; ox < s.ow; ++ox) off[size_t(i * P + oy * s.ow + ox)] = i * in.floats + oy * in.pitch + ox;
 
   // Block n0's products for the rows [ip0, ip1) of micro-panels of dw^T (taps x filters), stored
   // into `out` (first) or added to it, with the thread's buffers.
@@ -69,11 +75,6 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
     float* samples = scratch(Scratch::Columns, size_t(per_block * in.floats));
     float* bpanels = scratch(Scratch::PackB, size_t(n_panels * kNR * kc_max));
     const int64_t count = std::min(per_block, s.n - n0), kc = count * P;
-    // The block's pixels' offsets in its prepared samples.
-    int64_t* off = reinterpret_cast<int64_t*>(scratch(Scratch::PackA, size_t(2 * kc_max)));
-    for (int64_t i = 0; i < count; ++i)
-      for (int64_t oy = 0; oy < s.oh; ++oy)
-        for (int64_t ox = 0; ox < s.ow; ++ox) off[i * P + oy * s.ow + ox] = i * in.floats + oy * in.pitch + ox;
     // The block's samples prepared, and dy^T as micro-panels of kNR filters.
     for (int64_t i = 0; i < count; ++i) in.prepare(s, x, n0 + i, samples + i * in.floats);
     for (int64_t jp = 0; jp < n_panels; ++jp) {
@@ -89,7 +90,7 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
       for (int r = 0; r < rows; ++r) a[r] = samples + in.tap[size_t(ip * kMR + r)];
       for (int64_t jp = 0; jp < n_panels; jp += kGroup) {
         const int g = int(std::min<int64_t>(kGroup, n_panels - jp));
-        gemm_micro_kernel_offset_rows_group(g, kc, a, rows, off, bpanels + jp * kc * kNR, acc[0]);
+        gemm_micro_kernel_offset_rows_group(g, kc, a, rows, off.data(), bpanels + jp * kc * kNR, acc[0]);
         for (int t = 0; t < g; ++t) {
           const int64_t j0 = (jp + t) * kNR, cols = std::min<int64_t>(kNR, K - j0);
           for (int r = 0; r < rows; ++r) {

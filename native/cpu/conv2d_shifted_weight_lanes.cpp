@@ -46,7 +46,7 @@ constexpr int64_t kGroupFloats = int64_t(1) << 17;
 struct Geometry {
   ShiftedInput in;
   int64_t CKK, span;
-  explicit Geometry(const ConvShape& s) : in(s, false), CKK(s.c * s.kh * s.kw), span(ceil_div(in.wide, 16) * 16) {}
+  explicit Geometry(const ConvShape& s) : in(s, ShiftedLayout::ByPhase), CKK(s.c * s.kh * s.kw), span(ceil_div(in.wide, 16) * 16) {}
 };
 
 // The kernel for `count` samples: partial[k * CKK + t] += their sums, for every filter k and tap t.

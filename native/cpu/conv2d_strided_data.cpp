@@ -15,7 +15,6 @@
 // ph, or past it) are dropped; dx rows past the last one (dy reaching none of their taps) are zero.
 // Each element of dx is the sum of one phase's convolution, whatever the thread count.
 #include <algorithm>
-#include <memory>
 #include <vector>
 
 #include "conv2d_shifted.h"
@@ -98,39 +97,33 @@ bool strided_backward_data(const ConvShape& s, const float* dy, const float* w, 
   const ConvShape first = phase_conv(s, 0, 0);
   if (!shifted_conv(first)) return false;
   const ShiftedInput common(first);
-  struct Phase {
-    ConvShape t;
-    std::unique_ptr<ShiftedConv> conv;
-  };
-  std::vector<Phase> phases;
-  int64_t outputs = 0;  // floats of one sample's phase outputs, all phases
+  std::vector<ShiftedConv> phases;  // phase (a, b) at a * sw + b
+  phases.reserve(size_t(s.sh * s.sw));
   for (int64_t a = 0; a < s.sh; ++a) {
     for (int64_t b = 0; b < s.sw; ++b) {
       const ConvShape t = phase_conv(s, a, b);
-      const ShiftedInput view = common.view(first, t, first.kh - t.kh, first.kw - t.kw);
-      phases.push_back({t, std::make_unique<ShiftedConv>(t, phase_filters(s, t, a, b, w).data(), view)});
-      outputs += t.k * view.wide;
+      phases.emplace_back(t, phase_filters(s, t, a, b, w).data(), common.view(first, t, first.kh - t.kh, first.kw - t.kw));
     }
   }
+  // Each phase's outputs: C planes of at most phase (0, 0)'s wide columns.
+  const int64_t slot = s.c * common.wide;
   // Tasks are samples: dy's sample prepared once, every phase's convolution, then interleaved.
   const int64_t image = s.c * s.h * s.w;
   const double flops = 2.0 * double(s.n) * double(s.k * s.oh * s.ow) * double(s.c * s.kh * s.kw);
   parallel_for_dynamic(s.n, flops >= kGemmParallelFlops, [&](int64_t sample) {
     float* xp = scratch(Scratch::Columns, size_t(common.floats));
-    float* out = scratch(Scratch::Block, size_t(outputs));
+    float* out = scratch(Scratch::Block, size_t(slot * s.sh * s.sw));
     common.prepare(first, dy, sample, xp);
     const float* phase_out[kMaxStride * kMaxStride];
-    float* o = out;
     for (size_t p = 0; p < phases.size(); ++p) {  // each output over its wide columns
-      const ShiftedConv& conv = *phases[p].conv;
-      for (int64_t c = 0; c < conv.chunks; ++c) conv.chunk(xp, c, nullptr, o);
+      float* o = out + int64_t(p) * slot;
+      for (int64_t c = 0; c < phases[p].chunks; ++c) phases[p].chunk(xp, c, nullptr, o);
       phase_out[p] = o;
-      o += phases[p].t.k * conv.in.wide;
     }
     for (int64_t a = 0; a < s.sh; ++a) {
       int64_t ow[kMaxStride];
-      for (int64_t b = 0; b < s.sw; ++b) ow[b] = phases[size_t(a * s.sw + b)].t.ow;
-      interleave(s, a, phases[size_t(a * s.sw)].t.oh, common.pitch, phase_out + a * s.sw, ow, dx + sample * image);
+      for (int64_t b = 0; b < s.sw; ++b) ow[b] = phases[size_t(a * s.sw + b)].s.ow;
+      interleave(s, a, phases[size_t(a * s.sw)].s.oh, common.pitch, phase_out + a * s.sw, ow, dx + sample * image);
     }
   });
   return true;

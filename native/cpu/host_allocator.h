@@ -37,6 +37,9 @@ class HostBuffer {
   ~HostBuffer() { host_release(p_); }
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
+  // Moved, the block goes with it (so objects holding one can live in a vector).
+  HostBuffer(HostBuffer&& other) noexcept : p_(other.p_) { other.p_ = nullptr; }
+  HostBuffer& operator=(HostBuffer&&) = delete;
   float* get() const { return p_; }
 
  private:
