@@ -17,7 +17,6 @@
 #include <cstring>
 #include <vector>
 
-#include "accumulate.h"
 #include "conv2d_shifted.h"
 #include "conv2d_single_channel.h"
 #include "conv_padding.h"
@@ -265,14 +264,15 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
 
 // db, when wanted, is the separate bias gradient: the CPU has no launch to save.
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
-  if (db) conv2d_backward_bias(s, dy, db);
   const int64_t K = s.k, Kg = group_filters(s), CKK = taps(s), Q = s.n * pixels(s);
+  // The shifted path's kernels take the bias gradient as they read dy.
+  if (K > 0 && CKK > 0 && Q > 0 && shifted_conv(s)) return shifted_conv_backward_weight(s, x, dy, dw, db);
+  if (db) conv2d_backward_bias(s, dy, db);
   if (K == 0 || CKK == 0) return;
   if (Q == 0) {
     std::fill(dw, dw + K * CKK, 0.0f);
     return;
   }
-  if (shifted_conv(s)) return shifted_conv_backward_weight(s, x, dy, dw);
   if (pad_explicitly(s)) {
     HostBuffer xp(s.n * s.c * (s.h + 2 * s.ph) * (s.w + 2 * s.pw));
     pad_planes(s, x, xp.get());
@@ -307,15 +307,6 @@ void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy,
           });
         },
         DenseStore{dw + o.w, CKK, 1.0f, 0.0f});
-  });
-}
-
-void conv2d_backward_bias(const ConvShape& s, const float* dy, float* db) {
-  const int64_t P = pixels(s);
-  parallel_for(s.k, s.n * s.k * P >= kParallelElements, [&](int64_t k) {
-    double total = 0.0;
-    for (int64_t n = 0; n < s.n; ++n) total += sum(dy + (n * s.k + k) * P, P);
-    db[k] = float(total);
   });
 }
 

@@ -92,11 +92,12 @@ struct ShiftedConv {
 // zero-padded into a buffer of its own first (with room for the dropped columns' reads past it).
 void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, const float* bias, float* y);
 
-// dw = the filter gradient, as conv2d_backward_weight, for a shape shifted_conv accepts
-// (conv2d_shifted_weight.cpp: the GEMM with the column matrix read in place; with at most 16
-// filters, _lanes: vectors along the output pixels, whose last bits depend on the vector width).
-void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw);
-void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, const float* dy, float* dw);
+// dw = the filter gradient, and db the bias gradient where db is not null, as
+// conv2d_backward_weight, for a shape shifted_conv accepts (conv2d_shifted_weight.cpp: the GEMM
+// with the column matrix read in place; with at most 16 filters, _lanes: vectors along the output
+// pixels, whose last bits depend on the vector width).
+void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* db);
+void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, const float* dy, float* dw, float* db);
 
 // Backward data of a strided convolution s, as sh x sw stride-1 convolutions on the shifted path,
 // one per phase of dx (conv2d_strided_data.cpp). False, with nothing written, where s has unit

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "conv2d_bias.h"
 #include "conv2d_shifted.h"
 #include "gemm_driver.h"
 #include "gemm_kernel.h"
@@ -43,19 +44,23 @@ constexpr int64_t kMaxReducedFilters = 1024;
 
 // dst[pix * kNR + c] = src[c * P + pix] for the filters c < filters and pixels pix < P: one
 // sample's dy^T as a micro-panel, by blocks of 16 pixels, each row of a block read as one run
-// (multiversioned, simd.h).
+// (multiversioned, simd.h). The rows come from memory, one stream per filter: more streams than
+// the hardware prefetcher follows, so each is prefetched a few lines ahead.
 KG_MULTIVERSION void transpose_filters(const float* __restrict src, int64_t P, int64_t filters, float* __restrict dst) {
+  constexpr int64_t kAhead = 64;  // floats: 4 lines
   for (int64_t p0 = 0; p0 < P; p0 += 16) {
     const int64_t n = std::min<int64_t>(16, P - p0);
-    for (int64_t c = 0; c < filters; ++c)
+    for (int64_t c = 0; c < filters; ++c) {
+      if (p0 + kAhead < P) __builtin_prefetch(src + c * P + p0 + kAhead);
       for (int64_t j = 0; j < n; ++j) dst[(p0 + j) * kNR + c] = src[c * P + p0 + j];
+    }
   }
 }
 
 }  // namespace
 
-void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw) {
-  if (s.k <= kNR) return shifted_conv_backward_weight_lanes(s, x, dy, dw);
+void shifted_conv_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
+  if (s.k <= kNR) return shifted_conv_backward_weight_lanes(s, x, dy, dw, db);
   const ShiftedInput in(s, ShiftedLayout::ByPhase);
   const int64_t K = s.k, CKK = s.c * s.kh * s.kw, P = s.oh * s.ow;
   const int64_t per_block = std::clamp<int64_t>(kBlockPixels / P, 1, s.n);  // samples
@@ -69,9 +74,12 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
     for (int64_t oy = 0; oy < s.oh; ++oy)
       for (int64_t ox = 0; ox < s.ow; ++ox) off[size_t(i * P + oy * s.ow + ox)] = i * in.floats + oy * in.pitch + ox;
 
+  BiasSums bias(s, db);
+
   // Block n0's products for the rows [ip0, ip1) of micro-panels of dw^T (taps x filters), stored
-  // into `out` (first) or added to it, with the thread's buffers.
-  const auto block = [&](int64_t n0, int64_t ip0, int64_t ip1, float* out, bool first) {
+  // into `out` (first) or added to it, with the thread's buffers; with `sums`, its samples' bias
+  // sums too.
+  const auto block = [&](int64_t n0, int64_t ip0, int64_t ip1, float* out, bool first, bool sums) {
     float* samples = scratch(Scratch::Columns, size_t(per_block * in.floats));
     float* bpanels = scratch(Scratch::PackB, size_t(n_panels * kNR * kc_max));
     const int64_t count = std::min(per_block, s.n - n0), kc = count * P;
@@ -83,6 +91,8 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
       if (filters < kNR) std::fill(panel, panel + kc * kNR, 0.0f);
       for (int64_t i = 0; i < count; ++i) transpose_filters(dy + ((n0 + i) * K + jp * kNR) * P, P, filters, panel + i * P * kNR);
     }
+    if (sums)
+      for (int64_t i = 0; i < count; ++i) bias.sample(dy, n0 + i);
     alignas(64) float acc[kGroup][kMR * kNR];
     for (int64_t ip = ip0; ip < ip1; ++ip) {
       const int rows = int(std::min<int64_t>(kMR, CKK - ip * kMR));
@@ -112,7 +122,7 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
     // Threads take whole blocks, each into a partial dw^T of its own; the partials are then added
     // in block order, which is what the other schedule's additions do, so the bits are the same.
     HostBuffer partials(blocks * CKK * K);
-    parallel_for_dynamic(blocks, true, [&](int64_t b) { block(b * per_block, 0, m_panels, partials.get() + b * CKK * K, true); });
+    parallel_for_dynamic(blocks, true, [&](int64_t b) { block(b * per_block, 0, m_panels, partials.get() + b * CKK * K, true, true); });
     parallel_for(CKK, true, [&](int64_t t) {  // (rows of dw^T: contiguous in every partial)
       float total[kMaxReducedFilters];
       for (int64_t k = 0; k < K; ++k) total[k] = partials.get()[t * K + k];
@@ -122,6 +132,7 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
       }
       for (int64_t k = 0; k < K; ++k) dw[k * CKK + t] = total[k];
     });
+    bias.finish();
     return;
   }
   // Otherwise threads split the taps, each running every block (and preparing its samples).
@@ -129,8 +140,9 @@ void shifted_conv_backward_weight(const ConvShape& s, const float* x, const floa
   const int parts = parallel ? int(std::min<int64_t>(threads, m_panels)) : 1;
   parallel_for(parts, parts > 1, [&](int64_t part) {
     const int64_t ip0 = part * m_panels / parts, ip1 = (part + 1) * m_panels / parts;
-    for (int64_t n0 = 0; n0 < s.n; n0 += per_block) block(n0, ip0, ip1, dwt.get(), n0 == 0);
+    for (int64_t n0 = 0; n0 < s.n; n0 += per_block) block(n0, ip0, ip1, dwt.get(), n0 == 0, part == 0);
   });
+  bias.finish();
   for (int64_t k = 0; k < K; ++k)
     for (int64_t t = 0; t < CKK; ++t) dw[k * CKK + t] = dwt.get()[t * K + k];
 }

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "conv2d_bias.h"
 #include "conv2d_shifted.h"
 #include "host_allocator.h"
 #include "isa.h"
@@ -138,7 +139,7 @@ SampleKernel sample_kernel() {
 
 }  // namespace
 
-void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, const float* dy, float* dw) {
+void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
   static const SampleKernel kernel = sample_kernel();
   const Geometry g(s);
   const int64_t K = s.k, P = s.oh * s.ow, weights = K * g.CKK;
@@ -149,6 +150,7 @@ void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, cons
   const int64_t chunks = std::clamp<int64_t>(ceil_div(s.n, kSamplesPerChunk), 1, most);
   const int64_t per_chunk = ceil_div(s.n, chunks);
   HostBuffer partials(chunks * weights);
+  BiasSums bias(s, db);
   // Samples in groups whose padded planes and gradients fit in about half an L2 (at least one).
   const int64_t per_sample = g.in.floats + K * g.span;
   const int64_t group = std::clamp<int64_t>(kGroupFloats / per_sample, 1, per_chunk);
@@ -168,6 +170,7 @@ void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, cons
         for (int64_t k = 0; k < K; ++k)
           for (int64_t oy = 0; oy < s.oh; ++oy)
             std::memcpy(di + k * g.span + oy * g.in.pitch, dy + ((n0 + i) * K + k) * P + oy * s.ow, size_t(s.ow) * sizeof(float));
+        bias.sample(dy, n0 + i);
       }
       kernel(s, g, count, xp, dyw, mask.data(), partial);
     }
@@ -177,6 +180,7 @@ void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, cons
     for (int64_t c = 0; c < chunks; ++c) total += partials.get()[c * weights + i];
     dw[i] = total;
   }
+  bias.finish();
 }
 
 }  // namespace kg::cpu

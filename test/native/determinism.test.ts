@@ -66,6 +66,12 @@ describe('thread-count independence', () => {
         native.conv2dBackwardData(convArg(g), dy, w, dx);
         native.conv2dBackwardWeight(convArg(g), x, dy, dw, null);
         native.conv2dBackwardBias(convArg(g), dy, db);
+        // The bias gradient taken with the filter gradient (as it reads dy) is the same sums.
+        const dwWithBias = empty(w.numel);
+        const dbWithWeights = empty(g.k);
+        native.conv2dBackwardWeight(convArg(g), x, dy, dwWithBias, dbWithWeights);
+        if (!bitwiseEqual(dw.read(), dwWithBias.read())) throw new Error(`conv2d ${JSON.stringify(g)}: dw differs when db is asked for`);
+        if (!bitwiseEqual(db.read(), dbWithWeights.read())) throw new Error(`conv2d ${JSON.stringify(g)}: db differs between conv2dBackwardWeight and conv2dBackwardBias`);
         return [y, dx, dw, db];
       });
     }
