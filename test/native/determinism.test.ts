@@ -47,9 +47,9 @@ describe('thread-count independence', () => {
       // strided layers' backward data, phase by phase
       { n: 4, c: 16, h: 32, w: 32, k: 32, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
       { n: 13, c: 12, h: 15, w: 15, k: 20, kh: 3, kw: 3, sh: 2, sw: 2, ph: 1, pw: 1 },
-      // a filter gradient of 4 blocks of samples: by blocks with 1 and 2 threads, by taps with 3,
-      // which must agree bit for bit
-      { n: 4, c: 16, h: 32, w: 32, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
+      // a filter gradient of 4 blocks of samples (2 samples each): by blocks with 1 and 2 threads,
+      // by taps with 3, which must agree bit for bit
+      { n: 8, c: 16, h: 32, w: 32, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, ph: 1, pw: 1 },
     ];
     for (const g of geometries) {
       const { oh, ow } = convOut(g);
