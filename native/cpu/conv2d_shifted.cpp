@@ -262,7 +262,18 @@ void ShiftedConv::sample(const float* x, int64_t sample, float* xp, const float*
                          bool parallel) const {
   in.prepare(s, x, sample, xp);
   float* out = dropped() ? scratch(Scratch::PackB, size_t(s.k * in.wide)) : y_sample;
-  parallel_for(chunks, parallel, [&](int64_t c) { chunk(xp, c, bias, out); });
+  if (parallel) {
+    parallel_for(chunks, true, [&](int64_t c) { chunk(xp, c, bias, out); });
+  } else {
+    // The next sample (the thread's next, in a run of samples) comes in from memory a slice per
+    // chunk, while the multiply-adds run: its preparation would otherwise wait for it.
+    const int64_t image = s.c * s.h * s.w;
+    const float* next = sample + 1 < s.n ? x + (sample + 1) * image : nullptr;
+    for (int64_t c = 0; c < chunks; ++c) {
+      if (next) prefetch_floats(next + c * image / chunks, (c + 1) * image / chunks - c * image / chunks);
+      chunk(xp, c, bias, out);
+    }
+  }
   if (dropped()) keep_columns(out, s.k * s.oh, in.pitch, s.ow, y_sample);
 }
 
@@ -271,8 +282,9 @@ void shifted_conv_forward(const ConvShape& s, const float* x, const float* w, co
   const bool parallel = 2.0 * double(s.k) * double(conv.CKK) * double(s.n * conv.P) >= kGemmParallelFlops;
   if (parallel && s.n >= 2 * available_threads()) {
     // Sample by sample on each thread, each prepared in the thread's buffer (in its L2), where a
-    // prepared copy of the whole batch would be written to memory and read back.
-    parallel_for_dynamic(s.n, true, [&](int64_t sample) {
+    // prepared copy of the whole batch would be written to memory and read back; runs of samples,
+    // so that a thread's next sample is the one after (ShiftedConv::sample prefetches it).
+    parallel_for(s.n, true, [&](int64_t sample) {
       float* xp = scratch(Scratch::Columns, size_t(conv.in.floats));
       conv.sample(x, sample, xp, bias, y + sample * s.k * conv.P, false);
     });
