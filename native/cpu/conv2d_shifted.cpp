@@ -10,6 +10,7 @@
 #include "gemm_kernel.h"
 #include "gemm_pack.h"
 #include "host_allocator.h"
+#include "memory_hints.h"
 #include "parallel.h"
 #include "scratch.h"
 #include "simd.h"
@@ -189,12 +190,6 @@ void column_phase_pairs(const ConvShape& s, const float* plane, int64_t a, int64
     std::fill(even + je + ne, even + pitch, 0.0f);
     std::fill(odd + jo + no, odd + pitch, 0.0f);
   }
-}
-
-// Brings the lines of n floats at p towards the cache.
-void prefetch_floats(const float* p, int64_t n) {
-  constexpr int64_t kLineFloats = 16;
-  for (int64_t i = 0; i < n; i += kLineFloats) __builtin_prefetch(p + i);
 }
 
 }  // namespace

@@ -22,7 +22,7 @@
 #include "parallel.h"
 #include "scratch.h"
 #include "simd.h"
-#include "stream_store.h"
+#include "memory_hints.h"
 
 namespace kg::cpu {
 namespace {
@@ -61,7 +61,7 @@ KG_MULTIVERSION void interleave_pairs(float* __restrict row, const float* __rest
 // The rows of dx of row phase a in one sample (C planes of h x w), from the outputs of the phases
 // (a, b), b < sw (out[b]: C planes of oh_a rows of `pitch` floats, the first ow[b] of each an
 // output): padded row u * sh + a, column v * sw + b, zero where u or v is past the output. Each
-// row is put together in `line` (w floats) and streamed to dx (stream_store.h), which is written
+// row is put together in `line` (w floats) and streamed to dx (memory_hints.h), which is written
 // once and, in a CIFAR ResNet, is larger than an L2 (a stride-2 layer's: 8 MiB).
 void interleave(const ConvShape& s, int64_t a, int64_t oh_a, int64_t pitch, const float* const* out, const int64_t* ow,
                 float* line, float* dx) {

@@ -1,3 +1,9 @@
+// Hints to the memory system, for kernels whose data streams through memory rather than cache.
+//
+// Prefetches: a sample read from memory, a page (4 KiB) at a time or in more streams than the
+// hardware prefetcher follows, makes its loads wait for memory; asking for its lines early,
+// while other work runs, hides that.
+//
 // Non-temporal ("streaming") stores, for outputs written once and not read back soon: a plain store
 // to a line that is in no cache first reads the line in (to merge the new bytes), so writing a
 // large output moves it over the memory bus twice, and the stores wait for those reads. Streaming
@@ -13,6 +19,12 @@
 #endif
 
 namespace kg::cpu {
+
+// Brings the lines of n floats at p towards the cache.
+inline void prefetch_floats(const float* p, int64_t n) {
+  constexpr int64_t kLineFloats = 16;
+  for (int64_t i = 0; i < n; i += kLineFloats) __builtin_prefetch(p + i);
+}
 
 // dst[0, n) = src[0, n): streamed from the first 16-byte boundary of dst on, in 4-float stores
 // (SSE: every x86-64 CPU), the ends copied plainly.
