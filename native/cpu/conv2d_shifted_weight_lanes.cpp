@@ -105,6 +105,18 @@ inline __attribute__((always_inline)) void sample_tiles(const ConvShape& s, cons
   }
 }
 
+// One plane of dy over the wide columns: dst[r * pitch + j] = src[r * ow + j] for j < ow, zeros in
+// the dropped columns and from rows * pitch to span (multiversioned, simd.h: plain loops, each
+// element written once, where a fill of the whole plane and a copy per row wrote the rows twice).
+KG_MULTIVERSION void spread_rows(const float* __restrict src, int64_t rows, int64_t ow, int64_t pitch, int64_t span,
+                                 float* __restrict dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < ow; ++j) dst[r * pitch + j] = src[r * ow + j];
+    for (int64_t j = ow; j < pitch; ++j) dst[r * pitch + j] = 0.0f;
+  }
+  for (int64_t q = rows * pitch; q < span; ++q) dst[q] = 0.0f;
+}
+
 using SampleKernel = void (*)(const ConvShape&, const Geometry&, int64_t, const float*, const float*, const int32_t*,
                               float*);
 
@@ -164,12 +176,8 @@ void shifted_conv_backward_weight_lanes(const ConvShape& s, const float* x, cons
       const int64_t count = std::min(group, end - n0);
       for (int64_t i = 0; i < count; ++i) {
         g.in.prepare(s, x, n0 + i, xp + i * g.in.floats);
-        // dy over wide columns: each output row followed by pitch - ow zeros.
-        float* di = dyw + i * K * g.span;
-        std::fill(di, di + K * g.span, 0.0f);
         for (int64_t k = 0; k < K; ++k)
-          for (int64_t oy = 0; oy < s.oh; ++oy)
-            std::memcpy(di + k * g.span + oy * g.in.pitch, dy + ((n0 + i) * K + k) * P + oy * s.ow, size_t(s.ow) * sizeof(float));
+          spread_rows(dy + ((n0 + i) * K + k) * P, s.oh, s.ow, g.in.pitch, g.span, dyw + (i * K + k) * g.span);
         bias.sample(dy, n0 + i);
       }
       kernel(s, g, count, xp, dyw, mask.data(), partial);
