@@ -75,20 +75,22 @@ inline __attribute__((always_inline)) void sample_tiles(const ConvShape& s, cons
         for (int64_t q = 0; q < g.span; q += L) {
           VI m;
           std::memcpy(&m, mask + q, sizeof m);
-          V xv[TT], dv[KT];
+          V dv[KT];
+#pragma GCC unroll 8
+          for (int k = 0; k < KT; ++k) std::memcpy(&dv[k], dr[k] + q, sizeof(V));
+          // Each tap's vector loaded, masked and used by every filter before the next is loaded:
+          // with all TT of them loaded first, AVX2's 2 x 5 tile needed 18 registers of its 16 and
+          // kept a sum on the stack, whose store and reload then set the loop's pace.
 #pragma GCC unroll 8
           for (int t = 0; t < TT; ++t) {
             VI bits;
             std::memcpy(&bits, xr[t] + q, sizeof bits);
             bits &= m;
-            std::memcpy(&xv[t], &bits, sizeof bits);
+            V xv;
+            std::memcpy(&xv, &bits, sizeof bits);
+#pragma GCC unroll 8
+            for (int k = 0; k < KT; ++k) acc[k][t] += dv[k] * xv;
           }
-#pragma GCC unroll 8
-          for (int k = 0; k < KT; ++k) std::memcpy(&dv[k], dr[k] + q, sizeof(V));
-#pragma GCC unroll 8
-          for (int k = 0; k < KT; ++k)
-#pragma GCC unroll 8
-            for (int t = 0; t < TT; ++t) acc[k][t] += dv[k] * xv[t];
         }
       }
       for (int k = 0; k < kt; ++k) {
