@@ -127,12 +127,11 @@ void sample_baseline(const ConvShape& s, const Geometry& g, int64_t count, const
   sample_tiles<v4f, v4i, 2, 4>(s, g, count, x, dyw, mask, partial);
 }
 #if defined(KG_ISA_BUILDS)
-// Register tiles: AVX-512's 32 zmm hold 4 x 5 sums, 5 + 4 operands and the mask (4 x 6 spilled
-// two sums to the stack, whose stores and reloads then bound the loop); AVX2's 16 ymm
-// 2 x 5 sums, the operands and the mask.
+// Register tiles, with one tap's vector live at a time (sample_tiles): AVX-512's 32 zmm hold 4 x 6
+// sums, 4 + 1 operands and the mask; AVX2's 16 ymm 2 x 5 sums, 2 + 1 operands and the mask.
 KG_AVX512 void sample_avx512(const ConvShape& s, const Geometry& g, int64_t count, const float* x, const float* dyw,
                              const int32_t* mask, float* partial) {
-  sample_tiles<v16f, v16i, 4, 5>(s, g, count, x, dyw, mask, partial);
+  sample_tiles<v16f, v16i, 4, 6>(s, g, count, x, dyw, mask, partial);
 }
 KG_AVX2 void sample_avx2(const ConvShape& s, const Geometry& g, int64_t count, const float* x, const float* dyw,
                          const int32_t* mask, float* partial) {
