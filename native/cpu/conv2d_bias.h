@@ -16,7 +16,6 @@ class BiasSums {
  public:
   // For db (nothing is gathered where db is null).
   BiasSums(const ConvShape& s, float* db);
-  bool wanted() const { return db_ != nullptr; }
   // Sample n's planes summed (from any thread, each sample once).
   void sample(const float* dy, int64_t n);
   // db written from the samples' sums.

@@ -199,8 +199,8 @@ void ShiftedInput::prepare(const ConvShape& s, const float* x, int64_t sample, f
   const int64_t plane = rows * pitch, planes = floats - kTaskColumns - s.kw, image = s.h * s.w;
   // Each channel's plane is prefetched while the one before it is copied: the sample comes from
   // memory, and a plane of 4 KiB or more is a page of its own, where the hardware's prefetcher
-  // stops, so its reads would otherwise wait for memory (a third of a stride-2 layer's filter
-  // gradient went to them).
+  // stops, so its reads would otherwise wait for memory (a quarter of a stride-2 layer's
+  // filter gradient went to them).
   prefetch_floats(in, image);
   for (int64_t ci = 0; ci < s.c; ++ci) {
     const float* src = in + ci * image;
