@@ -262,12 +262,13 @@ void conv2d_backward_data(const ConvShape& s, const float* dy, const float* w, f
   });
 }
 
-// db, when wanted, is the separate bias gradient: the CPU has no launch to save.
+// db, when wanted: the shifted path's kernels take it as they read dy (conv2d_bias.h); the other
+// paths leave it to conv2d_backward_bias, a pass over dy of its own.
 void conv2d_backward_weight(const ConvShape& s, const float* x, const float* dy, float* dw, float* db) {
-  const int64_t K = s.k, Kg = group_filters(s), CKK = taps(s), Q = s.n * pixels(s);
-  // The shifted path's kernels take the bias gradient as they read dy.
-  if (K > 0 && CKK > 0 && Q > 0 && shifted_conv(s)) return shifted_conv_backward_weight(s, x, dy, dw, db);
+  // (shifted_conv accepts only shapes with samples, filters, channels and output pixels.)
+  if (shifted_conv(s)) return shifted_conv_backward_weight(s, x, dy, dw, db);
   if (db) conv2d_backward_bias(s, dy, db);
+  const int64_t K = s.k, Kg = group_filters(s), CKK = taps(s), Q = s.n * pixels(s);
   if (K == 0 || CKK == 0) return;
   if (Q == 0) {
     std::fill(dw, dw + K * CKK, 0.0f);
